@@ -1,0 +1,124 @@
+"""A content-addressed cache for expensive deterministic work.
+
+An entry's key is the sha256 of a canonical JSON of *everything* that determines the value
+(backend id, weights hash, prompt, sampling, schema version, ...), so a changed input can never
+reuse a stale entry. Entries are written atomically (temp file + rename) and carry a sha256 of
+their payload that is checked on every read: a write killed half-way leaves only a temp file,
+and a damaged entry reads as a miss (and is removed). Readers never lock: rename is atomic.
+
+Layout: ``<root>/<namespace>/<key[:2]>/<key>`` (+ ``.tmp`` files while writing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from and_toolkit.atomic import atomic_write_bytes
+
+_MAGIC = b"ANDC1"
+
+
+def default_cache_dir() -> Path:
+    """``$AND_CACHE_DIR`` or ``~/.cache/and-toolkit``."""
+    env = os.environ.get("AND_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "and-toolkit"
+
+
+def cache_key(**parts: Any) -> str:
+    """sha256 hex of the canonical JSON of ``parts`` (sorted keys, no whitespace)."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class CacheStats:
+    """Hit / miss counters of one namespace (or of the whole cache)."""
+
+    hits: int = 0
+    misses: int = 0
+    writes: int = 0
+    corrupt: int = 0
+
+
+@dataclass
+class Cache:
+    """Content-addressed byte cache under ``root``.
+
+    Args:
+        root: cache directory (created on first write).
+        enabled: when False every lookup misses and nothing is written.
+    """
+
+    root: Path = field(default_factory=default_cache_dir)
+    enabled: bool = True
+    stats: dict[str, CacheStats] = field(default_factory=dict)
+
+    def _path(self, namespace: str, key: str) -> Path:
+        if not namespace or "/" in namespace or namespace.startswith("."):
+            raise ValueError(f"invalid cache namespace {namespace!r}")
+        return self.root / namespace / key[:2] / key
+
+    def _stat(self, namespace: str) -> CacheStats:
+        return self.stats.setdefault(namespace, CacheStats())
+
+    def get_bytes(self, namespace: str, key: str) -> bytes | None:
+        """The payload stored under ``key``, or None (miss, disabled, or damaged entry)."""
+        stat = self._stat(namespace)
+        path = self._path(namespace, key)
+        if not self.enabled or not path.is_file():
+            stat.misses += 1
+            return None
+        blob = path.read_bytes()
+        header_len = len(_MAGIC) + 64
+        digest = blob[len(_MAGIC):header_len].decode("ascii", "replace")
+        payload = blob[header_len + 1:]
+        if not blob.startswith(_MAGIC) or hashlib.sha256(payload).hexdigest() != digest:
+            stat.corrupt += 1
+            stat.misses += 1
+            path.unlink(missing_ok=True)
+            return None
+        stat.hits += 1
+        return payload
+
+    def put_bytes(self, namespace: str, key: str, payload: bytes) -> None:
+        """Store ``payload`` under ``key`` atomically (last writer wins; values are equal)."""
+        if not self.enabled:
+            return
+        digest = hashlib.sha256(payload).hexdigest().encode("ascii")
+        blob = _MAGIC + digest + b"\n" + payload
+        atomic_write_bytes(self._path(namespace, key), lambda tmp: tmp.write_bytes(blob))
+        self._stat(namespace).writes += 1
+
+    def get_json(self, namespace: str, key: str) -> Any | None:
+        """A JSON value stored under ``key``, or None."""
+        raw = self.get_bytes(namespace, key)
+        return None if raw is None else json.loads(raw.decode("utf-8"))
+
+    def put_json(self, namespace: str, key: str, value: Any) -> None:
+        """Store a JSON-serialisable value."""
+        self.put_bytes(namespace, key, json.dumps(value, sort_keys=True).encode("utf-8"))
+
+    def get_or_compute(self, namespace: str, key: str, compute: Callable[[], bytes]) -> bytes:
+        """Return the cached payload, or compute, store and return it."""
+        cached = self.get_bytes(namespace, key)
+        if cached is not None:
+            return cached
+        value = compute()
+        self.put_bytes(namespace, key, value)
+        return value
+
+    def total(self) -> CacheStats:
+        """Counters summed over namespaces."""
+        out = CacheStats()
+        for s in self.stats.values():
+            out.hits += s.hits
+            out.misses += s.misses
+            out.writes += s.writes
+            out.corrupt += s.corrupt
+        return out

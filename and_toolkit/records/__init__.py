@@ -1,0 +1,22 @@
+"""Record models (the single source of truth) and their derived Polars / JSON schemas."""
+
+from and_toolkit.records.base import F32, I32, Record, Vector
+from and_toolkit.records.models import (
+    ALL_RECORDS,
+    RECORDS_BY_NAME,
+    ActivationTable,
+    CalibratedSummary,
+    Caption,
+    ConceptSet,
+    Extremes,
+    ProbeClip,
+    ResultRow,
+    Summary,
+    TrainingCurve,
+)
+
+__all__ = [
+    "ALL_RECORDS", "F32", "I32", "RECORDS_BY_NAME", "ActivationTable", "CalibratedSummary",
+    "Caption", "ConceptSet", "Extremes", "ProbeClip", "Record", "ResultRow", "Summary",
+    "TrainingCurve", "Vector",
+]

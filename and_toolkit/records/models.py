@@ -1,0 +1,181 @@
+"""Every record kind of and-toolkit. Field docs state units and shapes; they are the reference.
+
+A neuron is keyed everywhere by ``(model, layer, unit)``: ``model`` is the target-network id,
+``layer`` the torch module path (e.g. ``audio_spectrogram_transformer.layers.3.mlp.fc1``) and
+``unit`` the output-channel index within that module.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from and_toolkit.records.base import F32, I32, AllowNonFinite, Record, Vector
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+Side = Literal["high", "low"]
+
+
+class ProbeClip(Record):
+    """One clip of a probing set D_p."""
+
+    record_name: ClassVar[str] = "ProbeClip"
+    primary_key: ClassVar[tuple[str, ...]] = ("dataset", "clip_id")
+
+    dataset: NonEmpty = Field(description="Probing-set id, e.g. 'esc50' or 'synthetic'.")
+    clip_id: NonEmpty = Field(description="Clip id unique within the dataset (file stem).")
+    index: Annotated[int, I32, Field(ge=0)] = Field(
+        description="Row of this clip in activation vectors (0-based, probe order).")
+    path: str = Field(description="Audio path relative to the dataset root; '' if generated.")
+    label: NonEmpty = Field(description="Class name (ground truth), e.g. 'dog'.")
+    target: Annotated[int, I32, Field(ge=0)] = Field(description="Class id.")
+    fold: Annotated[int, I32, Field(ge=0)] = Field(description="Cross-validation fold (1-based).")
+    sample_rate: Annotated[int, I32, Field(gt=0)] = Field(description="Sample rate in Hz.")
+    n_samples: Annotated[int, Field(gt=0)] = Field(description="Length in samples.")
+
+
+class Caption(Record):
+    """A natural-language description of one probe clip."""
+
+    record_name: ClassVar[str] = "Caption"
+    primary_key: ClassVar[tuple[str, ...]] = ("dataset", "clip_id", "captioner")
+
+    dataset: NonEmpty = Field(description="Probing-set id.")
+    clip_id: NonEmpty = Field(description="Clip id (matches ProbeClip.clip_id).")
+    captioner: NonEmpty = Field(description="Captioner id, e.g. 'qwen2-audio-7b-instruct'.")
+    text: NonEmpty = Field(description="The caption (UTF-8, untrusted text).")
+    prompt: str = Field(description="Prompt given to the captioner ('' if none).")
+    provenance: str = Field(description="JSON object: backend, weights, thresholds, source file.")
+
+
+class ActivationTable(Record):
+    """Activations of one neuron on every probe clip."""
+
+    record_name: ClassVar[str] = "ActivationTable"
+    primary_key: ClassVar[tuple[str, ...]] = ("model", "layer", "unit")
+
+    model: NonEmpty = Field(description="Target-network id.")
+    layer: NonEmpty = Field(description="Torch module path of the recorded module.")
+    unit: Annotated[int, I32, Field(ge=0)] = Field(description="Output channel index.")
+    alias: str = Field(description="Short layer name, e.g. 'block3.fc1'.")
+    block: Annotated[int, I32] | None = Field(description="1-based block index, null if none.")
+    pooling: Literal["cls", "first", "mean", "max", "none"] = Field(
+        description="How tokens / time-frequency positions were pooled to one value per clip.")
+    probe_sha256: NonEmpty = Field(description="Hash of the ordered probe clip ids.")
+    values: Vector = Field(description="Float32 [N]: activation on each clip, probe order.")
+
+
+class Extremes(Record):
+    """The K most and least activating clips of one neuron."""
+
+    record_name: ClassVar[str] = "Extremes"
+    primary_key: ClassVar[tuple[str, ...]] = ("model", "layer", "unit", "side")
+
+    model: NonEmpty = Field(description="Target-network id.")
+    layer: NonEmpty = Field(description="Torch module path.")
+    unit: Annotated[int, I32, Field(ge=0)] = Field(description="Output channel index.")
+    side: Side = Field(description="'high' = top-K (descending), 'low' = bottom-K (ascending).")
+    k: Annotated[int, I32, Field(gt=0)] = Field(description="Number of clips K.")
+    clip_ids: list[str] = Field(description="[K] clip ids; ties broken by value, then clip_id.")
+    values: list[Annotated[float, F32]] = Field(description="[K] signed activations.")
+
+
+class Summary(Record):
+    """A summary of the captions of one neuron's top-K (S_h) or bottom-K (S_l) clips."""
+
+    record_name: ClassVar[str] = "Summary"
+    primary_key: ClassVar[tuple[str, ...]] = ("model", "layer", "unit", "side")
+
+    model: NonEmpty = Field(description="Target-network id.")
+    layer: NonEmpty = Field(description="Torch module path.")
+    unit: Annotated[int, I32, Field(ge=0)] = Field(description="Output channel index.")
+    side: Side = Field(description="'high' (S_h) or 'low' (S_l).")
+    text: str = Field(description="Raw summary text as generated (untrusted).")
+    points: list[str] = Field(description="The summary split into points (sentences).")
+    summarizer: NonEmpty = Field(description="Summariser id (LLM id or 'extractive-v1').")
+    sampling: str = Field(description="JSON of the sampling config ('{}' if deterministic).")
+    prompt_sha256: str = Field(description="sha256 of the prompt ('' for extractive).")
+    clip_ids: list[str] = Field(description="[K] clips whose captions were summarised.")
+
+
+class CalibratedSummary(Record):
+    """Module B output: S_h points with those similar to a point of S_l removed."""
+
+    record_name: ClassVar[str] = "CalibratedSummary"
+    primary_key: ClassVar[tuple[str, ...]] = ("model", "layer", "unit")
+
+    model: NonEmpty = Field(description="Target-network id.")
+    layer: NonEmpty = Field(description="Torch module path.")
+    unit: Annotated[int, I32, Field(ge=0)] = Field(description="Output channel index.")
+    kept: list[str] = Field(description="Points of S_h kept (S_h^c).")
+    dropped: list[str] = Field(description="Points of S_h dropped.")
+    dropped_match: list[str] = Field(description="For each dropped point, the S_l point matched.")
+    dropped_cos: list[Annotated[float, F32]] = Field(description="Cosine of each drop, in [-1,1].")
+    threshold: float = Field(description="Cosine threshold t; a point is dropped if cos > t.")
+    rule: Literal["paper", "reference"] = Field(description="Calibration rule.")
+    encoder: NonEmpty = Field(description="Sentence-encoder id.")
+
+
+class ConceptSet(Record):
+    """Concepts of one neuron, long format: one row per (neuron, method, similarity, concept)."""
+
+    record_name: ClassVar[str] = "ConceptSet"
+    primary_key: ClassVar[tuple[str, ...]] = (
+        "model", "layer", "unit", "method", "similarity", "concept")
+
+    model: NonEmpty = Field(description="Target-network id.")
+    layer: NonEmpty = Field(description="Torch module path.")
+    unit: Annotated[int, I32, Field(ge=0)] = Field(description="Output channel index.")
+    method: NonEmpty = Field(description="'DB', 'TAB', 'ICL' (closed) or 'OCP' (open).")
+    similarity: str = Field(description="Similarity function for DB/TAB ('' otherwise).")
+    concept: NonEmpty = Field(description="Concept name (closed: from D_c; open: a word).")
+    kind: Literal["closed", "open"] = Field(description="Closed- or open-set concept.")
+    rank: Annotated[int, I32, Field(ge=0)] = Field(description="0 = best; order of output.")
+    score: Annotated[float, AllowNonFinite()] | None = Field(
+        description="Similarity score (higher = better); null for ICL/open.")
+    pos: str | None = Field(description="Part of speech (ADJ/NOUN/VERB/ADP) for open concepts.")
+    verdict: NonEmpty = Field(
+        description="'kept' or 'dropped:<filter>' (negation, dummy, not-acoustic).")
+
+
+class TrainingCurve(Record):
+    """One epoch of training a target network."""
+
+    record_name: ClassVar[str] = "TrainingCurve"
+    primary_key: ClassVar[tuple[str, ...]] = ("model", "epoch")
+
+    model: NonEmpty = Field(description="Target-network id.")
+    epoch: Annotated[int, I32, Field(ge=1)] = Field(description="1-based epoch.")
+    train_loss: float = Field(description="Mean training loss over the epoch (nats).")
+    test_accuracy: Annotated[float, Field(ge=0, le=1)] = Field(
+        description="Top-1 accuracy on the test fold, in [0, 1].")
+    seconds: Annotated[float, Field(ge=0)] = Field(description="Wall time of the epoch, s.")
+
+
+class ResultRow(Record):
+    """A tidy row of an experiment result (one paper table cell or figure point)."""
+
+    record_name: ClassVar[str] = "ResultRow"
+    primary_key: ClassVar[tuple[str, ...]] = ("experiment", "key")
+
+    experiment: NonEmpty = Field(description="Experiment id, e.g. 'table7'.")
+    key: NonEmpty = Field(description="Unique id of the row within the experiment.")
+    model: str = Field(description="Target-network id ('' if not model-specific).")
+    group: str = Field(description="Grouping, e.g. method 'DB' or criterion 'nouns'.")
+    series: str = Field(description="Series within the group, e.g. similarity 'cos_cubed'.")
+    x: Annotated[float, AllowNonFinite()] | None = Field(
+        description="x coordinate for figure rows (e.g. block or % ablated); null for tables.")
+    metric: NonEmpty = Field(description="Metric name, e.g. 'top1' (units in the report).")
+    value: Annotated[float, AllowNonFinite()] | None = Field(
+        description="Our value; null when not run.")
+    paper_value: Annotated[float, AllowNonFinite()] | None = Field(
+        description="The paper's value where one exists.")
+    note: str = Field(description="Free text: 'not run: <why>', config notes.")
+
+
+ALL_RECORDS: tuple[type[Record], ...] = (
+    ProbeClip, Caption, ActivationTable, Extremes, Summary, CalibratedSummary, ConceptSet,
+    TrainingCurve, ResultRow,
+)
+RECORDS_BY_NAME: dict[str, type[Record]] = {r.record_name: r for r in ALL_RECORDS}

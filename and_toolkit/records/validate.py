@@ -1,0 +1,150 @@
+"""Vectorised validation of a Polars frame against a record model."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from and_toolkit.errors import RecordValidationError
+
+if TYPE_CHECKING:
+    from and_toolkit.records.base import FieldSpec, Record
+
+_MAX_SHOWN = 5
+
+
+def _rows_text(df: pl.DataFrame, mask: pl.Series, key: tuple[str, ...], field: str) -> str:
+    """Render up to five offending rows (primary key + field) with their row numbers."""
+    cols = [c for c in (*key, field) if c in df.columns]
+    bad = df.with_row_index("row").filter(mask).select(["row", *cols]).head(_MAX_SHOWN)
+    n_bad = int(mask.sum())
+    text = "\n".join(f"    {r}" for r in bad.iter_rows(named=True))
+    if n_bad > _MAX_SHOWN:
+        text += f"\n    ... {n_bad - _MAX_SHOWN} more"
+    return text
+
+
+def _dtype_ok(spec: FieldSpec, actual: pl.DataType) -> bool:
+    if spec.fixed_width:
+        return isinstance(actual, pl.Array) and actual.inner == pl.Float32
+    return actual == spec.dtype
+
+
+def _float_cols(spec: FieldSpec) -> bool:
+    dt = spec.dtype
+    while isinstance(dt, (pl.List, pl.Array)):
+        dt = dt.inner  # type: ignore[assignment]
+    return dt in (pl.Float32, pl.Float64)
+
+
+def _nonfinite_mask(df: pl.DataFrame, spec: FieldSpec) -> pl.Series:
+    """Boolean [rows]: the row holds a NaN/inf (scalar, or any element of a list/vector)."""
+    if spec.fixed_width:
+        matrix = df[spec.name].to_numpy()  # [rows, width], zero-copy for Array(Float32)
+        return pl.Series("m", ~np.isfinite(matrix).all(axis=1))
+    col = pl.col(spec.name)
+    if isinstance(spec.dtype, pl.List):
+        expr = col.list.eval(~pl.element().is_finite()).list.any()
+    else:
+        expr = ~col.is_finite()
+    return df.select(expr.fill_null(False).alias("m"))["m"]
+
+
+def validate_frame(
+    record: type[Record], df: pl.DataFrame, source: str, *, require_rows: bool = False
+) -> pl.DataFrame:
+    """Check columns, dtypes, nulls, finiteness, ranges, allowed values and key uniqueness.
+
+    Args:
+        record: the record model class.
+        df: the frame to check.
+        source: file path or description used in error messages.
+        require_rows: also refuse an empty frame.
+
+    Returns:
+        ``df`` unchanged.
+
+    Raises:
+        RecordValidationError: on the first problem found, naming source, record and field.
+    """
+    name = record.record_name
+    specs = record.field_specs()
+    expected = [s.name for s in specs]
+    missing = [c for c in expected if c not in df.columns]
+    extra = [c for c in df.columns if c not in expected]
+    if missing:
+        raise RecordValidationError(source, name, missing[0], f"missing column(s) {missing}")
+    if extra:
+        raise RecordValidationError(source, name, extra[0], f"unknown column(s) {extra}")
+    if require_rows and df.height == 0:
+        raise RecordValidationError(source, name, "*", "no rows, but rows are required")
+    key = record.primary_key
+    for spec in specs:
+        actual = df.schema[spec.name]
+        if not _dtype_ok(spec, actual):
+            want = "Array(Float32, N)" if spec.fixed_width else str(spec.dtype)
+            raise RecordValidationError(
+                source, name, spec.name, f"dtype {actual} but the record requires {want}"
+            )
+        col = df[spec.name]
+        if not spec.nullable and col.null_count():
+            raise RecordValidationError(
+                source, name, spec.name, f"{col.null_count()} null value(s) in a non-null field",
+                _rows_text(df, col.is_null(), key, spec.name),
+            )
+        if isinstance(spec.dtype, pl.List) and not spec.fixed_width and df.height:
+            inner_nulls = df.select(pl.col(spec.name).list.eval(pl.element().is_null()).list.any())
+            mask = inner_nulls.to_series().fill_null(False)
+            if mask.any():
+                raise RecordValidationError(
+                    source, name, spec.name, "null element inside a list",
+                    _rows_text(df, mask, key, spec.name),
+                )
+        if spec.finite and _float_cols(spec) and df.height:
+            mask = _nonfinite_mask(df, spec)
+            if mask.any():
+                raise RecordValidationError(
+                    source, name, spec.name, f"{int(mask.sum())} row(s) hold NaN or inf",
+                    _rows_text(df, mask, key, spec.name),
+                )
+        _check_values(df, spec, source, name, key)
+    if key and df.height:
+        dup = df.select(pl.struct(list(key)).is_duplicated().alias("d"))["d"]
+        if dup.any():
+            raise RecordValidationError(
+                source, name, ",".join(key), f"{int(dup.sum())} row(s) share a primary key",
+                _rows_text(df, dup, key, key[-1]),
+            )
+    return df
+
+
+def _check_values(
+    df: pl.DataFrame, spec: FieldSpec, source: str, name: str, key: tuple[str, ...]
+) -> None:
+    """Allowed-value, range and text checks of one column."""
+    col = df[spec.name]
+    checks: list[tuple[pl.Series, str]] = []
+    if spec.allowed is not None:
+        checks.append((~col.is_in(list(spec.allowed)) & col.is_not_null(),
+                       f"value not in {list(spec.allowed)}"))
+    if spec.ge is not None:
+        checks.append(((col < spec.ge).fill_null(False), f"value below minimum {spec.ge}"))
+    if spec.gt is not None:
+        checks.append(((col <= spec.gt).fill_null(False), f"value not above {spec.gt}"))
+    if spec.le is not None:
+        checks.append(((col > spec.le).fill_null(False), f"value above maximum {spec.le}"))
+    if spec.min_length is not None:
+        lengths = col.str.len_chars() if spec.dtype == pl.String else col.list.len()
+        checks.append(((lengths < spec.min_length).fill_null(False),
+                       f"shorter than {spec.min_length}"))
+    if spec.dtype == pl.String:
+        checks.append((col.str.contains("\ufffd", literal=True).fill_null(False),
+                       "text holds U+FFFD (undecodable bytes: input was not valid UTF-8)"))
+    for mask, problem in checks:
+        if mask.any():
+            raise RecordValidationError(
+                source, name, spec.name, f"{int(mask.sum())} row(s): {problem}",
+                _rows_text(df, mask, key, spec.name),
+            )
