@@ -28,6 +28,7 @@ from and_toolkit.targets import (
     DEFAULT_TARGETS,
     FeatureConfig,
     features_sha,
+    labels_sha,
     logmel_features,
     save_weights,
     train_target,
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             upd["epochs"] = args.epochs
         if upd:
             cfg = cfg.model_validate({**cfg.model_dump(), **upd})
-        key = weights_key(cfg, fsha)
+        key = weights_key(cfg, fsha, labels_sha(targets, folds))
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         trained = train_target(cfg, feats, targets, folds, progress=not args.no_progress)

@@ -17,7 +17,7 @@ _MAX_SHOWN = 5
 
 def _rows_text(df: pl.DataFrame, mask: pl.Series, key: tuple[str, ...], field: str) -> str:
     """Render up to five offending rows (primary key + field) with their row numbers."""
-    cols = [c for c in (*key, field) if c in df.columns]
+    cols = list(dict.fromkeys(c for c in (*key, *field.split(",")) if c in df.columns))
     bad = df.with_row_index("row").filter(mask).select(["row", *cols]).head(_MAX_SHOWN)
     n_bad = int(mask.sum())
     text = "\n".join(f"    {r}" for r in bad.iter_rows(named=True))

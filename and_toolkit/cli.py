@@ -1,0 +1,105 @@
+"""The ``and-toolkit`` command: run, validate, schemas, info, index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from and_toolkit.errors import AndToolkitError
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from and_toolkit.config import load_config
+    from and_toolkit.pipeline import run_pipeline
+
+    cfg = load_config(args.config)
+    run = run_pipeline(cfg, run_dir=args.run_dir, only=args.stage, force=args.force)
+    print(f"run complete: {run.root}")
+    if run.report_path.is_file():
+        print(f"report: {run.report_path}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from and_toolkit.validation import validate_path
+
+    problems = validate_path(Path(args.path))
+    for p in problems:
+        print(f"ERROR {p}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    print(f"{args.path}: ok")
+    return 0
+
+
+def _cmd_schemas(args: argparse.Namespace) -> int:
+    from and_toolkit.schemas import stale_schemas, write_schemas
+
+    if args.check:
+        stale = stale_schemas(args.out)
+        for name in stale:
+            print(f"stale: {Path(args.out) / name}", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_schemas(args.out):
+        print(path)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from and_toolkit.validation import run_info
+
+    info = run_info(Path(args.run))
+    print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    return 0
+
+
+def _cmd_index(args: argparse.Namespace) -> int:
+    from and_toolkit.pipeline import write_reports_index
+
+    print(write_reports_index(Path(args.reports)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(prog="and-toolkit", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="execute the stages a TOML config names (resumes)")
+    r.add_argument("config", help="run configuration (TOML)")
+    r.add_argument("--run-dir", default=None, help="override the run directory")
+    r.add_argument("--stage", action="append", default=None, help="run only this stage")
+    r.add_argument("--force", action="store_true", help="recompute stages already done")
+    r.set_defaults(func=_cmd_run)
+    v = sub.add_parser("validate", help="check a record file or a run; report every problem")
+    v.add_argument("path")
+    v.set_defaults(func=_cmd_validate)
+    s = sub.add_parser("schemas", help="write JSON Schemas of every record")
+    s.add_argument("--out", default="schemas")
+    s.add_argument("--check", action="store_true", help="fail if committed schemas are stale")
+    s.set_defaults(func=_cmd_schemas)
+    i = sub.add_parser("info", help="what a run holds: counts, stages, provenance")
+    i.add_argument("run")
+    i.set_defaults(func=_cmd_info)
+    x = sub.add_parser("index", help="write reports/index.html listing every report")
+    x.add_argument("reports", nargs="?", default="reports")
+    x.set_defaults(func=_cmd_index)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point. Bad input exits 2 with a one-paragraph message, not a traceback."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except AndToolkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

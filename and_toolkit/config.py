@@ -1,0 +1,166 @@
+"""Run configuration: a TOML file validated by pydantic (unknown keys are errors).
+
+Every stage takes its own typed section, so no option can be silently ignored (the authors'
+``--mutual_info_threshold`` never reached its function).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from and_toolkit.errors import ConfigError
+
+STAGES = (
+    "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
+    "open", "closed", "experiments", "report",
+)
+Stage = Literal[
+    "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
+    "open", "closed", "experiments", "report",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProbeSection(_Section):
+    """Which probing set D_p to use."""
+
+    kind: Literal["synthetic", "esc50", "folder"] = "synthetic"
+    folder: str | None = Field(None, description="Audio folder (kind='folder').")
+    labels_csv: str | None = Field(None, description="CSV of labels (kind='folder').")
+    max_clips: int | None = Field(None, ge=1, description="Use only the first N clips (tests).")
+    per_class: int | None = Field(None, ge=1, description="Use at most N clips per class.")
+
+
+class TargetSection(_Section):
+    """One target network to train (or reuse from the cache) and dissect."""
+
+    id: str = Field(description="Model id used in neuron keys, e.g. 'cnn'.")
+    arch: Literal["ast", "ast-frozen", "cnn", "ast-ssl-frozen", "ast-ssl-finetuned"]
+    epochs: int | None = Field(None, ge=1, description="Override the default epoch count.")
+    seed: int = 0
+
+
+class RecordSection(_Section):
+    """Activation recording and top/bottom-K extraction."""
+
+    pooling: Literal["cls", "first", "mean", "max"] = "mean"
+    include: list[str] = Field(default_factory=lambda: ["*"], description="fnmatch patterns.")
+    exclude: list[str] = Field(default_factory=list)
+    k: int = Field(5, ge=1, description="Top-K / bottom-K clips per neuron.")
+    extra_k: list[int] = Field(default_factory=list, description="More K for Figs 11-13.")
+    batch_size: int = Field(32, ge=1)
+
+
+class CaptionSection(_Section):
+    """Where clip captions come from."""
+
+    source: Literal["file", "synthetic"] = "synthetic"
+    file: str | None = Field(None, description="Caption file, relative to $AND_DATA_DIR.")
+    captioner_id: str = "imported"
+    descriptors: bool = Field(True, description="Append the acoustic-descriptor sentence.")
+    clean: bool = Field(True, description="Repeated-substring cleaning (reference §4).")
+
+
+class SummarySection(_Section):
+    """Summaries S_h / S_l."""
+
+    summarizer: Literal["extractive", "llm"] = "extractive"
+    llm: str = Field("smollm2", description="LLM backend id when summarizer='llm'.")
+
+
+class CalibrateSection(_Section):
+    """Module B."""
+
+    rule: Literal["paper", "reference"] = "paper"
+    threshold: float | None = Field(None, description="Default 0.7 (paper) / 0.5 (reference).")
+    encoder: Literal["minilm", "hashing"] = "minilm"
+
+
+class OpenSection(_Section):
+    """Module C."""
+
+    adjective_filter: Literal["lexicon", "llm"] = "lexicon"
+    llm: str = "smollm2"
+    include_vbn: bool = True
+
+
+class ClosedSection(_Section):
+    """Module A."""
+
+    methods: list[Literal["DB", "TAB", "ICL"]] = Field(default_factory=lambda: ["DB", "TAB", "ICL"])
+    encoder: Literal["minilm", "hashing", "clip"] = "minilm"
+    db_evidence: Literal["softmax100", "cosine"] = "softmax100"
+    population: Literal["per_layer", "per_neuron"] = "per_layer"
+    icl_llm: str = "smollm2"
+    icl_layers: Literal["classifier", "all"] = "classifier"
+    clap_path: str | None = Field(None, description="Local CLAP weights for TAB.")
+
+
+class ExperimentSection(_Section):
+    """Which experiments to run (default: all that the run's records allow)."""
+
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    seeds: list[int] = Field(default_factory=lambda: [20, 202, 2024])
+    annotations: str | None = Field(None, description="Human annotation CSV for Table 3.")
+
+
+class RunConfig(_Section):
+    """A whole run."""
+
+    name: str = Field(description="Run name; also the report directory name.")
+    run_dir: str | None = Field(None, description="Default: runs/<name>.")
+    seed: int = 0
+    stages: list[Stage] = Field(default_factory=lambda: list(STAGES))
+    probe: ProbeSection = ProbeSection()
+    targets: list[TargetSection] = Field(default_factory=list)
+    record: RecordSection = RecordSection()
+    captions: CaptionSection = CaptionSection()
+    summaries: SummarySection = SummarySection()
+    calibrate: CalibrateSection = CalibrateSection()
+    open: OpenSection = OpenSection()
+    closed: ClosedSection = ClosedSection()
+    experiments: ExperimentSection = ExperimentSection()
+
+
+def _format(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid run configuration"]
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """Validate a config mapping.
+
+    Raises:
+        ConfigError: naming the source and every offending dotted key.
+    """
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, source)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a TOML run configuration.
+
+    Raises:
+        ConfigError: missing file, TOML syntax error, or invalid keys / values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file does not exist")
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,1 @@
+"""Dissection transforms: captions, summaries, Module A (closed concepts), B and C."""

@@ -1,0 +1,133 @@
+"""Generic probing-set loader: a folder of audio files plus a CSV of labels.
+
+The CSV has one row per clip; column names are configurable. Clips are kept in CSV order (that
+order is the probe order, i.e. the row of each clip in activation vectors). Audio headers are
+read to fill ``sample_rate`` / ``n_samples``; the audio itself is loaded later with
+:func:`and_toolkit.probe.audio.load_clips`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from and_toolkit.errors import DataError
+from and_toolkit.probe.audio import audio_info
+from and_toolkit.records import ProbeClip
+
+__all__ = ["FolderProbeConfig", "folder_probe"]
+
+
+class FolderProbeConfig(BaseModel):
+    """Where the labels and audio of a folder probing set are, and how the CSV is laid out.
+
+    Attributes:
+        dataset: probing-set id stored in every ``ProbeClip`` row.
+        csv: CSV path relative to the dataset root.
+        audio_dir: folder of the audio files relative to the dataset root ('' = the root).
+        filename_col: column holding each clip's file name (relative to ``audio_dir``).
+        label_col: column holding the class name.
+        target_col: column holding the integer class id; None numbers the sorted distinct
+            labels 0, 1, ...
+        fold_col: column holding the 1-based fold; None puts every clip in fold 1.
+        audio_ext: if set (e.g. '.flac'), replaces the extension of every file name (ESC-50's CSV
+            names '.wav' files that are shipped as '.flac').
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = Field(min_length=1)
+    csv: str = "labels.csv"
+    audio_dir: str = ""
+    filename_col: str = "filename"
+    label_col: str = "label"
+    target_col: str | None = None
+    fold_col: str | None = None
+    audio_ext: str | None = None
+
+
+def _read_csv(path: Path, required: list[str]) -> pl.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: label CSV does not exist")
+    try:
+        df = pl.read_csv(path, infer_schema=False)
+    except Exception as exc:
+        raise DataError(f"{path}: not a readable CSV file ({exc})") from exc
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {df.columns}")
+    if df.height == 0:
+        raise DataError(f"{path}: has no rows")
+    for col in required:
+        nulls = df[col].is_null() | (df[col].str.strip_chars() == "")
+        if nulls.any():
+            rows = nulls.arg_true().head(5).to_list()
+            raise DataError(f"{path}: column {col!r} is empty in row(s) {rows}")
+    return df
+
+
+def _int_column(df: pl.DataFrame, col: str, path: Path) -> list[int]:
+    ints = df[col].str.strip_chars().cast(pl.Int64, strict=False)
+    bad = ints.is_null()
+    if bad.any():
+        rows = bad.arg_true().head(5).to_list()
+        raise DataError(f"{path}: column {col!r} is not an integer in row(s) {rows}")
+    if (ints < 0).any():
+        raise DataError(f"{path}: column {col!r} has negative values")
+    return [int(v) for v in ints.to_list()]
+
+
+def folder_probe(root: str | Path, cfg: FolderProbeConfig) -> pl.DataFrame:
+    """Build the ``ProbeClip`` frame of a folder probing set.
+
+    Args:
+        root: dataset root directory (``ProbeClip.path`` is relative to it).
+        cfg: CSV layout.
+
+    Returns:
+        ``ProbeClip`` frame, one row per CSV row, ``index`` = CSV row order (0-based).
+
+    Raises:
+        DataError: missing root / CSV / columns / audio files, non-integer targets or folds,
+            duplicate clip ids (file stems), or an unreadable audio file (named).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset directory does not exist")
+    csv_path = root / cfg.csv
+    cols = [cfg.filename_col, cfg.label_col]
+    cols += [c for c in (cfg.target_col, cfg.fold_col) if c is not None]
+    df = _read_csv(csv_path, cols)
+
+    labels = [str(v).strip() for v in df[cfg.label_col].to_list()]
+    if cfg.target_col is not None:
+        targets = _int_column(df, cfg.target_col, csv_path)
+    else:
+        ids = {lab: i for i, lab in enumerate(sorted(set(labels)))}
+        targets = [ids[lab] for lab in labels]
+    folds = _int_column(df, cfg.fold_col, csv_path) if cfg.fold_col else [1] * df.height
+
+    rows = []
+    seen: dict[str, int] = {}
+    for i, (name, label, target, fold) in enumerate(
+        zip(df[cfg.filename_col].to_list(), labels, targets, folds, strict=True)
+    ):
+        rel = PurePosixPath(cfg.audio_dir) / str(name).strip() if cfg.audio_dir else PurePosixPath(
+            str(name).strip())
+        if cfg.audio_ext is not None:
+            rel = rel.with_suffix(cfg.audio_ext)
+        clip_id = rel.stem
+        if clip_id in seen:
+            raise DataError(
+                f"{csv_path}: clip id {clip_id!r} appears in rows {seen[clip_id]} and {i}"
+            )
+        seen[clip_id] = i
+        sr, n, _channels = audio_info(root / rel)
+        rows.append({
+            "dataset": cfg.dataset, "clip_id": clip_id, "index": i, "path": str(rel),
+            "label": label, "target": target, "fold": fold, "sample_rate": sr, "n_samples": n,
+        })
+    frame = ProbeClip.frame(rows)
+    return ProbeClip.validate_frame(frame, str(csv_path))

@@ -1,0 +1,242 @@
+"""Seeded, deterministic training and evaluation of the target networks on fold-split features."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from and_toolkit.targets.augment import mixup, spec_augment, time_shift
+from and_toolkit.targets.config import TrainConfig, build_model
+
+__all__ = ["TrainedTarget", "evaluate", "logits_of", "train_target"]
+
+
+@dataclass
+class TrainedTarget:
+    """A trained target network.
+
+    Attributes:
+        model: The network, in eval mode, float32 weights.
+        config: The configuration it was trained with.
+        curve: One dict per epoch: ``epoch`` (1-based), ``train_loss`` (mean soft cross-entropy
+            on augmented batches), ``test_accuracy`` (fraction of the test fold, in
+            ``config.precision``), ``seconds`` (wall time of the epoch incl. evaluation).
+    """
+
+    model: nn.Module
+    config: TrainConfig
+    curve: list[dict[str, float]] = field(default_factory=list)
+
+
+def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Forward features [B, T, F] and return logits [B, C] (handles transformers outputs)."""
+    out = model(x)
+    logits = getattr(out, "logits", out)
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"model returned {type(out).__name__} without a logits tensor")
+    return logits
+
+
+def _autocast(precision: str) -> contextlib.AbstractContextManager[object]:
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _check_data(
+    features: np.ndarray, targets: np.ndarray, n_classes: int | None = None
+) -> None:
+    if features.ndim != 3:
+        raise ValueError(f"features: expected [N, T, F], got shape {features.shape}")
+    if targets.shape != (features.shape[0],):
+        raise ValueError(
+            f"targets: expected shape ({features.shape[0]},), got {targets.shape}"
+        )
+    if n_classes is not None and targets.size and (targets.min() < 0 or targets.max() >= n_classes):
+        raise ValueError(
+            f"targets: values must lie in 0..{n_classes - 1}, got {targets.min()}..{targets.max()}"
+        )
+
+
+def evaluate(
+    model: nn.Module,
+    features: np.ndarray,
+    targets: np.ndarray,
+    batch_size: int = 64,
+    precision: str = "fp32",
+) -> tuple[float, np.ndarray]:
+    """Accuracy and logits of ``model`` on the given clips (model put in eval mode).
+
+    Args:
+        model: A target network taking features [B, T, F].
+        features: float32 [N, T, F].
+        targets: int [N] class ids.
+        batch_size: Clips per forward pass.
+        precision: ``"fp32"`` or ``"bf16"`` (CPU autocast).
+
+    Returns:
+        (accuracy in [0, 1], float32 logits [N, C]).
+
+    Raises:
+        ValueError: On mismatched shapes or an empty set.
+    """
+    _check_data(features, targets)
+    if features.shape[0] == 0:
+        raise ValueError("features: no clips to evaluate")
+    model.eval()
+    chunks = []
+    with torch.inference_mode(), _autocast(precision):
+        for start in range(0, features.shape[0], batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(features[start : start + batch_size]))
+            chunks.append(logits_of(model, xb).float())
+    logits = torch.cat(chunks).numpy()
+    acc = float((logits.argmax(axis=1) == targets).mean())
+    return acc, logits
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
+    """Weight decay on matrices/kernels only; not on biases, norms, tokens, position embeddings."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim < 2 or "token" in name or "position_embeddings" in name:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def _scheduler(
+    opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=cfg.lr, total_steps=total_steps, pct_start=max(cfg.warmup_frac, 1e-3)
+        )
+    warm = int(cfg.warmup_frac * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled index batches; a final batch of one clip is dropped (BatchNorm needs two)."""
+    perm = torch.randperm(n, generator=gen)
+    for start in range(0, n, batch_size):
+        idx = perm[start : start + batch_size]
+        if idx.numel() >= 2:
+            yield idx
+
+
+def _augment(
+    xb: torch.Tensor, yb: torch.Tensor, cfg: TrainConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if cfg.time_shift:
+        xb = time_shift(xb, gen, cfg.time_shift)
+    if cfg.time_masks or cfg.freq_masks:
+        xb = spec_augment(
+            xb, gen, cfg.time_masks, cfg.time_mask_width, cfg.freq_masks, cfg.freq_mask_width
+        )
+    if cfg.mixup_alpha > 0 and float(torch.rand(1, generator=gen)) < cfg.mixup_prob:
+        xb, yb = mixup(xb, yb, cfg.mixup_alpha, gen)
+    return xb, yb
+
+
+def train_target(
+    cfg: TrainConfig,
+    features: np.ndarray,
+    targets: np.ndarray,
+    folds: np.ndarray,
+    progress: bool = True,
+) -> TrainedTarget:
+    """Train the target of ``cfg`` on all folds except ``cfg.test_fold`` and test on that fold.
+
+    Deterministic for a given config, data, torch build and thread count: initialisation uses
+    ``cfg.seed``; shuffling and augmentation use a private ``torch.Generator`` (global RNG
+    state is left untouched).
+
+    Args:
+        cfg: Training configuration.
+        features: float32 log-mels [N, T, F] (see ``logmel_features``).
+        targets: int class ids [N] in ``0..cfg.n_classes-1``.
+        folds: int fold ids [N].
+        progress: Show a tqdm bar over all optimiser steps.
+
+    Returns:
+        The :class:`TrainedTarget` (model in eval mode, per-epoch curve).
+
+    Raises:
+        ValueError: On mismatched shapes, out-of-range targets, or an empty train/test split.
+    """
+    _check_data(features, targets, cfg.n_classes)
+    if folds.shape != targets.shape:
+        raise ValueError(f"folds: expected shape {targets.shape}, got {folds.shape}")
+    test = folds == cfg.test_fold
+    if not test.any() or test.all():
+        raise ValueError(
+            f"test_fold: fold {cfg.test_fold} must hold some but not all clips "
+            f"(folds present: {sorted(set(folds.tolist()))})"
+        )
+    x_train = torch.from_numpy(np.ascontiguousarray(features[~test], dtype=np.float32))
+    y_train = torch.from_numpy(targets[~test].astype(np.int64))
+    x_test, y_test = np.ascontiguousarray(features[test], dtype=np.float32), targets[test]
+
+    model = build_model(cfg)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    steps_per_epoch = sum(1 for s in range(0, len(y_train), cfg.batch_size)
+                          if min(cfg.batch_size, len(y_train) - s) >= 2)
+    sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
+    eye = torch.eye(cfg.n_classes)
+    smooth = cfg.label_smoothing
+    curve: list[dict[str, float]] = []
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, disable=not progress, desc=cfg.arch)
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        for idx in _batches(len(y_train), cfg.batch_size, gen):
+            soft = eye[y_train[idx]] * (1 - smooth) + smooth / cfg.n_classes
+            xb, yb = _augment(x_train[idx], soft, cfg, gen)
+            with _autocast(cfg.precision):
+                logits = logits_of(model, xb)
+            loss = -(yb * torch.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                nn.utils.clip_grad_norm_(
+                    [p for p in model.parameters() if p.requires_grad], cfg.grad_clip
+                )
+            opt.step()
+            sched.step()
+            total += float(loss) * len(idx)
+            count += len(idx)
+            bar.update(1)
+        acc, _ = evaluate(model, x_test, y_test, cfg.eval_batch_size, cfg.precision)
+        row = {
+            "epoch": epoch,
+            "train_loss": total / count,
+            "test_accuracy": acc,
+            "seconds": time.perf_counter() - t0,
+        }
+        curve.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{acc:.3f}")
+    bar.close()
+    model.eval()
+    return TrainedTarget(model=model, config=cfg, curve=curve)

