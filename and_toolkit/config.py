@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from and_toolkit.errors import ConfigError
 
+DEFAULT_EXCLUDE = (
+    "*.q_proj", "*.k_proj", "*.v_proj", "*.query", "*.key", "*.value", "*patch_embeddings*",
+)
 STAGES = (
     "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
     "open", "closed", "experiments", "report",
@@ -42,17 +45,31 @@ class TargetSection(_Section):
     """One target network to train (or reuse from the cache) and dissect."""
 
     id: str = Field(description="Model id used in neuron keys, e.g. 'cnn'.")
-    arch: Literal["ast", "ast-frozen", "cnn", "ast-ssl-frozen", "ast-ssl-finetuned"]
+    arch: Literal["ast", "ast-frozen", "cnn"]
     epochs: int | None = Field(None, ge=1, description="Override the default epoch count.")
     seed: int = 0
+    overrides: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Fields of and_toolkit.targets.TrainConfig to override (validated there).")
+
+
+class FeatureSection(_Section):
+    """Log-mel features shared by every target."""
+
+    num_mel_bins: int = Field(64, ge=16)
+    max_length: int = Field(512, ge=16, description="Frames (10 ms hop).")
 
 
 class RecordSection(_Section):
     """Activation recording and top/bottom-K extraction."""
 
     pooling: Literal["cls", "first", "mean", "max"] = "mean"
-    include: list[str] = Field(default_factory=lambda: ["*"], description="fnmatch patterns.")
-    exclude: list[str] = Field(default_factory=list)
+    include: list[str] | None = Field(
+        None, description="fnmatch patterns on module paths; default: every Linear / Conv2d.")
+    exclude: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EXCLUDE),
+        description="fnmatch patterns to drop; default: attention q/k/v and the patch embedding "
+        "(the paper records o_proj + fc1 + fc2 + classifier).")
     k: int = Field(5, ge=1, description="Top-K / bottom-K clips per neuron.")
     extra_k: list[int] = Field(default_factory=list, description="More K for Figs 11-13.")
     batch_size: int = Field(32, ge=1)
@@ -119,6 +136,7 @@ class RunConfig(_Section):
     seed: int = 0
     stages: list[Stage] = Field(default_factory=lambda: list(STAGES))
     probe: ProbeSection = ProbeSection()
+    features: FeatureSection = FeatureSection()
     targets: list[TargetSection] = Field(default_factory=list)
     record: RecordSection = RecordSection()
     captions: CaptionSection = CaptionSection()

@@ -111,16 +111,16 @@ def main(argv: list[str] | None = None) -> int:
             cfg = cfg.model_validate({**cfg.model_dump(), **upd})
         key = weights_key(cfg, fsha, labels_sha(targets, folds))
         load0 = os.getloadavg()[0]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         trained = train_target(cfg, feats, targets, folds, progress=not args.no_progress)
-        dt = time.perf_counter() - t0
+        dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         load1 = os.getloadavg()[0]
         save_weights(trained.model, args.cache / f"weights-{name}-{key[:16]}.safetensors")
         best = max(e["test_accuracy"] for e in trained.curve)
         final = trained.curve[-1]["test_accuracy"]
         line = (
             f"{name}: final fold-1 acc {final:.4f} (best epoch {best:.4f}), "
-            f"{len(trained.curve)} epochs, {dt:.0f} s, loadavg {load0:.2f}->{load1:.2f}, key {key[:12]}"
+            f"{len(trained.curve)} epochs, {dt:.0f} s wall, {cpu:.0f} s cpu, loadavg {load0:.2f}->{load1:.2f}, key {key[:12]}"
         )
         print(line, flush=True)
         print(json.dumps({"config": cfg.model_dump(), "curve": trained.curve}), flush=True)

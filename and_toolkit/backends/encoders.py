@@ -116,8 +116,9 @@ class MiniLMEncoder:
     @property
     def dim(self) -> int:
         """Embedding width d."""
-        get_dim = getattr(self._model, "get_embedding_dimension", None) or getattr(
-            self._model, "get_sentence_embedding_dimension")
+        get_dim = getattr(self._model, "get_embedding_dimension", None)
+        if get_dim is None:  # sentence-transformers < 5
+            get_dim = self._model.get_sentence_embedding_dimension
         return int(get_dim())
 
     def encode(self, texts: list[str]) -> np.ndarray:

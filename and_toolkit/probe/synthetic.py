@@ -39,12 +39,12 @@ class SyntheticConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    n_per_class: int = Field(8, gt=0)
-    sample_rate: int = Field(16000, ge=8000)
-    seed: int = Field(0, ge=0)
-    min_seconds: float = Field(1.0, gt=0.1)
-    max_seconds: float = Field(2.0, gt=0.1)
-    n_folds: int = Field(4, gt=0)
+    n_per_class: int = Field(default=8, gt=0)
+    sample_rate: int = Field(default=16000, ge=8000)
+    seed: int = Field(default=0, ge=0)
+    min_seconds: float = Field(default=1.0, gt=0.1)
+    max_seconds: float = Field(default=2.0, gt=0.1)
+    n_folds: int = Field(default=4, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> SyntheticConfig:
@@ -265,7 +265,7 @@ def synthetic_probe(cfg: SyntheticConfig | None = None) -> SyntheticProbe:
     """
     cfg = cfg or SyntheticConfig()
     sr = cfg.sample_rate
-    rows = []
+    rows: list[dict[str, object]] = []
     waveforms: dict[str, np.ndarray] = {}
     captions: dict[str, str] = {}
     for target, (label, gen) in enumerate(SYNTHETIC_CLASSES):

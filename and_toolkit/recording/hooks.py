@@ -32,10 +32,12 @@ DEFAULT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 """Module types recorded by default: every Linear (MLP, attention output, classifier) and Conv2d."""
 
 QKV_NAMES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "query", "key", "value")
-DEFAULT_EXCLUDE: tuple[str, ...] = tuple(
-    p for name in QKV_NAMES for p in (name, f"*.{name}")
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    *(p for name in QKV_NAMES for p in (name, f"*.{name}")),
+    "*embeddings.*", "*patch_embed*",
 )
-"""Attention query / key / value projections, excluded by default (not neurons in the paper)."""
+"""Excluded by default: attention query / key / value projections (the paper does not count them
+as neurons) and input patch-embedding projections of transformers (a Conv2d in AST)."""
 
 _BLOCK_RE = re.compile(r"(?:^|\.)(?:layers|layer|blocks|block|h)\.(\d+)(?:\.|$)")
 
@@ -62,11 +64,17 @@ class Pooling(BaseModel):
         """
         if isinstance(pooling, Pooling):
             return pooling
-        if pooling not in ("cls", "first", "mean", "max"):
-            raise ValueError(
-                f"pooling: expected one of 'cls', 'first', 'mean', 'max', got {pooling!r}"
-            )
-        return cls(tokens=pooling, spatial="max" if pooling == "max" else "mean")
+        if pooling == "cls":
+            return cls(tokens="cls")
+        if pooling == "first":
+            return cls(tokens="first")
+        if pooling == "mean":
+            return cls(tokens="mean")
+        if pooling == "max":
+            return cls(tokens="max", spatial="max")
+        raise ValueError(
+            f"pooling: expected one of 'cls', 'first', 'mean', 'max', got {pooling!r}"
+        )
 
 
 def is_channels_first(module: nn.Module) -> bool:

@@ -225,7 +225,7 @@ def train_target(
                 )
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
             count += len(idx)
             bar.update(1)
         acc, _ = evaluate(model, x_test, y_test, cfg.eval_batch_size, cfg.precision)

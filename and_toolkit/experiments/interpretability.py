@@ -1,0 +1,491 @@
+"""Neuron interpretability by caption-sentence clustering: Fig 6, Figs 11-13, Table 8.
+
+Reference: reference-spec §10 and §15 items 17-18; paper Sec 4.5, Appendix G (Algorithm 1).
+
+Pipeline (each step a pure function; the caller embeds the pool with a TextEncoder):
+
+1. :func:`build_sentence_pool`: every caption split into sentences, junk sentences removed
+   (``dissect.text.sentence_pool``: the authors' junk phrases; no length filter).
+2. The caller embeds ``pool["sentence"]`` -> ``embeddings`` [n_sentences, d].
+3. :func:`inertia_curve` + :func:`elbow_k` choose k (the paper says "elbow method" but the
+   authors fixed k=11; we run both); :func:`kmeans_labels` fits a seeded KMeans.
+4. :func:`clip_clusters`: the multiset of cluster ids of each caption's sentences.
+5. :func:`uninterpretable_neurons`: for each neuron's top-K clips, two rules
+   (:func:`max_cluster_support` = the authors' code and the Sec 4.5 prose: the largest number
+   of distinct top-K captions sharing a cluster; :func:`multiset_intersection_size` =
+   Algorithm 1 as printed: |∩_i C_i| over multisets, a cluster must occur in *every* caption).
+   A neuron is interpretable iff its score >= τ, τ in {3K/5, 4K/5, K} (:func:`tau_grid`).
+   Top-K clips without a caption are skipped (the authors stop at the first one).
+6. :func:`cluster_words`: Table 8's per-cluster word frequencies (for word clouds).
+
+Note: with one-sentence captions (Qwen2-Audio writes ~1.3 sentences per clip) the multiset
+intersection can rarely reach τ >= 3, so Algorithm 1 marks almost every neuron uninterpretable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.cluster import KMeans
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+from and_toolkit.dissect.text import PointsConfig, sentence_pool
+from and_toolkit.experiments.adjectives import (
+    KEY,
+    HeadBlock,
+    neuron_blocks,
+    require_columns,
+    result_row,
+)
+from and_toolkit.experiments.paper import FIG6 as PAPER_FIG6
+from and_toolkit.records.models import ResultRow
+
+Rule = Literal["max_cluster_support", "multiset_intersection"]
+RULES: tuple[Rule, ...] = ("max_cluster_support", "multiset_intersection")
+
+_FIGURE_BY_K: Mapping[int, str] = MappingProxyType({5: "fig11", 10: "fig12", 20: "fig13"})
+_WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
+
+
+class ClusterConfig(BaseModel):
+    """KMeans settings.
+
+    Attributes:
+        seed: ``random_state`` of every KMeans fit (the authors' KMeans was unseeded).
+        n_init: KMeans restarts ("auto" as the authors: 1 for k-means++).
+        k_min, k_max: the k range of the elbow curve (inclusive).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int = 0
+    n_init: int | Literal["auto"] = "auto"
+    k_min: int = Field(default=2, ge=1)
+    k_max: int = Field(default=20, ge=2)
+
+
+class InterpretabilityConfig(BaseModel):
+    """Settings of :func:`uninterpretable_neurons`.
+
+    Attributes:
+        rules: which interpretability rules to evaluate.
+        clustering: label of the clustering used (goes into keys / series, e.g. "k=11").
+        head_block: block-less head neurons: "exclude" (the authors plot sub-layers of the
+            transformer blocks only) or "last".
+        experiment: experiment id of the τ-grid rows; None = "fig11"/"fig12"/"fig13" for
+            K = 5/10/20, else "interpretability_k<K>". With K=5, the τ=4 block rows are also
+            emitted under ``fig6_experiment``.
+        fig6_experiment: experiment id of the Fig 6 rows.
+        paper_model: our model id -> paper model name for paper values (else the id itself).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rules: tuple[Rule, ...] = RULES
+    clustering: str = "k=11"
+    head_block: HeadBlock = "exclude"
+    experiment: str | None = None
+    fig6_experiment: str = "fig6"
+    paper_model: dict[str, str] = Field(default_factory=dict)
+
+
+# ----- sentence pool and clustering -------------------------------------------------------------
+def build_sentence_pool(captions: pl.DataFrame, points: PointsConfig | None = None,
+                        captioner: str | None = None) -> pl.DataFrame:
+    """The clustering corpus: every caption's non-junk sentences.
+
+    Args:
+        captions: Caption frame of one dataset.
+        points: junk settings (``PointsConfig``; default = the project's word-boundary
+            matching of the authors' phrases; ``PointsConfig.reference()`` = substring).
+        captioner: which captioner's captions to use; required if the frame holds several.
+
+    Returns:
+        Frame ``clip_id, sentence_index (Int32, 0-based within the caption), sentence``,
+        sorted by clip_id and sentence_index. Clips whose sentences are all junk are absent.
+
+    Raises:
+        ValueError: missing columns, several datasets, or several captioners and none chosen.
+    """
+    require_columns(captions, ["dataset", "clip_id", "captioner", "text"], "captions")
+    if captions["dataset"].n_unique() > 1:
+        raise ValueError(f"captions: several datasets {captions['dataset'].unique().to_list()}")
+    if captioner is not None:
+        captions = captions.filter(pl.col("captioner") == captioner)
+    elif captions["captioner"].n_unique() > 1:
+        raise ValueError("captions: several captioners "
+                         f"{sorted(captions['captioner'].unique().to_list())}; pass captioner=")
+    if captions["clip_id"].is_duplicated().any():
+        raise ValueError("captions: duplicate clip_id")
+    rows: dict[str, list] = {"clip_id": [], "sentence_index": [], "sentence": []}
+    for clip_id, text in captions.sort("clip_id").select("clip_id", "text").iter_rows():
+        for i, s in enumerate(sentence_pool(text, points)):
+            rows["clip_id"].append(clip_id)
+            rows["sentence_index"].append(i)
+            rows["sentence"].append(s)
+    return pl.DataFrame(rows, schema={"clip_id": pl.String, "sentence_index": pl.Int32,
+                                      "sentence": pl.String})
+
+
+def _check_embeddings(embeddings: np.ndarray) -> np.ndarray:
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"embeddings: expected a non-empty [n, d] array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("embeddings: contains NaN or inf")
+    return x
+
+
+def _fit(x: np.ndarray, k: int, config: ClusterConfig) -> KMeans:
+    return KMeans(n_clusters=k, n_init=config.n_init, random_state=config.seed).fit(x)
+
+
+def inertia_curve(embeddings: np.ndarray, config: ClusterConfig) -> pl.DataFrame:
+    """KMeans inertia for k = k_min..k_max (k < n_sentences).
+
+    Args:
+        embeddings: float [n, d], one row per pool sentence.
+        config: k range, seed, n_init.
+
+    Returns:
+        Frame ``k (Int32), inertia (Float64, sum of squared distances to the centre)``.
+
+    Raises:
+        ValueError: bad embeddings, or fewer than 3 usable k values.
+    """
+    x = _check_embeddings(embeddings)
+    ks = [k for k in range(config.k_min, config.k_max + 1) if k < x.shape[0]]
+    if len(ks) < 3:
+        raise ValueError(f"inertia_curve: need >= 3 k values below n={x.shape[0]}, got {ks}")
+    inertias = [float(_fit(x, k, config).inertia_) for k in ks]
+    return pl.DataFrame({"k": ks, "inertia": inertias},
+                        schema={"k": pl.Int32, "inertia": pl.Float64})
+
+
+def elbow_k(ks: Sequence[int], inertias: Sequence[float]) -> int:
+    """The elbow of an inertia curve: the point farthest below its chord.
+
+    Both axes are scaled to [0, 1]; the chord joins the first and last points; the elbow is
+    the k whose scaled inertia lies farthest below the chord (equivalently, at the largest
+    perpendicular distance from it, as the chord is straight). Ties go to the smaller k; a
+    curve with no point below the chord returns the smallest k.
+
+    Args:
+        ks: increasing k values (>= 3 of them).
+        inertias: inertia per k.
+
+    Returns:
+        The chosen k.
+
+    Raises:
+        ValueError: fewer than 3 points, unequal lengths, or k not increasing.
+    """
+    k = np.asarray(ks, dtype=float)
+    y = np.asarray(inertias, dtype=float)
+    if k.shape != y.shape or k.size < 3:
+        raise ValueError(f"elbow_k: need >= 3 (k, inertia) pairs, got {k.size} and {y.size}")
+    if np.any(np.diff(k) <= 0):
+        raise ValueError("elbow_k: ks must be strictly increasing")
+    span = y.max() - y.min()
+    if span == 0:
+        return int(k[0])
+    xs = (k - k[0]) / (k[-1] - k[0])
+    ys = (y - y.min()) / span
+    gap = ys[0] + (ys[-1] - ys[0]) * xs - ys
+    i = int(np.argmax(gap))
+    return int(k[i]) if gap[i] > 0 else int(k[0])
+
+
+def kmeans_labels(embeddings: np.ndarray, k: int, config: ClusterConfig) -> np.ndarray:
+    """Seeded KMeans cluster of every pool sentence, clusters numbered by size.
+
+    Args:
+        embeddings: float [n, d].
+        k: number of clusters (2 <= k <= n).
+        config: seed and n_init.
+
+    Returns:
+        int32 [n]: cluster id in 0..k-1; 0 is the largest cluster (ties by KMeans' own id),
+        so ids are stable under label permutations.
+
+    Raises:
+        ValueError: bad embeddings or k.
+    """
+    x = _check_embeddings(embeddings)
+    if not 1 <= k <= x.shape[0]:
+        raise ValueError(f"k must be in [1, n={x.shape[0]}], got {k}")
+    raw = _fit(x, k, config).labels_
+    sizes = np.bincount(raw, minlength=k)
+    order = sorted(range(k), key=lambda c: (-sizes[c], c))
+    relabel = np.empty(k, dtype=np.int32)
+    relabel[order] = np.arange(k, dtype=np.int32)
+    return relabel[raw]
+
+
+def clip_clusters(pool: pl.DataFrame, labels: np.ndarray,
+                  clip_ids: Sequence[str] | None = None) -> pl.DataFrame:
+    """The multiset of clusters of each caption's sentences.
+
+    Args:
+        pool: :func:`build_sentence_pool` output, n rows.
+        labels: int [n] cluster of each pool row.
+        clip_ids: every captioned clip (e.g. ``captions["clip_id"]``); those without a pool
+            sentence get an empty multiset (they still count as a top-K caption). Default:
+            the pool's clips.
+
+    Returns:
+        Frame ``clip_id, clusters (List(Int32), sorted, with repeats)``.
+
+    Raises:
+        ValueError: if ``labels`` does not match the pool.
+    """
+    require_columns(pool, ["clip_id", "sentence"], "pool")
+    labels = np.asarray(labels)
+    if labels.shape != (pool.height,):
+        raise ValueError(f"labels: shape {labels.shape} does not match pool rows {pool.height}")
+    df = pool.select("clip_id").with_columns(pl.Series("cluster", labels.astype(np.int32)))
+    out = df.group_by("clip_id").agg(pl.col("cluster").sort().alias("clusters"))
+    if clip_ids is not None:
+        every = pl.DataFrame({"clip_id": list(dict.fromkeys(clip_ids))},
+                             schema={"clip_id": pl.String})
+        out = every.join(out, on="clip_id", how="left").with_columns(
+            pl.col("clusters").fill_null(pl.lit([], dtype=pl.List(pl.Int32))))
+    return out.sort("clip_id")
+
+
+# ----- the two rules ----------------------------------------------------------------------------
+def max_cluster_support(clusters_per_clip: Sequence[Sequence[int]]) -> int:
+    """Largest number of captions that have at least one sentence in the same cluster.
+
+    Args:
+        clusters_per_clip: for each available top-K caption, its sentences' clusters.
+
+    Returns:
+        max over clusters of #captions containing it (0 if there is none).
+    """
+    counts = Counter(c for clusters in clusters_per_clip for c in set(clusters))
+    return max(counts.values(), default=0)
+
+
+def multiset_intersection_size(clusters_per_clip: Sequence[Sequence[int]]) -> int:
+    """|∩_i C_i| over multisets (Algorithm 1): Σ_c min_i multiplicity of c in C_i.
+
+    Args:
+        clusters_per_clip: for each available top-K caption, its sentences' clusters.
+
+    Returns:
+        The size of the multiset intersection (0 for no captions).
+    """
+    if not clusters_per_clip:
+        return 0
+    inter = Counter(clusters_per_clip[0])
+    for clusters in clusters_per_clip[1:]:
+        inter &= Counter(clusters)
+    return sum(inter.values())
+
+
+def tau_grid(k: int) -> tuple[int, int, int]:
+    """τ values {3K/5, 4K/5, K}, rounded up for K not a multiple of 5.
+
+    Args:
+        k: top-K (>= 1).
+
+    Returns:
+        (ceil(3K/5), ceil(4K/5), K): K=5 -> (3, 4, 5); 10 -> (6, 8, 10); 20 -> (12, 16, 20).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return (-(-3 * k // 5), -(-4 * k // 5), k)
+
+
+def neuron_scores(extremes: pl.DataFrame, clusters: pl.DataFrame) -> pl.DataFrame:
+    """Both rule scores of every neuron with a top-K ('high') Extremes row.
+
+    Args:
+        extremes: Extremes frame (only side 'high' rows are used; one K for all).
+        clusters: :func:`clip_clusters` output.
+
+    Returns:
+        Frame ``model, layer, unit, k, n_clips (captioned top-K clips), n_missing,
+        max_cluster_support, multiset_intersection`` (Int32 / Int64 counts).
+
+    Raises:
+        ValueError: missing columns or several K values.
+    """
+    require_columns(extremes, [*KEY, "side", "k", "clip_ids"], "extremes")
+    require_columns(clusters, ["clip_id", "clusters"], "clusters")
+    high = extremes.filter(pl.col("side") == "high")
+    if high["k"].n_unique() > 1:
+        raise ValueError(f"extremes: several K values {sorted(high['k'].unique().to_list())}")
+    lookup = dict(clusters.select("clip_id", "clusters").iter_rows())
+    out: dict[str, list] = {c: [] for c in (*KEY, "k", "n_clips", "n_missing",
+                                            "max_cluster_support", "multiset_intersection")}
+    for model, layer, unit, k, clip_ids in high.select(*KEY, "k", "clip_ids").iter_rows():
+        found = [lookup[c] for c in clip_ids if c in lookup]
+        for name, v in zip(out, (model, layer, unit, k, len(found), len(clip_ids) - len(found),
+                                 max_cluster_support(found), multiset_intersection_size(found)),
+                           strict=True):
+            out[name].append(v)
+    return pl.DataFrame(out, schema={
+        "model": pl.String, "layer": pl.String, "unit": pl.Int32, "k": pl.Int32,
+        "n_clips": pl.Int32, "n_missing": pl.Int32, "max_cluster_support": pl.Int32,
+        "multiset_intersection": pl.Int32})
+
+
+def uninterpretable_neurons(extremes: pl.DataFrame, clusters: pl.DataFrame,
+                            neurons: pl.DataFrame, config: InterpretabilityConfig) -> tuple[
+        pl.DataFrame, pl.DataFrame]:
+    """% uninterpretable neurons per block and per sub-layer, for each rule and τ.
+
+    Args:
+        extremes: Extremes frame with one K (call once per K = 5, 10, 20).
+        clusters: :func:`clip_clusters` output of the chosen clustering.
+        neurons: the population, one row per neuron (see ``adjectives.neuron_blocks``).
+        config: rules, clustering label, head handling, experiment ids.
+
+    Returns:
+        (rows, per_neuron). ``rows`` is a ResultRow frame: per model, rule (group), τ and
+        block, metric "pct_uninterpretable" (neuron-weighted over the block's sub-layers;
+        series "<clustering>/tau=<τ>", x = block); per sub-layer
+        "pct_uninterpretable_sublayer" (series "<clustering>/tau=<τ>/<sublayer>"); per model
+        "pct_uninterpretable_all" (x null); "n_neurons" per block (group "count") and
+        "n_missing_clips" (top-K clips without caption). With K=5, the τ=4 block rows are
+        repeated under ``config.fig6_experiment`` with the paper's Fig 6 values (both rules
+        carry the paper value; the authors' figure came from max_cluster_support).
+        ``per_neuron`` is :func:`neuron_scores` joined with block and sublayer.
+
+    Raises:
+        ValueError: missing columns, several K, or a neuron of ``neurons`` without a top-K
+            Extremes row.
+    """
+    blocks = neuron_blocks(neurons, config.head_block)
+    scores = neuron_scores(extremes, clusters)
+    per_neuron = blocks.join(scores, on=list(KEY), how="left")
+    missing = per_neuron.filter(pl.col("k").is_null())
+    if missing.height:
+        raise ValueError(f"extremes: {missing.height} neurons have no 'high' row, e.g. "
+                         f"{missing.select(*KEY).row(0)}")
+    if per_neuron.height == 0:
+        return ResultRow.frame([]), per_neuron
+    k = int(per_neuron["k"][0])
+    exp = config.experiment or _FIGURE_BY_K.get(k, f"interpretability_k{k}")
+    cl = config.clustering
+    rows: list[dict[str, object]] = []
+    for model in per_neuron["model"].unique().sort().to_list():
+        pm = per_neuron.filter(pl.col("model") == model)
+        paper_id = config.paper_model.get(model, model)
+        paper = PAPER_FIG6.get(paper_id)  # type: ignore[call-overload]
+        rows.append(result_row(exp, f"{model}/{cl}/missing", "n_missing_clips",
+                               float(pm["n_missing"].sum()), model=model, group="count"))
+        for b, n in pm.group_by("block").len().sort("block").iter_rows():
+            rows.append(result_row(exp, f"{model}/block={b}/n", "n_neurons", float(n),
+                                   model=model, group="count", x=b))
+        for rule in config.rules:
+            for tau in tau_grid(k):
+                un = pm.with_columns((pl.col(rule) < tau).alias("u"))
+                series = f"{cl}/tau={tau}"
+                base = f"{model}/{cl}/{rule}/tau={tau}"
+                rows.append(result_row(exp, f"{base}/all", "pct_uninterpretable_all",
+                                       100.0 * float(un["u"].mean()),  # type: ignore[arg-type]
+                                       model=model, group=rule, series=series))
+                by_block = un.group_by("block").agg(pl.col("u").mean()).sort("block")
+                fig6 = k == 5 and tau == 4 and config.fig6_experiment != exp
+                for b, frac in by_block.iter_rows():
+                    pv = (paper[b - 1] if paper is not None and k == 5 and tau == 4
+                          and 1 <= b <= len(paper) else None)
+                    rows.append(result_row(exp, f"{base}/block={b}", "pct_uninterpretable",
+                                           100.0 * frac, model=model, group=rule,
+                                           series=series, x=b, paper_value=pv))
+                    if fig6:
+                        note = ("paper figure used this rule (authors' code)"
+                                if rule == "max_cluster_support" else "Algorithm 1 as printed")
+                        rows.append(result_row(config.fig6_experiment, f"{base}/block={b}",
+                                               "pct_uninterpretable", 100.0 * frac,
+                                               model=model, group=rule, series=series, x=b,
+                                               paper_value=pv, note=note))
+                by_sub = un.group_by("block", "sublayer").agg(pl.col("u").mean())
+                for b, sub, frac in by_sub.sort("block", "sublayer").iter_rows():
+                    rows.append(result_row(exp, f"{base}/block={b}/{sub}",
+                                           "pct_uninterpretable_sublayer", 100.0 * frac,
+                                           model=model, group=rule, series=f"{series}/{sub}",
+                                           x=b))
+    return ResultRow.frame(rows), per_neuron
+
+
+# ----- elbow rows and Table 8 -------------------------------------------------------------------
+def elbow_rows(curve: pl.DataFrame, chosen_k: int, experiment: str = "elbow") -> pl.DataFrame:
+    """ResultRow frame of an inertia curve and the elbow it gave.
+
+    Args:
+        curve: :func:`inertia_curve` output.
+        chosen_k: :func:`elbow_k` of the curve.
+        experiment: experiment id.
+
+    Returns:
+        One "inertia" row per k (x = k) and one "elbow_k" row (paper value 11).
+    """
+    rows = [result_row(experiment, f"k={k}", "inertia", inertia, group="inertia", x=k)
+            for k, inertia in curve.select("k", "inertia").iter_rows()]
+    rows.append(result_row(experiment, "elbow_k", "elbow_k", float(chosen_k),
+                           group="elbow", paper_value=11.0,
+                           note="max distance below the chord of the scaled inertia curve"))
+    return ResultRow.frame(rows)
+
+
+def cluster_words(pool: pl.DataFrame, labels: np.ndarray, *, clustering: str = "k=11",
+                  top_n: int = 50, extra_stopwords: Sequence[str] = (),
+                  experiment: str = "table8") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Table 8: size and most frequent words of every cluster (the word-cloud input).
+
+    Words are lower-case ``[a-z]+`` runs with inner hyphens / apostrophes ("high-pitched"),
+    minus scikit-learn's English stop words and ``extra_stopwords``, at least 2 letters.
+
+    Args:
+        pool: :func:`build_sentence_pool` output.
+        labels: int [n] cluster of each pool row.
+        clustering: label used in keys.
+        top_n: words kept per cluster.
+        extra_stopwords: more words to drop (e.g. "sound").
+        experiment: experiment id.
+
+    Returns:
+        (rows, words): ``rows`` is a ResultRow frame with per cluster (x = cluster id)
+        metrics "n_sentences" and "n_captions" and the top 8 words in ``note``; ``words`` is
+        ``cluster (Int32), word, count (Int64), rank (Int32, 1 = most frequent)``.
+    """
+    require_columns(pool, ["clip_id", "sentence"], "pool")
+    labels = np.asarray(labels)
+    if labels.shape != (pool.height,):
+        raise ValueError(f"labels: shape {labels.shape} does not match pool rows {pool.height}")
+    stop = ENGLISH_STOP_WORDS | {w.lower() for w in extra_stopwords}
+    counts: dict[int, Counter[str]] = {}
+    for label, sentence in zip(labels.tolist(), pool["sentence"].to_list(), strict=True):
+        toks = [w for w in _WORD.findall(sentence.lower()) if len(w) > 1 and w not in stop]
+        counts.setdefault(int(label), Counter()).update(toks)
+    wrows: dict[str, list] = {"cluster": [], "word": [], "count": [], "rank": []}
+    for c in sorted(counts):
+        top = sorted(counts[c].items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]
+        for r, (w, n) in enumerate(top, start=1):
+            for name, v in zip(wrows, (c, w, n, r), strict=True):
+                wrows[name].append(v)
+    words = pl.DataFrame(wrows, schema={"cluster": pl.Int32, "word": pl.String,
+                                        "count": pl.Int64, "rank": pl.Int32})
+    sizes = (pool.select("clip_id").with_columns(pl.Series("cluster", labels.astype(np.int32)))
+             .group_by("cluster").agg(pl.len().alias("n_sentences"),
+                                      pl.col("clip_id").n_unique().alias("n_captions"))
+             .sort("cluster"))
+    rows = []
+    for c, n_sent, n_cap in sizes.iter_rows():
+        top8 = ", ".join(words.filter((pl.col("cluster") == c) & (pl.col("rank") <= 8))["word"])
+        for metric, v in (("n_sentences", n_sent), ("n_captions", n_cap)):
+            rows.append(result_row(experiment, f"{clustering}/cluster={c}/{metric}", metric,
+                                   float(v), group=clustering, series=f"cluster={c}", x=c,
+                                   note=top8))
+    return ResultRow.frame(rows), words

@@ -1,0 +1,146 @@
+"""Render a run's result frames into one self-contained HTML page, and the index of runs.
+
+The page has inline CSS and inline SVG figures, no scripts and no external assets, so it opens
+offline. Jinja runs with autoescape on for every template and ``StrictUndefined``: captions and
+LLM text are untrusted and render as inert text, and a missing template variable is an error.
+The same inputs always give byte-identical HTML (no timestamps; dicts are rendered sorted).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from urllib.parse import quote
+
+import jinja2
+import polars as pl
+
+from and_toolkit.records.models import ResultRow
+from and_toolkit.report.context import IndexEntry, Provenance, ReportContext, check_section_id
+from and_toolkit.report.sections import RESERVED_IDS, SECTIONS, SECTIONS_BY_ID, generic_spec
+from and_toolkit.report.views import SectionView, build_section
+
+ADDITIONAL_ID = "additional"
+
+
+def make_environment() -> jinja2.Environment:
+    """The report's Jinja environment (templates shipped in ``and_toolkit/report/templates``).
+
+    Returns:
+        An environment with autoescape on for every template and ``StrictUndefined``.
+    """
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("and_toolkit.report", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def _provenance(p: Provenance) -> dict[str, object]:
+    tables = [("Backends", sorted(p.backends.items())),
+              ("Package versions", sorted(p.versions.items())),
+              ("Data hashes", sorted(p.data_hashes.items()))]
+    config = json.dumps(p.config, sort_keys=True, indent=2, default=str, ensure_ascii=False)
+    return {"tables": tables, "config": config}
+
+
+def _check_results(results: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    out = {}
+    for name in sorted(results):
+        check_section_id(name, "results")
+        if name in RESERVED_IDS:
+            raise ValueError(f"results: {name!r} is reserved for the page itself; rename the "
+                             "experiment")
+        df = results[name]
+        if not isinstance(df, pl.DataFrame):
+            raise ValueError(f"results[{name!r}]: expected a polars DataFrame, got "
+                             f"{type(df).__name__}")
+        out[name] = ResultRow.validate_frame(df, source=f"results[{name!r}]")
+    return out
+
+
+def build_sections(results: Mapping[str, pl.DataFrame], context: ReportContext
+                   ) -> list[SectionView]:
+    """The section views of a report, in page order.
+
+    Paper sections come first in the paper's order; result frames without a paper section follow
+    (sorted by id), then one "Additional tables" section for extra tables of other ids.
+
+    Args:
+        results: experiment id -> ResultRow frame.
+        context: the report context.
+
+    Returns:
+        The section views.
+
+    Raises:
+        RecordValidationError: if a frame does not conform to ResultRow.
+        ValueError: if a result id is not a valid / free section id.
+    """
+    frames = _check_results(results)
+    extra = context.extra_tables
+    views = [build_section(spec, frames.get(spec.id), extra.get(spec.id, ()))
+             for spec in SECTIONS]
+    for name in sorted(set(frames) - set(SECTIONS_BY_ID)):
+        views.append(build_section(generic_spec(name), frames[name], extra.get(name, ())))
+    leftover = sorted(set(extra) - set(SECTIONS_BY_ID) - set(frames))
+    if leftover:
+        tables = tuple(t for name in leftover for t in extra[name])
+        views.append(SectionView(
+            id=ADDITIONAL_ID, title="Additional tables", toc="extra tables", status="ok",
+            caption="Tables supplied with the run that belong to no paper section.",
+            extra_tables=tables))
+    return views
+
+
+def render_report(results: Mapping[str, pl.DataFrame], context: ReportContext) -> str:
+    """Render one run's report as a self-contained HTML page.
+
+    Args:
+        results: experiment id (e.g. ``"table7"``) -> ResultRow frame. Missing paper experiments
+            and frames whose rows all carry a ``not run: ...`` note render as "not run" boxes.
+        context: run name, title, provenance, findings, extra tables and notes.
+
+    Returns:
+        The HTML text (UTF-8 when written).
+
+    Raises:
+        RecordValidationError: if a frame does not conform to ResultRow.
+        ValueError: if a result id is invalid or reserved.
+        jinja2.UndefinedError: if a template refers to a variable that is not provided.
+    """
+    sections = build_sections(results, context)
+    counts = {k: sum(s.status == v for s in sections)
+              for k, v in (("ok", "ok"), ("not_run", "not run"), ("error", "error"))}
+    verdicts = {k: sum(f.verdict == v for f in context.findings)
+                for k, v in (("holds", "holds"), ("does_not_hold", "does not hold"),
+                             ("not_run", "not run"))}
+    template = make_environment().get_template("report.html.j2")
+    return template.render(
+        title=context.title, run_name=context.run_name, sections=sections, counts=counts,
+        verdicts=verdicts, findings=context.findings, notes=context.notes,
+        provenance=_provenance(context.provenance))
+
+
+def render_index(runs: Sequence[IndexEntry | tuple[str, str, str]],
+                 title: str = "and-toolkit reports") -> str:
+    """Render ``reports/index.html``: a link to every run's report, sorted by run name.
+
+    Args:
+        runs: ``(name, relative path, summary)`` triples or :class:`IndexEntry` objects.
+        title: page title.
+
+    Returns:
+        The HTML text.
+
+    Raises:
+        ValueError: if a path is absolute, has a URL scheme or climbs out with ``..``.
+    """
+    entries = sorted((r if isinstance(r, IndexEntry) else IndexEntry(name=r[0], path=r[1],
+                                                                     summary=r[2])
+                      for r in runs), key=lambda e: (e.name, e.path))
+    rows = [{"name": e.name, "href": quote(e.path), "summary": e.summary} for e in entries]
+    return make_environment().get_template("index.html.j2").render(title=title, runs=rows)

@@ -1,0 +1,173 @@
+"""The report's sections: one per paper table / figure, in the paper's order, with stable ids.
+
+Each :class:`SectionSpec` says how a ResultRow frame of that experiment is drawn. The common rule:
+rows with a non-null ``x`` are plotted, rows with a null ``x`` are tabulated (ours / paper /
+difference). docs/report.md lists the row encoding each section expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+Kind = Literal["table", "line", "bar", "dumbbell", "distribution", "wordcloud", "qualitative"]
+"""How a section draws its plotted rows (tables are drawn for every kind)."""
+
+RESERVED_IDS: frozenset[str] = frozenset({"findings", "provenance", "notes", "toc", "additional",
+                                          "summary", "top"})
+"""Section ids used by the page itself; result frames may not use them."""
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """How one paper table / figure is rendered.
+
+    Attributes:
+        id: stable HTML id and experiment id (e.g. ``"fig4a"``).
+        title: heading, e.g. ``"Figure 4a · ..."``.
+        caption: what is measured, with units (shown under the heading).
+        kind: the figure renderer for rows with non-null ``x``.
+        x_label: x-axis label (line plots) with units.
+        y_label: value-axis label with units (default: the metric's label).
+        panel_by: ResultRow fields that split plotted rows into panels (the metric always does).
+        index: row index of the summary table (rows with null ``x``).
+        headers: display names of index columns (e.g. ``group`` -> ``method``).
+        series_pair: for ``dumbbell``: the (start, end) series names.
+        toc: short entry for the table of contents (default: the title).
+    """
+
+    id: str
+    title: str
+    caption: str
+    kind: Kind
+    x_label: str = ""
+    y_label: str = ""
+    panel_by: tuple[str, ...] = ()
+    index: tuple[str, ...] = ("model", "group", "series")
+    headers: Mapping[str, str] = field(default_factory=dict)
+    series_pair: tuple[str, str] = ("before", "after")
+    toc: str = ""
+
+
+ORDER: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "model": ("AST", "BEATs-finetuned", "BEATs-frozen"),
+    "group": ("ICL", "Random", "TAB", "DB", "SUM", "OCP"),
+    "series": ("cos", "cos_cubed", "rank_reorder", "wpmi", "soft_wpmi", "random", "preps",
+               "verbs", "nouns", "caption_len", "adjectives", "basic_adj", "high_adj", "clear",
+               "high-pitched", "high", "loud", "before", "after", "with", "without"),
+    "metric": ("top1", "top5", "cos", "rating", "bertscore", "avg_pruned", "delta_a", "delta_r",
+               "gap"),
+})
+"""Display-order hints (matched case- and punctuation-insensitively; unknown values follow)."""
+
+LABELS: Mapping[str, str] = MappingProxyType({
+    "top1": "top-1 (%)", "top5": "top-5 (%)", "rating": "rating (1\u20135)",
+    "bertscore": "BERTScore F1", "avg_pruned": "Avg (# pruned)", "delta_a": "\u0394A (logit)",
+    "delta_r": "\u0394R (logit)", "gap": "\u0394A \u2212 \u0394R", "cos_cubed": "cos\u00b3",
+    "rank_reorder": "rank reorder", "wpmi": "WPMI", "soft_wpmi": "soft-WPMI",
+    "caption_len": "caption length", "basic_adj": "basic adjectives",
+    "high_adj": "high-level adjectives",
+})
+"""Display labels of metric and series ids (units included); unknown ids show as they are."""
+
+_TABLE_HEADERS = MappingProxyType({"group": "method", "series": "similarity"})
+
+SECTIONS: tuple[SectionSpec, ...] = (
+    SectionSpec(
+        "table2", "Table 2 \u00b7 Last-layer dissection accuracy",
+        "Closed-set concept identification of the classifier neurons (ESC-50): top-1 / top-5 "
+        "accuracy in % and cosine similarity between the predicted and the true class name; per "
+        "method the best of the five similarity functions.", "table", headers=_TABLE_HEADERS,
+        toc="Last-layer accuracy"),
+    SectionSpec(
+        "table7", "Table 7 \u00b7 Last-layer accuracy per similarity function",
+        "ICL, TAB and DB with each of the five similarity functions (Appendix E); same metrics "
+        "as Table 2.", "table", headers=_TABLE_HEADERS, toc="Accuracy per similarity"),
+    SectionSpec(
+        "table3", "Table 3 \u00b7 Description quality of middle-layer neurons",
+        "Mean rating (1\u20135), cosine similarity and BERTScore F1 between each method's "
+        "description and a reference summary, over sampled AST neurons.", "table",
+        headers={"group": "method"}, toc="Middle-layer descriptions"),
+    SectionSpec(
+        "table4", "Table 4 \u00b7 Confidence change after neuron ablation",
+        "Avg = mean number of neurons pruned per target class; \u0394A / \u0394R = mean change "
+        "of the own-class raw logit on the target class / the remaining classes (fold 1).",
+        "table", headers={"group": "strategy"}, toc="Ablation: confidence change"),
+    SectionSpec(
+        "fig10", "Figure 10 \u00b7 Confidence before and after ablating one concept",
+        "Mean own-class logit per class before and after pruning the neurons associated with the "
+        "target class (open-concept pruning); the largest drops are labelled red.", "dumbbell",
+        y_label="mean own-class logit", headers={"group": "class"}, toc="Ablating one concept"),
+    SectionSpec(
+        "fig3", "Figure 3 \u00b7 Most frequent adjectives (AST)",
+        "Number of AST linear-layer neurons whose open-set concepts contain each adjective "
+        "(top 10).", "bar", y_label="neurons", toc="Top adjectives (AST)"),
+    SectionSpec(
+        "fig9", "Figure 9 \u00b7 Most frequent adjectives per model",
+        "Top-20 adjectives of the open-set concepts across all linear-layer neurons, per model.",
+        "bar", y_label="neurons", toc="Top adjectives per model"),
+    SectionSpec(
+        "fig4a", "Figure 4a \u00b7 Ablation by caption statistics",
+        "Top-1 accuracy on ESC-50 fold 1 after ablating the linear-layer neurons ranked highest "
+        "by each criterion (mean over seeds).", "line",
+        x_label="linear-layer neurons ablated (%)", y_label="top-1 accuracy",
+        toc="Ablation by caption stats"),
+    SectionSpec(
+        "fig4b", "Figure 4b \u00b7 Ablation by basic vs. high-level adjectives",
+        "As Figure 4a, ranking neurons by the number of basic / high-level adjectives.", "line",
+        x_label="linear-layer neurons ablated (%)", y_label="top-1 accuracy",
+        toc="Ablation by adjective kind"),
+    SectionSpec(
+        "fig4c", "Figure 4c \u00b7 Ablation by single adjectives",
+        "As Figure 4a, ablating neurons whose open-set concepts contain one adjective.", "line",
+        x_label="linear-layer neurons ablated (%)", y_label="top-1 accuracy",
+        toc="Ablation by one adjective"),
+    SectionSpec(
+        "fig5", "Figure 5 \u00b7 Adjectives per neuron by block",
+        "Mean number of open-set adjectives per linear-layer neuron in each transformer block; "
+        "the table holds the fitted slopes and p-values.", "line",
+        x_label="transformer block", y_label="adjectives per neuron", toc="Adjectives per block"),
+    SectionSpec(
+        "fig6", "Figure 6 \u00b7 Uninterpretable neurons by block",
+        "Percentage of neurons judged uninterpretable (polysemantic) per transformer block "
+        "(\u03c4 = 4, top-K = 5).", "line",
+        x_label="transformer block", y_label="uninterpretable neurons (%)",
+        toc="Uninterpretable neurons"),
+    SectionSpec(
+        "fig11_13", "Figures 11\u201313 \u00b7 Uninterpretable neurons for other \u03c4 and K",
+        "As Figure 6 for \u03c4 \u2208 {3K/5, 4K/5, K} and K \u2208 {5, 10, 20}; one panel per "
+        "setting.", "line", x_label="transformer block",
+        y_label="uninterpretable neurons (%)", panel_by=("group",), toc="Other \u03c4 and K"),
+    SectionSpec(
+        "fig8", "Figure 8 \u00b7 Loudness and pitch of top-K clips",
+        "Per neuron, the mean waveform amplitude and the median frequency (MDF) of its top-K "
+        "clips, for neurons with and without 'loud' / 'high-pitched' in their open-set concepts.",
+        "distribution", toc="Loudness and pitch"),
+    SectionSpec(
+        "table6", "Table 6 \u00b7 Example neuron descriptions",
+        "Top-5 clip labels of sampled neurons with their TAB, DB and calibrated-summary "
+        "descriptions. Descriptions are model output, shown verbatim.", "qualitative",
+        toc="Example descriptions"),
+    SectionSpec(
+        "table8", "Table 8 \u00b7 Word clouds of the caption clusters",
+        "Word frequencies of the caption sentences of each K-means cluster (Appendix G.2).",
+        "wordcloud", toc="Cluster word clouds"),
+)
+"""Every paper section, in the paper's order."""
+
+SECTIONS_BY_ID: Mapping[str, SectionSpec] = MappingProxyType({s.id: s for s in SECTIONS})
+
+
+def generic_spec(section_id: str) -> SectionSpec:
+    """Spec for a result frame that is not a paper section: a plain table.
+
+    Args:
+        section_id: the experiment id.
+
+    Returns:
+        A table spec titled with the id.
+    """
+    return SectionSpec(section_id, f"Additional result \u00b7 {section_id}",
+                       "A result frame without a paper counterpart.", "table", toc=section_id)

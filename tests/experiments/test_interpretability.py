@@ -1,0 +1,205 @@
+"""Interpretability rules, τ grid, elbow, seeded KMeans and the Fig 6 / 11-13 / Table 8 rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from and_toolkit.experiments.interpretability import (
+    ClusterConfig,
+    InterpretabilityConfig,
+    build_sentence_pool,
+    clip_clusters,
+    cluster_words,
+    elbow_k,
+    elbow_rows,
+    inertia_curve,
+    kmeans_labels,
+    max_cluster_support,
+    multiset_intersection_size,
+    neuron_scores,
+    tau_grid,
+    uninterpretable_neurons,
+)
+from and_toolkit.records import Caption, Extremes, ResultRow
+
+
+def captions(texts: dict[str, str], captioner: str = "file") -> pl.DataFrame:
+    return Caption.frame([{"dataset": "toy", "clip_id": c, "captioner": captioner, "text": t,
+                           "prompt": "", "provenance": "{}"} for c, t in texts.items()])
+
+
+def extremes(neurons: dict[tuple[str, int], list[str]]) -> pl.DataFrame:
+    return Extremes.frame([{"model": "toy", "layer": layer, "unit": unit, "side": "high",
+                            "k": len(clips), "clip_ids": clips,
+                            "values": [float(-i) for i in range(len(clips))]}
+                           for (layer, unit), clips in neurons.items()])
+
+
+def test_rules_on_the_spec_toy_case() -> None:
+    toy = [[1], [1], [1], [1], [2]]
+    assert max_cluster_support(toy) == 4  # interpretable at τ = 4
+    assert multiset_intersection_size(toy) == 0  # ∩ = ∅ -> not interpretable
+    assert max_cluster_support([]) == 0 and multiset_intersection_size([]) == 0
+
+
+def test_rules_count_distinct_captions_vs_multiplicity() -> None:
+    # a caption with two sentences in cluster 1 counts once for support
+    assert max_cluster_support([[1, 1], [2], [3]]) == 1
+    # multiset ∩ of {1,1,2}, {1,1}, {1,1,3} = {1,1}
+    assert multiset_intersection_size([[1, 1, 2], [1, 1], [1, 1, 3]]) == 2
+    assert multiset_intersection_size([[1, 1, 2], [1], [1, 1, 3]]) == 1
+
+
+@pytest.mark.parametrize(("k", "grid"), [(5, (3, 4, 5)), (10, (6, 8, 10)), (20, (12, 16, 20)),
+                                         (7, (5, 6, 7))])
+def test_tau_grid(k: int, grid: tuple[int, int, int]) -> None:
+    assert tau_grid(k) == grid
+
+
+def blobs(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = np.array([[0.0, 0, 0, 0], [10, 0, 0, 0], [0, 10, 0, 0]])
+    return np.concatenate([c + rng.normal(0, 0.5, (40, 4)) for c in centres])
+
+
+def test_elbow_on_three_blobs_is_three() -> None:
+    cfg = ClusterConfig(seed=0, k_min=2, k_max=10)
+    curve = inertia_curve(blobs(), cfg)
+    assert curve["k"].to_list() == list(range(2, 11))
+    assert elbow_k(curve["k"].to_list(), curve["inertia"].to_list()) == 3
+    rows = elbow_rows(curve, 3)
+    ResultRow.validate_frame(rows)
+    assert rows.filter(pl.col("key") == "elbow_k")["value"][0] == 3.0
+
+
+def test_elbow_k_hand_curve_and_errors() -> None:
+    # scaled: y = 1, .111, .056, .022, 0; chord 1 - x; gaps 0, .639, .444, .228, 0 -> k = 2
+    assert elbow_k([1, 2, 3, 4, 5], [100, 20, 15, 12, 10]) == 2
+    assert elbow_k([1, 2, 3], [5, 5, 5]) == 1  # flat curve
+    with pytest.raises(ValueError, match=">= 3"):
+        elbow_k([1, 2], [3, 1])
+    with pytest.raises(ValueError, match="increasing"):
+        elbow_k([1, 3, 2], [3, 2, 1])
+
+
+def test_kmeans_is_deterministic_with_a_seed_and_numbers_clusters_by_size() -> None:
+    x = np.concatenate([blobs()[:40], blobs()[40:60], blobs()[80:]])  # sizes 40, 20, 40
+    cfg = ClusterConfig(seed=3)
+    a, b = kmeans_labels(x, 3, cfg), kmeans_labels(x, 3, cfg)
+    assert np.array_equal(a, b)
+    assert np.bincount(a).tolist() == [40, 40, 20]
+    assert len(set(a[:40].tolist())) == 1 and a[40] == 2
+    with pytest.raises(ValueError, match="k must be"):
+        kmeans_labels(x, 0, cfg)
+    with pytest.raises(ValueError, match="NaN"):
+        kmeans_labels(np.full((3, 2), np.nan), 2, cfg)
+
+
+def test_sentence_pool_drops_junk_and_keeps_empty_captions_in_clip_clusters() -> None:
+    caps = captions({"c1": "A dog barks. Sure, here is more. It is loud.",
+                     "c2": "Please let me know."})
+    pool = build_sentence_pool(caps)
+    assert pool.rows() == [("c1", 0, "A dog barks."), ("c1", 1, "It is loud.")]
+    cc = clip_clusters(pool, np.array([4, 1]), clip_ids=caps["clip_id"].to_list())
+    assert cc.rows() == [("c1", [1, 4]), ("c2", [])]
+    with pytest.raises(ValueError, match="several captioners"):
+        build_sentence_pool(pl.concat([caps, captions({"c1": "x"}, captioner="other")]))
+    assert build_sentence_pool(pl.concat([caps, captions({"c1": "x"}, captioner="o")]),
+                               captioner="o").height == 1
+
+
+def toy_population() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Neuron A (fc1): clips in clusters {1},{1},{1},{1},{2}; neuron B (o_proj): all
+    different; neuron C (fc1, block 2): 4 captioned clips all in cluster {3,3}, 1 uncaptioned."""
+    clusters = pl.DataFrame(
+        {"clip_id": ["a1", "a2", "a3", "a4", "a5", "b1", "b2", "b3", "b4", "b5",
+                     "c1", "c2", "c3", "c4"],
+         "clusters": [[1], [1], [1], [1], [2], [1], [2], [3], [4], [5],
+                      [3, 3], [3, 3], [3, 3, 1], [3, 3]]},
+        schema={"clip_id": pl.String, "clusters": pl.List(pl.Int32)})
+    ex = extremes({("blocks.0.fc1", 0): ["a1", "a2", "a3", "a4", "a5"],
+                   ("blocks.0.o_proj", 0): ["b1", "b2", "b3", "b4", "b5"],
+                   ("blocks.1.fc1", 0): ["c1", "c2", "lost", "c3", "c4"]})
+    neurons = pl.DataFrame(
+        {"model": ["toy"] * 3, "layer": ["blocks.0.fc1", "blocks.0.o_proj", "blocks.1.fc1"],
+         "unit": [0, 0, 0], "block": [1, 1, 2],
+         "alias": ["block1.fc1", "block1.o_proj", "block2.fc1"]},
+        schema={"model": pl.String, "layer": pl.String, "unit": pl.Int32, "block": pl.Int32,
+                "alias": pl.String})
+    return clusters, ex, neurons
+
+
+def test_neuron_scores_skip_uncaptioned_clips() -> None:
+    clusters, ex, _ = toy_population()
+    scores = neuron_scores(ex, clusters).sort("layer")
+    assert scores.select("layer", "n_clips", "n_missing", "max_cluster_support",
+                         "multiset_intersection").rows() == [
+        ("blocks.0.fc1", 5, 0, 4, 0), ("blocks.0.o_proj", 5, 0, 1, 0),
+        ("blocks.1.fc1", 4, 1, 4, 2)]
+
+
+def test_uninterpretable_percentages_per_block_and_sublayer() -> None:
+    clusters, ex, neurons = toy_population()
+    cfg = InterpretabilityConfig(paper_model={"toy": "AST"})
+    rows, per_neuron = uninterpretable_neurons(ex, clusters, neurons, cfg)
+    ResultRow.validate_frame(rows)
+    assert per_neuron.height == 3
+
+    def val(exp: str, key: str) -> float:
+        return rows.filter((pl.col("experiment") == exp) & (pl.col("key") == key))["value"][0]
+
+    base = "toy/k=11/max_cluster_support"
+    assert val("fig11", f"{base}/tau=4/block=1") == 50.0
+    assert val("fig11", f"{base}/tau=4/block=1/fc1") == 0.0
+    assert val("fig11", f"{base}/tau=4/block=1/o_proj") == 100.0
+    assert val("fig11", f"{base}/tau=5/block=1") == 100.0
+    assert val("fig11", f"{base}/tau=3/block=2") == 0.0
+    assert val("fig11", f"{base}/tau=4/all") == pytest.approx(100 / 3)
+    ms = "toy/k=11/multiset_intersection"
+    assert val("fig11", f"{ms}/tau=3/block=1") == 100.0
+    assert val("fig11", f"{ms}/tau=3/block=2") == 100.0  # |∩| = 2 < 3
+    assert val("fig11", "toy/k=11/missing") == 1.0
+    fig6 = rows.filter(pl.col("experiment") == "fig6")
+    assert fig6.height == 4  # 2 rules x 2 blocks, τ = 4 only
+    assert fig6.filter(pl.col("x") == 1)["paper_value"].to_list() == [42.0, 42.0]
+    assert val("fig6", f"{base}/tau=4/block=1") == 50.0
+
+
+def test_uninterpretable_neurons_requires_extremes_for_every_neuron() -> None:
+    clusters, ex, neurons = toy_population()
+    with pytest.raises(ValueError, match="no 'high' row"):
+        uninterpretable_neurons(ex.filter(pl.col("layer") != "blocks.0.fc1"), clusters,
+                                neurons, InterpretabilityConfig())
+
+
+def test_k10_uses_fig12_and_no_fig6() -> None:
+    clusters = pl.DataFrame({"clip_id": [f"x{i}" for i in range(10)],
+                             "clusters": [[0]] * 8 + [[1]] * 2},
+                            schema={"clip_id": pl.String, "clusters": pl.List(pl.Int32)})
+    ex = extremes({("l", 0): [f"x{i}" for i in range(10)]})
+    neurons = pl.DataFrame({"model": ["toy"], "layer": ["l"], "unit": [0], "block": [1],
+                            "alias": ["block1.fc1"]},
+                           schema={"model": pl.String, "layer": pl.String, "unit": pl.Int32,
+                                   "block": pl.Int32, "alias": pl.String})
+    rows, _ = uninterpretable_neurons(ex, clusters, neurons, InterpretabilityConfig())
+    assert set(rows["experiment"]) == {"fig12"}
+    pct = rows.filter(pl.col("metric") == "pct_uninterpretable")
+    got = {(g, s): v for g, s, v in pct.select("group", "series", "value").iter_rows()}
+    assert got[("max_cluster_support", "k=11/tau=8")] == 0.0  # support 8 >= 8
+    assert got[("max_cluster_support", "k=11/tau=10")] == 100.0
+
+
+def test_cluster_words_counts_without_stopwords() -> None:
+    pool = pl.DataFrame({"clip_id": ["a", "a", "b", "c"],
+                         "sentence": ["The dog barks loudly.", "A dog and a high-pitched dog.",
+                                      "The dog is barking.", "An engine runs."]})
+    rows, words = cluster_words(pool, np.array([0, 0, 0, 1]), top_n=2)
+    ResultRow.validate_frame(rows)
+    assert words.filter(pl.col("cluster") == 0).select("word", "count", "rank").rows() == [
+        ("dog", 4, 1), ("barking", 1, 2)]
+    assert words.filter(pl.col("cluster") == 1)["word"].to_list() == ["engine", "runs"]
+    sizes = {(k, v) for k, v in rows.select("key", "value").iter_rows()}
+    assert ("k=11/cluster=0/n_sentences", 3.0) in sizes
+    assert ("k=11/cluster=0/n_captions", 2.0) in sizes
