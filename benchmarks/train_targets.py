@@ -112,7 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         key = weights_key(cfg, fsha, labels_sha(targets, folds))
         load0 = os.getloadavg()[0]
         t0, c0 = time.perf_counter(), time.process_time()
-        trained = train_target(cfg, feats, targets, folds, progress=not args.no_progress)
+        trained = train_target(
+            cfg,
+            feats,
+            targets,
+            folds,
+            progress=not args.no_progress,
+            on_epoch=lambda r, n=name: print(f"  {n} {json.dumps(r)}", flush=True),
+        )
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         load1 = os.getloadavg()[0]
         save_weights(trained.model, args.cache / f"weights-{name}-{key[:16]}.safetensors")

@@ -150,8 +150,10 @@ def calibrate_points(
     """
     cfg = cfg or CalibrationConfig()
     high, low = list(high), list(low)
-    he = np.asarray(high_emb, dtype=np.float64).reshape(len(high), -1)
-    le = np.asarray(low_emb, dtype=np.float64).reshape(len(low), -1)
+    he = np.asarray(high_emb, dtype=np.float64)
+    le = np.asarray(low_emb, dtype=np.float64)
+    if he.ndim != 2 or le.ndim != 2:
+        raise ValueError(f"high_emb/low_emb must be 2-D [n, d], got shapes {he.shape}/{le.shape}")
     if he.shape[0] != len(high) or le.shape[0] != len(low):
         raise ValueError(f"high_emb/low_emb have {he.shape[0]}/{le.shape[0]} rows for "
                          f"{len(high)}/{len(low)} points")

@@ -102,7 +102,7 @@ class AblationConfig(BaseModel):
     pos_adjectives: tuple[str, ...] = ("ADJ",)
     kept_only: bool = True
     percents: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
-    seeds: tuple[int, ...] = Field((20, 202, 2024), min_length=1)
+    seeds: tuple[int, ...] = Field(default=(20, 202, 2024), min_length=1)
     classifier_in_pool: bool = False
     budget_typo_compat: bool = False
     zero_point_compat: bool = False
@@ -120,8 +120,8 @@ class AblationConfig(BaseModel):
     @field_validator("percents")
     @classmethod
     def _positive(cls, v: tuple[float, ...]) -> tuple[float, ...]:
-        if any(not 0 < p <= 100 for p in v):
-            raise ValueError(f"percents must lie in (0, 100], got {v}")
+        if any(not 0 < p <= 100 for p in v) or len(set(v)) != len(v):
+            raise ValueError(f"percents must be distinct and lie in (0, 100], got {v}")
         return v
 
     @classmethod
@@ -291,6 +291,9 @@ def fig4(counts: pl.DataFrame, layer_sizes: Mapping[str, int], test_clips: pl.Da
     expected = sum(layer_sizes.values())
     if counts.height != expected:
         raise ValueError(f"counts: {counts.height} rows for {expected} neurons of layer_sizes")
+    missing = {"layer", "unit", "is_classifier", "caption_len"} - set(counts.columns)
+    if missing:
+        raise ValueError(f"counts: missing columns {sorted(missing)} (build it with neuron_counts)")
     not_run = dict(not_run or {})
     if counts["caption_len"].null_count() == counts.height:
         not_run.setdefault("caption_len", "no caption lengths given")

@@ -18,8 +18,9 @@ Pipeline (each step a pure function; the caller embeds the pool with a TextEncod
    Top-K clips without a caption are skipped (the authors stop at the first one).
 6. :func:`cluster_words`: Table 8's per-cluster word frequencies (for word clouds).
 
-Note: with one-sentence captions (Qwen2-Audio writes ~1.3 sentences per clip) the multiset
-intersection can rarely reach τ >= 3, so Algorithm 1 marks almost every neuron uninterpretable.
+Note: the Qwen2-Audio ESC-50 captions give 2,015 pool sentences for 2,000 clips (the authors'
+SALMONN captions ~4.9), so a multiset intersection rarely exceeds 1 and Algorithm 1 marks
+almost every neuron uninterpretable for τ >= 2.
 """
 
 from __future__ import annotations
@@ -385,7 +386,7 @@ def uninterpretable_neurons(extremes: pl.DataFrame, clusters: pl.DataFrame,
         rows.append(result_row(exp, f"{model}/{cl}/missing", "n_missing_clips",
                                float(pm["n_missing"].sum()), model=model, group="count"))
         for b, n in pm.group_by("block").len().sort("block").iter_rows():
-            rows.append(result_row(exp, f"{model}/block={b}/n", "n_neurons", float(n),
+            rows.append(result_row(exp, f"{model}/{cl}/block={b}/n", "n_neurons", float(n),
                                    model=model, group="count", x=b))
         for rule in config.rules:
             for tau in tau_grid(k):

@@ -172,7 +172,8 @@ FIG4_TOTAL_AST: Final[int] = 55346
 
 def _fig4(spec: Mapping[str, str]) -> Mapping[str, tuple[float, ...]]:
     out = {k: tuple(float(v) for v in s.split("/")) for k, s in spec.items()}
-    assert all(len(v) == len(FIG4_PERCENTS) for v in out.values())
+    if any(len(v) != len(FIG4_PERCENTS) for v in out.values()):
+        raise ValueError("Fig 4 curves must have one value per FIG4_PERCENTS entry")
     return MappingProxyType(out)
 
 

@@ -92,10 +92,10 @@ class UnlearningConfig(BaseModel):
     ocp_match: Literal["token", "lemma", "substring"] = "token"
     ocp_pos: tuple[str, ...] = ("NOUN",)
     ocp_kept_only: bool = True
-    closed_top_k: int = Field(3, ge=1)
+    closed_top_k: int = Field(default=3, ge=1)
     db_similarity: str = "cos_cubed"
     tab_similarity: str = "soft_wpmi"
-    random_count: int = Field(3000, ge=0)
+    random_count: int = Field(default=3000, ge=0)
     random_seed: int = 20
     random_prunes_baseline: bool = False
     mask_row_order_compat: bool = False
@@ -314,7 +314,7 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
     """
     hidden, names, t = _prepare(layer_sizes, class_names, test_clips, config)
     not_run = dict(not_run or {})
-    wanted = list(config.target_classes or names)
+    wanted = list(dict.fromkeys(config.target_classes or names))
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         raise ValueError(f"config.target_classes: unknown class names {unknown}")
@@ -323,7 +323,8 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
     if not targets:
         raise ValueError("test_clips: no test clip of any target class")
     skipped = len(wanted) - len(targets)
-    run = [s for s in config.strategies if s not in not_run]
+    strategies = list(dict.fromkeys(config.strategies))
+    run = [s for s in strategies if s not in not_run]
     sel = {s: select_masks(s, concepts, hidden, names, targets, config, lemma_fn) for s in run}
     flat = [sel[s][c] for s in run for c in targets]
     logits = evaluate_masks([empty_mask(hidden), *flat], evaluate, evaluate_many, len(t))
@@ -331,10 +332,11 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
         raise ValueError(f"evaluate: {logits[0].shape[1]} logits columns for {len(names)} classes")
     base, after_all = logits[0], iter(logits[1:])
     rows: list[dict[str, Any]] = []
-    for s in config.strategies:
+    for s in strategies:
         paper = TABLE4.get((config.paper_model, s)) if config.paper_model else None
-        refs: dict[str, float | None] = {"avg_pruned": None, "delta_a": None, "delta_r": None,
-                "delta_a_minus_delta_r": None, "acc_before": None, "acc_after": None}
+        refs: dict[str, float | None] = dict.fromkeys((
+            "avg_pruned", "delta_a", "delta_r", "delta_a_minus_delta_r", "acc_before",
+            "acc_after"))
         if paper is not None:
             refs.update(avg_pruned=paper.avg_pruned, delta_a=paper.delta_a,
                         delta_r=paper.delta_r, delta_a_minus_delta_r=paper.gap)

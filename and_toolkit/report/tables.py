@@ -112,12 +112,13 @@ def fmt(value: float | None, decimals: int | None, *, signed: bool = False) -> s
         return "NaN"
     if math.isinf(value):
         return ("+" if signed and value > 0 else "") + ("\u221e" if value > 0 else "-\u221e")
-    sign = "+" if signed else ""
-    if decimals is not None and value != 0 and abs(value) < 0.5 * 10.0 ** -decimals:
+    sign = "+" if signed and value > 0 else ""
+    if not signed and decimals is not None and 0 < abs(value) < 0.5 * 10.0 ** -decimals:
         decimals = None  # would print as zero: show it in scientific notation
+    if decimals is None:
         return f"{value:{sign}.2e}"
     text = f"{value:{sign},.{decimals}f}"
-    return "0" if text in {"-0", "+0", "-0.0", "+0.0"} and decimals == 0 else text
+    return text.lstrip("+-") if float(text.replace(",", "")) == 0 else text
 
 
 def _label(value: object) -> str:

@@ -33,17 +33,17 @@ class ASTArchConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    num_layers: int = Field(6, gt=0)
-    hidden_size: int = Field(192, gt=0)
-    num_heads: int = Field(3, gt=0)
-    intermediate_size: int = Field(768, gt=0)
-    patch_size: int = Field(16, gt=0)
-    frequency_stride: int = Field(16, gt=0)
-    time_stride: int = Field(16, gt=0)
-    num_mel_bins: int = Field(64, gt=0)
-    max_length: int = Field(512, gt=0)
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    attention_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    num_layers: int = Field(default=6, gt=0)
+    hidden_size: int = Field(default=192, gt=0)
+    num_heads: int = Field(default=3, gt=0)
+    intermediate_size: int = Field(default=768, gt=0)
+    patch_size: int = Field(default=16, gt=0)
+    frequency_stride: int = Field(default=16, gt=0)
+    time_stride: int = Field(default=16, gt=0)
+    num_mel_bins: int = Field(default=64, gt=0)
+    max_length: int = Field(default=512, gt=0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    attention_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check(self) -> ASTArchConfig:

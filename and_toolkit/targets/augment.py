@@ -117,9 +117,7 @@ def mixup(
         ValueError: If batch sizes differ or ``y`` is not 2-D.
     """
     if y.ndim != 2 or y.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"y: expected [B, C] with B={x.shape[0]}, got shape {tuple(y.shape)}"
-        )
+        raise ValueError(f"y: expected [B, C] with B={x.shape[0]}, got shape {tuple(y.shape)}")
     if alpha <= 0:
         return x.clone(), y.clone()
     b = x.shape[0]

@@ -26,8 +26,8 @@ class CNNArchConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     channels: tuple[int, ...] = (24, 48, 96, 160)
-    num_mel_bins: int = Field(64, gt=0)
-    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    num_mel_bins: int = Field(default=64, gt=0)
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
 
     @field_validator("channels")
     @classmethod

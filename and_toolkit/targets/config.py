@@ -53,26 +53,26 @@ class TrainConfig(BaseModel):
     arch: Arch
     ast: ASTArchConfig = ASTArchConfig()
     cnn: CNNArchConfig = CNNArchConfig()
-    n_classes: int = Field(50, ge=2)
+    n_classes: int = Field(default=50, ge=2)
     test_fold: int = 1
-    epochs: int = Field(20, ge=1)
-    batch_size: int = Field(32, ge=2)
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
+    epochs: int = Field(default=20, ge=1)
+    batch_size: int = Field(default=32, ge=2)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=0.05, ge=0)
     schedule: Literal["onecycle", "cosine"] = "onecycle"
-    warmup_frac: float = Field(0.1, ge=0, lt=1)
-    grad_clip: float | None = Field(5.0, gt=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    warmup_frac: float = Field(default=0.1, ge=0, lt=1)
+    grad_clip: float | None = Field(default=5.0, gt=0)
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     seed: int = 0
-    time_shift: int = Field(0, ge=0)
-    time_masks: int = Field(2, ge=0)
-    time_mask_width: int = Field(48, ge=0)
-    freq_masks: int = Field(2, ge=0)
-    freq_mask_width: int = Field(8, ge=0)
-    mixup_alpha: float = Field(0.5, ge=0)
-    mixup_prob: float = Field(1.0, ge=0, le=1)
+    time_shift: int = Field(default=0, ge=0)
+    time_masks: int = Field(default=2, ge=0)
+    time_mask_width: int = Field(default=48, ge=0)
+    freq_masks: int = Field(default=2, ge=0)
+    freq_mask_width: int = Field(default=8, ge=0)
+    mixup_alpha: float = Field(default=0.5, ge=0)
+    mixup_prob: float = Field(default=1.0, ge=0, le=1)
     precision: Literal["fp32", "bf16"] = "bf16"
-    eval_batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(default=64, ge=1)
 
     def arch_payload(self) -> dict[str, object]:
         """The config as a dict without the architecture block the ``arch`` does not use."""

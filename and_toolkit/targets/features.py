@@ -30,11 +30,11 @@ class FeatureConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    sample_rate: int = Field(16000, gt=0)
-    num_mel_bins: int = Field(64, gt=0)
-    max_length: int = Field(512, gt=0)
+    sample_rate: int = Field(default=16000, gt=0)
+    num_mel_bins: int = Field(default=64, gt=0)
+    max_length: int = Field(default=512, gt=0)
     mean: float = -4.2677393
-    std: float = Field(4.5689974, gt=0)
+    std: float = Field(default=4.5689974, gt=0)
 
 
 def logmel_features(waveforms: Sequence[np.ndarray], cfg: FeatureConfig) -> np.ndarray:

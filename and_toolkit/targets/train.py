@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,15 +51,11 @@ def _autocast(precision: str) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
-def _check_data(
-    features: np.ndarray, targets: np.ndarray, n_classes: int | None = None
-) -> None:
+def _check_data(features: np.ndarray, targets: np.ndarray, n_classes: int | None = None) -> None:
     if features.ndim != 3:
         raise ValueError(f"features: expected [N, T, F], got shape {features.shape}")
     if targets.shape != (features.shape[0],):
-        raise ValueError(
-            f"targets: expected shape ({features.shape[0]},), got {targets.shape}"
-        )
+        raise ValueError(f"targets: expected shape ({features.shape[0]},), got {targets.shape}")
     if n_classes is not None and targets.size and (targets.min() < 0 or targets.max() >= n_classes):
         raise ValueError(
             f"targets: values must lie in 0..{n_classes - 1}, got {targets.min()}..{targets.max()}"
@@ -164,6 +160,7 @@ def train_target(
     targets: np.ndarray,
     folds: np.ndarray,
     progress: bool = True,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainedTarget:
     """Train the target of ``cfg`` on all folds except ``cfg.test_fold`` and test on that fold.
 
@@ -177,6 +174,7 @@ def train_target(
         targets: int class ids [N] in ``0..cfg.n_classes-1``.
         folds: int fold ids [N].
         progress: Show a tqdm bar over all optimiser steps.
+        on_epoch: Optional callback receiving each epoch's curve row as it is produced.
 
     Returns:
         The :class:`TrainedTarget` (model in eval mode, per-epoch curve).
@@ -198,10 +196,32 @@ def train_target(
     x_test, y_test = np.ascontiguousarray(features[test], dtype=np.float32), targets[test]
 
     model = build_model(cfg)
+    # Dropout draws from the global RNG: seed it inside a fork so callers' RNG is untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 2)
+        curve = _fit(model, cfg, x_train, y_train, x_test, y_test, progress, on_epoch)
+    model.eval()
+    return TrainedTarget(model=model, config=cfg, curve=curve)
+
+
+def _fit(
+    model: nn.Module,
+    cfg: TrainConfig,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    progress: bool,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+) -> list[dict[str, float]]:
+    """The optimisation loop of :func:`train_target`; returns the per-epoch curve."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
-    steps_per_epoch = sum(1 for s in range(0, len(y_train), cfg.batch_size)
-                          if min(cfg.batch_size, len(y_train) - s) >= 2)
+    steps_per_epoch = sum(
+        1
+        for s in range(0, len(y_train), cfg.batch_size)
+        if min(cfg.batch_size, len(y_train) - s) >= 2
+    )
     sched = _scheduler(opt, cfg, cfg.epochs * steps_per_epoch)
     eye = torch.eye(cfg.n_classes)
     smooth = cfg.label_smoothing
@@ -236,7 +256,8 @@ def train_target(
             "seconds": time.perf_counter() - t0,
         }
         curve.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{acc:.3f}")
     bar.close()
-    model.eval()
-    return TrainedTarget(model=model, config=cfg, curve=curve)
+    return curve

@@ -23,7 +23,9 @@ __all__ = ["TRAINING_CODE_VERSION", "labels_sha", "load_weights", "save_weights"
 TRAINING_CODE_VERSION = 1
 
 
-def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+def save_weights(
+    model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None
+) -> Path:
     """Write the model's ``state_dict`` (parameters and buffers) to a safetensors file atomically.
 
     Args:

@@ -32,6 +32,8 @@ REFERENCE_ADJECTIVE = (
     "<s>[INST] <<SYS>>\n\t<</SYS>>\n\n \tCan the adjective 'loud' be used to describe the tone, "
     "emotion, or acoustic features of audio, music, or any other form of sound?\n \tAnswer(yes "
     "or no):\n\tReason:\t[/INST]")
+
+
 def test_reference_summary_exact() -> None:
     assert summary_prompt(CAPTIONS, fmt="llama2", compat="reference") == REFERENCE_SUMMARY
 
@@ -57,7 +59,7 @@ def test_reference_icl_strings() -> None:
            "answers.  \t\t<</SYS>>" in p5
     assert "Answer: snoring, zombie_growling_and_snarling, breathing, footsteps, coughing" \
            "\t\t</s>" in p5
-    assert len(p1) == 2387 and len(p5) == 2561
+    assert len(p1) == 2081 and len(p5) == 2232
     assert prompt_sha256(p1) == hashlib.sha256(p1.encode()).hexdigest()
 
 

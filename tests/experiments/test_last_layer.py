@@ -15,6 +15,7 @@ from and_toolkit.experiments.last_layer import (
     table2,
     table7,
 )
+from and_toolkit.experiments.paper import SIMILARITIES, TABLE7
 from and_toolkit.records import ConceptSet, ResultRow
 
 CLASSES = ["dog", "rooster", "pig", "cow", "frog", "cat"]
@@ -153,3 +154,17 @@ def test_unknown_names_missing_units_and_missing_cells(concepts: pl.DataFrame) -
                                                                    "methods": ("TAB",)}))
     with pytest.raises(ValueError, match="unique"):
         table7(concepts, [*CLASSES, "dog"], toy_cos, cfg)
+
+
+@pytest.mark.parametrize("paper_model", ["AST", "BEATs-finetuned", "BEATs-frozen"])
+def test_best_of_rule_reproduces_paper_table2(paper_model: str) -> None:
+    """Applied to the paper's Table 7, the best-of rule gives the paper's Table 2."""
+    cfg = LastLayerConfig(model="m", layer=FC, methods=("TAB", "DB"),
+                          paper_model=paper_model)  # type: ignore[arg-type]
+    rows = [{"experiment": "table7", "key": f"{meth}/{sim}/{metric}", "model": "m",
+             "group": meth, "series": sim, "x": None, "metric": metric,
+             "value": getattr(TABLE7[(paper_model, meth, sim)], metric),  # type: ignore[index]
+             "paper_value": None, "note": ""}
+            for meth in ("TAB", "DB") for sim in SIMILARITIES for metric in ("top1", "top5", "cos")]
+    t2 = table2(ResultRow.frame(rows), cfg)
+    assert t2["value"].to_list() == t2["paper_value"].to_list()

@@ -183,3 +183,19 @@ def test_sheet_round_trips_through_csv(tmp_path: Path) -> None:
     assert back.height == sheet.height and back["rating"].null_count() == back.height
     rows = human_evaluation(back, LookupEncoder({"x": [1.0]}), HumanEvalConfig())
     assert rows.filter(pl.col("key") == "DB/rating")["note"][0] == "no annotations"
+
+
+def test_two_raters_average_per_neuron_first(tmp_path: Path) -> None:
+    path = tmp_path / "ann.csv"
+    path.write_text("model,layer,unit,method,description,rating,human_summary,rater\n"
+                    "toy,L,0,DB,dog barking,2,a dog barks,r1\n"
+                    "toy,L,0,DB,dog barking,4,rain falls,r2\n"
+                    "toy,L,1,DB,dog barking,5,,r1\n")
+    enc = LookupEncoder({"dog barking": [1.0, 0.0], "a dog barks": [1.0, 1.0],
+                         "rain falls": [0.0, 1.0]})
+    rows = human_evaluation(load_annotations(path), enc, HumanEvalConfig(methods=("DB",)))
+    vals = dict(rows.select("key", "value").iter_rows())
+    assert vals["DB/rating"] == pytest.approx((3.0 + 5.0) / 2)  # neuron 0: mean of 2 and 4
+    # neuron 0: mean(1/√2, 0); neuron 1 has no summary from its rater -> no cosine
+    assert vals["DB/cos"] == pytest.approx(1 / math.sqrt(2) / 2)
+    assert vals["DB/n_cos"] == 1.0

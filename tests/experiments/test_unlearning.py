@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -94,8 +94,10 @@ def test_ocp_selection_on_masks() -> None:
     names = ["mouse_click", "train", "rain"]
     df = ConceptSet.frame([open_row(0, "use"), open_row(1, "rain"), open_row(2, "mouse")])
     hidden = {"h": 3}
-    for match, expected in (("token", {"mouse_click": [2], "train": [], "rain": [1]}),
-                            ("substring", {"mouse_click": [0, 2], "train": [1], "rain": [1]})):
+    cases: list[tuple[Literal["token", "substring"], dict[str, list[int]]]] = [
+        ("token", {"mouse_click": [2], "train": [], "rain": [1]}),
+        ("substring", {"mouse_click": [0, 2], "train": [1], "rain": [1]})]
+    for match, expected in cases:
         cfg = UnlearningConfig(model="toy", classifier_layer="fc", ocp_match=match)
         got = select_masks("OCP", df, hidden, names, names, cfg)
         assert {c: np.flatnonzero(m["h"]).tolist() for c, m in got.items()} == expected

@@ -1,8 +1,5 @@
-"""Hand-made ResultRow frames for every report section, and a report context with XSS text.
-
-Values are deterministic (no randomness beyond a seeded generator). Import from tests in this
-folder with ``from report_samples import ...``.
-"""
+"""Fixtures of the report tests: hand-made ResultRow frames for every section and a report
+context carrying XSS text. Values are deterministic (one seeded generator)."""
 
 from __future__ import annotations
 
@@ -10,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pytest
 
 from and_toolkit.records.models import ResultRow
 from and_toolkit.report.context import ExtraTable, Finding, Provenance, ReportContext
@@ -153,7 +151,7 @@ def _table8() -> list[dict[str, Any]]:
     return rows
 
 
-def sample_results() -> dict[str, pl.DataFrame]:
+def make_results() -> dict[str, pl.DataFrame]:
     """A result frame for every paper section except fig4c (missing: a not-run box)."""
     rows = {
         "table2": _table2(), "table7": _table7(), "table4": _table4(), "fig10": _fig10(),
@@ -182,7 +180,7 @@ def sample_results() -> dict[str, pl.DataFrame]:
     return {k: ResultRow.frame(v) for k, v in rows.items()}
 
 
-def sample_context() -> ReportContext:
+def make_context() -> ReportContext:
     """A context with findings, provenance, notes and a Table 6 carrying XSS captions."""
     table6 = ExtraTable.from_rows("Sampled AST neurons", [
         {"neuron": "block3.fc1 #17", "top-5 labels": ["church bells", "clock alarm", "clapping"],
@@ -213,3 +211,29 @@ def sample_context() -> ReportContext:
         extra_tables={"table6": (table6,)},
         notes=("Hand-made sample results for tests.", f"Untrusted note {XSS_SCRIPT}"),
     )
+
+
+@pytest.fixture
+def result_row() -> Any:
+    """The :func:`row` helper: ``result_row("table7", "key", metric="top1", value=1.0)``."""
+    return row
+
+
+@pytest.fixture(scope="session")
+def sample_results() -> dict[str, pl.DataFrame]:
+    """Result frames for every paper section except fig4c (see :func:`make_results`)."""
+    return make_results()
+
+
+@pytest.fixture(scope="session")
+def sample_context() -> ReportContext:
+    """The sample report context (see :func:`make_context`)."""
+    return make_context()
+
+
+@pytest.fixture(scope="session")
+def sample_html(sample_results: dict[str, pl.DataFrame], sample_context: ReportContext) -> str:
+    """The sample report, rendered once per session."""
+    from and_toolkit.report.render import render_report
+
+    return render_report(sample_results, sample_context)

@@ -1,0 +1,117 @@
+"""Backend factories of the pipeline: the one place that decides which model serves a stage.
+
+Encoders and LLMs are wrapped so that their expensive outputs go through the run's
+content-addressed cache (embeddings keyed by encoder id + the exact text list; generations by
+backend, weights, prompt, sampling and seed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from and_toolkit.cache import Cache, cache_key
+from and_toolkit.errors import StageNotRun
+from and_toolkit.pipeline.context import Context, array_bytes, bytes_array
+
+
+@dataclass
+class DiskCachedEncoder:
+    """A TextEncoder whose ``encode`` results are stored in the content-addressed cache.
+
+    Each call is keyed by (encoder id, sha256 of the exact text list); distinct texts are
+    embedded once per call by the wrapped encoder (callers pass distinct lists).
+    """
+
+    inner: Any
+    cache: Cache
+    n_inputs: int = 0
+    n_encoded: int = 0
+
+    @property
+    def id(self) -> str:
+        return str(self.inner.id)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """float32 [n, d] L2-normalised embeddings of ``texts``."""
+        texts = list(texts)
+        self.n_inputs += len(texts)
+        distinct = list(dict.fromkeys(texts))
+        digest = hashlib.sha256(json.dumps(distinct).encode("utf-8")).hexdigest()
+        key = cache_key(kind="embeddings", encoder=self.id, texts=digest)
+        raw = self.cache.get_bytes("embeddings", key)
+        if raw is None:
+            emb = np.asarray(self.inner.encode(distinct), dtype=np.float32)
+            self.n_encoded += len(distinct)
+            self.cache.put_bytes("embeddings", key, array_bytes(emb))
+        else:
+            emb = bytes_array(raw)
+        row = {t: i for i, t in enumerate(distinct)}
+        return emb[[row[t] for t in texts]] if texts else emb[:0]
+
+
+class LLMCacheAdapter:
+    """The LLM layer's ``Cache`` protocol (str get/put) over the content-addressed cache."""
+
+    def __init__(self, cache: Cache, namespace: str = "llm") -> None:
+        self.cache = cache
+        self.namespace = namespace
+
+    def get(self, key: str) -> str | None:
+        raw = self.cache.get_bytes(self.namespace, key)
+        return None if raw is None else raw.decode("utf-8")
+
+    def put(self, key: str, value: str) -> None:
+        self.cache.put_bytes(self.namespace, key, value.encode("utf-8"))
+
+
+def text_encoder(ctx: Context, name: str) -> DiskCachedEncoder:
+    """The sentence encoder ``name`` ('minilm' or 'hashing'), cached on disk."""
+    def make() -> DiskCachedEncoder:
+        from and_toolkit.backends.encoders import HashingEncoder, MiniLMEncoder
+
+        if name == "minilm":
+            inner: Any = MiniLMEncoder.load()
+        elif name == "hashing":
+            inner = HashingEncoder()
+        else:
+            raise StageNotRun(f"text encoder {name!r} is not available offline")
+        return DiskCachedEncoder(inner, ctx.cache)
+
+    return ctx.backend(f"encoder:{name}", make)  # type: ignore[no-any-return]
+
+
+def tagger(ctx: Context) -> Any:
+    """spaCy POS tagger (en_core_web_sm, hyphenated words merged)."""
+    from and_toolkit.backends.tagger import SpacyTagger
+
+    return ctx.backend("tagger", SpacyTagger.load)
+
+
+def llm(ctx: Context, name: str) -> Any:
+    """A cached, deduplicating LLM backend by name ('smollm2' or a local model path).
+
+    Raises:
+        StageNotRun: the backend cannot be loaded here (message says why).
+    """
+    def make() -> Any:
+        from and_toolkit.backends.llm import CachedLLM
+
+        try:
+            if name == "smollm2":
+                from and_toolkit.backends.llm_transformers import SmolLM2LLM
+
+                inner: Any = SmolLM2LLM.load()
+            else:
+                from and_toolkit.backends.llm_transformers import TransformersLLM
+
+                inner = TransformersLLM.from_pretrained(name)
+        except (FileNotFoundError, OSError, ImportError) as exc:
+            raise StageNotRun(f"LLM {name!r} unavailable: {exc}") from exc
+        return CachedLLM(inner, LLMCacheAdapter(ctx.cache))
+
+    return ctx.backend(f"llm:{name}", make)
