@@ -51,6 +51,10 @@ class TargetSection(_Section):
     overrides: dict[str, Any] = Field(
         default_factory=dict,
         description="Fields of and_toolkit.targets.TrainConfig to override (validated there).")
+    paper_model: Literal["AST", "BEATs-finetuned", "BEATs-frozen"] | None = Field(
+        None, description="The paper's model this target stands for (its numbers go beside "
+        "ours). Default by arch: ast -> AST, ast-frozen -> BEATs-frozen, cnn -> "
+        "BEATs-finetuned (the closest supervised analog).")
 
 
 class FeatureSection(_Section):
@@ -126,6 +130,19 @@ class ExperimentSection(_Section):
     include: list[str] = Field(default_factory=lambda: ["*"])
     seeds: list[int] = Field(default_factory=lambda: [20, 202, 2024])
     annotations: str | None = Field(None, description="Human annotation CSV for Table 3.")
+    table4_models: list[str] | None = Field(
+        None, description="Target ids that get Table 4 / Fig 10 (default: every target).")
+    fig4_models: list[str] | None = Field(
+        None, description="Target ids that get Fig 4 (default: those whose paper model is AST).")
+    unlearning_classes: int | None = Field(
+        None, ge=1, description="Unlearn a seeded subset of N classes (default: every class).")
+    clusters: int = Field(11, ge=2, description="K-means k of Figs 6, 11-13 and Table 8 (the "
+                          "authors' 11); the elbow k is run too.")
+    cluster_captions: Literal["base", "active"] = Field(
+        "base", description="Captions clustered for Figs 6, 11-13: the imported ones ('base') "
+        "or those with the descriptor sentence ('active', as the summaries saw them).")
+    qualitative_neurons: int = Field(5, ge=1, description="Table 6 neurons per model.")
+    annotation_neurons: int = Field(10, ge=1, description="Annotation-sheet neurons per block.")
 
 
 class RunConfig(_Section):

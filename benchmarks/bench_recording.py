@@ -8,26 +8,32 @@ Usage::
 
     export AND_DATA_DIR=/work/shared/data HF_HUB_OFFLINE=1
     python benchmarks/bench_recording.py --model ast            # all 2000 clips
-    python benchmarks/bench_recording.py --model cnn --n-clips 256 --repeats 1
+    python benchmarks/bench_recording.py --model cnn --n-clips 256
 
-Peak RSS is sampled every 5 ms; the memory attributable to recording is the RSS growth of a
-recording pass minus that of the bare pass (forward-pass transients are the same in both) and is
-compared with the matrix. Wall and CPU-time ratios are both reported (wall time is noisy on a
-shared machine). Both passes run in the same process on the same precomputed log-mel features (cached under
-``--cache`` with the key scheme of ``benchmarks/train_targets.py``), alternating
-bare / record ``--repeats`` times; the ratio uses the fastest pass of each kind. If the trained
-weights of the model are not in ``--cache``, the same architecture is randomly initialised
-(recording cost does not depend on the weights) and the output says so.
+Everything runs in one process on the same precomputed log-mel features (cached under
+``--cache`` with the key scheme of ``benchmarks/train_targets.py``), after a warm-up.
+
+* Time, batch-interleaved (the headline ratio): one ``record_to_run`` pass whose batch iterator
+  first runs a hook-free deep copy of the model on each batch, so the bare and the recording
+  forward alternate batch by batch and see the same load on a shared machine. Ratio =
+  (record_to_run time - twin time) / twin time, for wall and CPU time.
+* Memory, sequential: a bare pass then a ``record_to_run`` pass, peak RSS sampled every 5 ms;
+  the memory attributable to recording is the record pass's RSS growth minus the bare pass's
+  (forward-pass transients are in both), compared with the float32 activation matrix. The
+  sequential wall / CPU ratio is reported too.
+
+If the trained weights of the model are not in ``--cache``, the same architecture is randomly
+initialised (recording cost does not depend on the weights) and the output says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import threading
@@ -122,10 +128,54 @@ def batches(feats: np.ndarray, bs: int) -> Iterator[torch.Tensor]:
 
 
 def bare_pass(model: nn.Module, feats: np.ndarray, bs: int) -> None:
+    """Forward every batch once, outputs discarded (the baseline)."""
     model.eval()
     with torch.inference_mode():
         for x in batches(feats, bs):
             model(x)
+
+
+class Clock:
+    """Accumulated wall and CPU seconds (CPU = all threads of this process)."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+
+    def __enter__(self) -> Clock:
+        self._t, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall += time.perf_counter() - self._t
+        self.cpu += time.process_time() - self._c
+
+
+def interleaved(
+    model: nn.Module, feats: np.ndarray, bs: int, layers: list[str], pooling: str,
+    out: Path, model_id: str, sha: str,
+) -> tuple[Clock, Clock, int]:
+    """One ``record_to_run`` pass whose batch iterator first runs a hook-free twin on the batch.
+
+    Bare and recording work alternate batch by batch, so both see the same machine load.
+
+    Returns:
+        (clock of the bare twin forwards, clock of the whole record_to_run call incl. the twin,
+        bytes written).
+    """
+    twin = copy.deepcopy(model).eval()
+    bare = Clock()
+
+    def feed() -> Iterator[torch.Tensor]:
+        for x in batches(feats, bs):
+            with bare, torch.inference_mode():
+                twin(x)
+            yield x
+
+    with Clock() as total:
+        written = record_to_run(model, feed(), layers, pooling, out, model_id, sha,
+                                n_clips=feats.shape[0], progress=False)
+    return bare, total, sum(p.stat().st_size for p in written.values())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +184,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="supervised target to record (default: ast)")
     ap.add_argument("--n-clips", type=int, default=2000, help="first N ESC-50 clips (max 2000)")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=2, help="bare/record pairs (min is used)")
     ap.add_argument("--pooling", default="cls", choices=["cls", "first", "mean", "max"])
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/and-targets"))
@@ -146,61 +195,50 @@ def main(argv: list[str] | None = None) -> int:
 
     root = esc50_data_dir()
     probe = esc50_probe(root)
-    all_paths = probe["path"].to_list()
-    feats_all, feats_note = features_for(all_paths, root, args.cache)
+    feats_all, feats_note = features_for(probe["path"].to_list(), root, args.cache)
     targets = probe["target"].to_numpy().astype(np.int64)
     folds = probe["fold"].to_numpy().astype(np.int64)
     model, weights_note = build_target(args.model, feats_all, targets, folds, args.cache)
     n = min(args.n_clips, feats_all.shape[0])
     feats = np.ascontiguousarray(feats_all[:n])
     del feats_all
-    clip_ids = probe["clip_id"].to_list()[:n]
+    sha = probe_sha256(probe["clip_id"].to_list()[:n])
 
     layers = select_layers(model)
     modules = dict(model.named_modules())
-    widths = {layer: module_width(modules[layer]) or 0 for layer in layers}
-    total_width = sum(widths.values())
+    total_width = sum(module_width(modules[layer]) or 0 for layer in layers)
     matrix_bytes = n * total_width * 4
     print(f"{args.model}: {len(layers)} layers, {total_width} units, N={n}, "
           f"matrix {matrix_bytes / 2**20:.1f} MiB, {weights_note}", flush=True)
 
-    bare_pass(model, feats[: args.batch_size], args.batch_size)  # warm-up
-    times: dict[str, list[float]] = {"bare": [], "record": []}
-    cpu: dict[str, list[float]] = {"bare": [], "record": []}
-    growth: dict[str, list[int]] = {"bare": [], "record": []}
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="bench-rec-") as tmp:
-        for rep in range(args.repeats):
-            with PeakRSS() as mem:
-                t0, c0 = time.perf_counter(), time.process_time()
-                bare_pass(model, feats, args.batch_size)
-                times["bare"].append(time.perf_counter() - t0)
-                cpu["bare"].append(time.process_time() - c0)
-            growth["bare"].append(mem.peak - mem.start)
-            with PeakRSS() as mem:
-                t0, c0 = time.perf_counter(), time.process_time()
-                written = record_to_run(
-                    model, batches(feats, args.batch_size), layers, args.pooling,
-                    Path(tmp) / f"rep{rep}", args.model, probe_sha256(clip_ids),
-                    n_clips=n, progress=False,
-                )
-                times["record"].append(time.perf_counter() - t0)
-                cpu["record"].append(time.process_time() - c0)
-            growth["record"].append(mem.peak - mem.start)
-            size = sum(p.stat().st_size for p in written.values())
-            print(f"rep {rep}: bare {times['bare'][-1]:.1f} s (cpu {cpu['bare'][-1]:.1f} s), "
-                  f"record+write {times['record'][-1]:.1f} s (cpu {cpu['record'][-1]:.1f} s), "
-                  f"RSS growth record "
-                  f"{growth['record'][-1] / 2**20:.1f} MiB (bare "
-                  f"{growth['bare'][-1] / 2**20:.1f} MiB), parquet {size / 2**20:.1f} MiB",
-                  flush=True)
-            load.append(os.getloadavg()[0])
+        # warm-up: one-time library initialisation (kernels, Parquet writer, thread pools)
+        warm = feats[: 2 * args.batch_size]
+        bare_pass(model, warm, args.batch_size)
+        record_to_run(model, batches(warm, args.batch_size), layers, args.pooling,
+                      Path(tmp) / "warm", args.model, "warm-up", n_clips=warm.shape[0],
+                      progress=False)
+        # 1) batch-interleaved timing (robust to the load of a shared machine)
+        bare, total, size = interleaved(model, feats, args.batch_size, layers, args.pooling,
+                                        Path(tmp) / "interleaved", args.model, sha)
+        rec_wall, rec_cpu = total.wall - bare.wall, total.cpu - bare.cpu
+        print(f"interleaved: bare {bare.wall:.1f} s (cpu {bare.cpu:.1f}), record+write "
+              f"{rec_wall:.1f} s (cpu {rec_cpu:.1f}), parquet {size / 2**20:.1f} MiB", flush=True)
+        load.append(os.getloadavg()[0])
+        # 2) sequential passes: memory (and a second, load-sensitive time ratio)
+        with PeakRSS() as mem_bare, Clock() as seq_bare:
+            bare_pass(model, feats, args.batch_size)
+        with PeakRSS() as mem_rec, Clock() as seq_rec:
+            record_to_run(model, batches(feats, args.batch_size), layers, args.pooling,
+                          Path(tmp) / "sequential", args.model, sha, n_clips=n, progress=False)
+        load.append(os.getloadavg()[0])
+    grow_bare = mem_bare.peak - mem_bare.start
+    grow_rec = mem_rec.peak - mem_rec.start
+    extra = max(0, grow_rec - grow_bare)
+    print(f"sequential: bare {seq_bare.wall:.1f} s, record+write {seq_rec.wall:.1f} s; RSS growth "
+          f"bare {grow_bare / 2**20:.1f} MiB, record {grow_rec / 2**20:.1f} MiB", flush=True)
 
-    ratio = min(times["record"]) / min(times["bare"])
-    cpu_ratio = min(cpu["record"]) / min(cpu["bare"])
-    # memory attributable to recording: growth while recording minus growth of the bare pass
-    extra = max(r - b for r, b in zip(growth["record"], growth["bare"], strict=True))
-    mem_ratio = max(0, extra) / matrix_bytes
     result: dict[str, Any] = {
         "model": args.model,
         "weights": weights_note,
@@ -211,19 +249,23 @@ def main(argv: list[str] | None = None) -> int:
         "units": total_width,
         "matrix_mib": round(matrix_bytes / 2**20, 2),
         "parquet_mib": round(size / 2**20, 2),
-        "bare_seconds": [round(t, 2) for t in times["bare"]],
-        "record_seconds": [round(t, 2) for t in times["record"]],
-        "time_ratio_min": round(ratio, 3),
-        "time_ratio_median": round(
-            statistics.median(times["record"]) / statistics.median(times["bare"]), 3),
-        "bare_cpu_seconds": [round(t, 2) for t in cpu["bare"]],
-        "record_cpu_seconds": [round(t, 2) for t in cpu["record"]],
-        "cpu_ratio_min": round(cpu_ratio, 3),
+        "interleaved": {
+            "bare_wall_s": round(bare.wall, 2), "bare_cpu_s": round(bare.cpu, 2),
+            "record_wall_s": round(rec_wall, 2), "record_cpu_s": round(rec_cpu, 2),
+            "wall_ratio": round(rec_wall / bare.wall, 3),
+            "cpu_ratio": round(rec_cpu / bare.cpu, 3),
+        },
+        "sequential": {
+            "bare_wall_s": round(seq_bare.wall, 2), "bare_cpu_s": round(seq_bare.cpu, 2),
+            "record_wall_s": round(seq_rec.wall, 2), "record_cpu_s": round(seq_rec.cpu, 2),
+            "wall_ratio": round(seq_rec.wall / seq_bare.wall, 3),
+            "cpu_ratio": round(seq_rec.cpu / seq_bare.cpu, 3),
+            "rss_growth_bare_mib": round(grow_bare / 2**20, 1),
+            "rss_growth_record_mib": round(grow_rec / 2**20, 1),
+        },
         "time_goal": 1.15,
-        "rss_growth_record_mib": [round(g / 2**20, 1) for g in growth["record"]],
-        "rss_growth_bare_mib": [round(g / 2**20, 1) for g in growth["bare"]],
-        "rss_extra_over_bare_mib": round(extra / 2**20, 1),
-        "rss_extra_over_matrix": round(mem_ratio, 3),
+        "rss_extra_mib": round(extra / 2**20, 1),
+        "rss_extra_over_matrix": round(extra / matrix_bytes, 3),
         "rss_goal": 1.5,
         "features": feats_note,
         "torch_threads": torch.get_num_threads(),
@@ -231,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_1min": [round(x, 2) for x in load],
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
+        "command": " ".join(["python benchmarks/bench_recording.py", *(argv or sys.argv[1:])]),
     }
     print(json.dumps(result, indent=2), flush=True)
     existing: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -82,6 +83,10 @@ def cached_features(paths: list[str], cfg: FeatureConfig, cache: Path) -> np.nda
     return feats
 
 
+def _print_epoch(name: str, row: dict[str, float]) -> None:
+    print(f"  {name} {json.dumps(row)}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--targets", nargs="*", default=list(DEFAULT_TARGETS))
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             targets,
             folds,
             progress=not args.no_progress,
-            on_epoch=lambda r, n=name: print(f"  {n} {json.dumps(r)}", flush=True),
+            on_epoch=functools.partial(_print_epoch, name),
         )
         dt, cpu = time.perf_counter() - t0, time.process_time() - c0
         load1 = os.getloadavg()[0]

@@ -27,6 +27,7 @@ import torch
 from and_toolkit.backends.llm import Sampling, prompt_seed
 from and_toolkit.backends.llm_transformers import (
     PerRowGumbelSampler,
+    greedy_generation_config,
     load_pretrained,
     resolve_model_source,
     weights_fingerprint,
@@ -160,7 +161,8 @@ class TransformersAudioCaptioner:
                         dtype: torch.dtype | None = None, prompt: str = CAPTION_PROMPT,
                         sampling: Sampling | None = None, batch_size: int = 4,
                         allow_download: bool = False,
-                        model_class: Callable[..., Any] | None = None) -> TransformersAudioCaptioner:
+                        model_class: Callable[..., Any] | None = None,
+                        ) -> TransformersAudioCaptioner:
         """Load an audio-LM and its processor from a local directory (or the HF cache / hub).
 
         Args:
@@ -208,9 +210,9 @@ class TransformersAudioCaptioner:
                                                   self.sampling.top_p))
         tok = self.processor.tokenizer
         with torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=self.sampling.max_new_tokens,
-                                      do_sample=False, num_beams=1,
-                                      pad_token_id=tok.pad_token_id, logits_processor=processors)
+            gen = greedy_generation_config(self.model, tok, self.sampling.max_new_tokens)
+            out = self.model.generate(**inputs, generation_config=gen,
+                                      logits_processor=processors)
         start = inputs["input_ids"].shape[1]
         return [tok.decode(row[start:], skip_special_tokens=True).strip() for row in out]
 

@@ -28,13 +28,12 @@ _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 @runtime_checkable
 class TextEncoder(Protocol):
-    """A sentence encoder.
+    """A sentence encoder (``id`` may be a plain attribute or a property)."""
 
-    Attributes:
-        id: stable identifier of the encoder and its weights (goes into records and cache keys).
-    """
-
-    id: str
+    @property
+    def id(self) -> str:
+        """Stable identifier of the encoder and its weights (records and cache keys)."""
+        ...
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts``.

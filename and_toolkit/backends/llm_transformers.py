@@ -164,6 +164,34 @@ def load_pretrained(loader: Any, name_or_path: str | Path, *, allow_download: bo
             f"disabled; pass a local path or allow_download=True ({err})") from err
 
 
+def greedy_generation_config(model: Any, tokenizer: Any, max_new_tokens: int) -> Any:
+    """The model's generation config switched to greedy search (sampling knobs cleared).
+
+    Other defaults of the checkpoint (eos ids, repetition penalty, ...) are kept. Sampling is
+    added back, seeded per row, by :class:`PerRowGumbelSampler`.
+
+    Args:
+        model: a transformers model with ``generation_config``.
+        tokenizer: its tokenizer (for the pad / eos ids).
+        max_new_tokens: generation budget.
+
+    Returns:
+        A new ``GenerationConfig``.
+    """
+    gen = copy.deepcopy(model.generation_config)
+    gen.do_sample = False
+    gen.num_beams = 1
+    gen.temperature = None
+    gen.top_p = None
+    gen.top_k = None
+    gen.max_new_tokens = max_new_tokens
+    gen.max_length = None
+    gen.pad_token_id = tokenizer.pad_token_id
+    if gen.eos_token_id is None:
+        gen.eos_token_id = tokenizer.eos_token_id
+    return gen
+
+
 class TransformersLLM:
     """A causal LM + tokenizer from transformers as an :class:`~and_toolkit.backends.llm.LLM`.
 
@@ -246,20 +274,6 @@ class TransformersLLM:
                                                   add_generation_prompt=True)
         return str(text)
 
-    def _generation_config(self, sampling: Sampling) -> Any:
-        gen = copy.deepcopy(self.model.generation_config)
-        gen.do_sample = False
-        gen.num_beams = 1
-        gen.temperature = None
-        gen.top_p = None
-        gen.top_k = None
-        gen.max_new_tokens = sampling.max_new_tokens
-        gen.max_length = None
-        gen.pad_token_id = self.tokenizer.pad_token_id
-        if gen.eos_token_id is None:
-            gen.eos_token_id = self.tokenizer.eos_token_id
-        return gen
-
     def _generate_batch(self, texts: list[str], seeds: list[int], sampling: Sampling) -> list[str]:
         from transformers import LogitsProcessorList
 
@@ -268,9 +282,9 @@ class TransformersLLM:
         processors = LogitsProcessorList()
         if not sampling.greedy:
             processors.append(PerRowGumbelSampler(seeds, sampling.temperature, sampling.top_p))
+        gen = greedy_generation_config(self.model, self.tokenizer, sampling.max_new_tokens)
         with torch.inference_mode():
-            out = self.model.generate(**enc, generation_config=self._generation_config(sampling),
-                                      logits_processor=processors)
+            out = self.model.generate(**enc, generation_config=gen, logits_processor=processors)
         start = enc["input_ids"].shape[1]
         return [self.tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
 

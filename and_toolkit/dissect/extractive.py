@@ -22,8 +22,8 @@ Algorithm (:func:`summarise_many`):
    medoid (the member most similar to the others; ties: first). Groups with support >=
    ``min_support`` become points.
 5. Word points: adjectives (and, with a tagger, nouns) that occur in >= ``min_support``
-   clips and are not already stated by a sentence point of at least that support, grouped
-   per support level ("it is loud and high-pitched."). Without a tagger, adjectives are the
+   clips and are not already stated by a sentence point of at least that support; words
+   found in exactly the same clips share one point ("it is loud and high-pitched."). Without a tagger, adjectives are the
    words of :data:`and_toolkit.dissect.open_concepts.ACOUSTIC_ADJECTIVES`; with one, tags
    JJ/JJR/JJS (nouns NN/NNS). A word preceded by "no"/"not"/"without" within 3 tokens does
    not count.
@@ -219,34 +219,43 @@ def _medoid(members: list[int], sim: np.ndarray) -> int:
     return members[int(np.argmax(scores))]
 
 
+_Word = tuple[str, str, str]  # (kind, lemma, display form)
+
+
+def _sentence_words(text: str, tags: list[TaggedToken] | None) -> tuple[_Word, ...]:
+    """Adjectives / nouns of one sentence that are not negated (see the module docstring)."""
+    if tags is not None:
+        toks = [(t.text.lower(), t.tag) for t in tags]
+    else:
+        toks = [(w, "JJ" if w in ACOUSTIC_ADJECTIVES else "") for w in _WORD.findall(text.lower())]
+    out = []
+    for i, (w, tag) in enumerate(toks):
+        kind = "adjectives" if tag in {"JJ", "JJR", "JJS"} else "nouns" if tag in {"NN", "NNS"} else ""
+        if not kind or w in EXTRACTIVE_STOPWORDS or not _WORD.fullmatch(w):
+            continue
+        if any(p in _NEGATORS for p, _ in toks[max(0, i - 3):i]):
+            continue
+        out.append((kind, lemma(w), w))
+    return tuple(out)
+
+
 def _shared_words(
-    items: list[_Item], tags: dict[str, list[TaggedToken]] | None, kinds: tuple[str, ...],
+    items: list[_Item], words_of: dict[str, tuple[_Word, ...]], kinds: tuple[str, ...],
 ) -> dict[str, dict[str, tuple[set[int], str, int]]]:
     """kind -> lemma -> (clips, display form, first position)."""
     out: dict[str, dict[str, tuple[set[int], str, int]]] = {k: {} for k in kinds}
     pos = 0
     for it in items:
-        if tags is not None:
-            toks = [(t.text.lower(), t.tag) for t in tags[it.text]]
-        else:
-            toks = [(w, "JJ" if w in ACOUSTIC_ADJECTIVES else "") for w in _WORD.findall(
-                it.text.lower())]
-        for i, (w, tag) in enumerate(toks):
+        for kind, lem, form in words_of[it.text]:
             pos += 1
-            kind = ("adjectives" if tag in {"JJ", "JJR", "JJS"} else
-                    "nouns" if tag in {"NN", "NNS"} else "")
-            if kind not in out or w in EXTRACTIVE_STOPWORDS or not _WORD.fullmatch(w):
-                continue
-            if any(p in _NEGATORS for p, _ in toks[max(0, i - 3):i]):
-                continue
-            entry = out[kind].setdefault(lemma(w), (set(), w, pos))
-            entry[0].add(it.clip)
+            if kind in out:
+                out[kind].setdefault(lem, (set(), form, pos))[0].add(it.clip)
     return out
 
 
 def _summarise_one(
     items: list[_Item], k: int, sim: np.ndarray, threshold: float, cfg: ExtractiveConfig,
-    tags: dict[str, list[TaggedToken]] | None,
+    words_of: dict[str, tuple[_Word, ...]], with_nouns: bool,
 ) -> ExtractiveSummary:
     ranked: list[tuple[int, int, int, ExtractivePoint]] = []
     stated: list[tuple[frozenset[str], int]] = []
@@ -259,22 +268,22 @@ def _summarise_one(
             text=rep.text, support=len(clips), clips=clips, kind="sentence")))
         stated.append((rep.lemmas, len(clips)))
     if cfg.word_points:
-        kinds = ("adjectives", "nouns") if tags is not None else ("adjectives",)
-        for order, (kind, words) in enumerate(_shared_words(items, tags, kinds).items(), 1):
-            by_support: dict[int, list[tuple[int, str, set[int]]]] = {}
+        kinds = ("adjectives", "nouns") if with_nouns else ("adjectives",)
+        for order, (kind, words) in enumerate(_shared_words(items, words_of, kinds).items(), 1):
+            by_clips: dict[frozenset[int], list[tuple[int, str]]] = {}
             for lem, (clips_set, form, first) in words.items():
-                s = len(clips_set)
-                if s < cfg.min_support or any(lem in lems and s <= sup for lems, sup in stated):
+                n = len(clips_set)
+                if n < cfg.min_support or any(lem in lems and n <= sup for lems, sup in stated):
                     continue
-                by_support.setdefault(s, []).append((first, form, clips_set))
-            for s, entries in by_support.items():
+                by_clips.setdefault(frozenset(clips_set), []).append((first, form))
+            for clip_set, entries in by_clips.items():
                 entries.sort()
-                forms = [f for _, f, _ in entries]
-                clips = tuple(sorted(set().union(*(c for _, _, c in entries))))
-                text = (f"It is {_join(forms)}." if kind == "adjectives"
-                        else _join(forms)[:1].upper() + _join(forms)[1:] + ".")
-                ranked.append((-s, order, entries[0][0], ExtractivePoint(
-                    text=text, support=s, clips=clips, kind=kind)))  # type: ignore[arg-type]
+                joined = _join([f for _, f in entries])
+                text = (f"It is {joined}." if kind == "adjectives"
+                        else joined[:1].upper() + joined[1:] + ".")
+                ranked.append((-len(clip_set), order, entries[0][0], ExtractivePoint(
+                    text=text, support=len(clip_set), clips=tuple(sorted(clip_set)),
+                    kind=kind)))  # type: ignore[arg-type]
     ranked.sort(key=lambda r: r[:3])
     details = tuple(r[3] for r in ranked[:cfg.max_points])
     if details:
@@ -313,6 +322,7 @@ def summarise_many(
     cfg = cfg or ExtractiveConfig()
     if cfg.similarity == "embedding" and encoder is None:
         raise ValueError("cfg.similarity='embedding' needs an encoder")
+    sentences_of: dict[str, list[tuple[str, frozenset[str]]]] = {}
     per_neuron: list[list[_Item]] = []
     for n, caps in enumerate(caption_lists):
         if isinstance(caps, str) or len(caps) == 0:
@@ -321,15 +331,18 @@ def summarise_many(
         for c, cap in enumerate(caps):
             if not isinstance(cap, str):
                 raise ValueError(f"caption_lists[{n}][{c}] is {type(cap).__name__}, not str")
-            items += [_Item(clip=c, text=s, lemmas=content_lemmas(s))
-                      for s in split_sentences(cap)]
-        per_neuron.append([it for it in items if it.lemmas])
-    distinct = list(dict.fromkeys(it.text for items in per_neuron for it in items))
+            if cap not in sentences_of:
+                sents = [(s, content_lemmas(s)) for s in split_sentences(cap)]
+                sentences_of[cap] = [(s, lem) for s, lem in sents if lem]
+            items += [_Item(clip=c, text=s, lemmas=lem) for s, lem in sentences_of[cap]]
+        per_neuron.append(items)
+    distinct = list(dict.fromkeys(s for sents in sentences_of.values() for s, _ in sents))
     row = {s: i for i, s in enumerate(distinct)}
     emb = encoder.encode(distinct) if cfg.similarity == "embedding" and encoder else None
-    tags = None
-    if tagger is not None and cfg.word_points:
-        tags = dict(zip(distinct, tagger.tag(distinct), strict=True))
+    words_of: dict[str, tuple[_Word, ...]] = {}
+    if cfg.word_points:
+        tags = tagger.tag(distinct) if tagger is not None and distinct else [None] * len(distinct)
+        words_of = {s: _sentence_words(s, t) for s, t in zip(distinct, tags, strict=True)}
     threshold = cfg.embedding_threshold if emb is not None else cfg.lexical_threshold
     memo: dict[tuple[str, ...], ExtractiveSummary] = {}
     out = []
@@ -341,7 +354,8 @@ def summarise_many(
                 sim = e @ e.T if items else np.zeros((0, 0))
             else:
                 sim = np.array([[_dice(a.lemmas, b.lemmas) for b in items] for a in items])
-            memo[key] = _summarise_one(items, len(caps), sim, threshold, cfg, tags)
+            memo[key] = _summarise_one(items, len(caps), sim, threshold, cfg, words_of,
+                                       with_nouns=tagger is not None)
         out.append(memo[key])
     return out
 

@@ -37,40 +37,42 @@ class CosConfig(_Frozen):
 class CosCubedConfig(_Frozen):
     """Cosine of centred, cubed columns (CLIP-Dissect ``cos_similarity_cubed``)."""
 
-    min_norm: float = Field(1e-3, gt=0, description="Lower clamp of a column's L2 norm.")
+    min_norm: float = Field(default=1e-3, gt=0, description="Lower clamp of a column's L2 norm.")
 
 
 class RankReorderConfig(_Frozen):
     """Rank-reorder error of the top activating clips."""
 
-    p: float = Field(3.0, gt=0, description="Exponent of the absolute error.")
-    top_fraction: float = Field(0.05, gt=0, le=1, description="n_top = int(N * top_fraction).")
-    scale_p: float = Field(0.5, description="Error is divided by avg_c ** scale_p.")
+    p: float = Field(default=3.0, gt=0, description="Exponent of the absolute error.")
+    top_fraction: float = Field(
+        default=0.05, gt=0, le=1, description="n_top = int(N * top_fraction) top clips.")
+    scale_p: float = Field(default=0.5, description="Error is divided by avg_c ** scale_p.")
     variant: Literal["and", "clip_dissect"] = Field(
-        "and", description="'and': single argsort, ReLU(avg), nanmean (authors' AND code); "
-        "'clip_dissect': double argsort (ranks), plain mean, no ReLU.")
-    n_permutations: int = Field(5, ge=1, description="Random permutations for the normaliser B.")
-    seed: int = Field(0, description="Seed of the torch.Generator drawing the permutations.")
+        default="and", description="'and': single argsort, ReLU(avg), nanmean (authors' AND "
+        "code); 'clip_dissect': double argsort (ranks), plain mean, no ReLU.")
+    n_permutations: int = Field(
+        default=5, ge=1, description="Random permutations of the normaliser B.")
+    seed: int = Field(default=0, description="Seed of the torch.Generator of the permutations.")
 
 
 class WpmiConfig(_Frozen):
     """Weighted pointwise mutual information."""
 
-    top_k: int = Field(28, ge=1, description="Top clips per neuron (clamped to N).")
-    a: float = Field(2.0, description="Softmax scale over concepts: Q = softmax(a * P).")
-    lam: float = Field(0.6, description="Weight of log p(c).")
-    min_prob: float = Field(1e-7, ge=0, description="Added inside the log.")
+    top_k: int = Field(default=28, ge=1, description="Top clips per neuron (clamped to N).")
+    a: float = Field(default=2.0, description="Softmax scale: Q = softmax(a * P) over concepts.")
+    lam: float = Field(default=0.6, description="Weight of log p(c).")
+    min_prob: float = Field(default=1e-7, ge=0, description="Added inside the log.")
 
 
 class SoftWpmiConfig(_Frozen):
     """Soft WPMI: clip rank i weighted by w_i = p_start - (i / k) (p_start - p_end)."""
 
-    top_k: int = Field(100, ge=1, description="Top clips per neuron (clamped to N).")
-    a: float = Field(10.0, description="Softmax scale over concepts: Q = softmax(a * P).")
-    lam: float = Field(1.0, description="Weight of log p(c).")
-    min_prob: float = Field(1e-7, ge=0, description="Added inside the log.")
-    p_start: float = Field(0.998, ge=0, le=1, description="Weight of the top clip.")
-    p_end: float = Field(0.97, ge=0, le=1, description="Weight approached by the k-th clip.")
+    top_k: int = Field(default=100, ge=1, description="Top clips per neuron (clamped to N).")
+    a: float = Field(default=10.0, description="Softmax scale: Q = softmax(a * P) over concepts.")
+    lam: float = Field(default=1.0, description="Weight of log p(c).")
+    min_prob: float = Field(default=1e-7, ge=0, description="Added inside the log.")
+    p_start: float = Field(default=0.998, ge=0, le=1, description="Weight of the top clip.")
+    p_end: float = Field(default=0.97, ge=0, le=1, description="Weight near the k-th clip.")
 
     @model_validator(mode="after")
     def _check_order(self) -> SoftWpmiConfig:
@@ -91,8 +93,7 @@ class SimilarityConfig(_Frozen):
 
 # ----- shared helpers ----------------------------------------------------------------------------
 SOFT_TABLE_MAX_BYTES = 256 * 2**20
-"""Soft-WPMI precomputes log(1 + w_i (Q - 1) + min_prob) for every (rank, clip, concept) when
-the table (k * N * M float64) fits in this many bytes, else it evaluates the log per chunk."""
+"""Largest soft-WPMI log table (k * N * M float64) precomputed instead of logs per chunk."""
 
 
 def as_matrix(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
@@ -107,8 +108,13 @@ def as_matrix(x: torch.Tensor | np.ndarray, name: str) -> torch.Tensor:
     return t
 
 
-def _check(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray, chunk_size: int
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def check_inputs(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray, chunk_size: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate and convert P [N, M] and U [N, n] (finite activations are checked per chunk).
+
+    Raises:
+        ValueError: not 2-D float matrices, clip counts differ, non-finite P, chunk_size < 1.
+    """
     P, U = as_matrix(P, "P"), as_matrix(U, "U")
     if P.shape[0] != U.shape[0]:
         raise ValueError(f"P has {P.shape[0]} clips (rows) but U has {U.shape[0]}")
@@ -119,9 +125,14 @@ def _check(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray, chunk_siz
     return P, U
 
 
-def _neuron_chunk(U: torch.Tensor, j0: int, j1: int) -> torch.Tensor:
-    """Activations of neurons j0..j1-1 as a contiguous [c, N] tensor (a view when U is the
-    transpose of a neuron-major [n, N] array); rejects non-finite values."""
+def neuron_chunk(U: torch.Tensor, j0: int, j1: int) -> torch.Tensor:
+    """Activations of neurons j0..j1-1 as a contiguous [c, N] tensor.
+
+    A view (no copy) when U is the transpose of a neuron-major [n, N] array.
+
+    Raises:
+        ValueError: a neuron of the chunk has NaN or inf activations.
+    """
     uc = U[:, j0:j1].T.contiguous()
     lo, hi = torch.aminmax(uc)  # NaN propagates
     if not (math.isfinite(float(lo)) and math.isfinite(float(hi))):
@@ -233,12 +244,16 @@ def rank_reorder_chunk(P: torch.Tensor, key_t: torch.Tensor, vals: torch.Tensor,
     keys = key_t.index_select(1, idx.reshape(-1)).view(m, c, n_top)
     keys.bitwise_or_(torch.arange(n_top, dtype=keys.dtype))
     keys.numpy().sort(axis=-1)
-    order = keys.bitwise_and_((1 << _position_bits(n_top)) - 1).long()  # argsort [M, c, n_top]
+    pos = keys.bitwise_and_((1 << _position_bits(n_top)) - 1)  # argsort [M, c, n_top]
     if cfg.variant == "clip_dissect":  # argsort twice = ranks
-        order = torch.empty_like(order).scatter_(2, order, torch.arange(n_top).expand(m, c, -1))
-    asc = vals.flip(1)
-    reorg = torch.gather(asc.unsqueeze(0).expand(m, c, n_top), 2, order).sub_(vals)
-    err = torch.linalg.vector_norm(reorg, ord=cfg.p, dim=2).pow_(cfg.p).div_(n_top).T
+        ar = torch.arange(n_top, dtype=pos.dtype).expand(m, c, -1)
+        pos = torch.empty_like(pos).scatter_(2, pos.long(), ar)
+    if c * n_top >= 2**31:  # flat positions below would overflow int32
+        pos = pos.long()
+    asc = vals.flip(1).contiguous()
+    pos.add_(torch.arange(0, c * n_top, n_top, dtype=pos.dtype).view(1, c, 1))
+    reorg = asc.view(-1).index_select(0, pos.view(-1)).view(m, c, n_top).sub_(vals)
+    err = reorg.abs_().pow_(cfg.p).sum(dim=2).div_(n_top).T
     base = (asc.unsqueeze(1) - asc[:, perms]).abs_().pow_(cfg.p).mean(dim=(1, 2))
     return -(err / base.unsqueeze(1)) / avg.pow(cfg.scale_p)
 
@@ -251,7 +266,7 @@ def similarities(
     *,
     names: Iterable[str] = SIMILARITY_NAMES,
     population: Population | None = None,
-    chunk_size: int = 1024,
+    chunk_size: int = 4096,
     n_top: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run several similarity functions, sharing one top-k selection per neuron chunk.
@@ -273,7 +288,7 @@ def similarities(
         ValueError: shapes disagree, non-finite inputs, unknown name, missing population.
     """
     cfg = cfg or SimilarityConfig()
-    P, U = _check(P, U, chunk_size)
+    P, U = check_inputs(P, U, chunk_size)
     want = set(names)
     if unknown := want - set(SIMILARITY_NAMES):
         raise ValueError(f"names: unknown similarity functions {sorted(unknown)}")
@@ -296,9 +311,12 @@ def similarities(
         out["wpmi"] = torch.empty(n, m, dtype=torch.float64)
     if "soft_wpmi" in want:
         q_s, w = concept_probs(P, cfg.soft_wpmi.a), soft_weights(k_s, cfg.soft_wpmi)
-        table = k_s * n_clips * m * 8 <= SOFT_TABLE_MAX_BYTES
-        if table:  # log(1 + w_i (Q - 1) + min_prob) for every (rank i, clip, concept)
-            q_s = (1 + w.view(-1, 1, 1) * (q_s - 1) + cfg.soft_wpmi.min_prob).log_().view(-1, m)
+        # a table of log(1 + w_i (Q - 1) + min_prob) for every (rank i, clip, concept) pays off
+        # when there are more neurons than clips (fewer logs than per chunk) and it is small
+        table = n > n_clips and k_s * n_clips * m * 8 <= SOFT_TABLE_MAX_BYTES
+        if table:
+            t = torch.mul(w.view(-1, 1, 1), (q_s - 1).unsqueeze(0))
+            q_s = t.add_(1).add_(cfg.soft_wpmi.min_prob).log_().view(-1, m)
             offsets = torch.arange(k_s) * n_clips
         out["soft_wpmi"] = torch.empty(n, m, dtype=torch.float64)
     do_rr = "rank_reorder" in want and n_top > 0
@@ -309,7 +327,7 @@ def similarities(
     with torch.no_grad():
         for j0 in range(0, n, chunk_size):
             j1 = min(j0 + chunk_size, n)
-            uc = _neuron_chunk(U, j0, j1)
+            uc = neuron_chunk(U, j0, j1)
             if "cos" in want:
                 out["cos"][j0:j1] = (uc @ p_hat).div_(uc.norm(dim=1, keepdim=True))
             if "cos_cubed" in want:
@@ -327,10 +345,9 @@ def similarities(
             if "soft_wpmi" in want:
                 out["soft_wpmi"][j0:j1] = _soft_chunk(q_s, idx[:, :k_s], w, table, offsets
                                                       if table else None, cfg.soft_wpmi)
-    for name in ("wpmi", "soft_wpmi"):
-        if name in want:
-            lam = cfg.wpmi.lam if name == "wpmi" else cfg.soft_wpmi.lam
-            out[name] = apply_population(out[name], lam, population).float()  # type: ignore[arg-type]
+    for name, lam in (("wpmi", cfg.wpmi.lam), ("soft_wpmi", cfg.soft_wpmi.lam)):
+        if name in want and population is not None:
+            out[name] = apply_population(out[name], lam, population).float()
     return out
 
 
@@ -345,21 +362,21 @@ def _soft_chunk(q: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, table: bool
 
 
 def cos(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray,
-        cfg: CosConfig | None = None, *, chunk_size: int = 1024) -> torch.Tensor:
+        cfg: CosConfig | None = None, *, chunk_size: int = 4096) -> torch.Tensor:
     """Cosine of P and U columns over clips -> [n, M]; a zero-norm column gives NaN."""
     sim = SimilarityConfig(cos=cfg or CosConfig())
     return similarities(P, U, sim, names=["cos"], chunk_size=chunk_size)["cos"]
 
 
 def cos_cubed(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray,
-              cfg: CosCubedConfig | None = None, *, chunk_size: int = 1024) -> torch.Tensor:
+              cfg: CosCubedConfig | None = None, *, chunk_size: int = 4096) -> torch.Tensor:
     """Cosine of centred, cubed columns -> [n, M]; a constant (dead) neuron gives a zero row."""
     sim = SimilarityConfig(cos_cubed=cfg or CosCubedConfig())
     return similarities(P, U, sim, names=["cos_cubed"], chunk_size=chunk_size)["cos_cubed"]
 
 
 def rank_reorder(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray,
-                 cfg: RankReorderConfig | None = None, *, chunk_size: int = 1024,
+                 cfg: RankReorderConfig | None = None, *, chunk_size: int = 4096,
                  n_top: int | None = None) -> torch.Tensor:
     """Negative normalised rank-reorder error -> [n, M] (0 = perfect order; NaN if n_top = 0)."""
     sim = SimilarityConfig(rank_reorder=cfg or RankReorderConfig())
@@ -369,7 +386,7 @@ def rank_reorder(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray,
 
 def wpmi(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray,
          cfg: WpmiConfig | None = None, *, population: Population,
-         chunk_size: int = 1024) -> torch.Tensor:
+         chunk_size: int = 4096) -> torch.Tensor:
     """WPMI -> [n, M]: L = sum over top-k clips of log(Q + min_prob), minus lam * log p(c)."""
     sim = SimilarityConfig(wpmi=cfg or WpmiConfig())
     return similarities(P, U, sim, names=["wpmi"], population=population,
@@ -378,7 +395,7 @@ def wpmi(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray,
 
 def soft_wpmi(P: torch.Tensor | np.ndarray, U: torch.Tensor | np.ndarray,
               cfg: SoftWpmiConfig | None = None, *, population: Population,
-              chunk_size: int = 1024) -> torch.Tensor:
+              chunk_size: int = 4096) -> torch.Tensor:
     """Soft WPMI -> [n, M]: L = sum_i log(1 + w_i (Q - 1) + min_prob), minus lam * log p(c)."""
     sim = SimilarityConfig(soft_wpmi=cfg or SoftWpmiConfig())
     return similarities(P, U, sim, names=["soft_wpmi"], population=population,
@@ -393,7 +410,7 @@ def _top_loop(u: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def cos_loop(P: torch.Tensor, U: torch.Tensor, cfg: CosConfig | None = None) -> torch.Tensor:
     """Per-neuron loop version of :func:`cos` (same contract)."""
-    P, U = _check(P, U, 1)
+    P, U = check_inputs(P, U, 1)
     p_hat = P / P.norm(dim=0, keepdim=True)
     return torch.stack([(U[:, j] / U[:, j].norm()) @ p_hat for j in range(U.shape[1])])
 
@@ -402,7 +419,7 @@ def cos_cubed_loop(P: torch.Tensor, U: torch.Tensor, cfg: CosCubedConfig | None 
                    ) -> torch.Tensor:
     """Per-neuron loop version of :func:`cos_cubed` (same contract)."""
     min_norm = (cfg or CosCubedConfig()).min_norm
-    P, U = _check(P, U, 1)
+    P, U = check_inputs(P, U, 1)
     p_cub = torch.div(*_cubed(P, 0, min_norm))
     return torch.stack([torch.div(*_cubed(U[:, j], 0, min_norm)) @ p_cub
                         for j in range(U.shape[1])])
@@ -412,7 +429,7 @@ def rank_reorder_loop(P: torch.Tensor, U: torch.Tensor, cfg: RankReorderConfig |
                       ) -> torch.Tensor:
     """Per-neuron loop version of :func:`rank_reorder` (torch argsort per neuron)."""
     cfg = cfg or RankReorderConfig()
-    P, U = _check(P, U, 1)
+    P, U = check_inputs(P, U, 1)
     n_top = int(P.shape[0] * cfg.top_fraction)
     if n_top == 0:
         return torch.full((U.shape[1], P.shape[1]), float("nan"))
@@ -437,7 +454,7 @@ def wpmi_loop(P: torch.Tensor, U: torch.Tensor, cfg: WpmiConfig | None = None, *
               population: Population) -> torch.Tensor:
     """Per-neuron loop version of :func:`wpmi` (same contract)."""
     cfg = cfg or WpmiConfig()
-    P, U = _check(P, U, 1)
+    P, U = check_inputs(P, U, 1)
     q, k = concept_probs(P, cfg.a), min(cfg.top_k, P.shape[0])
     L = torch.stack([torch.log(q[_top_loop(U[:, j], k)[1]] + cfg.min_prob).sum(dim=0)
                      for j in range(U.shape[1])])
@@ -448,7 +465,7 @@ def soft_wpmi_loop(P: torch.Tensor, U: torch.Tensor, cfg: SoftWpmiConfig | None 
                    population: Population) -> torch.Tensor:
     """Per-neuron loop version of :func:`soft_wpmi` (same contract)."""
     cfg = cfg or SoftWpmiConfig()
-    P, U = _check(P, U, 1)
+    P, U = check_inputs(P, U, 1)
     q, k = concept_probs(P, cfg.a), min(cfg.top_k, P.shape[0])
     w = soft_weights(k, cfg).unsqueeze(1)
     L = torch.stack([torch.log(1 + w * (q[_top_loop(U[:, j], k)[1]] - 1) + cfg.min_prob)

@@ -108,6 +108,8 @@ class AcousticConfig(BaseModel):
         method, pos: ConceptSet rows of C_open-set (see ``adjectives.open_adjectives``).
         alternative: Mann-Whitney alternative for "with word" vs "without" ("two-sided", or
             "greater" = with-word neurons have larger values).
+        figure_pairs: (word, measure) pairs whose per-neuron values go into the rows as
+            distributions (Fig 8a: loud / amplitude, Fig 8b: high-pitched / mdf_hz).
         experiment: experiment id.
         paper_model: our model id -> paper model name (else the id itself).
     """
@@ -118,6 +120,8 @@ class AcousticConfig(BaseModel):
     method: str = "OCP"
     pos: str | None = "ADJ"
     alternative: Literal["two-sided", "greater", "less"] = "two-sided"
+    figure_pairs: tuple[tuple[str, Measure], ...] = (
+        ("loud", "amplitude"), ("loud", "rms_db"), ("high-pitched", "mdf_hz"))
     experiment: str = "fig8"
     paper_model: dict[str, str] = Field(default_factory=dict)
 
@@ -176,6 +180,22 @@ def _group_rows(exp: str, model: str, word: str, measure: str, with_v: np.ndarra
                        note=notes.get(m, "")) for m, v in vals.items()]
 
 
+def _distribution(per_neuron: pl.DataFrame, exp: str, word: str,
+                  measure: Measure) -> pl.DataFrame:
+    """ResultRow rows of one Fig 8 panel: one per neuron, series "with" / "without"."""
+    key = pl.concat_str(pl.col("model"), pl.lit(f"/{word}/{measure}/"), pl.col("layer"),
+                        pl.lit("#"), pl.col("unit").cast(pl.String))
+    with_word = pl.col("words").list.contains(word)
+    return per_neuron.select(
+        pl.lit(exp).alias("experiment"), key.alias("key"), pl.col("model"),
+        pl.lit(word).alias("group"),
+        pl.when(with_word).then(pl.lit("with")).otherwise(pl.lit("without")).alias("series"),
+        pl.int_range(pl.len()).cast(pl.Float64).alias("x"), pl.lit(measure).alias("metric"),
+        pl.col(measure).cast(pl.Float64).alias("value"),
+        pl.lit(None, dtype=pl.Float64).alias("paper_value"), pl.lit("").alias("note"),
+    ).cast(dict(ResultRow.polars_schema()))  # type: ignore[arg-type]
+
+
 def acoustic_groups(extremes: pl.DataFrame, concepts: pl.DataFrame,
                     clip_measures: pl.DataFrame, config: AcousticConfig) -> tuple[
         pl.DataFrame, pl.DataFrame]:
@@ -192,12 +212,14 @@ def acoustic_groups(extremes: pl.DataFrame, concepts: pl.DataFrame,
         config: words, concept selection, test alternative, experiment id.
 
     Returns:
-        (rows, per_neuron). ``rows`` is a ResultRow frame: per model and word (group),
-        "n_with" / "n_without" (paper values for AST "loud": 22,612 / 32,734); per measure
-        (series "amplitude", "rms_db", "mdf_hz"): "median_with", "median_without",
-        "mean_with", "mean_without", "auc" and "p_value". Fig 8a = group "loud" / series
-        "amplitude", Fig 8b = group "high-pitched" / series "mdf_hz". ``per_neuron`` is the
-        distribution: ``model, layer, unit, amplitude, rms_db, mdf_hz, words`` (List(String):
+        (rows, per_neuron). ``rows`` is a ResultRow frame. Summary rows (x null), group =
+        word, series = measure ("amplitude", "rms_db", "mdf_hz"): "n_with" / "n_without"
+        (paper values for AST "loud": 22,612 / 32,734), "median_with", "median_without",
+        "mean_with", "mean_without", "auc" and "p_value". Distribution rows for each
+        ``config.figure_pairs`` (word, measure): one per neuron, group = word, series
+        "with" / "without", metric = measure, value = the neuron's mean, x = row number
+        (key "<model>/<word>/<measure>/<layer>#<unit>"). ``per_neuron`` is the
+        distribution frame: ``model, layer, unit, amplitude, rms_db, mdf_hz, words`` (List(String):
         which of ``config.words`` the neuron has).
 
     Raises:
@@ -216,12 +238,14 @@ def acoustic_groups(extremes: pl.DataFrame, concepts: pl.DataFrame,
         is_ast = config.paper_model.get(model, model) == "AST"
         for word in config.words:
             has = pm["words"].list.contains(word).to_numpy()
-            for m, n in (("n_with", int(has.sum())), ("n_without", int((~has).sum()))):
-                pv = PAPER_APPENDIX_C_LOUD[m] if is_ast and word == "loud" else None
-                rows.append(result_row(exp, f"{model}/{word}/{m}", m, float(n), model=model,
-                                       group=word, paper_value=pv))
             for measure in MEASURES:
+                for m, n in (("n_with", int(has.sum())), ("n_without", int((~has).sum()))):
+                    pv = PAPER_APPENDIX_C_LOUD[m] if is_ast and word == "loud" else None
+                    rows.append(result_row(exp, f"{model}/{word}/{measure}/{m}", m, float(n),
+                                           model=model, group=word, series=measure,
+                                           paper_value=pv))
                 v = pm[measure].to_numpy()
                 rows += _group_rows(exp, model, word, measure, v[has], v[~has],
                                     config.alternative)
-    return ResultRow.frame(rows), per_neuron
+    dists = [_distribution(per_neuron, exp, w, m) for w, m in config.figure_pairs]
+    return pl.concat([ResultRow.frame(rows), *dists]), per_neuron

@@ -234,7 +234,7 @@ def top_adjectives(concepts: pl.DataFrame, config: AdjectiveConfig) -> tuple[
 
     Returns:
         (rows, counts): ``rows`` is a ResultRow frame, one row per (model, top word): key
-        "<model>/<word>", group "count", series = word, x = rank, metric "n_neurons", paper
+        "<model>/<word>", group "", series = word, x = rank, metric "n_neurons", paper
         value from the README Fig 3 for AST words; ``counts`` is :func:`adjective_counts`
         (every word, for the figure's bars or a longer list).
     """
@@ -245,7 +245,7 @@ def top_adjectives(concepts: pl.DataFrame, config: AdjectiveConfig) -> tuple[
         pv = PAPER_FIG3_AST.get(r["concept"]) if paper == "AST" else None
         rows.append(result_row(
             config.experiment, f"{r['model']}/{r['concept']}", "n_neurons",
-            float(r["n_neurons"]), model=r["model"], group="count", series=r["concept"],
+            float(r["n_neurons"]), model=r["model"], group="", series=r["concept"],
             x=float(r["rank"]), paper_value=pv,
             note="paper: README figure, approx." if pv is not None else ""))
     return ResultRow.frame(rows), counts
@@ -286,8 +286,8 @@ def adjectives_per_block(concepts: pl.DataFrame, neurons: pl.DataFrame,
 
     Returns:
         (rows, per_block): ``rows`` is a ResultRow frame with, per model and block, metric
-        "mean_adjectives" (group "block", x = block, paper value from Fig 5) and "n_neurons";
-        and per model, group "fit", series "per_neuron" (linregress over every (block, count)
+        "mean_adjectives" (group "block", x = block, paper value from Fig 5); and per model
+        (x null), group "fit", series "per_neuron" (linregress over every (block, count)
         pair) and "block_means" (over the block means), metrics slope, intercept, r, p_value,
         n_points. ``per_block`` is ``model, block, n_neurons, mean_adjectives, std_adjectives``.
 
@@ -316,8 +316,6 @@ def adjectives_per_block(concepts: pl.DataFrame, neurons: pl.DataFrame,
             rows.append(result_row(exp, f"{model}/block={b}/mean", "mean_adjectives",
                                    r["mean_adjectives"], model=model, group="block", x=b,
                                    paper_value=pv))
-            rows.append(result_row(exp, f"{model}/block={b}/n", "n_neurons",
-                                   float(r["n_neurons"]), model=model, group="block", x=b))
         pn = per_neuron.filter(pl.col("model") == model)
         note = PAPER_FIG5_P_NOTE.get(paper, "")
         rows += _linregress_rows(exp, model, "per_neuron", pn["block"].to_numpy().astype(float),

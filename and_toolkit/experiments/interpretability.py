@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -51,7 +50,6 @@ from and_toolkit.records.models import ResultRow
 Rule = Literal["max_cluster_support", "multiset_intersection"]
 RULES: tuple[Rule, ...] = ("max_cluster_support", "multiset_intersection")
 
-_FIGURE_BY_K: Mapping[int, str] = MappingProxyType({5: "fig11", 10: "fig12", 20: "fig13"})
 _WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
 
 
@@ -80,9 +78,8 @@ class InterpretabilityConfig(BaseModel):
         clustering: label of the clustering used (goes into keys / series, e.g. "k=11").
         head_block: block-less head neurons: "exclude" (the authors plot sub-layers of the
             transformer blocks only) or "last".
-        experiment: experiment id of the τ-grid rows; None = "fig11"/"fig12"/"fig13" for
-            K = 5/10/20, else "interpretability_k<K>". With K=5, the τ=4 block rows are also
-            emitted under ``fig6_experiment``.
+        experiment: experiment id of the τ-grid rows (Figs 11-13, every K). With K=5, the
+            τ=4 block rows are also emitted under ``fig6_experiment``.
         fig6_experiment: experiment id of the Fig 6 rows.
         paper_model: our model id -> paper model name for paper values (else the id itself).
     """
@@ -92,7 +89,7 @@ class InterpretabilityConfig(BaseModel):
     rules: tuple[Rule, ...] = RULES
     clustering: str = "k=11"
     head_block: HeadBlock = "exclude"
-    experiment: str | None = None
+    experiment: str = "fig11_13"
     fig6_experiment: str = "fig6"
     paper_model: dict[str, str] = Field(default_factory=dict)
 
@@ -150,6 +147,9 @@ def _fit(x: np.ndarray, k: int, config: ClusterConfig) -> KMeans:
 
 def inertia_curve(embeddings: np.ndarray, config: ClusterConfig) -> pl.DataFrame:
     """KMeans inertia for k = k_min..k_max (k < n_sentences).
+
+    With ``n_init="auto"`` (one k-means++ start) the curve can be non-monotone; n_init=10
+    smooths it at 10x the cost (ESC-50 Qwen captions, 2,015 sentences: elbow 8-10 over seeds).
 
     Args:
         embeddings: float [n, d], one row per pool sentence.
@@ -340,35 +340,71 @@ def neuron_scores(extremes: pl.DataFrame, clusters: pl.DataFrame) -> pl.DataFram
         "multiset_intersection": pl.Int32})
 
 
+def _rule_rows(pm: pl.DataFrame, model: str, k: int, rule: Rule, config: InterpretabilityConfig,
+               exp: str, paper: tuple[float, ...] | None) -> list[dict[str, object]]:
+    """Rows of one model and rule for every τ of the grid (see uninterpretable_neurons)."""
+    cl = config.clustering
+    rows: list[dict[str, object]] = []
+    for tau in tau_grid(k):
+        un = pm.with_columns((pl.col(rule) < tau).alias("u"))
+        group, series = f"K={k}, tau={tau}", f"{rule} ({cl})"
+        base = f"{model}/{cl}/{rule}/K={k}/tau={tau}"
+        rows.append(result_row(exp, f"{base}/all", "pct_uninterpretable_all",
+                               100.0 * float(un["u"].mean()),  # type: ignore[arg-type]
+                               model=model, group=group, series=series))
+        fig6 = k == 5 and tau == 4 and config.fig6_experiment != exp
+        for b, frac in un.group_by("block").agg(pl.col("u").mean()).sort("block").iter_rows():
+            pv = paper[b - 1] if paper and k == 5 and tau == 4 and 1 <= b <= len(paper) else None
+            rows.append(result_row(exp, f"{base}/block={b}", "pct_uninterpretable", 100 * frac,
+                                   model=model, group=group, series=series, x=b,
+                                   paper_value=pv))
+            if fig6:
+                note = ("the paper's figure used this rule (authors' code)"
+                        if rule == "max_cluster_support" else "Algorithm 1 as printed")
+                rows.append(result_row(config.fig6_experiment, f"{model}/{cl}/{rule}/block={b}",
+                                       "pct_uninterpretable", 100 * frac, model=model,
+                                       group=rule, series=cl, x=b, paper_value=pv, note=note))
+        by_sub = un.group_by("block", "sublayer").agg(pl.col("u").mean())
+        for b, sub, frac in by_sub.sort("block", "sublayer").iter_rows():
+            rows.append(result_row(exp, f"{base}/block={b}/{sub}",
+                                   "pct_uninterpretable_sublayer", 100 * frac, model=model,
+                                   group=group, series=f"{series} {sub}", x=b))
+    return rows
+
+
 def uninterpretable_neurons(extremes: pl.DataFrame, clusters: pl.DataFrame,
                             neurons: pl.DataFrame, config: InterpretabilityConfig) -> tuple[
         pl.DataFrame, pl.DataFrame]:
     """% uninterpretable neurons per block and per sub-layer, for each rule and τ.
 
+    Call once per K (5, 10, 20) and per clustering, and concatenate the frames: keys hold the
+    model, clustering, rule, K and τ.
+
     Args:
-        extremes: Extremes frame with one K (call once per K = 5, 10, 20).
+        extremes: Extremes frame with one K.
         clusters: :func:`clip_clusters` output of the chosen clustering.
         neurons: the population, one row per neuron (see ``adjectives.neuron_blocks``).
         config: rules, clustering label, head handling, experiment ids.
 
     Returns:
-        (rows, per_neuron). ``rows`` is a ResultRow frame: per model, rule (group), τ and
-        block, metric "pct_uninterpretable" (neuron-weighted over the block's sub-layers;
-        series "<clustering>/tau=<τ>", x = block); per sub-layer
-        "pct_uninterpretable_sublayer" (series "<clustering>/tau=<τ>/<sublayer>"); per model
-        "pct_uninterpretable_all" (x null); "n_neurons" per block (group "count") and
-        "n_missing_clips" (top-K clips without caption). With K=5, the τ=4 block rows are
-        repeated under ``config.fig6_experiment`` with the paper's Fig 6 values (both rules
-        carry the paper value; the authors' figure came from max_cluster_support).
-        ``per_neuron`` is :func:`neuron_scores` joined with block and sublayer.
+        (rows, per_neuron). ``rows`` is a ResultRow frame. Under ``config.experiment``
+        (Figs 11-13), group "K=<K>, tau=<τ>" (one panel per setting), series
+        "<rule> (<clustering>)": metric "pct_uninterpretable" per block (x = block,
+        neuron-weighted over the block's sub-layers; the paper's Fig 6 values at K=5, τ=4),
+        "pct_uninterpretable_sublayer" per sub-layer (series + " <sublayer>", x = block) and
+        "pct_uninterpretable_all" per model (x null); group "K=<K>", series = clustering:
+        "n_neurons" and "n_missing_clips" (top-K clips without caption), x null. With K=5,
+        the τ=4 block rows are repeated under ``config.fig6_experiment`` with group = rule,
+        series = clustering and the paper's Fig 6 values (on both rules; the authors'
+        figure came from max_cluster_support). ``per_neuron`` is :func:`neuron_scores` joined
+        with block and sublayer.
 
     Raises:
         ValueError: missing columns, several K, or a neuron of ``neurons`` without a top-K
             Extremes row.
     """
     blocks = neuron_blocks(neurons, config.head_block)
-    scores = neuron_scores(extremes, clusters)
-    per_neuron = blocks.join(scores, on=list(KEY), how="left")
+    per_neuron = blocks.join(neuron_scores(extremes, clusters), on=list(KEY), how="left")
     missing = per_neuron.filter(pl.col("k").is_null())
     if missing.height:
         raise ValueError(f"extremes: {missing.height} neurons have no 'high' row, e.g. "
@@ -376,47 +412,16 @@ def uninterpretable_neurons(extremes: pl.DataFrame, clusters: pl.DataFrame,
     if per_neuron.height == 0:
         return ResultRow.frame([]), per_neuron
     k = int(per_neuron["k"][0])
-    exp = config.experiment or _FIGURE_BY_K.get(k, f"interpretability_k{k}")
-    cl = config.clustering
+    exp, cl = config.experiment, config.clustering
     rows: list[dict[str, object]] = []
     for model in per_neuron["model"].unique().sort().to_list():
         pm = per_neuron.filter(pl.col("model") == model)
-        paper_id = config.paper_model.get(model, model)
-        paper = PAPER_FIG6.get(paper_id)  # type: ignore[call-overload]
-        rows.append(result_row(exp, f"{model}/{cl}/missing", "n_missing_clips",
-                               float(pm["n_missing"].sum()), model=model, group="count"))
-        for b, n in pm.group_by("block").len().sort("block").iter_rows():
-            rows.append(result_row(exp, f"{model}/{cl}/block={b}/n", "n_neurons", float(n),
-                                   model=model, group="count", x=b))
+        paper = PAPER_FIG6.get(config.paper_model.get(model, model))  # type: ignore[call-overload]
+        for metric, v in (("n_neurons", pm.height), ("n_missing_clips", pm["n_missing"].sum())):
+            rows.append(result_row(exp, f"{model}/{cl}/K={k}/{metric}", metric, float(v),
+                                   model=model, group=f"K={k}", series=cl))
         for rule in config.rules:
-            for tau in tau_grid(k):
-                un = pm.with_columns((pl.col(rule) < tau).alias("u"))
-                series = f"{cl}/tau={tau}"
-                base = f"{model}/{cl}/{rule}/tau={tau}"
-                rows.append(result_row(exp, f"{base}/all", "pct_uninterpretable_all",
-                                       100.0 * float(un["u"].mean()),  # type: ignore[arg-type]
-                                       model=model, group=rule, series=series))
-                by_block = un.group_by("block").agg(pl.col("u").mean()).sort("block")
-                fig6 = k == 5 and tau == 4 and config.fig6_experiment != exp
-                for b, frac in by_block.iter_rows():
-                    pv = (paper[b - 1] if paper is not None and k == 5 and tau == 4
-                          and 1 <= b <= len(paper) else None)
-                    rows.append(result_row(exp, f"{base}/block={b}", "pct_uninterpretable",
-                                           100.0 * frac, model=model, group=rule,
-                                           series=series, x=b, paper_value=pv))
-                    if fig6:
-                        note = ("paper figure used this rule (authors' code)"
-                                if rule == "max_cluster_support" else "Algorithm 1 as printed")
-                        rows.append(result_row(config.fig6_experiment, f"{base}/block={b}",
-                                               "pct_uninterpretable", 100.0 * frac,
-                                               model=model, group=rule, series=series, x=b,
-                                               paper_value=pv, note=note))
-                by_sub = un.group_by("block", "sublayer").agg(pl.col("u").mean())
-                for b, sub, frac in by_sub.sort("block", "sublayer").iter_rows():
-                    rows.append(result_row(exp, f"{base}/block={b}/{sub}",
-                                           "pct_uninterpretable_sublayer", 100.0 * frac,
-                                           model=model, group=rule, series=f"{series}/{sub}",
-                                           x=b))
+            rows += _rule_rows(pm, model, k, rule, config, exp, paper)
     return ResultRow.frame(rows), per_neuron
 
 
@@ -457,8 +462,9 @@ def cluster_words(pool: pl.DataFrame, labels: np.ndarray, *, clustering: str = "
         experiment: experiment id.
 
     Returns:
-        (rows, words): ``rows`` is a ResultRow frame with per cluster (x = cluster id)
-        metrics "n_sentences" and "n_captions" and the top 8 words in ``note``; ``words`` is
+        (rows, words): ``rows`` is a ResultRow frame, group "cluster <c> (<clustering>)":
+        metrics "n_captions" and "n_sentences" (x null), and one "frequency" row per top
+        word (series = word, x = rank, value = count; the word-cloud input); ``words`` is
         ``cluster (Int32), word, count (Int64), rank (Int32, 1 = most frequent)``.
     """
     require_columns(pool, ["clip_id", "sentence"], "pool")
@@ -484,9 +490,11 @@ def cluster_words(pool: pl.DataFrame, labels: np.ndarray, *, clustering: str = "
              .sort("cluster"))
     rows = []
     for c, n_sent, n_cap in sizes.iter_rows():
-        top8 = ", ".join(words.filter((pl.col("cluster") == c) & (pl.col("rank") <= 8))["word"])
-        for metric, v in (("n_sentences", n_sent), ("n_captions", n_cap)):
+        group = f"cluster {c} ({clustering})"
+        for metric, v in (("n_captions", n_cap), ("n_sentences", n_sent)):
             rows.append(result_row(experiment, f"{clustering}/cluster={c}/{metric}", metric,
-                                   float(v), group=clustering, series=f"cluster={c}", x=c,
-                                   note=top8))
+                                   float(v), group=group))
+    for c, w, n, r in words.iter_rows():
+        rows.append(result_row(experiment, f"{clustering}/cluster={c}/word={w}", "frequency",
+                               float(n), group=f"cluster {c} ({clustering})", series=w, x=r))
     return ResultRow.frame(rows), words

@@ -204,7 +204,9 @@ def qualitative_table(neurons: pl.DataFrame, extremes: pl.DataFrame, probe: pl.D
         one nullable String column per closed method ``TAB, DB, ICL``. ``rows`` is a
         ResultRow frame with per neuron (key "<model>/<layer>#<unit>") metrics
         "n_top_label_majority" (count of the most common top-clip label), "n_s_h_points",
-        "n_s_h_c_points" and "n_open_concepts"; the top labels go into ``note``.
+        "n_s_h_c_points" and "n_open_concepts" (group = layer, series = unit). Turn
+        ``table`` into the report's free-form table with
+        ``ExtraTable.from_rows(title, table.to_dicts())``.
 
     Raises:
         ValueError: missing columns, unknown clips, or a sampled neuron without Extremes.
@@ -232,8 +234,7 @@ def qualitative_table(neurons: pl.DataFrame, extremes: pl.DataFrame, probe: pl.D
                           ("n_s_h_c_points", len(r["s_h_c"])),
                           ("n_open_concepts", len(r["open_concepts"]))):
             rows.append(result_row(config.experiment, f"{key}/{metric}", metric, float(v),
-                                   model=r["model"], group=r["layer"], series=str(r["unit"]),
-                                   note="top labels: " + ", ".join(labels)))
+                                   model=r["model"], group=r["layer"], series=str(r["unit"])))
     return ResultRow.frame(rows), table
 
 
@@ -358,8 +359,9 @@ def human_evaluation(annotations: pl.DataFrame, encoder: TextEncoder,
         config: methods and experiment id.
 
     Returns:
-        ResultRow frame, group = method: "rating", "n_rated" (neurons), "cos" (series =
-        encoder id), "n_cos" and "bertscore" (null, "not run"), with the paper's values.
+        ResultRow frame, group = method, x null: "rating", "n_rating" (neurons), "cos" (the
+        encoder id in ``note``), "n_cos" and "bertscore" (null, "not run"), with the paper's
+        values.
 
     Raises:
         ValueError: missing columns.
@@ -382,15 +384,15 @@ def human_evaluation(annotations: pl.DataFrame, encoder: TextEncoder,
                  .group_by(*KEY).agg(pl.col("rating").mean()))
         cos_m = (pairs.filter(pl.col("method") == method).group_by(*KEY)
                  .agg(pl.col("cos").mean()))
-        for metric, frame, col, pv, series in (
-                ("rating", rated, "rating", paper.rating if paper else None, ""),
-                ("cos", cos_m, "cos", paper.cos if paper else None, encoder.id)):
-            value = float(frame[col].mean()) if frame.height else None  # type: ignore[arg-type]
+        for metric, frame, pv, note in (
+                ("rating", rated, paper.rating if paper else None, ""),
+                ("cos", cos_m, paper.cos if paper else None, f"encoder: {encoder.id}")):
+            value = float(frame[metric].mean()) if frame.height else None  # type: ignore[arg-type]
             rows.append(result_row(exp, f"{method}/{metric}", metric, value, group=method,
-                                   series=series, paper_value=pv,
-                                   note="" if frame.height else "no annotations"))
+                                   paper_value=pv, note=note if frame.height else
+                                   "no annotations"))
             rows.append(result_row(exp, f"{method}/n_{metric}", f"n_{metric}",
-                                   float(frame.height), group=method, series=series))
+                                   float(frame.height), group=method))
         rows.append(result_row(exp, f"{method}/bertscore", "bertscore", None, group=method,
                                paper_value=paper.bertscore if paper else None,
                                note=BERTSCORE_NOTE))

@@ -70,7 +70,11 @@ class LLMCacheAdapter:
 
 
 def text_encoder(ctx: Context, name: str) -> DiskCachedEncoder:
-    """The sentence encoder ``name`` ('minilm' or 'hashing'), cached on disk."""
+    """The sentence encoder ``name`` ('minilm', 'clip' or 'hashing'), cached on disk.
+
+    Raises:
+        StageNotRun: the encoder's weights are not available here.
+    """
     def make() -> DiskCachedEncoder:
         from and_toolkit.backends.encoders import HashingEncoder, MiniLMEncoder
 
@@ -78,6 +82,13 @@ def text_encoder(ctx: Context, name: str) -> DiskCachedEncoder:
             inner: Any = MiniLMEncoder.load()
         elif name == "hashing":
             inner = HashingEncoder()
+        elif name == "clip":
+            from and_toolkit.backends.clip import CLIPTextEncoder
+
+            try:
+                inner = CLIPTextEncoder.load()
+            except (FileNotFoundError, OSError) as exc:
+                raise StageNotRun(f"CLIP ViT-B/32 text tower unavailable: {exc}") from exc
         else:
             raise StageNotRun(f"text encoder {name!r} is not available offline")
         return DiskCachedEncoder(inner, ctx.cache)

@@ -61,7 +61,7 @@ def _descriptor_sentences(ctx: Context) -> tuple[dict[str, str], dict[str, Any]]
     measured = [measure(w, sr) for w, sr in tqdm(
         list(zip(waves, srs, strict=True)), desc="descriptors", unit="clip",
         disable=not ctx.progress)]
-    thresholds = fit_thresholds(measured, source=str(ctx.run.root))
+    thresholds = fit_thresholds(measured, source=f"{ctx.probe()['dataset'][0]} probe set")
     sentences = {c: describe(d, thresholds) for c, d in zip(probe["clip_id"], measured,
                                                              strict=True)}
     ctx.memo["descriptors"] = dict(zip(probe["clip_id"], measured, strict=True))

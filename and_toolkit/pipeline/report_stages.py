@@ -1,15 +1,200 @@
-"""Experiments and report stages."""
+"""Experiments and report stages.
+
+:func:`stage_experiments` lives in :mod:`and_toolkit.pipeline.experiment_stage`;
+:func:`stage_report` renders the run's result frames with the paper's claims re-tested
+(:mod:`and_toolkit.pipeline.findings`) and the run's provenance. The page carries no timestamp
+or timing, so rendering the same run twice gives byte-identical HTML.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.pipeline.context import Context
+from and_toolkit.pipeline.experiment_inputs import paper_model_of
+from and_toolkit.pipeline.experiment_stage import SHEET_FILE, TABLE6_FILE, stage_experiments
+from and_toolkit.pipeline.findings import ModelFacts, paper_findings
+from and_toolkit.report.context import ExtraTable, Provenance, ReportContext
+
+__all__ = ["build_report_context", "stage_experiments", "stage_report"]
+
+BACKEND_KEYS = ("captioners", "summarizer", "adjective_filter", "encoder", "llm", "icl_llm",
+                "tagger", "text_encoder", "audio_text_encoder", "backend")
+"""Stage-info keys (manifest ``stages.<stage>``) that name a backend."""
+TABLE6_COLUMNS = {"model": "model", "neuron": "neuron", "block": "block",
+                  "clip_labels": "top-K clip labels", "s_h_c": "calibrated summary S_h^c",
+                  "DB": "DB", "TAB": "TAB", "ICL": "ICL", "open_concepts": "open concepts"}
 
 
-def stage_experiments(ctx: Context) -> dict[str, Any]:
-    raise NotImplementedError
+def _flat(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
+
+
+def manifest_backends(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """``{"<stage>.<role>": backend id}`` from the stage infos of a manifest."""
+    out: dict[str, str] = {}
+    for stage, info in sorted((manifest.get("stages") or {}).items()):
+        if not isinstance(info, dict):
+            continue
+        for key, value in info.items():
+            if key == "backends" and isinstance(value, dict):
+                out.update({f"{stage}.{k}": _flat(v) for k, v in value.items()})
+            elif key in BACKEND_KEYS and value not in (None, "", [], {}):
+                out[f"{stage}.{key}"] = _flat(value)
+    return out
+
+
+def _sha_json(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def data_hashes(ctx: Context) -> dict[str, str]:
+    """Hashes of the inputs: probe table, clip order, captions, trained weights."""
+    from and_toolkit.records.models import Caption, ProbeClip
+    from and_toolkit.run import sha256_file
+
+    out: dict[str, str] = {}
+    if ctx.run.has(ProbeClip):
+        out["probe table (sha256)"] = ctx.data_sha()
+        out["probe clip order (sha256)"] = ctx.probe_sha()
+    caps = ctx.cfg.captions
+    if caps.source == "file" and caps.file:
+        path = Path(caps.file) if Path(caps.file).is_absolute() else ctx.data_dir() / caps.file
+        if path.is_file():
+            out["caption file (sha256)"] = sha256_file(path)
+    elif ctx.run.has(Caption):
+        rows = ctx.run.read(Caption).sort("captioner", "clip_id").select("clip_id", "text")
+        out["captions (sha256 of the table)"] = _sha_json(rows.rows())
+    targets = (ctx.run.manifest().get("stages") or {}).get("targets") or {}
+    for tid, info in sorted(targets.items()):
+        if isinstance(info, dict) and info.get("weights_key"):
+            out[f"weights {tid} (cache key)"] = str(info["weights_key"])
+    return out
+
+
+def _table6(ctx: Context) -> tuple[ExtraTable, ...]:
+    path = ctx.run.root / TABLE6_FILE
+    if not path.is_file():
+        return ()
+    rows = json.loads(path.read_text("utf-8"))
+    out = []
+    for r in rows:
+        r["neuron"] = f"{r.get('alias') or r['layer']} #{r['unit']}"
+        out.append({k: r.get(k) for k in TABLE6_COLUMNS})
+    table = ExtraTable(title="Sampled neurons", columns=tuple(TABLE6_COLUMNS.values()),
+                       rows=tuple({TABLE6_COLUMNS[k]: v for k, v in r.items()} for r in out),
+                       caption="Random neurons per model (seeded): the labels of their top-K "
+                       "clips, the calibrated summary, the top closed-set concept of each "
+                       "method and the kept open-set adjectives.")
+    return (table,)
+
+
+def _settings(prov: Mapping[str, Any]) -> list[str]:
+    """``key: value`` lines; a dict of dicts (e.g. configs per model) gives one line each."""
+    out = []
+    for key, value in sorted(prov.items()):
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            out += [f"{key} {sub}: {_flat(v)}" for sub, v in sorted(value.items())]
+        else:
+            out.append(f"{key}: {_flat(value)}")
+    return out
+
+
+def result_provenance(ctx: Context, results: Mapping[str, Any]) -> dict[str, tuple[ExtraTable,
+                                                                                  ...]]:
+    """A small "Provenance" table per result with values: its file, job and settings."""
+    from and_toolkit.report.views import not_run_reason
+    from and_toolkit.store import provenance_of
+
+    out: dict[str, tuple[ExtraTable, ...]] = {}
+    for exp, frame in sorted(results.items()):
+        path = ctx.run.result_path(exp)
+        if not path.is_file() or not_run_reason(frame, exp) is not None:
+            continue
+        prov = provenance_of(path)
+        settings = _settings({k: v for k, v in prov.items() if k != "job"})
+        row: dict[str, Any] = {"file": f"results/{exp}.parquet", "job": str(prov.get("job", "")),
+                               "settings": settings or ["—"]}
+        out[exp] = (ExtraTable(title="Provenance", columns=("file", "job", "settings"),
+                               rows=(row,)),)
+    return out
+
+
+def record_backends(ctx: Context) -> dict[str, str]:
+    """Backends named in record provenance but not in the manifest (calibration encoder)."""
+    from and_toolkit.records.models import CalibratedSummary
+    from and_toolkit.store import provenance_of
+
+    if not ctx.run.has(CalibratedSummary):
+        return {}
+    enc = provenance_of(ctx.run.path(CalibratedSummary)).get("encoder")
+    return {"calibrate.encoder": str(enc)} if enc else {}
+
+
+def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportContext:
+    """Provenance, findings, extra tables and notes of the run's report (no timestamps).
+
+    Args:
+        ctx: the pipeline context.
+        results: experiment id -> ResultRow frame.
+
+    Returns:
+        The :class:`ReportContext`.
+    """
+    manifest = ctx.run.manifest()
+    stages = manifest.get("stages") or {}
+    targets = stages.get("targets") or {}
+    facts = {t.id: ModelFacts(paper_model_of(t), (targets.get(t.id) or {}).get("test_accuracy"))
+             for t in ctx.cfg.targets}
+    mapping = ", ".join(f"{t.id} → {paper_model_of(t)}" for t in ctx.cfg.targets)
+    notes = [f"Targets and the paper models they stand in for: {mapping}. The paper's numbers "
+             "come from pretrained AST / BEATs on ESC-50; ours from small models trained here."]
+    closed = stages.get("closed") or {}
+    for method, reason in sorted((closed.get("not_run") or {}).items()):
+        notes.append(f"{method} not run: {reason}")
+    if (ctx.run.root / SHEET_FILE).is_file():
+        notes.append(f"Annotation sheet for Table 3's human ratings: {SHEET_FILE} in the run "
+                     "directory (rate it, then set experiments.annotations).")
+    provenance = Provenance(config=ctx.cfg.model_dump(mode="json"),
+                            backends={**record_backends(ctx), **manifest_backends(manifest)},
+                            versions={str(k): str(v) for k, v in
+                                      (manifest.get("versions") or {}).items()},
+                            data_hashes=data_hashes(ctx))
+    extra = result_provenance(ctx, results)
+    if t6 := _table6(ctx):
+        extra["table6"] = (*t6, *extra.get("table6", ()))
+    return ReportContext(run_name=ctx.cfg.name, title="AND reproduction report",
+                         provenance=provenance, findings=tuple(paper_findings(results, facts)),
+                         extra_tables=extra, notes=tuple(notes))
 
 
 def stage_report(ctx: Context) -> dict[str, Any]:
-    raise NotImplementedError
+    """Render ``<run>/report/index.html``, copy it to ``reports/<run name>/index.html`` (relative
+    to the working directory) and rewrite ``reports/index.html``.
+
+    Returns:
+        Stage info: paths, section counts and verdicts (no timings).
+    """
+    from and_toolkit.pipeline import write_reports_index
+    from and_toolkit.report.render import render_report, summary_line
+
+    results = ctx.run.results()
+    context = build_report_context(ctx, results)
+    html = render_report(results, context)
+    data = html.encode("utf-8")
+    atomic_write_bytes(ctx.run.report_path, lambda tmp: tmp.write_bytes(data))
+    published = Path("reports") / ctx.cfg.name / "index.html"
+    atomic_write_bytes(published, lambda tmp: shutil.copyfile(ctx.run.report_path, tmp))
+    index = write_reports_index(Path("reports"))
+    return {"report": str(ctx.run.report_path), "published": str(published),
+            "index": str(index), "summary": summary_line(results, context),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "verdicts": {f.claim: f.verdict for f in context.findings}}

@@ -114,8 +114,11 @@ def folder_probe(root: str | Path, cfg: FolderProbeConfig) -> pl.DataFrame:
     for i, (name, label, target, fold) in enumerate(
         zip(df[cfg.filename_col].to_list(), labels, targets, folds, strict=True)
     ):
-        rel = PurePosixPath(cfg.audio_dir) / str(name).strip() if cfg.audio_dir else PurePosixPath(
-            str(name).strip())
+        rel = PurePosixPath(cfg.audio_dir, str(name).strip())
+        if rel.is_absolute() or ".." in rel.parts:
+            raise DataError(
+                f"{csv_path}: row {i}: file name {name!r} must be a path inside the dataset"
+            )
         if cfg.audio_ext is not None:
             rel = rel.with_suffix(cfg.audio_ext)
         clip_id = rel.stem

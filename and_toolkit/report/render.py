@@ -18,7 +18,7 @@ import polars as pl
 from and_toolkit.records.models import ResultRow
 from and_toolkit.report.context import IndexEntry, Provenance, ReportContext, check_section_id
 from and_toolkit.report.sections import RESERVED_IDS, SECTIONS, SECTIONS_BY_ID, generic_spec
-from and_toolkit.report.views import SectionView, build_section
+from and_toolkit.report.views import SectionView, build_section, not_run_reason
 
 ADDITIONAL_ID = "additional"
 
@@ -123,6 +123,28 @@ def render_report(results: Mapping[str, pl.DataFrame], context: ReportContext) -
         title=context.title, run_name=context.run_name, sections=sections, counts=counts,
         verdicts=verdicts, findings=context.findings, notes=context.notes,
         provenance=_provenance(context.provenance))
+
+
+def summary_line(results: Mapping[str, pl.DataFrame], context: ReportContext) -> str:
+    """One line for the index of runs, e.g. ``"14/16 paper sections with results · 3 claims:
+    1 holds, 1 does not hold, 1 not run"``. Draws no figures.
+
+    Args:
+        results: experiment id -> ResultRow frame.
+        context: the report context.
+
+    Returns:
+        The summary text.
+    """
+    done = sum(not_run_reason(results.get(s.id), s.id) is None or bool(
+        context.extra_tables.get(s.id)) for s in SECTIONS)
+    verdicts = [f.verdict for f in context.findings]
+    parts = [f"{done}/{len(SECTIONS)} paper sections with results"]
+    if verdicts:
+        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("holds", "does not hold",
+                                                                 "not run") if v in verdicts)
+        parts.append(f"{len(verdicts)} claim{'s' if len(verdicts) > 1 else ''}: {counts}")
+    return " \u00b7 ".join(parts)
 
 
 def render_index(runs: Sequence[IndexEntry | tuple[str, str, str]],

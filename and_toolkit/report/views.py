@@ -21,6 +21,12 @@ from and_toolkit.report.sections import LABELS, ORDER, SectionSpec
 from and_toolkit.report.tables import Table, ordered, pivot_table, stats_table
 
 Status = Literal["ok", "not run", "error"]
+_PAPER_KEY = {
+    "line": "Solid lines with dots: this run; dashed lines with crosses: the paper's values.",
+    "bar": "Bars: this run; black ticks: the paper's values.",
+    "dumbbell": "Grey dots \u2192 blue triangles: this run; hollow red markers: the paper's "
+                "values.",
+}
 _KEYS = ("model", "group", "series", "metric")
 
 
@@ -88,9 +94,9 @@ def _parts(df: pl.DataFrame, by: Sequence[str]) -> list[tuple[str, pl.DataFrame]
     """Split ``df`` by the columns ``by`` (display order); title = joined non-empty labels."""
     if not by:
         return [("", df)]
-    keys = sorted(
-        dict.fromkeys(tuple(r[c] for c in by) for r in df.iter_rows(named=True)),
-        key=lambda k: tuple(_distinct(df, c).index(v) for c, v in zip(by, k, strict=True)))
+    rank = [{v: i for i, v in enumerate(_distinct(df, c))} for c in by]
+    keys = sorted(dict.fromkeys(df.select(by).iter_rows()),
+                  key=lambda k: tuple(r[v] for r, v in zip(rank, k, strict=True)))
     out = []
     for k in keys:
         mask = pl.all_horizontal([pl.col(c) == v for c, v in zip(by, k, strict=True)])
@@ -180,8 +186,8 @@ def _wordclouds(spec: SectionSpec, rows: pl.DataFrame, fig_id: str) -> list[Figu
 def _figure_part(spec: SectionSpec, rows: pl.DataFrame
                  ) -> tuple[list[FigureView], list[Table]]:
     fid = f"{spec.id}-fig"
-    caption = ("Markers and solid lines: this run; dashed lines, black ticks or hollow red "
-               "markers: the paper's values." if rows["paper_value"].is_not_null().any() else "")
+    caption = (_PAPER_KEY.get(spec.kind, "") if rows["paper_value"].is_not_null().any()
+               else "No paper values to compare with.")
     piv = partial(pivot_table, order=ORDER, labels=LABELS, where=spec.id)
 
     def one(svg: str) -> list[FigureView]:

@@ -92,8 +92,8 @@ def to_hf_config(cfg: ASTArchConfig, n_classes: int) -> ASTConfig:
         time_stride=cfg.time_stride,
         max_length=cfg.max_length,
         num_mel_bins=cfg.num_mel_bins,
-        num_labels=n_classes,
     )
+    hf.num_labels = n_classes
     hf._attn_implementation = "sdpa"
     return hf
 

@@ -44,7 +44,7 @@ class TrainConfig(BaseModel):
         mixup_alpha: Beta(alpha, alpha) mixup concentration (0 disables).
         mixup_prob: Probability that a batch is mixed.
         precision: ``"bf16"`` runs forward/backward under CPU bfloat16 autocast (weights stay
-            float32); ``"fp32"`` runs in float32. Per-epoch test accuracy uses the same precision.
+            float32); ``"fp32"`` runs in float32. Per-epoch test accuracy is always computed in float32.
         eval_batch_size: Clips per evaluation batch.
     """
 

@@ -27,8 +27,8 @@ class TrainedTarget:
         model: The network, in eval mode, float32 weights.
         config: The configuration it was trained with.
         curve: One dict per epoch: ``epoch`` (1-based), ``train_loss`` (mean soft cross-entropy
-            on augmented batches), ``test_accuracy`` (fraction of the test fold, in
-            ``config.precision``), ``seconds`` (wall time of the epoch incl. evaluation).
+            on augmented batches), ``test_accuracy`` (fraction of the test fold,
+            always evaluated in float32 like downstream use), ``seconds`` (wall time of the epoch incl. evaluation).
     """
 
     model: nn.Module
@@ -248,7 +248,7 @@ def _fit(
             total += float(loss.detach()) * len(idx)
             count += len(idx)
             bar.update(1)
-        acc, _ = evaluate(model, x_test, y_test, cfg.eval_batch_size, cfg.precision)
+        acc, _ = evaluate(model, x_test, y_test, cfg.eval_batch_size, "fp32")
         row = {
             "epoch": epoch,
             "train_loss": total / count,

@@ -1,4 +1,4 @@
-"""LLM layer: sampling config, fake, dedup + cache wrapper, transformers / SmolLM2 / vLLM backends."""
+"""LLM layer: sampling, fake, dedup + cache wrapper, transformers / SmolLM2 / vLLM backends."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def test_nothing_in_common() -> None:
 
 
 def test_embedding_mode_encodes_distinct_sentences_once() -> None:
-    vec = {"A dog barks.": [1, 0, 0], "A hound yelps.": [0.9, 0.1, 0], "Rain.": [0, 0, 1],
+    vec: dict[str, list[float]] = {"A dog barks.": [1, 0, 0], "A hound yelps.": [0.9, 0.1, 0], "Rain.": [0, 0, 1],
            "Thunder rumbles.": [0, 0.2, 1]}
     inner = LookupEncoder(vec)
     enc = CachedEncoder(inner)
@@ -113,3 +113,11 @@ def test_validation() -> None:
         summarise_many([[]])
     with pytest.raises(ValueError, match=r"caption_lists\[0\]\[1\]"):
         summarise_many([["a", 3]])  # type: ignore[list-item]
+
+
+def test_words_share_a_point_only_when_found_in_the_same_clips() -> None:
+    caps = ["Wind. It is loud and bright.", "Rain. It is bright, loud and high-pitched.",
+            "A bell. It is high-pitched and tonal.", "A car."]
+    s = summarise(caps, ExtractiveConfig(lexical_threshold=1.0))
+    assert [(p.text, p.support, p.clips) for p in s.details] == [
+        ("It is loud and bright.", 2, (0, 1)), ("It is high-pitched.", 2, (1, 2))]

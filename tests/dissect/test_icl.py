@@ -113,8 +113,9 @@ def test_parse_errors() -> None:
 # --- mapping -----------------------------------------------------------------------------------
 
 def _lookup_encoder() -> LookupEncoder:
-    vec = {"dog": [1, 0, 0], "rooster": [0, 1, 0], "water_drops": [0, 0, 1],
-           "a barking puppy": [0.9, 0.1, 0], "dripping": [0.1, 0, 0.9], "a hen": [0.4, 0.6, 0]}
+    vec: dict[str, list[float]] = {
+        "dog": [1, 0, 0], "rooster": [0, 1, 0], "water_drops": [0, 0, 1],
+        "a barking puppy": [0.9, 0.1, 0], "dripping": [0.1, 0, 0.9], "a hen": [0.4, 0.6, 0]}
     return LookupEncoder({CONCEPT_TEMPLATE.format(k): v for k, v in vec.items()})
 
 
@@ -157,7 +158,7 @@ def _script(prompt: Prompt) -> str:
 
 
 def test_icl_end_to_end_with_dedup_and_cache() -> None:
-    vec = {c: np.eye(5)[i].tolist() for i, c in enumerate(CONCEPTS)}
+    vec: dict[str, list[float]] = {c: np.eye(5)[i].tolist() for i, c in enumerate(CONCEPTS)}
     vec["I am not sure"] = [0.1, 0.1, 0.5, 0.1, 0.1]  # fallback: whole response, cleaned
     enc = CountingEncoder(LookupEncoder({CONCEPT_TEMPLATE.format(k): v for k, v in vec.items()}))
     fake = FakeLLM(_script)

@@ -89,8 +89,12 @@ def test_each_distinct_word_and_sentence_decided_once() -> None:
     assert [o.kept for o in outs] == [("loud",), ("loud", "quiet"), ()]
     assert outs[2].caption_len == 0 and outs[2].concepts == ()
     batched: list[list[str]] = []
-    outs2 = open_concepts_many(
-        pts, tagger, is_acoustic_many=lambda ws: batched.append(ws) or [w != "green" for w in ws])
+
+    def many(words: list[str]) -> list[bool]:
+        batched.append(words)
+        return [w != "green" for w in words]
+
+    outs2 = open_concepts_many(pts, tagger, is_acoustic_many=many)
     assert batched == [["loud", "green", "quiet"]] and outs2 == outs
     with pytest.raises(ValueError, match="answers"):
         open_concepts_many(pts, tagger, is_acoustic_many=lambda ws: [])

@@ -64,9 +64,11 @@ def test_reference_icl_strings() -> None:
 
 
 def test_paper_icl_fixes_typos() -> None:
-    for top in (1, 5):
-        for fmt in ("chat", "llama2"):
-            text = prompt_text(icl_prompt("S", CONCEPTS, top=top, fmt=fmt))  # type: ignore[arg-type]
+    tops: list[Any] = [1, 5]
+    fmts: list[Any] = ["chat", "llama2"]
+    for top in tops:
+        for fmt in fmts:
+            text = prompt_text(icl_prompt("S", CONCEPTS, top=top, fmt=fmt))
             assert "car meowing" not in text and "soring" not in text
             assert "meowing'." not in text and "zombie_growling" not in text
             assert "zombie growling and snarling" in text
@@ -82,7 +84,8 @@ def test_icl_chat_structure() -> None:
         "of the above classnames that match the description most and give the reason. There "
         "should be exactly 5 answers.")
     assert msgs[2]["content"].endswith("\nAnswer: cat, sheep, snoring, cow, coughing")
-    assert msgs[4]["content"].endswith("\nAnswer: snoring, breathing, footsteps, coughing, sneezing")
+    assert msgs[4]["content"].endswith(
+        "\nAnswer: snoring, breathing, footsteps, coughing, sneezing")
     assert msgs[-1]["content"] == "the summary"
 
 
@@ -99,15 +102,16 @@ def test_summary_and_adjective_paper_wording() -> None:
     assert adjective_prompt("muffled") == [{"role": "user", "content": (
         "Can the adjective 'muffled' be used to describe the tone, emotion, or acoustic features "
         "of audio, music, or any other form of sound? Answer yes or no and give the reason.")}]
-    ref_chat = adjective_prompt("loud", compat="reference")
-    assert ref_chat[0] == {"role": "system", "content": ""}  # type: ignore[index]
-    assert ref_chat[1]["content"].endswith("sound?\nAnswer(yes or no):\nReason:")  # type: ignore[index]
+    ref_chat: Any = adjective_prompt("loud", compat="reference")
+    assert ref_chat[0] == {"role": "system", "content": ""}
+    assert ref_chat[1]["content"].endswith("sound?\nAnswer(yes or no):\nReason:")
 
 
 def test_llama2_render() -> None:
     msgs: list[Any] = [{"role": "system", "content": "S"}, {"role": "user", "content": "U1"},
                        {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2"}]
-    assert llama2_render(msgs) == "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\nU1 [/INST] A1 </s><s>[INST] U2 [/INST]"
+    assert llama2_render(msgs) == \
+        "<s>[INST] <<SYS>>\nS\n<</SYS>>\n\nU1 [/INST] A1 </s><s>[INST] U2 [/INST]"
     assert llama2_render(msgs[1:2]) == "<s>[INST] U1 [/INST]"
     with pytest.raises(ValueError, match="end with a user turn"):
         llama2_render(msgs[:3])
@@ -148,7 +152,7 @@ def test_validation_errors() -> None:
     with pytest.raises(ValueError, match=r"prompt\[0\].role"):
         validate_prompt([{"role": "bot", "content": "x"}])  # type: ignore[list-item]
     with pytest.raises(ValueError, match=r"prompt\[0\]"):
-        validate_prompt([{"role": "user"}])  # type: ignore[list-item]
+        validate_prompt([{"role": "user"}])  # type: ignore[list-item, typeddict-item]
     with pytest.raises(ValueError, match="non-empty list"):
         validate_prompt([])
 
@@ -156,13 +160,16 @@ def test_validation_errors() -> None:
 def test_prompt_catalogue(data_regression: Any) -> None:
     """Every prompt variant, pinned in tests/dissect/test_prompts/test_prompt_catalogue.yml."""
     out: dict[str, Any] = {}
-    for compat in ("paper", "reference"):
-        for fmt in ("chat", "llama2"):
+    compats: list[Any] = ["paper", "reference"]
+    fmts: list[Any] = ["chat", "llama2"]
+    tops: list[Any] = [1, 5]
+    for compat in compats:
+        for fmt in fmts:
             key = f"{compat}-{fmt}"
-            out[f"summary-{key}"] = summary_prompt(CAPTIONS, fmt=fmt, compat=compat)  # type: ignore[arg-type]
-            out[f"adjective-{key}"] = adjective_prompt("loud", fmt=fmt, compat=compat)  # type: ignore[arg-type]
-            for top in (1, 5):
-                out[f"icl{top}-{key}"] = icl_prompt("SUMMARY", CONCEPTS, top=top,  # type: ignore[arg-type]
-                                                    fmt=fmt, compat=compat)  # type: ignore[arg-type]
+            out[f"summary-{key}"] = summary_prompt(CAPTIONS, fmt=fmt, compat=compat)
+            out[f"adjective-{key}"] = adjective_prompt("loud", fmt=fmt, compat=compat)
+            for top in tops:
+                out[f"icl{top}-{key}"] = icl_prompt("SUMMARY", CONCEPTS, top=top, fmt=fmt,
+                                                    compat=compat)
     out["sha256"] = {k: prompt_sha256(v) for k, v in out.items()}
     data_regression.check(out)

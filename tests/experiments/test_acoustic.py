@@ -97,8 +97,9 @@ def test_mann_whitney_direction_and_exact_p() -> None:
     def val(key: str) -> float:
         return rows.filter(pl.col("key") == key)["value"][0]
 
-    assert val("toy/loud/n_with") == 6.0 and val("toy/loud/n_without") == 6.0
-    assert rows.filter(pl.col("key") == "toy/loud/n_with")["paper_value"][0] == 22612.0
+    assert val("toy/loud/amplitude/n_with") == 6.0
+    assert val("toy/loud/amplitude/n_without") == 6.0
+    assert rows.filter(pl.col("key") == "toy/loud/mdf_hz/n_with")["paper_value"][0] == 22612.0
     assert val("toy/loud/amplitude/auc") == 1.0  # every loud neuron is louder
     assert val("toy/loud/amplitude/median_with") > val("toy/loud/amplitude/median_without")
     # complete separation of 6 vs 6: exact two-sided p = 2 / C(12, 6)
@@ -111,6 +112,13 @@ def test_mann_whitney_direction_and_exact_p() -> None:
     assert p_greater == pytest.approx(1 / math.comb(12, 6))
     assert per.filter(pl.col("unit") == 0)["words"][0].to_list() == ["high-pitched", "loud"]
     assert per.filter(pl.col("unit") == 11)["words"][0].to_list() == []
+    # distribution rows: one per neuron and figure pair, with / without the word
+    dist = rows.filter(pl.col("x").is_not_null())
+    assert dist.height == 3 * 12
+    loud = dist.filter((pl.col("group") == "loud") & (pl.col("metric") == "amplitude"))
+    assert loud.group_by("series").len().sort("series").rows() == [("with", 6), ("without", 6)]
+    row = loud.filter(pl.col("key") == "toy/loud/amplitude/l#0")
+    assert row["series"][0] == "with" and row["value"][0] == pytest.approx(0.5005)
 
 
 def test_empty_group_is_not_computable() -> None:

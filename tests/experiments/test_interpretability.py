@@ -150,21 +150,32 @@ def test_uninterpretable_percentages_per_block_and_sublayer() -> None:
     def val(exp: str, key: str) -> float:
         return rows.filter((pl.col("experiment") == exp) & (pl.col("key") == key))["value"][0]
 
-    base = "toy/k=11/max_cluster_support"
-    assert val("fig11", f"{base}/tau=4/block=1") == 50.0
-    assert val("fig11", f"{base}/tau=4/block=1/fc1") == 0.0
-    assert val("fig11", f"{base}/tau=4/block=1/o_proj") == 100.0
-    assert val("fig11", f"{base}/tau=5/block=1") == 100.0
-    assert val("fig11", f"{base}/tau=3/block=2") == 0.0
-    assert val("fig11", f"{base}/tau=4/all") == pytest.approx(100 / 3)
-    ms = "toy/k=11/multiset_intersection"
-    assert val("fig11", f"{ms}/tau=3/block=1") == 100.0
-    assert val("fig11", f"{ms}/tau=3/block=2") == 100.0  # |∩| = 2 < 3
-    assert val("fig11", "toy/k=11/missing") == 1.0
+    base = "toy/k=11/max_cluster_support/K=5"
+    assert val("fig11_13", f"{base}/tau=4/block=1") == 50.0
+    assert val("fig11_13", f"{base}/tau=4/block=1/fc1") == 0.0
+    assert val("fig11_13", f"{base}/tau=4/block=1/o_proj") == 100.0
+    assert val("fig11_13", f"{base}/tau=5/block=1") == 100.0
+    assert val("fig11_13", f"{base}/tau=3/block=2") == 0.0
+    assert val("fig11_13", f"{base}/tau=4/all") == pytest.approx(100 / 3)
+    ms = "toy/k=11/multiset_intersection/K=5"
+    assert val("fig11_13", f"{ms}/tau=3/block=1") == 100.0
+    assert val("fig11_13", f"{ms}/tau=3/block=2") == 100.0  # |∩| = 2 < 3
+    assert val("fig11_13", "toy/k=11/K=5/n_missing_clips") == 1.0
+    assert val("fig11_13", "toy/k=11/K=5/n_neurons") == 3.0
+    one = rows.filter(pl.col("key") == f"{base}/tau=4/block=1")
+    assert (one["group"][0], one["series"][0]) == ("K=5, tau=4", "max_cluster_support (k=11)")
+    assert one["paper_value"][0] == 42.0
     fig6 = rows.filter(pl.col("experiment") == "fig6")
     assert fig6.height == 4  # 2 rules x 2 blocks, τ = 4 only
     assert fig6.filter(pl.col("x") == 1)["paper_value"].to_list() == [42.0, 42.0]
-    assert val("fig6", f"{base}/tau=4/block=1") == 50.0
+    assert set(fig6["group"]) == {"max_cluster_support", "multiset_intersection"}
+    assert val("fig6", "toy/k=11/max_cluster_support/block=1") == 50.0
+    # the report tabulates x-null rows by (model, group, series) x metric: one cell each
+    tabled = rows.filter(pl.col("x").is_null())
+    assert not tabled.select("model", "group", "series", "metric").is_duplicated().any()
+    plotted = rows.filter(pl.col("x").is_not_null())
+    assert not plotted.select("experiment", "model", "group", "series", "metric",
+                              "x").is_duplicated().any()
 
 
 def test_uninterpretable_neurons_requires_extremes_for_every_neuron() -> None:
@@ -174,7 +185,7 @@ def test_uninterpretable_neurons_requires_extremes_for_every_neuron() -> None:
                                 neurons, InterpretabilityConfig())
 
 
-def test_k10_uses_fig12_and_no_fig6() -> None:
+def test_k10_has_no_fig6_rows() -> None:
     clusters = pl.DataFrame({"clip_id": [f"x{i}" for i in range(10)],
                              "clusters": [[0]] * 8 + [[1]] * 2},
                             schema={"clip_id": pl.String, "clusters": pl.List(pl.Int32)})
@@ -184,11 +195,12 @@ def test_k10_uses_fig12_and_no_fig6() -> None:
                            schema={"model": pl.String, "layer": pl.String, "unit": pl.Int32,
                                    "block": pl.Int32, "alias": pl.String})
     rows, _ = uninterpretable_neurons(ex, clusters, neurons, InterpretabilityConfig())
-    assert set(rows["experiment"]) == {"fig12"}
+    assert set(rows["experiment"]) == {"fig11_13"}
     pct = rows.filter(pl.col("metric") == "pct_uninterpretable")
     got = {(g, s): v for g, s, v in pct.select("group", "series", "value").iter_rows()}
-    assert got[("max_cluster_support", "k=11/tau=8")] == 0.0  # support 8 >= 8
-    assert got[("max_cluster_support", "k=11/tau=10")] == 100.0
+    assert got[("K=10, tau=8", "max_cluster_support (k=11)")] == 0.0  # support 8 >= 8
+    assert got[("K=10, tau=10", "max_cluster_support (k=11)")] == 100.0
+    assert pct["paper_value"].null_count() == pct.height
 
 
 def test_cluster_words_counts_without_stopwords() -> None:
@@ -200,6 +212,9 @@ def test_cluster_words_counts_without_stopwords() -> None:
     assert words.filter(pl.col("cluster") == 0).select("word", "count", "rank").rows() == [
         ("dog", 4, 1), ("barking", 1, 2)]
     assert words.filter(pl.col("cluster") == 1)["word"].to_list() == ["engine", "runs"]
-    sizes = {(k, v) for k, v in rows.select("key", "value").iter_rows()}
-    assert ("k=11/cluster=0/n_sentences", 3.0) in sizes
-    assert ("k=11/cluster=0/n_captions", 2.0) in sizes
+    vals = dict(rows.select("key", "value").iter_rows())
+    assert vals["k=11/cluster=0/n_sentences"] == 3.0
+    assert vals["k=11/cluster=0/n_captions"] == 2.0
+    cloud = rows.filter(pl.col("x").is_not_null() & (pl.col("group") == "cluster 0 (k=11)"))
+    assert cloud.select("series", "value", "x").rows() == [("dog", 4.0, 1.0),
+                                                           ("barking", 1.0, 2.0)]

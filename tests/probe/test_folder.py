@@ -68,6 +68,9 @@ def test_duplicate_clip_ids_and_empty_cells(tmp_path: Path) -> None:
     (root / "labels.csv").write_text("file,kind\na.wav,cat\na.wav,dog\n")
     with pytest.raises(DataError, match=r"clip id 'a' appears in rows 0 and 1"):
         folder_probe(root, CFG)
+    (root / "labels.csv").write_text("file,kind\n../../etc/passwd,cat\n")
+    with pytest.raises(DataError, match=r"row 0.*must be a path inside the dataset"):
+        folder_probe(root, CFG)
     (root / "labels.csv").write_text("file,kind\na.wav,\n")
     with pytest.raises(DataError, match=r"'kind' is empty in row"):
         folder_probe(root, CFG)

@@ -3,6 +3,7 @@ context carrying XSS text. Values are deterministic (one seeded generator)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -104,7 +105,7 @@ def _fig4(experiment: str, curves: dict[str, str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _blocks(experiment: str, papers: dict[str, tuple[float, ...]], metric: str,
+def _blocks(experiment: str, papers: Mapping[str, Sequence[float]], metric: str,
             group: str = "", series: str = "") -> list[dict[str, Any]]:
     return [row(experiment, f"{group}/{series}/{m}/{b:02d}", model=m, group=group, series=series,
                 x=b + 1, metric=metric, value=round(v * (1.04 - 0.01 * b), 3), paper=v)

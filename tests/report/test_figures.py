@@ -69,7 +69,7 @@ def test_renderer_returns_one_valid_inline_svg(rendered: dict[str, str], name: s
     assert root.tag == f"{SVG}svg"
     assert root.get("id") == f"f-{name}" and root.get("class") == "chart"
     assert root.get("viewBox") and root.get("width") is None and root.get("height") is None
-    ids = [el.get("id") for el in root.iter() if el.get("id")]
+    ids = [i for el in root.iter() if (i := el.get("id"))]
     assert len(ids) == len(set(ids))
     assert all(i == f"f-{name}" or i.startswith(f"f-{name}-") for i in ids)
     for el in root.iter():

@@ -18,6 +18,7 @@ from and_toolkit.report.render import (
     make_environment,
     render_index,
     render_report,
+    summary_line,
 )
 from and_toolkit.report.sections import SECTIONS
 
@@ -106,7 +107,7 @@ def test_page_is_self_contained(sample_html: str) -> None:
     assert not [(t, a) for t, a in found if "src" in a]
     urls = re.findall(r'[\w:]+="?(https?://[^"\s]+)', sample_html)
     assert set(urls) <= {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
-    assert sample_html.count("<svg") == 12  # 10 figures + 3 word clouds - fig4c - table3
+    assert sample_html.count("<svg") == 12  # 9 figures + 3 word clouds (fig4c is not run)
 
 
 def test_missing_and_all_not_run_frames_render_not_run_boxes(sample_html: str) -> None:
@@ -216,3 +217,11 @@ def test_report_structure_matches_baseline(sample_results: dict[str, pl.DataFram
         "extra_tables": [t.title for t in v.extra_tables],
         "notes": list(v.notes),
     } for v in views})
+
+
+def test_summary_line_counts_sections_and_verdicts(sample_results: dict[str, pl.DataFrame],
+                                                  sample_context: ReportContext) -> None:
+    assert summary_line(sample_results, sample_context) == (
+        "14/16 paper sections with results \u00b7 3 claims: 1 holds, 1 does not hold, 1 not run")
+    assert summary_line({}, ReportContext(run_name="r", title="t")) == (
+        "0/16 paper sections with results")

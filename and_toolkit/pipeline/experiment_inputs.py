@@ -1,0 +1,269 @@
+"""Inputs of the experiments stage: per-model facts, cached pruning evaluation, encoders.
+
+Everything here reads the run (records, manifest) or loads a backend; the experiment functions
+of :mod:`and_toolkit.experiments` stay pure and get these values passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from and_toolkit.cache import cache_key
+from and_toolkit.config import TargetSection
+from and_toolkit.errors import ConfigError, DataError
+from and_toolkit.pipeline.context import Context
+
+PAPER_MODEL_BY_ARCH: Mapping[str, str] = {
+    "ast": "AST", "ast-frozen": "BEATs-frozen", "cnn": "BEATs-finetuned"}
+"""Default paper model of each target architecture (the CNN is the closest supervised analog
+of the fine-tuned BEATs; the frozen random-encoder AST stands for the frozen BEATs)."""
+CLOSED_METHODS: tuple[str, ...] = ("ICL", "TAB", "DB")
+NEURON_COLUMNS: tuple[str, ...] = ("model", "layer", "unit", "block", "alias")
+
+
+def paper_model_of(target: TargetSection) -> str:
+    """The paper model a target stands for: ``target.paper_model`` or the arch default."""
+    return target.paper_model or PAPER_MODEL_BY_ARCH[target.arch]
+
+
+@dataclass
+class ModelInfo:
+    """What the experiments need to know about one target network.
+
+    Attributes:
+        target: its config section.
+        paper_model: the paper model it stands for.
+        layers: ``{module path: n_units}`` of every recorded layer, in module order (the
+            classifier is last).
+        classifier: module path of the classifier layer.
+        class_names: ``class_names[j]`` = label of target id j.
+        test_rows: probe rows of the test fold, int64 [n_test], in probe order.
+        test_clips: ProbeClip rows of the test fold (same order as ``test_rows``).
+        neurons: one row per recorded neuron: ``model, layer, unit, block, alias``.
+    """
+
+    target: TargetSection
+    paper_model: str
+    layers: dict[str, int]
+    classifier: str
+    class_names: list[str]
+    test_rows: np.ndarray
+    test_clips: pl.DataFrame
+    neurons: pl.DataFrame
+
+    @property
+    def id(self) -> str:
+        return self.target.id
+
+
+def class_names(probe: pl.DataFrame) -> list[str]:
+    """Label of every target id 0..C-1 of a ProbeClip frame.
+
+    Raises:
+        ValueError: a target id without clips or with two labels.
+    """
+    pairs = probe.select("target", "label").unique().sort("target")
+    ids = pairs["target"].to_list()
+    if ids != list(range(len(ids))) or pairs["target"].is_duplicated().any():
+        raise ValueError(f"probe.target: expected ids 0..C-1 with one label each, got {ids[:10]}")
+    return [str(x) for x in pairs["label"].to_list()]
+
+
+def _neurons(ctx: Context, model_id: str) -> pl.DataFrame:
+    files = ctx.run.activation_files(model_id)
+    if not files:
+        raise ValueError(f"{ctx.run.root}/activations: no ActivationTable of model {model_id!r} "
+                         "(run the record stage)")
+    frames = [pl.read_parquet(f, columns=list(NEURON_COLUMNS)) for f in files]
+    return pl.concat(frames).sort("layer", "unit")
+
+
+def current_weights_key(ctx: Context, target: TargetSection) -> str:
+    """The weights cache key ``load_target`` would use now (no training)."""
+    from and_toolkit.pipeline.model_stages import feature_config, train_config
+    from and_toolkit.targets import features_sha, labels_sha, weights_key
+
+    probe = ctx.probe()
+    feats = ctx.features(feature_config(ctx))
+    labels = labels_sha(probe["target"].to_numpy().astype(np.int64),
+                        probe["fold"].to_numpy().astype(np.int64))
+    return str(weights_key(train_config(ctx, target), features_sha(feats), labels))
+
+
+def check_weights(ctx: Context, target: TargetSection) -> None:
+    """Refuse to evaluate other weights than those the run's records were made with.
+
+    Raises:
+        DataError: the manifest's ``stages.targets.<id>.weights_key`` differs from the current
+            key (training code, config or data changed since the targets stage).
+    """
+    recorded = ((ctx.run.manifest().get("stages") or {}).get("targets") or {}).get(
+        target.id, {}).get("weights_key")
+    if recorded is None:
+        return
+    now = current_weights_key(ctx, target)
+    if now != recorded:
+        raise DataError(
+            f"{ctx.run.manifest_path}: target {target.id!r} was recorded with weights "
+            f"{recorded[:12]}, but its training code, config or data now give {now[:12]}; "
+            "re-run the run from the targets stage (and-toolkit run <config> --force)")
+
+
+def model_info(ctx: Context, target: TargetSection) -> ModelInfo:
+    """Facts of one target (loads its cached weights to learn the module order).
+
+    Raises:
+        DataError: the target's weights changed since the run's targets stage.
+        ValueError: a recorded layer that is not a module of the model, or a classifier layer
+            (last of ``recorded_layers``) that was not recorded.
+    """
+    from and_toolkit.pipeline.model_stages import load_target, recorded_layers, train_config
+
+    check_weights(ctx, target)
+    model = load_target(ctx, target)
+    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+    neurons = _neurons(ctx, target.id)
+    sizes = dict(neurons.group_by("layer").agg(pl.len()).iter_rows())
+    unknown = sorted(set(sizes) - set(order))
+    if unknown:
+        raise ValueError(f"activations of {target.id!r}: layers {unknown[:3]} are not modules "
+                         "of the model")
+    layers = {name: int(sizes[name]) for name in sorted(sizes, key=order.__getitem__)}
+    classifier = recorded_layers(ctx, model)[-1]
+    if classifier not in layers:
+        raise ValueError(f"activations of {target.id!r}: classifier layer {classifier!r} was "
+                         "not recorded")
+    probe = ctx.probe()
+    fold = train_config(ctx, target).test_fold
+    rows = np.flatnonzero(probe["fold"].to_numpy() == fold).astype(np.int64)
+    return ModelInfo(target=target, paper_model=paper_model_of(target), layers=layers,
+                     classifier=classifier, class_names=class_names(probe), test_rows=rows,
+                     test_clips=probe[rows.tolist()], neurons=neurons)
+
+
+def select_models(infos: Sequence[ModelInfo], ids: Sequence[str] | None, default: Sequence[str],
+                  field_name: str) -> list[ModelInfo]:
+    """The ModelInfos named by a config list (``None``: ``default``).
+
+    Raises:
+        ConfigError: an id that is not a target (naming ``field_name``).
+    """
+    known = [i.id for i in infos]
+    chosen = list(default if ids is None else ids)
+    bad = [m for m in chosen if m not in known]
+    if bad:
+        raise ConfigError(f"{field_name}: unknown target ids {bad}; targets are {known}")
+    return [i for i in infos if i.id in chosen]
+
+
+# ----- pruning evaluation ---------------------------------------------------------------------
+def mask_sha(mask: Mapping[str, np.ndarray]) -> str:
+    """sha256 of the pruned units of a mask (layers with nothing pruned do not count)."""
+    h = hashlib.sha256()
+    for layer in sorted(mask):
+        bits = np.asarray(mask[layer], dtype=bool)
+        if bits.any():
+            h.update(f"{layer}\0{bits.size}\0".encode() + np.packbits(bits).tobytes())
+    return h.hexdigest()
+
+
+@dataclass
+class CachedEvaluate:
+    """``evaluate(mask) -> logits [n_test, C]`` of one target, cached on disk.
+
+    Entries are keyed by the weights key, the sha256 of the pruned-unit bits and the probe rows,
+    so a warm re-run performs no forward pass.
+    """
+
+    ctx: Context
+    info: ModelInfo
+    calls: int = 0
+    forwards: int = 0
+    _rows_sha: str = field(default="", init=False)
+
+    def __call__(self, mask: Mapping[str, np.ndarray]) -> np.ndarray:
+        from and_toolkit.pipeline.model_stages import load_target, logits_on
+
+        self.calls += 1
+        target = self.info.target
+        load_target(self.ctx, target)
+        if not self._rows_sha:
+            self._rows_sha = hashlib.sha256(self.info.test_rows.tobytes()).hexdigest()
+        key = cache_key(kind="pruned-logits", weights=self.ctx.memo[f"weights:{target.id}"],
+                        mask=mask_sha(mask), rows=self._rows_sha)
+        active = {k: np.asarray(v, dtype=bool) for k, v in mask.items() if np.any(v)}
+
+        def compute() -> np.ndarray:
+            self.forwards += 1
+            return logits_on(self.ctx, target, self.info.test_rows, active).astype(np.float32)
+
+        return self.ctx.cached_array("logits", key, compute)
+
+
+# ----- text encoders, run facts -----------------------------------------------------------------
+def minilm_cos(ctx: Context) -> Any:
+    """``cos_fn(preds, gts) -> cos [n]`` with the cached MiniLM encoder (pairs joined by ', ')."""
+    from and_toolkit.backends.encoders import l2_normalise
+    from and_toolkit.pipeline.backends import text_encoder
+
+    enc = text_encoder(ctx, "minilm")
+
+    def cos(preds: Sequence[str | tuple[str, str]], gts: Sequence[str]) -> np.ndarray:
+        left = [p if isinstance(p, str) else ", ".join(p) for p in preds]
+        texts = list(dict.fromkeys([*left, *gts]))
+        emb = l2_normalise(np.asarray(enc.encode(texts), dtype=np.float64))
+        row = {t: i for i, t in enumerate(texts)}
+        return np.array([float(emb[row[a]] @ emb[row[b]]) for a, b in
+                         zip(left, gts, strict=True)])
+
+    return cos
+
+
+def closed_reasons(ctx: Context) -> dict[str, str]:
+    """Why each Module A method may be missing: not configured, stage not run, or the reason
+    the closed stage recorded in the manifest (``stages.closed.not_run``)."""
+    stage = ctx.run.manifest().get("stages", {}).get("closed")
+    out: dict[str, str] = {}
+    for method in CLOSED_METHODS:
+        if method not in ctx.cfg.closed.methods:
+            out[method] = f"{method} is not in closed.methods"
+        elif stage is None:
+            out[method] = "the closed-set stage (Module A) has not run"
+        elif method in (stage.get("not_run") or {}):
+            out[method] = str(stage["not_run"][method])
+        else:
+            out[method] = "no ConceptSet rows"
+    return out
+
+
+def clip_measures(ctx: Context) -> pl.DataFrame:
+    """Per-clip ``clip_id, amplitude, rms_db, mdf_hz`` in probe order (cached by data hash)."""
+    from and_toolkit.experiments.acoustic import MEASURES, clip_acoustics
+
+    probe = ctx.probe()
+    key = cache_key(kind="clip-acoustics-v1", data=ctx.data_sha(), probe=ctx.probe_sha(),
+                    source=ctx.cfg.probe.model_dump(mode="json"), seed=ctx.cfg.seed)
+
+    def compute() -> np.ndarray:
+        srs = probe["sample_rate"].to_list()
+        return np.array([tuple(clip_acoustics(w, sr)) for w, sr in
+                         zip(ctx.waveforms(), srs, strict=True)], dtype=np.float64)
+
+    arr = ctx.cached_array("acoustics", key, compute).reshape(probe.height, len(MEASURES))
+    columns: dict[str, Any] = {"clip_id": probe["clip_id"]}
+    columns.update({m: arr[:, i] for i, m in enumerate(MEASURES)})
+    return pl.DataFrame(columns)
+
+
+def caption_lengths(calibrated: pl.DataFrame, model: str) -> pl.DataFrame:
+    """``layer, unit, caption_len``: whitespace tokens of each neuron's calibrated summary."""
+    sub = calibrated.filter(pl.col("model") == model)
+    return sub.select("layer", "unit", pl.col("kept").list.join(" ").str.split(" ")
+                      .list.eval(pl.element().filter(pl.element() != "")).list.len()
+                      .cast(pl.Int64).alias("caption_len"))

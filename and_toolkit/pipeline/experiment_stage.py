@@ -1,0 +1,435 @@
+"""The experiments stage: every paper table / figure over the run's records.
+
+Each job calls the pure functions of :mod:`and_toolkit.experiments` and returns ResultRow frames
+in the encoding the report expects (docs/report.md). A job whose backend is unavailable becomes
+"not run: <reason>" rows; pruning evaluations are cached on disk (a warm re-run does no forward
+pass).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from and_toolkit.atomic import atomic_write_bytes
+from and_toolkit.errors import StageNotRun
+from and_toolkit.experiments.adjectives import result_row
+from and_toolkit.experiments.paper import SIMILARITIES
+from and_toolkit.experiments.unlearning import Strategy
+from and_toolkit.pipeline import result_encoding as enc
+from and_toolkit.pipeline.closed_stage import ICL_SIMILARITY
+from and_toolkit.pipeline.context import Context
+from and_toolkit.pipeline.experiment_inputs import (
+    CLOSED_METHODS,
+    CachedEvaluate,
+    ModelInfo,
+    caption_lengths,
+    closed_reasons,
+    minilm_cos,
+    model_info,
+    select_models,
+)
+from and_toolkit.records.models import CalibratedSummary, ConceptSet, Extremes, ResultRow
+
+TABLE6_FILE = "experiments/table6_neurons.json"
+"""Table 6's neuron descriptions (an extra table of the report), relative to the run root."""
+SHEET_FILE = "annotation_sheet.csv"
+"""The annotation sheet for Table 3's human ratings, relative to the run root."""
+
+
+@dataclass
+class Inputs:
+    """Records and facts shared by the jobs (read once per stage)."""
+
+    ctx: Context
+    infos: list[ModelInfo]
+    concepts: pl.DataFrame
+    extremes: pl.DataFrame
+    reasons: dict[str, str]
+    evaluators: dict[str, CachedEvaluate] = field(default_factory=dict)
+
+    @property
+    def paper_models(self) -> dict[str, str]:
+        return {i.id: i.paper_model for i in self.infos}
+
+    def neurons(self, infos: list[ModelInfo] | None = None) -> pl.DataFrame:
+        return pl.concat([i.neurons for i in (self.infos if infos is None else infos)])
+
+    def evaluate(self, info: ModelInfo) -> CachedEvaluate:
+        return self.evaluators.setdefault(info.id, CachedEvaluate(self.ctx, info))
+
+
+@dataclass
+class JobResult:
+    """Frames by experiment id, the provenance written with them, and stage-info extras."""
+
+    frames: dict[str, pl.DataFrame]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def not_run_frame(experiment: str, reason: str, model: str = "") -> pl.DataFrame:
+    """One ResultRow saying ``not run: <reason>``."""
+    return ResultRow.frame([result_row(experiment, f"{model or 'all'}/not_run", "not_run", None,
+                                       model=model, note=f"not run: {reason}")])
+
+
+def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(frames) if frames else ResultRow.empty()
+
+
+# ----- Tables 7 / 2 -------------------------------------------------------------------------
+def _icl_runs(sims: set[str]) -> tuple[str, str] | None:
+    """(top-1 run, top-5 run) similarity labels of the ICL rows present, or None."""
+    top1 = next((s for s in (ICL_SIMILARITY[1], "") if s in sims), None)
+    if top1 is None:
+        return None
+    return top1, ICL_SIMILARITY[5] if ICL_SIMILARITY[5] in sims else top1
+
+
+def _closed_not_run(inp: Inputs, info: ModelInfo, layer: str,
+                    similarities: tuple[str, ...]) -> tuple[dict[str, str], tuple[str, str]]:
+    """``{method | method/similarity: reason}`` for closed rows missing on ``layer``, and the
+    (top-1, top-5) ICL run labels to use."""
+    rows = inp.concepts.filter((pl.col("model") == info.id) & (pl.col("layer") == layer)
+                               & (pl.col("kind") == "closed"))
+    out: dict[str, str] = {}
+    icl: tuple[str, str] = ("", "")
+    for method in CLOSED_METHODS:
+        sims = set(rows.filter(pl.col("method") == method)["similarity"].unique().to_list())
+        runs = _icl_runs(sims) if method == "ICL" else None
+        if not sims or (method == "ICL" and runs is None):
+            out[method] = inp.reasons[method]
+        elif runs is not None:
+            icl = runs
+        else:
+            out.update({f"{method}/{s}": f"no {method} rows with similarity {s!r}"
+                        for s in similarities if s not in sims})
+    return out, icl
+
+
+def job_last_layer(inp: Inputs) -> JobResult:
+    """Tables 7 and 2 on every target's classifier layer."""
+    from and_toolkit.experiments.last_layer import LastLayerConfig, table2, table7
+
+    cos = minilm_cos(inp.ctx)
+    t7s, t2s = [], []
+    for info in inp.infos:
+        not_run, icl = _closed_not_run(inp, info, info.classifier, SIMILARITIES)
+        cfg = LastLayerConfig(model=info.id, layer=info.classifier,
+                              icl_top1_similarity=icl[0], icl_top5_similarity=icl[1],
+                              paper_model=info.paper_model)  # type: ignore[arg-type]
+        t7 = table7(inp.concepts, info.class_names, cos, cfg, not_run=not_run)
+        t7s.append(t7)
+        t2s.append(table2(t7, cfg))
+    return JobResult({"table7": _concat(t7s), "table2": _concat(t2s)},
+                     {"cos_encoder": "minilm", "layers": {i.id: i.classifier for i in inp.infos}})
+
+
+# ----- Table 4 / Fig 10 ---------------------------------------------------------------------
+def _strategy_not_run(inp: Inputs, info: ModelInfo, cfg: Any) -> dict[str, str]:
+    hidden = inp.concepts.filter((pl.col("model") == info.id)
+                                 & (pl.col("layer") != info.classifier))
+    out: dict[str, str] = {}
+    for method, sim in (("DB", cfg.db_similarity), ("TAB", cfg.tab_similarity)):
+        if hidden.filter((pl.col("kind") == "closed") & (pl.col("method") == method)
+                         & (pl.col("similarity") == sim)).height == 0:
+            out[method] = inp.reasons[method] if inp.reasons[method] != "no ConceptSet rows" \
+                else f"no {method} concepts with similarity {sim!r} on hidden layers"
+    nouns = hidden.filter((pl.col("kind") == "open") & pl.col("pos").is_in(cfg.ocp_pos))
+    if nouns.height == 0:
+        out["OCP"] = "no open-set nouns (run the open stage)"
+    return out
+
+
+def _target_classes(inp: Inputs, names: list[str]) -> tuple[str, ...] | None:
+    n = inp.ctx.cfg.experiments.unlearning_classes
+    if n is None or n >= len(names):
+        return None
+    chosen = set(random.Random(inp.ctx.cfg.seed).sample(sorted(names), n))
+    return tuple(c for c in names if c in chosen)
+
+
+def _random_count(inp: Inputs, info: ModelInfo, cfg: Any, runnable: Sequence[Strategy]) -> int:
+    """Random's budget: the mean count of the other strategies (the paper's were similar)."""
+    from and_toolkit.experiments.masks import hidden_layers, n_pruned
+    from and_toolkit.experiments.unlearning import select_masks
+
+    hidden = hidden_layers(info.layers, info.classifier)
+    targets = list(cfg.target_classes or info.class_names)
+    counts = [n_pruned(m) for s in runnable for m in select_masks(
+        s, inp.concepts, hidden, info.class_names, targets, cfg).values()]
+    if counts and sum(counts):
+        return max(1, round(sum(counts) / len(counts)))
+    return max(1, round(sum(hidden.values()) * 3000 / 55296))
+
+
+def job_unlearning(inp: Inputs) -> JobResult:
+    """Table 4 (strategy summary; per-class rows go to ``table4_classes``) and Fig 10."""
+    from and_toolkit.experiments.unlearning import UnlearningConfig, fig10, table4
+
+    exp = inp.ctx.cfg.experiments
+    infos = select_models(inp.infos, exp.table4_models, [i.id for i in inp.infos],
+                          "experiments.table4_models")
+    t4s, f10s, prov = [], [], {}
+    for info in infos:
+        names = info.class_names
+        base = UnlearningConfig(
+            model=info.id, classifier_layer=info.classifier,
+            paper_model=info.paper_model,  # type: ignore[arg-type]
+            target_classes=_target_classes(inp, names), random_seed=exp.seeds[0],
+            fig10_target="water_drops" if "water_drops" in names else names[0])
+        not_run = _strategy_not_run(inp, info, base)
+        runnable = [s for s in base.strategies if s != "Random" and s not in not_run]
+        cfg = base.model_copy(update={"random_count": _random_count(inp, info, base, runnable)})
+        evaluate = inp.evaluate(info)
+        t4s.append(table4(inp.concepts, info.layers, names, info.test_clips, evaluate, cfg,
+                          not_run=not_run))
+        if cfg.fig10_strategy in not_run:
+            f10s.append(not_run_frame("fig10", not_run[cfg.fig10_strategy], info.id))
+        else:
+            f10s.append(enc.fig10_rows(fig10(inp.concepts, info.layers, names, info.test_clips,
+                                            evaluate, cfg)))
+        prov[info.id] = cfg.model_dump(mode="json")
+    t4 = _concat(t4s).with_columns(
+        pl.col("metric").replace({"delta_a_minus_delta_r": "gap"}),
+        pl.col("key").str.replace("/delta_a_minus_delta_r$", "/gap"))
+    return JobResult({"table4": t4.filter(pl.col("series") == ""),
+                      "table4_classes": t4.filter(pl.col("series") != ""),
+                      "fig10": _concat(f10s)}, {"configs": prov})
+
+
+# ----- Fig 4 --------------------------------------------------------------------------------
+def job_ablation(inp: Inputs) -> JobResult:
+    """Fig 4a/b/c (mean over the configured seeds) on the Fig 4 models."""
+    from and_toolkit.experiments.ablation import AblationConfig, fig4, neuron_counts
+
+    exp = inp.ctx.cfg.experiments
+    ast = [i.id for i in inp.infos if i.paper_model == "AST"]
+    infos = select_models(inp.infos, exp.fig4_models, ast, "experiments.fig4_models")
+    ids = ("fig4a", "fig4b", "fig4c", "fig4_seeds")
+    if not infos:
+        why = "no target stands for the paper's AST (set experiments.fig4_models)"
+        return JobResult({e: not_run_frame(e, why) for e in ids})
+    calibrated = inp.ctx.run.read(CalibratedSummary)
+    frames, prov = [], {}
+    for info in infos:
+        cfg = AblationConfig(model=info.id, classifier_layer=info.classifier,
+                             seeds=tuple(exp.seeds),
+                             paper_model=info.paper_model)  # type: ignore[arg-type]
+        counts = neuron_counts(inp.concepts, info.layers, cfg,
+                               caption_len=caption_lengths(calibrated, info.id))
+        frames.append(fig4(counts, info.layers, info.test_clips, inp.evaluate(info), cfg))
+        prov[info.id] = cfg.model_dump(mode="json")
+    return JobResult(enc.split_fig4(_concat(frames)), {"configs": prov})
+
+
+# ----- Figs 3, 9, 5 -------------------------------------------------------------------------
+def job_adjectives(inp: Inputs) -> JobResult:
+    """Fig 3 (AST top-10), Fig 9 (top-20 per model), Fig 5 (adjectives per block + fits)."""
+    from and_toolkit.experiments.adjectives import (
+        AdjectiveConfig,
+        BlockAdjectiveConfig,
+        adjectives_per_block,
+        top_adjectives,
+    )
+
+    pm = inp.paper_models
+    fig9, _ = top_adjectives(inp.concepts, AdjectiveConfig(top_n=20, experiment="fig9",
+                                                           paper_model=pm))
+    ast = [m for m, p in pm.items() if p == "AST"]
+    if ast:
+        fig3, _ = top_adjectives(inp.concepts.filter(pl.col("model").is_in(ast)),
+                                 AdjectiveConfig(top_n=10, experiment="fig3", paper_model=pm))
+    else:
+        fig3 = not_run_frame("fig3", "no target stands for the paper's AST")
+    fig5, _ = adjectives_per_block(inp.concepts, inp.neurons(),
+                                   BlockAdjectiveConfig(paper_model=pm))
+    return JobResult({"fig3": fig3, "fig9": fig9, "fig5": fig5}, {"paper_models": pm})
+
+
+# ----- Figs 6, 11-13, Table 8 ---------------------------------------------------------------
+def _extremes_by_k(inp: Inputs) -> dict[int, pl.DataFrame]:
+    from and_toolkit.store import read_records
+
+    out = {inp.ctx.cfg.record.k: inp.extremes}
+    for k in inp.ctx.cfg.record.extra_k:
+        path = inp.ctx.run.root / f"extremes_k{k}.parquet"
+        if path.is_file():
+            out[k] = read_records(Extremes, path).filter(
+                pl.col("model").is_in([i.id for i in inp.infos]))
+    return dict(sorted(out.items()))
+
+
+def job_interpretability(inp: Inputs) -> JobResult:
+    """Elbow, Fig 6, Figs 11-13 (both rules, elbow k and the configured k, every K) and
+    Table 8 (word frequencies of the configured clustering)."""
+    from and_toolkit.experiments import interpretability as interp
+    from and_toolkit.pipeline.backends import text_encoder
+    from and_toolkit.pipeline.data_stages import active_captioner
+    from and_toolkit.records.models import Caption
+
+    ctx, exp = inp.ctx, inp.ctx.cfg.experiments
+    captioner = ctx.cfg.captions.captioner_id if exp.cluster_captions == "base" \
+        else active_captioner(ctx)
+    caps = ctx.run.read(Caption).filter(pl.col("captioner") == captioner)
+    pool = interp.build_sentence_pool(caps)
+    emb = text_encoder(ctx, "minilm").encode(pool["sentence"].to_list())
+    ccfg = interp.ClusterConfig(seed=ctx.cfg.seed)
+    curve = interp.inertia_curve(emb, ccfg)
+    elbow = interp.elbow_k(curve["k"].to_list(), curve["inertia"].to_list())
+    ks = sorted({exp.clusters, elbow})
+    fig6, fig11, sublayers, table8 = [], [], [], ResultRow.empty()
+    neurons = inp.neurons()
+    for k in ks:
+        label = f"k={k}"
+        labels = interp.kmeans_labels(emb, k, ccfg)
+        clusters = interp.clip_clusters(pool, labels, caps["clip_id"].to_list())
+        for extremes in _extremes_by_k(inp).values():
+            icfg = interp.InterpretabilityConfig(clustering=label, paper_model=inp.paper_models)
+            rows, _ = interp.uninterpretable_neurons(extremes, clusters, neurons, icfg)
+            fig11.append(enc.fig11_13_rows(rows.filter(pl.col("experiment") == "fig11_13")))
+            if k == exp.clusters:
+                fig6.append(rows.filter(pl.col("experiment") == "fig6"))
+                sublayers.append(enc.sublayer_rows(rows, label))
+        if k == exp.clusters:
+            table8, _ = interp.cluster_words(pool, labels, clustering=label, top_n=40,
+                                             extra_stopwords=("sound", "sounds", "audio"))
+    return JobResult({"elbow": interp.elbow_rows(curve, elbow), "fig6": _concat(fig6),
+                      "fig11_13": _concat(fig11), "fig6_sublayers": _concat(sublayers),
+                      "table8": enc.table8_rows(table8)},
+                     {"captioner": captioner, "sentences": pool.height, "elbow_k": elbow,
+                      "clusterings": ks, "encoder": text_encoder(ctx, "minilm").id})
+
+
+# ----- Fig 8 --------------------------------------------------------------------------------
+def job_acoustic(inp: Inputs) -> JobResult:
+    """Fig 8: amplitude / MDF of top-K clips for neurons with vs without 'loud' / 'high-pitched'."""
+    from and_toolkit.experiments.acoustic import AcousticConfig, acoustic_groups
+    from and_toolkit.pipeline.experiment_inputs import clip_measures
+
+    rows, _ = acoustic_groups(inp.extremes, inp.concepts, clip_measures(inp.ctx),
+                              AcousticConfig(paper_model=inp.paper_models))
+    return JobResult({"fig8": rows}, {"k": inp.ctx.cfg.record.k})
+
+
+# ----- Table 6, Table 3, annotation sheet ---------------------------------------------------
+def _write_text(ctx: Context, rel: str, text: str) -> None:
+    atomic_write_bytes(ctx.run.root / rel, lambda tmp: tmp.write_text(text, "utf-8"))
+
+
+def job_qualitative(inp: Inputs) -> JobResult:
+    """Table 6 (+ its neuron table for the report), the annotation sheet and Table 3."""
+    from and_toolkit.experiments import qualitative as Q
+    from and_toolkit.pipeline.backends import text_encoder
+    from and_toolkit.records.models import Summary
+
+    ctx, exp = inp.ctx, inp.ctx.cfg.experiments
+    run = ctx.run
+    calibrated, probe = run.read(CalibratedSummary), ctx.probe()
+    sims = {"DB": "cos_cubed", "TAB": "wpmi", "ICL": ICL_SIMILARITY[1]}
+    rows6, table = Q.qualitative_table(
+        inp.neurons(), inp.extremes, probe, run.read(Summary), calibrated, inp.concepts,
+        Q.QualitativeConfig(n_per_model=exp.qualitative_neurons, seed=ctx.cfg.seed,
+                            similarity=sims))
+    table = table.with_columns(pl.col("clip_labels").map_elements(
+        lambda xs: enc.label_counts(list(xs)), return_dtype=pl.List(pl.String)))
+    _write_text(ctx, TABLE6_FILE, json.dumps(table.drop("clip_paths").to_dicts(), indent=1,
+                                             sort_keys=True, ensure_ascii=False) + "\n")
+    aliases = {(m, layer): a for m, layer, a in
+               inp.neurons().select("model", "layer", "alias").unique().iter_rows() if a}
+    rows6 = enc.table6_rows(rows6, aliases)
+    ast = [i for i in inp.infos if i.paper_model == "AST"] or inp.infos
+    sheet = Q.annotation_sheet(inp.neurons(ast), inp.extremes, probe, calibrated, inp.concepts,
+                               Q.AnnotationConfig(n_per_block=exp.annotation_neurons,
+                                                  seed=ctx.cfg.seed, similarity=sims))
+    _write_text(ctx, SHEET_FILE, sheet.write_csv())
+    prov: dict[str, Any] = {"sheet": SHEET_FILE, "sheet_rows": sheet.height}
+    if exp.annotations:
+        ann = Q.load_annotations(exp.annotations)
+        table3 = Q.human_evaluation(ann, text_encoder(ctx, "minilm"), Q.HumanEvalConfig())
+        prov["annotations"] = exp.annotations
+    else:
+        table3 = not_run_frame("table3", "no human ratings (experiments.annotations is not set); "
+                               f"rate <run>/{SHEET_FILE} and set it")
+    return JobResult({"table6": rows6, "table3": table3}, prov)
+
+
+def job_accuracy(inp: Inputs) -> JobResult:
+    """Fold accuracy and neuron counts of every target, beside the paper's AST."""
+    targets = inp.ctx.run.manifest().get("stages", {}).get("targets", {})
+    rows = []
+    for info in inp.infos:
+        acc = (targets.get(info.id) or {}).get("test_accuracy")
+        ast = info.paper_model == "AST"
+        rows += [
+            result_row("target_accuracy", f"{info.id}/test_accuracy", "test_accuracy", acc,
+                       model=info.id, group=info.paper_model, paper_value=0.95 if ast else None,
+                       note="paper: Fig 4's unpruned AST" if ast else ""),
+            result_row("target_accuracy", f"{info.id}/neurons", "neurons",
+                       float(sum(info.layers.values())), model=info.id, group=info.paper_model,
+                       paper_value=55346.0 if ast else None),
+        ]
+    return JobResult({"target_accuracy": ResultRow.frame(rows)})
+
+
+JOBS: tuple[tuple[tuple[str, ...], Callable[[Inputs], JobResult]], ...] = (
+    (("target_accuracy",), job_accuracy),
+    (("table7", "table2"), job_last_layer),
+    (("table4", "table4_classes", "fig10"), job_unlearning),
+    (("fig3", "fig9", "fig5"), job_adjectives),
+    (("fig4a", "fig4b", "fig4c", "fig4_seeds"), job_ablation),
+    (("elbow", "fig6", "fig11_13", "fig6_sublayers", "table8"), job_interpretability),
+    (("fig8",), job_acoustic),
+    (("table6", "table3"), job_qualitative),
+)
+"""Every job and the experiment ids it writes, in run order."""
+EXPERIMENT_IDS: tuple[str, ...] = tuple(e for ids, _ in JOBS for e in ids)
+
+
+def stage_experiments(ctx: Context) -> dict[str, Any]:
+    """Run every included experiment and write ``results/<id>.parquet``.
+
+    Returns:
+        Stage info: rows and seconds per experiment, not-run reasons, pruning evaluations
+        (calls / forward passes), backends used.
+    """
+    patterns = ctx.cfg.experiments.include
+    wanted = [e for e in EXPERIMENT_IDS if any(fnmatch.fnmatchcase(e, p) for p in patterns)]
+    ids = [t.id for t in ctx.cfg.targets]
+    mine = pl.col("model").is_in(ids)
+    inp = Inputs(ctx=ctx, infos=[model_info(ctx, t) for t in ctx.cfg.targets],
+                 concepts=ctx.run.read(ConceptSet).filter(mine),
+                 extremes=ctx.run.read(Extremes).filter(mine), reasons=closed_reasons(ctx))
+    info: dict[str, Any] = {"experiments": {}, "not_run": {}}
+    for ids, job in JOBS:
+        todo = [e for e in ids if e in wanted]
+        if not todo:
+            continue
+        start = time.perf_counter()
+        try:
+            result = job(inp)
+        except StageNotRun as exc:
+            result = JobResult({e: not_run_frame(e, str(exc)) for e in ids})
+        seconds = round(time.perf_counter() - start, 2)
+        print(f"[experiments] {job.__name__[4:]}: {seconds:.1f} s")
+        for e in todo:
+            frame = result.frames[e]
+            ctx.run.write_result(e, frame, job=job.__name__, **result.provenance)
+            notes = [n for n in frame["note"].to_list() if n.startswith("not run")]
+            info["experiments"][e] = {"rows": frame.height, "seconds": seconds}
+            if notes:
+                info["not_run"][e] = sorted(set(notes))
+    for e in set(EXPERIMENT_IDS) - set(wanted):
+        ctx.run.result_path(e).unlink(missing_ok=True)
+    info["pruning"] = {m: {"calls": ev.calls, "forward_passes": ev.forwards}
+                       for m, ev in inp.evaluators.items()}
+    encoder = ctx.memo.get("backend:encoder:minilm")
+    info["backends"] = {"text_encoder": encoder.id} if encoder is not None else {}
+    return info

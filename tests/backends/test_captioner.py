@@ -1,0 +1,165 @@
+"""Audio captioner: a tiny random Qwen2-Audio with a processor built locally (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from and_toolkit.backends.captioner import (
+    Captioner,
+    FakeCaptioner,
+    TransformersAudioCaptioner,
+    check_waveforms,
+    clip_seed,
+    resample,
+)
+from and_toolkit.backends.llm import Sampling
+from and_toolkit.backends.llm_transformers import weights_fingerprint
+
+torch.set_num_threads(1)
+SR = 16000
+
+
+def byte_level_tokenizer() -> Any:
+    """A real, reversible byte-level BPE tokenizer with no merges (262 tokens), built locally."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tk = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>",
+                "<|audio_eos|>"]
+    return PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>",
+                                   pad_token="<|endoftext|>", additional_special_tokens=specials)
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen2_audio() -> tuple[Any, Any]:
+    """(model, processor): Qwen2-Audio architecture, 1-layer 16-wide audio and text towers."""
+    from transformers import (
+        Qwen2AudioConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        WhisperFeatureExtractor,
+    )
+
+    tok = byte_level_tokenizer()
+    processor = Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128),
+                                    tokenizer=tok)
+    cfg = Qwen2AudioConfig(
+        audio_config={"d_model": 16, "encoder_layers": 1, "encoder_attention_heads": 2,
+                      "encoder_ffn_dim": 32, "num_mel_bins": 128, "max_source_positions": 1500},
+        text_config={"model_type": "qwen2", "vocab_size": len(tok), "hidden_size": 16,
+                     "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "num_key_value_heads": 1, "max_position_embeddings": 2048,
+                     "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id},
+        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"))
+    torch.manual_seed(0)
+    return Qwen2AudioForConditionalGeneration(cfg), processor
+
+
+@pytest.fixture
+def captioner(tiny_qwen2_audio: tuple[Any, Any]) -> TransformersAudioCaptioner:
+    model, processor = tiny_qwen2_audio
+    return TransformersAudioCaptioner(model, processor, model_id="tiny-qwen2-audio",
+                                      sampling=Sampling(max_new_tokens=6), batch_size=3)
+
+
+def clips() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    t = np.arange(SR * 2) / SR
+    return [0.1 * rng.standard_normal(SR * 5).astype(np.float32),
+            (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
+            0.01 * rng.standard_normal(SR // 2).astype(np.float32)]
+
+
+def test_protocol_and_prompt(captioner: TransformersAudioCaptioner) -> None:
+    assert isinstance(captioner, Captioner) and isinstance(FakeCaptioner(), Captioner)
+    assert captioner.prompt == "Please describe the audio in detail."
+    assert captioner.text.count("<|AUDIO|>") == 1
+    assert captioner.text.endswith("Please describe the audio in detail.<|im_end|>\n"
+                                   "<|im_start|>assistant\n")
+
+
+def test_caption_shapes_determinism_and_batch_invariance(
+        captioner: TransformersAudioCaptioner) -> None:
+    out = captioner.caption(clips(), SR)
+    assert len(out) == 3 and all(isinstance(c, str) for c in out)
+    assert captioner.caption(clips(), SR) == out
+    captioner.batch_size = 1
+    assert captioner.caption(clips(), SR) == out
+    assert captioner.caption(clips()[1:2], SR) == out[1:2]
+    assert captioner.caption([], SR) == []
+
+
+def test_audio_reaches_the_model(captioner: TransformersAudioCaptioner) -> None:
+    """The audio tower is used: the processor expands one placeholder per 40 ms of audio."""
+    model = captioner.model
+    seen: list[tuple[int, ...]] = []
+    handle = model.model.audio_tower.register_forward_hook(
+        lambda mod, inp, out: seen.append(tuple(out.last_hidden_state.shape)))
+    try:
+        captioner.caption(clips()[:1], SR)
+    finally:
+        handle.remove()
+    assert seen and seen[0][0] == 1 and seen[0][2] == 16
+    inputs = captioner.processor(text=[captioner.text], audio=clips()[:1], sampling_rate=SR,
+                                 return_tensors="pt")
+    n_audio = int((inputs["input_ids"] == model.config.audio_token_index).sum())
+    assert n_audio == 125  # 5 s -> 500 mel frames -> 125 audio tokens
+
+
+def test_resampling_and_sampled_captions(captioner: TransformersAudioCaptioner) -> None:
+    x = clips()[1]
+    y = resample(x, SR, 44100)
+    assert y.dtype == np.float32 and abs(y.size - x.size * 44100 / SR) <= 1
+    assert resample(x, SR, SR) is x
+    assert captioner.caption([y], 44100) == captioner.caption([resample(y, 44100, SR)], SR)
+    captioner.sampling = Sampling(temperature=1.0, max_new_tokens=6, seed=1)
+    sampled = captioner.caption(clips(), SR)
+    captioner.batch_size = 1
+    assert captioner.caption(clips(), SR) == sampled  # seeded per clip, not per batch
+    assert clip_seed(1, clips()[0], "p") != clip_seed(1, clips()[2], "p")
+
+
+def test_input_validation() -> None:
+    with pytest.raises(ValueError, match=r"waveforms\[1\] contains NaN"):
+        check_waveforms([np.zeros(4), np.array([0.0, np.nan])], SR)
+    with pytest.raises(ValueError, match=r"waveforms\[0\] must be a non-empty 1-D"):
+        check_waveforms([np.zeros((2, 4))], SR)
+    with pytest.raises(ValueError, match=r"waveforms\[0\] must be a non-empty 1-D"):
+        check_waveforms([np.zeros(0)], SR)
+    with pytest.raises(ValueError, match="sample_rate"):
+        check_waveforms([np.zeros(4)], 0)
+    with pytest.raises(ValueError, match="not a single array"):
+        check_waveforms(np.zeros(4), SR)  # type: ignore[arg-type]
+
+
+def test_from_pretrained_local_dir(tiny_qwen2_audio: tuple[Any, Any], tmp_path: Path,
+                                   captioner: TransformersAudioCaptioner) -> None:
+    model, processor = tiny_qwen2_audio
+    model.save_pretrained(tmp_path / "qa")
+    processor.save_pretrained(tmp_path / "qa")
+    loaded = TransformersAudioCaptioner.from_pretrained(
+        tmp_path / "qa", sampling=Sampling(max_new_tokens=6))
+    assert loaded.id == f"transformers:{tmp_path / 'qa'}"
+    assert loaded.weights_id == weights_fingerprint(tmp_path / "qa")
+    assert loaded.caption(clips(), SR) == captioner.caption(clips(), SR)
+    with pytest.raises(FileNotFoundError, match=str(tmp_path / "absent")):
+        TransformersAudioCaptioner.from_pretrained(tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="'no-org/no-audio-lm' is not in the local"):
+        TransformersAudioCaptioner.from_pretrained("no-org/no-audio-lm")
+
+
+def test_fake_captioner() -> None:
+    fake = FakeCaptioner(threshold=0.1)
+    assert fake.caption(clips(), SR) == ["A quiet sound lasting 5.0 seconds.",
+                                         "A loud sound lasting 2.0 seconds.",
+                                         "A quiet sound lasting 0.5 seconds."]
+    assert fake.calls == 1
