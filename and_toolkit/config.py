@@ -36,7 +36,11 @@ class ProbeSection(_Section):
 
     kind: Literal["synthetic", "esc50", "folder"] = "synthetic"
     folder: str | None = Field(None, description="Audio folder (kind='folder').")
-    labels_csv: str | None = Field(None, description="CSV of labels (kind='folder').")
+    labels_csv: str | None = Field(
+        None, description="CSV of labels, relative to the folder (kind='folder').")
+    folder_options: dict[str, Any] = Field(
+        default_factory=dict, description="More fields of and_toolkit.probe.folder."
+        "FolderProbeConfig (filename_col, label_col, target_col, fold_col, audio_dir, ...).")
     max_clips: int | None = Field(None, ge=1, description="Use only the first N clips (tests).")
     per_class: int | None = Field(None, ge=1, description="Use at most N clips per class.")
 
@@ -115,7 +119,8 @@ class OpenSection(_Section):
 class ClosedSection(_Section):
     """Module A."""
 
-    methods: list[Literal["DB", "TAB", "ICL"]] = Field(default_factory=lambda: ["DB", "TAB", "ICL"])
+    methods: list[Literal["DB", "TAB", "ICL"]] = Field(
+        default_factory=lambda: ["DB", "TAB", "ICL"])  # type: ignore[arg-type]
     encoder: Literal["minilm", "hashing", "clip"] = "minilm"
     db_evidence: Literal["softmax100", "cosine"] = "softmax100"
     population: Literal["per_layer", "per_neuron"] = "per_layer"
@@ -151,7 +156,7 @@ class RunConfig(_Section):
     name: str = Field(description="Run name; also the report directory name.")
     run_dir: str | None = Field(None, description="Default: runs/<name>.")
     seed: int = 0
-    stages: list[Stage] = Field(default_factory=lambda: list(STAGES))
+    stages: list[Stage] = Field(default_factory=lambda: list(STAGES))  # type: ignore[arg-type]
     probe: ProbeSection = ProbeSection()
     features: FeatureSection = FeatureSection()
     targets: list[TargetSection] = Field(default_factory=list)

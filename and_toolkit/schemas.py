@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from and_toolkit.atomic import atomic_write_bytes
@@ -17,13 +18,17 @@ def schema_texts() -> dict[str, str]:
     }
 
 
+def _writer(text: str) -> Callable[[Path], int]:
+    return lambda tmp: tmp.write_text(text, "utf-8")
+
+
 def write_schemas(directory: str | Path) -> list[Path]:
     """Write every record's JSON Schema into ``directory``; return the paths written."""
     directory = Path(directory)
     out = []
     for name, text in schema_texts().items():
         path = directory / name
-        atomic_write_bytes(path, lambda tmp, t=text: tmp.write_text(t, "utf-8"))
+        atomic_write_bytes(path, _writer(text))
         out.append(path)
     return out
 

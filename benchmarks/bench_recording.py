@@ -219,19 +219,20 @@ def main(argv: list[str] | None = None) -> int:
         record_to_run(model, batches(warm, args.batch_size), layers, args.pooling,
                       Path(tmp) / "warm", args.model, "warm-up", n_clips=warm.shape[0],
                       progress=False)
-        # 1) batch-interleaved timing (robust to the load of a shared machine)
-        bare, total, size = interleaved(model, feats, args.batch_size, layers, args.pooling,
-                                        Path(tmp) / "interleaved", args.model, sha)
-        rec_wall, rec_cpu = total.wall - bare.wall, total.cpu - bare.cpu
-        print(f"interleaved: bare {bare.wall:.1f} s (cpu {bare.cpu:.1f}), record+write "
-              f"{rec_wall:.1f} s (cpu {rec_cpu:.1f}), parquet {size / 2**20:.1f} MiB", flush=True)
-        load.append(os.getloadavg()[0])
-        # 2) sequential passes: memory (and a second, load-sensitive time ratio)
+        # 1) sequential passes first, while the allocator holds no freed matrix: memory
+        #    (and a second, load-sensitive time ratio)
         with PeakRSS() as mem_bare, Clock() as seq_bare:
             bare_pass(model, feats, args.batch_size)
         with PeakRSS() as mem_rec, Clock() as seq_rec:
             record_to_run(model, batches(feats, args.batch_size), layers, args.pooling,
                           Path(tmp) / "sequential", args.model, sha, n_clips=n, progress=False)
+        load.append(os.getloadavg()[0])
+        # 2) batch-interleaved timing (robust to the load of a shared machine)
+        bare, total, size = interleaved(model, feats, args.batch_size, layers, args.pooling,
+                                        Path(tmp) / "interleaved", args.model, sha)
+        rec_wall, rec_cpu = total.wall - bare.wall, total.cpu - bare.cpu
+        print(f"interleaved: bare {bare.wall:.1f} s (cpu {bare.cpu:.1f}), record+write "
+              f"{rec_wall:.1f} s (cpu {rec_cpu:.1f}), parquet {size / 2**20:.1f} MiB", flush=True)
         load.append(os.getloadavg()[0])
     grow_bare = mem_bare.peak - mem_bare.start
     grow_rec = mem_rec.peak - mem_rec.start

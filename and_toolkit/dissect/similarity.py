@@ -1,14 +1,19 @@
 """Module A similarity functions: concept evidence P [N, M] x activations U [N, n] -> [n, M].
 
-Five functions (reference-spec §3.2): ``cos``, ``cos_cubed``, ``rank_reorder``, ``wpmi`` and
-``soft_wpmi``, pure CPU torch, vectorised over chunks of neurons. Memory is bounded by one chunk
-(``chunk_size * k * M`` gathered values, never N x M x n). :func:`similarities` runs several at
-once and shares one top-k selection per chunk. ``*_loop`` variants are the plain per-neuron
-formulations (as in the authors' code) for benchmarks and equivalence tests.
+Five functions (reference-spec §3.2, defaults = the authors' calls): ``cos``, ``cos_cubed``,
+``rank_reorder``, ``wpmi`` and ``soft_wpmi``; pure CPU functions, vectorised over chunks of
+neurons, memory bounded by one chunk (``chunk_size * k * M`` gathered values, never N x M x n).
+:func:`similarities` runs several at once and shares one top-k selection per chunk; ``*_loop``
+are the plain per-neuron formulations (as in the authors' code) for benchmarks and tests.
 
-Top clips of a neuron are ranked by activation, ties broken by the lower clip index; the
-rank-reorder argsort breaks ties by the lower top-list position. Both rules are used by the
-vectorised and loop versions alike, so results never depend on the chunk size.
+Choices that differ from the reference code (all documented where they apply):
+* top clips are ranked by activation with ties to the lower clip index, and rank-reorder's
+  argsort breaks ties by top-list position, so results never depend on the chunk size;
+* rank-reorder's normaliser B uses ``n_permutations`` permutations from a seeded
+  ``torch.Generator``, shared by all neurons (authors: 5 unseeded ones per neuron);
+* (soft-)WPMI sum log-probabilities in float64 (authors: float32) and return float32;
+* the (soft-)WPMI population for log p(c) is explicit (``per_layer`` / ``per_neuron``);
+* rank-reorder sorts packed integer keys with numpy (torch's small-row sort is ~15x slower).
 """
 
 from __future__ import annotations

@@ -43,7 +43,9 @@ def stage_probe(ctx: Context) -> dict[str, Any]:
 
         if not cfg.folder or not cfg.labels_csv:
             raise ConfigError("probe.folder and probe.labels_csv are required for kind 'folder'")
-        probe = folder_probe(cfg.folder, FolderProbeConfig(labels_csv=cfg.labels_csv))
+        options = {"dataset": Path(cfg.folder).name or "folder", "csv": cfg.labels_csv,
+                   **cfg.folder_options}
+        probe = folder_probe(cfg.folder, FolderProbeConfig.model_validate(options))
         probe = _subset(probe, cfg.max_clips, cfg.per_class)
         source = cfg.folder
     ctx.memo.pop("probe", None)

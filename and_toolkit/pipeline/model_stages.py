@@ -43,7 +43,8 @@ def train_config(ctx: Context, target: TargetSection) -> Any:
     probe = ctx.probe()
     f = ctx.cfg.features
     base = DEFAULT_TARGETS[target.arch].model_dump(mode="json")
-    dims = {"n_classes": int(probe["target"].max()) + 1, "seed": target.seed,
+    n_classes = int(probe["target"].to_numpy().max()) + 1
+    dims: dict[str, Any] = {"n_classes": n_classes, "seed": target.seed,
             "ast": {"num_mel_bins": f.num_mel_bins, "max_length": f.max_length},
             "cnn": {"num_mel_bins": f.num_mel_bins}}
     if target.epochs is not None:

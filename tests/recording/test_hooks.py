@@ -192,3 +192,22 @@ def test_pooling_parse() -> None:
     assert Pooling.parse("max") == Pooling(tokens="max", spatial="max")
     with pytest.raises(ValueError, match="pooling"):
         Pooling.parse("median")
+
+
+def test_cnn_target_selection_includes_convs() -> None:
+    from and_toolkit.targets.cnn import CNNArchConfig, build_cnn
+
+    torch.manual_seed(0)
+    model = build_cnn(CNNArchConfig(channels=(4, 8), num_mel_bins=16), 3)
+    layers = select_layers(model)
+    assert layers == ["blocks.0.conv1", "blocks.0.conv2", "blocks.1.conv1", "blocks.1.conv2",
+                      "head"]
+    assert layer_aliases(layers)["blocks.1.conv2"] == "block2.conv2"
+    x = torch.randn(3, 32, 16)
+    acts = record_activations(model, [x], layers, "mean", progress=False)
+    assert {k: v.shape for k, v in acts.items()} == {
+        "blocks.0.conv1": (3, 4), "blocks.0.conv2": (3, 4), "blocks.1.conv1": (3, 8),
+        "blocks.1.conv2": (3, 8), "head": (3, 3)}
+    with torch.no_grad():
+        model.eval()
+        np.testing.assert_allclose(acts["head"], model(x).numpy(), rtol=1e-5, atol=1e-6)

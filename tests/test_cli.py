@@ -1,0 +1,93 @@
+"""The and-toolkit command: validate, info, schemas, run errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from samples import sample_frame
+
+from and_toolkit.cli import main
+from and_toolkit.neurons import neurons
+from and_toolkit.records import (
+    ActivationTable,
+    CalibratedSummary,
+    ConceptSet,
+    Extremes,
+    ProbeClip,
+    Summary,
+)
+from and_toolkit.run import Run
+
+
+def _run(tmp_path: Path) -> Run:
+    run = Run.at(tmp_path / "run")
+    for record in (ProbeClip, Extremes, Summary, CalibratedSummary, ConceptSet):
+        run.write(record, sample_frame(record), stage="test")
+    run.write_activations(sample_frame(ActivationTable), stage="test")
+    run.update_manifest(config={"name": "toy"})
+    return run
+
+
+def test_validate_good_run_and_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run(tmp_path)
+    assert main(["validate", str(run.root)]) == 0
+    assert main(["validate", str(run.path(ProbeClip))]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_validate_reports_every_problem(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run(tmp_path)
+    run.path(Summary).write_text("garbage")
+    # an extremes file pointing at clips the probe set does not have
+    ex = sample_frame(Extremes).with_columns(pl.lit(["zz", "c1"]).alias("clip_ids"))
+    run.write(Extremes, ex)
+    assert main(["validate", str(run.root)]) == 1
+    err = capsys.readouterr().err
+    assert "summaries.parquet" in err and "not a readable Parquet file" in err
+    assert "field 'clip_ids'" in err and "'zz'" in err
+    assert "2 problem(s) found" in err
+
+
+def test_info_lists_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = _run(tmp_path)
+    assert main(["info", str(run.root)]) == 0
+    out = capsys.readouterr().out
+    assert '"ProbeClip"' in out and '"neurons": 3' in out and '"name": "toy"' in out
+
+
+def test_schemas_check_and_write(tmp_path: Path) -> None:
+    assert main(["schemas", "--out", str(tmp_path), "--check"]) == 1
+    assert main(["schemas", "--out", str(tmp_path)]) == 0
+    assert main(["schemas", "--out", str(tmp_path), "--check"]) == 0
+
+
+def test_run_with_bad_config_exits_2_with_message(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('name = "x"\n[record]\nkk = 3\n')
+    assert main(["run", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err and "record.kk: unknown key" in err
+
+
+def test_missing_data_dir_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("AND_DATA_DIR", str(tmp_path / "nowhere"))
+    cfg = tmp_path / "esc.toml"
+    cfg.write_text('name = "x"\nstages = ["probe"]\n[probe]\nkind = "esc50"\n')
+    assert main(["run", str(cfg), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "AND_DATA_DIR" in err and "nowhere" in err
+
+
+def test_neuron_view_one_row_per_neuron(tmp_path: Path) -> None:
+    view = neurons(_run(tmp_path)).collect()
+    assert view.height == 3
+    first = view.row(0, named=True)
+    assert first["top_clips"] == ["c3", "c2"] and first["calibrated"] == ["a dog barks loudly"]
+    assert first["open_concepts"] == ["loud"]
+    assert first["closed_top1"][0]["concept"] == "dog"
+    assert view.filter(pl.col("unit") == 2)["top_clips"][0] is None
