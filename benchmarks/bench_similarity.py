@@ -27,6 +27,7 @@ import psutil
 import torch
 
 from and_toolkit.dissect import similarity as S
+from and_toolkit.dissect import similarity_reference as R
 from and_toolkit.dissect.closed import db_evidence, distinct_texts
 
 GIB = 2**30
@@ -110,10 +111,10 @@ def part_a(P: torch.Tensor, U: torch.Tensor, chunk: int) -> dict[str, Any]:
 
 def part_b(P: torch.Tensor, U: torch.Tensor, chunk: int) -> dict[str, Any]:
     loops: dict[str, Callable[[], torch.Tensor]] = {
-        "cos": lambda: S.cos_loop(P, U), "cos_cubed": lambda: S.cos_cubed_loop(P, U),
-        "rank_reorder": lambda: S.rank_reorder_loop(P, U),
-        "wpmi": lambda: S.wpmi_loop(P, U, population="per_layer"),
-        "soft_wpmi": lambda: S.soft_wpmi_loop(P, U, population="per_layer"),
+        "cos": lambda: R.cos_loop(P, U), "cos_cubed": lambda: R.cos_cubed_loop(P, U),
+        "rank_reorder": lambda: R.rank_reorder_loop(P, U),
+        "wpmi": lambda: R.wpmi_loop(P, U, population="per_layer"),
+        "soft_wpmi": lambda: R.soft_wpmi_loop(P, U, population="per_layer"),
     }
     rows, t_vec_total, t_loop_total, c_loop_total = {}, 0.0, 0.0, 0.0
     t_fused, c_fused, _ = time_call(

@@ -7,6 +7,7 @@ of :mod:`and_toolkit.experiments` stay pure and get these values passed in.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -267,3 +268,84 @@ def caption_lengths(calibrated: pl.DataFrame, model: str) -> pl.DataFrame:
     return sub.select("layer", "unit", pl.col("kept").list.join(" ").str.split(" ")
                       .list.eval(pl.element().filter(pl.element() != "")).list.len()
                       .cast(pl.Int64).alias("caption_len"))
+
+
+# ----- what did not run, and the unlearning budget ----------------------------------------------
+def _icl_runs(sims: set[str]) -> tuple[str, str] | None:
+    """(top-1 run, top-5 run) similarity labels of the ICL rows present, or None."""
+    from and_toolkit.pipeline.closed_stage import ICL_SIMILARITY
+
+    top1 = next((s for s in (ICL_SIMILARITY[1], "") if s in sims), None)
+    if top1 is None:
+        return None
+    return top1, ICL_SIMILARITY[5] if ICL_SIMILARITY[5] in sims else top1
+
+
+def closed_not_run(concepts: pl.DataFrame, reasons: Mapping[str, str], model: str, layer: str,
+                   similarities: Sequence[str]) -> tuple[dict[str, str], tuple[str, str]]:
+    """Closed-set methods / similarities without rows on one layer, and the ICL runs to use.
+
+    Args:
+        concepts: ConceptSet frame.
+        reasons: :func:`closed_reasons` (used for a method with no rows at all).
+        model, layer: the layer (e.g. a classifier).
+        similarities: the DB / TAB similarity ids expected.
+
+    Returns:
+        (``{method | "method/similarity": reason}``, (ICL top-1 run, ICL top-5 run) labels).
+    """
+    rows = concepts.filter((pl.col("model") == model) & (pl.col("layer") == layer)
+                           & (pl.col("kind") == "closed"))
+    out: dict[str, str] = {}
+    icl: tuple[str, str] = ("", "")
+    for method in CLOSED_METHODS:
+        sims = set(rows.filter(pl.col("method") == method)["similarity"].unique().to_list())
+        runs = _icl_runs(sims) if method == "ICL" else None
+        if not sims or (method == "ICL" and runs is None):
+            out[method] = reasons[method]
+        elif runs is not None:
+            icl = runs
+        else:
+            out.update({f"{method}/{s}": f"no {method} rows with similarity {s!r}"
+                        for s in similarities if s not in sims})
+    return out, icl
+
+
+def strategy_not_run(concepts: pl.DataFrame, reasons: Mapping[str, str], info: ModelInfo,
+                     cfg: Any) -> dict[str, str]:
+    """Table 4 strategies whose concepts are missing on the hidden layers, with the reason."""
+    hidden = concepts.filter((pl.col("model") == info.id) & (pl.col("layer") != info.classifier))
+    out: dict[str, str] = {}
+    for method, sim in (("DB", cfg.db_similarity), ("TAB", cfg.tab_similarity)):
+        if hidden.filter((pl.col("kind") == "closed") & (pl.col("method") == method)
+                         & (pl.col("similarity") == sim)).height == 0:
+            out[method] = reasons[method] if reasons[method] != "no ConceptSet rows" \
+                else f"no {method} concepts with similarity {sim!r} on hidden layers"
+    nouns = hidden.filter((pl.col("kind") == "open") & pl.col("pos").is_in(cfg.ocp_pos))
+    if nouns.height == 0:
+        out["OCP"] = "no open-set nouns (run the open stage)"
+    return out
+
+
+def target_subset(names: Sequence[str], n: int | None, seed: int) -> tuple[str, ...] | None:
+    """A seeded subset of ``n`` class names in class order (None: every class)."""
+    if n is None or n >= len(names):
+        return None
+    chosen = set(random.Random(seed).sample(sorted(names), n))
+    return tuple(c for c in names if c in chosen)
+
+
+def random_budget(concepts: pl.DataFrame, info: ModelInfo, cfg: Any,
+                  runnable: Sequence[Any]) -> int:
+    """Units Random prunes: the mean count of the other strategies' masks (the paper's counts
+    were similar); without any, the paper's share (3000 of 55,296 AST neurons)."""
+    from and_toolkit.experiments.masks import hidden_layers, n_pruned
+    from and_toolkit.experiments.unlearning import select_masks
+
+    hidden = hidden_layers(info.layers, info.classifier)
+    targets = list(cfg.target_classes or info.class_names)
+    counts = [n_pruned(m) for s in runnable for m in select_masks(
+        s, concepts, hidden, info.class_names, targets, cfg).values()]
+    if counts and sum(counts):
+        return max(1, round(sum(counts) / len(counts)))
+    return max(1, round(sum(hidden.values()) * 3000 / 55296))

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,19 +21,21 @@ from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.errors import StageNotRun
 from and_toolkit.experiments.adjectives import result_row
 from and_toolkit.experiments.paper import SIMILARITIES
-from and_toolkit.experiments.unlearning import Strategy
 from and_toolkit.pipeline import result_encoding as enc
 from and_toolkit.pipeline.closed_stage import ICL_SIMILARITY
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.experiment_inputs import (
-    CLOSED_METHODS,
     CachedEvaluate,
     ModelInfo,
     caption_lengths,
+    closed_not_run,
     closed_reasons,
     minilm_cos,
     model_info,
+    random_budget,
     select_models,
+    strategy_not_run,
+    target_subset,
 )
 from and_toolkit.records.models import CalibratedSummary, ConceptSet, Extremes, ResultRow
 
@@ -85,35 +86,6 @@ def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 # ----- Tables 7 / 2 -------------------------------------------------------------------------
-def _icl_runs(sims: set[str]) -> tuple[str, str] | None:
-    """(top-1 run, top-5 run) similarity labels of the ICL rows present, or None."""
-    top1 = next((s for s in (ICL_SIMILARITY[1], "") if s in sims), None)
-    if top1 is None:
-        return None
-    return top1, ICL_SIMILARITY[5] if ICL_SIMILARITY[5] in sims else top1
-
-
-def _closed_not_run(inp: Inputs, info: ModelInfo, layer: str,
-                    similarities: tuple[str, ...]) -> tuple[dict[str, str], tuple[str, str]]:
-    """``{method | method/similarity: reason}`` for closed rows missing on ``layer``, and the
-    (top-1, top-5) ICL run labels to use."""
-    rows = inp.concepts.filter((pl.col("model") == info.id) & (pl.col("layer") == layer)
-                               & (pl.col("kind") == "closed"))
-    out: dict[str, str] = {}
-    icl: tuple[str, str] = ("", "")
-    for method in CLOSED_METHODS:
-        sims = set(rows.filter(pl.col("method") == method)["similarity"].unique().to_list())
-        runs = _icl_runs(sims) if method == "ICL" else None
-        if not sims or (method == "ICL" and runs is None):
-            out[method] = inp.reasons[method]
-        elif runs is not None:
-            icl = runs
-        else:
-            out.update({f"{method}/{s}": f"no {method} rows with similarity {s!r}"
-                        for s in similarities if s not in sims})
-    return out, icl
-
-
 def job_last_layer(inp: Inputs) -> JobResult:
     """Tables 7 and 2 on every target's classifier layer."""
     from and_toolkit.experiments.last_layer import LastLayerConfig, table2, table7
@@ -121,7 +93,8 @@ def job_last_layer(inp: Inputs) -> JobResult:
     cos = minilm_cos(inp.ctx)
     t7s, t2s = [], []
     for info in inp.infos:
-        not_run, icl = _closed_not_run(inp, info, info.classifier, SIMILARITIES)
+        not_run, icl = closed_not_run(inp.concepts, inp.reasons, info.id, info.classifier,
+                                      SIMILARITIES)
         cfg = LastLayerConfig(model=info.id, layer=info.classifier,
                               icl_top1_similarity=icl[0], icl_top5_similarity=icl[1],
                               paper_model=info.paper_model)  # type: ignore[arg-type]
@@ -133,41 +106,13 @@ def job_last_layer(inp: Inputs) -> JobResult:
 
 
 # ----- Table 4 / Fig 10 ---------------------------------------------------------------------
-def _strategy_not_run(inp: Inputs, info: ModelInfo, cfg: Any) -> dict[str, str]:
-    hidden = inp.concepts.filter((pl.col("model") == info.id)
-                                 & (pl.col("layer") != info.classifier))
-    out: dict[str, str] = {}
-    for method, sim in (("DB", cfg.db_similarity), ("TAB", cfg.tab_similarity)):
-        if hidden.filter((pl.col("kind") == "closed") & (pl.col("method") == method)
-                         & (pl.col("similarity") == sim)).height == 0:
-            out[method] = inp.reasons[method] if inp.reasons[method] != "no ConceptSet rows" \
-                else f"no {method} concepts with similarity {sim!r} on hidden layers"
-    nouns = hidden.filter((pl.col("kind") == "open") & pl.col("pos").is_in(cfg.ocp_pos))
-    if nouns.height == 0:
-        out["OCP"] = "no open-set nouns (run the open stage)"
-    return out
-
-
-def _target_classes(inp: Inputs, names: list[str]) -> tuple[str, ...] | None:
-    n = inp.ctx.cfg.experiments.unlearning_classes
-    if n is None or n >= len(names):
-        return None
-    chosen = set(random.Random(inp.ctx.cfg.seed).sample(sorted(names), n))
-    return tuple(c for c in names if c in chosen)
-
-
-def _random_count(inp: Inputs, info: ModelInfo, cfg: Any, runnable: Sequence[Strategy]) -> int:
-    """Random's budget: the mean count of the other strategies (the paper's were similar)."""
-    from and_toolkit.experiments.masks import hidden_layers, n_pruned
-    from and_toolkit.experiments.unlearning import select_masks
-
-    hidden = hidden_layers(info.layers, info.classifier)
-    targets = list(cfg.target_classes or info.class_names)
-    counts = [n_pruned(m) for s in runnable for m in select_masks(
-        s, inp.concepts, hidden, info.class_names, targets, cfg).values()]
-    if counts and sum(counts):
-        return max(1, round(sum(counts) / len(counts)))
-    return max(1, round(sum(hidden.values()) * 3000 / 55296))
+def _fig10_target(info: ModelInfo) -> str:
+    """Fig 10's class: water_drops (the paper's) if it has test clips, else the first class
+    that has."""
+    present = set(info.test_clips["label"].to_list())
+    if "water_drops" in present:
+        return "water_drops"
+    return next((c for c in info.class_names if c in present), info.class_names[0])
 
 
 def job_unlearning(inp: Inputs) -> JobResult:
@@ -183,11 +128,13 @@ def job_unlearning(inp: Inputs) -> JobResult:
         base = UnlearningConfig(
             model=info.id, classifier_layer=info.classifier,
             paper_model=info.paper_model,  # type: ignore[arg-type]
-            target_classes=_target_classes(inp, names), random_seed=exp.seeds[0],
-            fig10_target="water_drops" if "water_drops" in names else names[0])
-        not_run = _strategy_not_run(inp, info, base)
+            target_classes=target_subset(names, exp.unlearning_classes, inp.ctx.cfg.seed),
+            random_seed=exp.seeds[0],
+            fig10_target=_fig10_target(info))
+        not_run = strategy_not_run(inp.concepts, inp.reasons, info, base)
         runnable = [s for s in base.strategies if s != "Random" and s not in not_run]
-        cfg = base.model_copy(update={"random_count": _random_count(inp, info, base, runnable)})
+        budget = random_budget(inp.concepts, info, base, runnable)
+        cfg = base.model_copy(update={"random_count": budget})
         evaluate = inp.evaluate(info)
         t4s.append(table4(inp.concepts, info.layers, names, info.test_clips, evaluate, cfg,
                           not_run=not_run))
@@ -402,8 +349,7 @@ def stage_experiments(ctx: Context) -> dict[str, Any]:
     """
     patterns = ctx.cfg.experiments.include
     wanted = [e for e in EXPERIMENT_IDS if any(fnmatch.fnmatchcase(e, p) for p in patterns)]
-    ids = [t.id for t in ctx.cfg.targets]
-    mine = pl.col("model").is_in(ids)
+    mine = pl.col("model").is_in([t.id for t in ctx.cfg.targets])
     inp = Inputs(ctx=ctx, infos=[model_info(ctx, t) for t in ctx.cfg.targets],
                  concepts=ctx.run.read(ConceptSet).filter(mine),
                  extremes=ctx.run.read(Extremes).filter(mine), reasons=closed_reasons(ctx))

@@ -8,8 +8,13 @@ network with every parameter outside ``classifier`` frozen (a random-feature bas
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from torch import nn
 from transformers import ASTConfig, ASTForAudioClassification
+
+M = TypeVar("M", bound=nn.Module)
 
 __all__ = ["ASTArchConfig", "build_ast", "build_ast_frozen", "freeze_encoder", "to_hf_config"]
 
@@ -113,7 +118,7 @@ def build_ast(cfg: ASTArchConfig, n_classes: int) -> ASTForAudioClassification:
     return model
 
 
-def freeze_encoder(model: ASTForAudioClassification) -> ASTForAudioClassification:
+def freeze_encoder(model: M) -> M:
     """Freeze every parameter outside ``classifier`` (in place) and return the model."""
     for name, param in model.named_parameters():
         param.requires_grad_(name.startswith("classifier."))

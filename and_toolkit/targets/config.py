@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from and_toolkit.targets.ast import ASTArchConfig, build_ast, build_ast_frozen
 from and_toolkit.targets.cnn import CNNArchConfig, build_cnn
+from and_toolkit.targets.pretrain import PretrainConfig
 
 __all__ = ["DEFAULT_TARGETS", "Arch", "TrainConfig", "build_model"]
 
@@ -46,6 +47,9 @@ class TrainConfig(BaseModel):
         precision: ``"bf16"`` runs forward/backward under CPU bfloat16 autocast (weights stay
             float32); ``"fp32"`` runs in float32. Per-epoch test accuracy is always computed in float32.
         eval_batch_size: Clips per evaluation batch.
+        pretrain: If set (AST archs only), the encoder is first pretrained by masked-patch
+            reconstruction on the unlabelled features (SSAST-style), then fine-tuned (``ast``)
+            or frozen with a trained head (``ast-frozen``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -73,6 +77,13 @@ class TrainConfig(BaseModel):
     mixup_prob: float = Field(default=1.0, ge=0, le=1)
     precision: Literal["fp32", "bf16"] = "bf16"
     eval_batch_size: int = Field(default=64, ge=1)
+    pretrain: PretrainConfig | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.pretrain is not None and not self.arch.startswith("ast"):
+            raise ValueError(f"pretrain: only AST archs can be pretrained, not {self.arch!r}")
+        return self
 
     def arch_payload(self) -> dict[str, object]:
         """The config as a dict without the architecture block the ``arch`` does not use."""

@@ -12,9 +12,12 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from transformers import ASTForAudioClassification
 
+from and_toolkit.targets.ast import freeze_encoder
 from and_toolkit.targets.augment import mixup, spec_augment, time_shift
 from and_toolkit.targets.config import TrainConfig, build_model
+from and_toolkit.targets.pretrain import pretrain_encoder
 
 __all__ = ["TrainedTarget", "evaluate", "logits_of", "train_target"]
 
@@ -29,11 +32,14 @@ class TrainedTarget:
         curve: One dict per epoch: ``epoch`` (1-based), ``train_loss`` (mean soft cross-entropy
             on augmented batches), ``test_accuracy`` (fraction of the test fold,
             always evaluated in float32 like downstream use), ``seconds`` (wall time of the epoch incl. evaluation).
+        pretrain_curve: Per-epoch ``{epoch, loss, seconds}`` of self-supervised pretraining
+            (empty unless ``config.pretrain`` is set).
     """
 
     model: nn.Module
     config: TrainConfig
     curve: list[dict[str, float]] = field(default_factory=list)
+    pretrain_curve: list[dict[str, float]] = field(default_factory=list)
 
 
 def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +180,8 @@ def train_target(
         targets: int class ids [N] in ``0..cfg.n_classes-1``.
         folds: int fold ids [N].
         progress: Show a tqdm bar over all optimiser steps.
-        on_epoch: Optional callback receiving each epoch's curve row as it is produced.
+        on_epoch: Optional callback receiving each epoch's curve row as it is produced
+            (pretraining rows, which have a ``loss`` key instead, come first).
 
     Returns:
         The :class:`TrainedTarget` (model in eval mode, per-epoch curve).
@@ -196,12 +203,24 @@ def train_target(
     x_test, y_test = np.ascontiguousarray(features[test], dtype=np.float32), targets[test]
 
     model = build_model(cfg)
+    pre_curve: list[dict[str, float]] = []
+    if cfg.pretrain is not None:
+        if not isinstance(model, ASTForAudioClassification):
+            raise TypeError(f"pretrain: expected an AST model, got {type(model).__name__}")
+        for p in model.parameters():
+            p.requires_grad_(True)
+        ssl_x = features if cfg.pretrain.include_test_fold else features[~test]
+        pre_curve = pretrain_encoder(
+            model, cfg.pretrain, cfg.ast, ssl_x, cfg.seed, cfg.precision, progress, on_epoch
+        )
+        if cfg.arch == "ast-frozen":
+            freeze_encoder(model)
     # Dropout draws from the global RNG: seed it inside a fork so callers' RNG is untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 2)
         curve = _fit(model, cfg, x_train, y_train, x_test, y_test, progress, on_epoch)
     model.eval()
-    return TrainedTarget(model=model, config=cfg, curve=curve)
+    return TrainedTarget(model=model, config=cfg, curve=curve, pretrain_curve=pre_curve)
 
 
 def _fit(

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from and_toolkit.dissect import similarity as S
+from and_toolkit.dissect import similarity_reference as R
 
 ALL = S.SIMILARITY_NAMES
 
@@ -44,11 +45,11 @@ def random_case(seed: int = 1, n_clips: int = 400, m: int = 9, n: int = 50
 def loops(pop: S.Population, rr: S.RankReorderConfig | None = None
           ) -> dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
     return {
-        "cos": lambda P, U: S.cos_loop(P, U),
-        "cos_cubed": lambda P, U: S.cos_cubed_loop(P, U),
-        "rank_reorder": lambda P, U: S.rank_reorder_loop(P, U, rr),
-        "wpmi": lambda P, U: S.wpmi_loop(P, U, population=pop),
-        "soft_wpmi": lambda P, U: S.soft_wpmi_loop(P, U, population=pop),
+        "cos": lambda P, U: R.cos_loop(P, U),
+        "cos_cubed": lambda P, U: R.cos_cubed_loop(P, U),
+        "rank_reorder": lambda P, U: R.rank_reorder_loop(P, U, rr),
+        "wpmi": lambda P, U: R.wpmi_loop(P, U, population=pop),
+        "soft_wpmi": lambda P, U: R.soft_wpmi_loop(P, U, population=pop),
     }
 
 
@@ -158,13 +159,13 @@ def test_cos_cubed_dead_neuron_gives_zero_row() -> None:
 def test_rank_reorder_without_top_clips_is_nan() -> None:
     P, U = random_case(n_clips=19)  # int(19 * 0.05) = 0
     assert bool(S.rank_reorder(P, U).isnan().all())
-    assert bool(S.rank_reorder_loop(P, U).isnan().all())
+    assert bool(R.rank_reorder_loop(P, U).isnan().all())
 
 
 def test_top_k_is_clamped_to_the_number_of_clips() -> None:
     P, U = random_case(n_clips=30)  # soft-WPMI top_k 100 > N
     assert_close(S.soft_wpmi(P, U, population="per_layer"),
-                 S.soft_wpmi_loop(P, U, population="per_layer"))
+                 R.soft_wpmi_loop(P, U, population="per_layer"))
 
 
 def test_top_sorted_breaks_ties_by_lower_clip_index() -> None:
@@ -206,13 +207,13 @@ def test_clip_dissect_rank_reorder_equals_loop() -> None:
     P, U = random_case()
     cfg = S.RankReorderConfig(variant="clip_dissect", p=2.0, top_fraction=0.1, scale_p=1.0)
     assert_close(S.rank_reorder(P, U.abs(), cfg, chunk_size=13),
-                 S.rank_reorder_loop(P, U.abs(), cfg))
+                 R.rank_reorder_loop(P, U.abs(), cfg))
 
 
 def test_soft_wpmi_table_and_direct_paths_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     P, U = random_case(n_clips=60, n=70)  # more neurons than clips: the table path
     table = S.soft_wpmi(P, U, population="per_layer")
-    assert_close(table, S.soft_wpmi_loop(P, U, population="per_layer"))
+    assert_close(table, R.soft_wpmi_loop(P, U, population="per_layer"))
     monkeypatch.setattr(S, "SOFT_TABLE_MAX_BYTES", 0)
     assert_close(S.soft_wpmi(P, U, population="per_layer", chunk_size=11), table, 1e-6)
 
