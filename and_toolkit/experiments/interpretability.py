@@ -24,7 +24,6 @@ almost every neuron uninterpretable for τ >= 2.
 """
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
@@ -55,7 +54,6 @@ from and_toolkit.records.models import ResultRow
 Rule = Literal["max_cluster_support", "multiset_intersection"]
 RULES: tuple[Rule, ...] = ("max_cluster_support", "multiset_intersection")
 
-_WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
 
 
 class InterpretabilityConfig(BaseModel):
