@@ -42,7 +42,9 @@ class ProbeSection(_Section):
         default_factory=dict, description="More fields of and_toolkit.probe.folder."
         "FolderProbeConfig (filename_col, label_col, target_col, fold_col, audio_dir, ...).")
     max_clips: int | None = Field(None, ge=1, description="Use only the first N clips (tests).")
-    per_class: int | None = Field(None, ge=1, description="Use at most N clips per class.")
+    per_class: int | None = Field(
+        None, ge=1, description="Use at most N clips per class, spread over the folds.")
+    classes: list[str] | None = Field(None, description="Use only these classes.")
 
 
 class TargetSection(_Section):

@@ -108,7 +108,8 @@ def run_pipeline(
         manifest["stages"] = done
         run.write_manifest(manifest)
     cache_stats = {ns: vars(s) for ns, s in sorted(ctx.cache.stats.items())}
-    run.update_manifest(cache=cache_stats)
+    if cache_stats:
+        run.update_manifest(cache=cache_stats)
     return run
 
 

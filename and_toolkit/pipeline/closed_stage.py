@@ -44,7 +44,7 @@ def concept_texts(names: list[str]) -> list[str]:
 def _layer_matrix(path: Any) -> tuple[str, str, np.ndarray, np.ndarray]:
     """(model, layer, units [n], activations [N, n]) of one ActivationTable file."""
     df = pl.read_parquet(path, columns=["model", "layer", "unit", "values"]).sort("unit")
-    values = df["values"].to_numpy()  # [n, N]
+    values = np.array(df["values"].to_numpy(), dtype=np.float32)  # [n, N], writable copy
     return df["model"][0], df["layer"][0], df["unit"].to_numpy(), values.T
 
 

@@ -16,11 +16,28 @@ from and_toolkit.records.models import Caption, ProbeClip
 DESCRIPTOR_ID = "descriptors-v1"
 
 
-def _subset(probe: pl.DataFrame, max_clips: int | None, per_class: int | None) -> pl.DataFrame:
-    """Keep at most ``per_class`` clips per label and ``max_clips`` overall; re-index 0..N-1."""
+def _subset(probe: pl.DataFrame, max_clips: int | None, per_class: int | None,
+            classes: list[str] | None = None) -> pl.DataFrame:
+    """Keep the named classes, at most ``per_class`` clips per class spread round-robin over the
+    folds (so every fold keeps clips), and ``max_clips`` overall; re-index 0..N-1 in the
+    original order.
+
+    Raises:
+        ConfigError: a named class is not in the probing set.
+    """
     probe = probe.sort("index")
+    if classes is not None:
+        unknown = sorted(set(classes) - set(probe["label"].to_list()))
+        if unknown:
+            raise ConfigError(f"probe.classes: unknown class(es) {unknown}")
+        probe = probe.filter(pl.col("label").is_in(classes))
+        # class ids stay dense (0..C-1, original order): classifier unit j <-> class id j
+        probe = probe.with_columns(
+            (pl.col("target").rank("dense") - 1).cast(pl.Int32).alias("target"))
     if per_class is not None:
-        probe = probe.filter(pl.int_range(pl.len()).over("label") < per_class)
+        turn = pl.int_range(pl.len()).over("label", "fold")  # i-th clip of its (class, fold)
+        order = pl.struct(turn, pl.col("fold")).rank("ordinal").over("label")
+        probe = probe.filter(order <= per_class)
     if max_clips is not None:
         probe = probe.head(max_clips)
     return probe.with_columns(pl.int_range(pl.len(), dtype=pl.Int32).alias("index"))
@@ -36,7 +53,7 @@ def stage_probe(ctx: Context) -> dict[str, Any]:
         from and_toolkit.probe.esc50 import esc50_probe
 
         root = ctx.data_dir() / "esc50"
-        probe = _subset(esc50_probe(root), cfg.max_clips, cfg.per_class)
+        probe = _subset(esc50_probe(root), cfg.max_clips, cfg.per_class, cfg.classes)
         source = str(root)
     else:
         from and_toolkit.probe.folder import FolderProbeConfig, folder_probe
@@ -46,7 +63,7 @@ def stage_probe(ctx: Context) -> dict[str, Any]:
         options = {"dataset": Path(cfg.folder).name or "folder", "csv": cfg.labels_csv,
                    **cfg.folder_options}
         probe = folder_probe(cfg.folder, FolderProbeConfig.model_validate(options))
-        probe = _subset(probe, cfg.max_clips, cfg.per_class)
+        probe = _subset(probe, cfg.max_clips, cfg.per_class, cfg.classes)
         source = cfg.folder
     ctx.memo.pop("probe", None)
     ctx.run.write(ProbeClip, probe, source=source)
@@ -86,14 +103,15 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
         texts = dict(ctx.synthetic().captions)
         source = "generated from the synthetic set's parameters"
         prompt = ""
+        ignored = 0
     else:
         if not cfg.file:
             raise ConfigError("captions.file: required when captions.source = 'file'")
         path = Path(cfg.file) if Path(cfg.file).is_absolute() else ctx.data_dir() / cfg.file
         texts = read_caption_file(path)
         keep = set(probe["clip_id"].to_list())
-        texts = {c: t for c, t in texts.items() if c in keep} if ctx.cfg.probe.max_clips or (
-            ctx.cfg.probe.per_class) else texts
+        ignored = sum(c not in keep for c in texts)  # a caption file may cover a larger set
+        texts = {c: t for c, t in texts.items() if c in keep}
         source = str(path)
         prompt = "Please describe the audio in detail."
     cleaned = 0
@@ -103,7 +121,8 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
         texts = new
     frames = [caption_frame(probe, texts, cfg.captioner_id, prompt=prompt, source=source,
                             provenance={"source": source, "cleaned": cfg.clean})]
-    info: dict[str, Any] = {"captioners": [cfg.captioner_id], "cleaned": cleaned}
+    info: dict[str, Any] = {"captioners": [cfg.captioner_id], "cleaned": cleaned,
+                            "captions_outside_probe": ignored}
     if cfg.descriptors:
         sentences, thresholds = _descriptor_sentences(ctx)
         combined = {c: combine(texts[c], sentences[c]) for c in texts}

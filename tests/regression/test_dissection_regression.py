@@ -100,14 +100,13 @@ def summaries(inputs: Inputs) -> list[ExtractiveSummary]:
 
 def _high_low(inp: Inputs, sums: list[ExtractiveSummary]
               ) -> tuple[list[dict[str, Any]], list[list[str]], list[list[str]]]:
-    rows = inp.extremes.select(*KEY, "side").to_dicts()
-    high = {(r["layer"], r["unit"]): list(s.points) for r, s in zip(rows, sums, strict=True)
-            if r["side"] == "high"}
-    low = {(r["layer"], r["unit"]): list(s.points) for r, s in zip(rows, sums, strict=True)
-           if r["side"] == "low"}
-    keys = [r for r in inp.activations.select(KEY).to_dicts()]
-    return (keys, [high[(k["layer"], k["unit"])] for k in keys],
-            [low[(k["layer"], k["unit"])] for k in keys])
+    """(neuron keys in ActivationTable order, their S_h points, their S_l points)."""
+    points: dict[tuple[str, int, str], list[str]] = {
+        (r["layer"], r["unit"], r["side"]): list(s.points)
+        for r, s in zip(inp.extremes.select(*KEY, "side").to_dicts(), sums, strict=True)}
+    keys = inp.activations.select(KEY).to_dicts()
+    return (keys, [points[(k["layer"], k["unit"], "high")] for k in keys],
+            [points[(k["layer"], k["unit"], "low")] for k in keys])
 
 
 @pytest.fixture(scope="module")
