@@ -51,7 +51,7 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff + mypy on the package."""
     _install(session)
-    session.run("ruff", "check", "and_toolkit", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "and_toolkit", "tests", "benchmarks", "fixtures", "noxfile.py")
     session.run("mypy", "and_toolkit")
 
 
