@@ -23,8 +23,8 @@ StageFn = Callable[[Context], dict[str, Any]]
 
 
 def _stage_functions() -> dict[str, StageFn]:
-    from and_toolkit.pipeline.data_stages import stage_captions, stage_probe
     from and_toolkit.pipeline.closed_stage import stage_closed
+    from and_toolkit.pipeline.data_stages import stage_captions, stage_probe
     from and_toolkit.pipeline.dissect_stages import stage_calibrate, stage_open, stage_summaries
     from and_toolkit.pipeline.model_stages import stage_extremes, stage_record, stage_targets
     from and_toolkit.pipeline.report_stages import stage_experiments, stage_report

@@ -174,6 +174,10 @@ def mask_sha(mask: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+EVAL_PRECISION_VERSION = "autocast-as-trained-v1"
+"""Part of the pruned-logits cache key: evaluations run in the target's training precision."""
+
+
 @dataclass
 class CachedEvaluate:
     """``evaluate(mask) -> logits [n_test, C]`` of one target, cached on disk.
@@ -196,7 +200,8 @@ class CachedEvaluate:
         load_target(self.ctx, target)
         if not self._rows_sha:
             self._rows_sha = hashlib.sha256(self.info.test_rows.tobytes()).hexdigest()
-        key = cache_key(kind="pruned-logits", weights=self.ctx.memo[f"weights:{target.id}"],
+        key = cache_key(kind="pruned-logits", precision=EVAL_PRECISION_VERSION,
+                        weights=self.ctx.memo[f"weights:{target.id}"],
                         mask=mask_sha(mask), rows=self._rows_sha)
         active = {k: np.asarray(v, dtype=bool) for k, v in mask.items() if np.any(v)}
 

@@ -122,6 +122,10 @@ def job_unlearning(inp: Inputs) -> JobResult:
     exp = inp.ctx.cfg.experiments
     infos = select_models(inp.infos, exp.table4_models, [i.id for i in inp.infos],
                           "experiments.table4_models")
+    if not infos:
+        why = "experiments.table4_models is empty"
+        return JobResult({e: not_run_frame(e, why) for e in ("table4", "table4_classes",
+                                                             "fig10")})
     t4s, f10s, prov = [], [], {}
     for info in infos:
         names = info.class_names
@@ -162,7 +166,8 @@ def job_ablation(inp: Inputs) -> JobResult:
     infos = select_models(inp.infos, exp.fig4_models, ast, "experiments.fig4_models")
     ids = ("fig4a", "fig4b", "fig4c", "fig4_seeds")
     if not infos:
-        why = "no target stands for the paper's AST (set experiments.fig4_models)"
+        why = ("experiments.fig4_models is empty" if exp.fig4_models is not None else
+               "no target stands for the paper's AST (set experiments.fig4_models)")
         return JobResult({e: not_run_frame(e, why) for e in ids})
     calibrated = inp.ctx.run.read(CalibratedSummary)
     frames, prov = [], {}

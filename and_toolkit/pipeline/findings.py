@@ -95,6 +95,10 @@ def claim_db_best(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
         parts.append(f"{_label(m, facts)}: " + ", ".join(bits))
     evidence = ("top-1/top-5 %: " + "; ".join(parts)
                 + ". Paper: AST DB 100 vs TAB 96, ICL 72.")
+    for other in ("TAB", "ICL"):
+        if not any((m, other) in top1 for m in models) and df is not None:
+            why = _reason(df.filter(pl.col("group") == other))
+            evidence += f" Not compared with {other} (not run: {why})."
     if not compared:
         return Finding(claim=claim, verdict="not run", section="table2",
                        evidence=evidence + f" Neither TAB nor ICL ran ({_reason(df)}).")

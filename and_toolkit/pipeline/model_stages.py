@@ -126,10 +126,19 @@ def logits_on(ctx: Context, target: TargetSection, rows: np.ndarray,
     model = load_target(ctx, target)
     feats = ctx.features(feature_config(ctx))[rows]
     out = []
-    with torch.inference_mode(), pruned(model, mask or {}):
+    with torch.inference_mode(), pruned(model, mask or {}), eval_precision(ctx, target):
         for i in range(0, len(feats), EVAL_BATCH):
             out.append(logits_of(model, torch.from_numpy(feats[i:i + EVAL_BATCH])).float())
     return torch.cat(out).numpy()
+
+
+def eval_precision(ctx: Context, target: TargetSection) -> Any:
+    """The autocast context the target was trained and tested in (bf16 on CPU, or none)."""
+    import contextlib
+
+    if train_config(ctx, target).precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def recorded_layers(ctx: Context, model: nn.Module) -> list[str]:

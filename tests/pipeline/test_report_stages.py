@@ -153,6 +153,14 @@ def test_db_alone_cannot_be_compared() -> None:
     assert "TAB not run" in finding.evidence and "TAB needs CLAP" in finding.evidence
 
 
+def test_partial_comparison_says_what_was_not_compared() -> None:
+    res = {"table2": table2({("ast", "DB"): 90.0, ("ast", "ICL"): 60.0, ("ast", "TAB"): None},
+                            note="not run: TAB needs CLAP weights")}
+    finding = paper_findings(res, FACTS)[0]
+    assert finding.verdict == "holds"
+    assert "Not compared with TAB (not run: TAB needs CLAP weights)." in finding.evidence
+
+
 def test_claim_5_needs_a_supervised_and_a_frozen_model() -> None:
     res = paper_like()
     res["fig5"] = fig5({"ast": (-0.05, 1e-6)})
