@@ -11,6 +11,7 @@ import torch
 
 from and_toolkit.dissect import closed as C
 from and_toolkit.dissect import similarity as S
+from and_toolkit.dissect import similarity_reference as R
 from and_toolkit.errors import RecordValidationError
 from and_toolkit.records import ConceptSet
 
@@ -153,9 +154,9 @@ def test_db_hidden_topk_only_matches_per_neuron_calls() -> None:
     for j in range(12):  # the authors call each function on one neuron's 5 top clips
         top = torch.sort(U[:, j], descending=True, stable=True).indices[:5]
         p_n, u_n = P[top], U[top, j : j + 1]
-        torch.testing.assert_close(out["cos"][j], S.cos_loop(p_n, u_n)[0])
-        torch.testing.assert_close(out["cos_cubed"][j], S.cos_cubed_loop(p_n, u_n)[0])
-        wpmi_n = S.wpmi_loop(p_n, u_n, population="per_neuron")[0]
+        torch.testing.assert_close(out["cos"][j], R.cos_loop(p_n, u_n)[0])
+        torch.testing.assert_close(out["cos_cubed"][j], R.cos_cubed_loop(p_n, u_n)[0])
+        wpmi_n = R.wpmi_loop(p_n, u_n, population="per_neuron")[0]
         torch.testing.assert_close(out["wpmi"][j], wpmi_n)
     ranked = C.closed_concepts(P, U, concepts, cfg)
     assert torch.equal(ranked["cos"][0], C.rank_concepts(out["cos"], concepts, 5)[0])

@@ -109,3 +109,17 @@ def test_build_model_is_seeded_and_keeps_global_rng() -> None:
 def test_n_classes_validated() -> None:
     with pytest.raises(ValueError, match="n_classes"):
         build_cnn(CNNArchConfig(), 1)
+
+
+def test_cnn_time_pool_halves_frames_keeps_params() -> None:
+    base = build_cnn(CNNArchConfig(channels=(4, 8), num_mel_bins=8), 3)
+    pooled = build_cnn(CNNArchConfig(channels=(4, 8), num_mel_bins=8, time_pool=2), 3)
+    assert _n_params(base) == _n_params(pooled)
+    seen: list[tuple[int, ...]] = []
+    hook = pooled.get_submodule("blocks.0.conv1").register_forward_hook(
+        lambda _m, _i, out: seen.append(tuple(out.shape))
+    )
+    pooled.eval()
+    assert pooled(torch.zeros(2, 33, 8)).shape == (2, 3)
+    hook.remove()
+    assert seen == [(2, 4, 17, 8)]

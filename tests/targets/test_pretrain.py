@@ -24,7 +24,9 @@ def test_patchify_matches_patch_embedding_order() -> None:
     f, t = TINY_AST.grid()
     assert patches.shape == (3, f * t, TINY_AST.patch_size**2)
     want = conv(x)
-    got = patches @ conv.projection.weight.flatten(1).T + conv.projection.bias
+    bias = conv.projection.bias
+    assert bias is not None
+    got = patches @ conv.projection.weight.flatten(1).T + bias
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
