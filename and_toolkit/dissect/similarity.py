@@ -243,7 +243,8 @@ def rank_reorder_chunk(P: torch.Tensor, key_t: torch.Tensor, vals: torch.Tensor,
     """
     c, n_top = idx.shape
     m = P.shape[1]
-    avg = F.embedding_bag(idx, P, mode="mean")  # [c, M] mean evidence of the top clips
+    vals = vals.double()  # |t_j - reorg_j|^3 sums reach 1e4: accumulate in float64
+    avg = F.embedding_bag(idx, P.double(), mode="mean")  # [c, M] mean evidence of top clips
     if cfg.variant == "and":
         avg.clamp_(min=0)
     keys = key_t.index_select(1, idx.reshape(-1)).view(m, c, n_top)
@@ -287,7 +288,7 @@ def similarities(
         n_top: override rank-reorder's number of top clips (default int(N * top_fraction)).
 
     Returns:
-        name -> scores [n, M] float32 (higher = better).
+        name -> scores [n, M] (higher = better): float32, rank_reorder float64.
 
     Raises:
         ValueError: shapes disagree, non-finite inputs, unknown name, missing population.
@@ -325,6 +326,8 @@ def similarities(
             offsets = torch.arange(k_s) * n_clips
         out["soft_wpmi"] = torch.empty(n, m, dtype=torch.float64)
     do_rr = "rank_reorder" in want and n_top > 0
+    if "rank_reorder" in want:  # scores reach ~1e4: float64 keeps them exact to << 1e-5
+        out["rank_reorder"] = torch.empty(n, m, dtype=torch.float64)
     if do_rr:
         key_t, perms = rank_key_table(P, n_top), baseline_permutations(n_top, cfg.rank_reorder)
     elif "rank_reorder" in want:

@@ -59,7 +59,7 @@ def rank_reorder_loop(P: torch.Tensor, U: torch.Tensor, cfg: RankReorderConfig |
     rows = []
     for j in range(U.shape[1]):
         t, ids = _top_loop(U[:, j], n_top)
-        s = P[ids]  # [n_top, M] evidence of the top clips
+        t, s = t.double(), P[ids].double()  # [n_top], [n_top, M] evidence of the top clips
         avg = torch.relu(s.mean(dim=0)) if cfg.variant == "and" else s.mean(dim=0)
         order = torch.argsort(s, dim=0, stable=True)
         if cfg.variant == "clip_dissect":
