@@ -44,18 +44,27 @@ def _ensure_chromium(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (unit, regression, end-to-end on ESC-50 subsets, browser check)."""
+    """The import contract, then the test suite (unit, regression, end-to-end on ESC-50
+    subsets, browser check), then the regression baselines again on one OpenMP thread (a
+    baseline that depends on thread order fails here)."""
     _install(session)
     _ensure_chromium(session)
-    session.run("pytest", "-q", *session.posargs, env=_env())
+    # tests pin the training precision: they check behaviour, not this machine's bf16 speed
+    env = {**_env(), "AND_TRAIN_PRECISION": "fp32"}
+    session.run("lint-imports", env=env)
+    session.run("pytest", "-q", *session.posargs, env=env)
+    if not session.posargs:
+        session.run("pytest", "-q", "tests/regression",
+                    env={**env, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff + mypy on the package."""
+    """ruff + mypy on the package, and the import contract (pyproject.toml)."""
     _install(session)
     session.run("ruff", "check", "and_toolkit", "tests", "benchmarks", "fixtures", "noxfile.py")
     session.run("mypy", "and_toolkit")
+    session.run("lint-imports")
 
 
 @nox.session

@@ -30,6 +30,26 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "and-toolkit"
 
 
+def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
+    """sha256 hex digest of a file's bytes, read in chunks.
+
+    Args:
+        path: the file.
+        chunk: bytes read per step (4 MiB; does not change the digest).
+
+    Returns:
+        64 lower-case hex characters.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def cache_key(**parts: Any) -> str:
     """sha256 hex of the canonical JSON of ``parts`` (sorted keys, no whitespace)."""
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)

@@ -58,7 +58,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from and_toolkit.pipeline import write_reports_index
+    from and_toolkit.pipeline.report_stage import write_reports_index
 
     print(write_reports_index(Path(args.reports)))
     return 0

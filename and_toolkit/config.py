@@ -13,10 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from and_toolkit.errors import ConfigError
+from and_toolkit.recording.hooks import DEFAULT_EXCLUDE, DEFAULT_POOLING, PoolingName
 
-DEFAULT_EXCLUDE = (
-    "*.q_proj", "*.k_proj", "*.v_proj", "*.query", "*.key", "*.value", "*patch_embeddings*",
-)
+PaperModel = Literal["AST", "BEATs-finetuned", "BEATs-frozen"]
+PAPER_MODEL_BY_ARCH: dict[str, PaperModel] = {
+    "ast": "AST", "ast-frozen": "BEATs-frozen", "cnn": "BEATs-finetuned"}
+"""Default paper model of each target architecture (the CNN is the closest supervised analog
+of the fine-tuned BEATs; the frozen random-encoder AST stands for the frozen BEATs)."""
 STAGES = (
     "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
     "open", "closed", "experiments", "report",
@@ -57,10 +60,15 @@ class TargetSection(_Section):
     overrides: dict[str, Any] = Field(
         default_factory=dict,
         description="Fields of and_toolkit.targets.TrainConfig to override (validated there).")
-    paper_model: Literal["AST", "BEATs-finetuned", "BEATs-frozen"] | None = Field(
+    paper_model: PaperModel | None = Field(
         None, description="The paper's model this target stands for (its numbers go beside "
         "ours). Default by arch: ast -> AST, ast-frozen -> BEATs-frozen, cnn -> "
         "BEATs-finetuned (the closest supervised analog).")
+
+    @property
+    def paper_model_id(self) -> PaperModel:
+        """The paper model this target stands for: ``paper_model`` or the arch's default."""
+        return self.paper_model or PAPER_MODEL_BY_ARCH[self.arch]
 
 
 class FeatureSection(_Section):
@@ -73,7 +81,7 @@ class FeatureSection(_Section):
 class RecordSection(_Section):
     """Activation recording and top/bottom-K extraction."""
 
-    pooling: Literal["cls", "first", "mean", "max"] = "mean"
+    pooling: PoolingName = DEFAULT_POOLING
     include: list[str] | None = Field(
         None, description="fnmatch patterns on module paths; default: every Linear / Conv2d.")
     exclude: list[str] = Field(

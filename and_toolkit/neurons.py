@@ -1,21 +1,16 @@
-"""The neuron view: one row per neuron, joining every record a run holds."""
+"""The neuron view: one row per neuron, joining the neuron-level records of a run.
+
+Pure: takes lazy record frames, returns one lazy frame. :meth:`and_toolkit.run.Run.neurons`
+feeds it the frames a run holds; ``and_toolkit.neurons(path)`` is the public shortcut.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 
-from and_toolkit.records.models import (
-    CalibratedSummary,
-    ConceptSet,
-    Extremes,
-    Summary,
-)
-from and_toolkit.run import Run
-from and_toolkit.store import scan_records
+from and_toolkit.records.models import NEURON_KEY
 
-KEY = ["model", "layer", "unit"]
+KEY = list(NEURON_KEY)
 
 
 def _side(lf: pl.LazyFrame, side: str, cols: dict[str, str]) -> pl.LazyFrame:
@@ -25,61 +20,57 @@ def _side(lf: pl.LazyFrame, side: str, cols: dict[str, str]) -> pl.LazyFrame:
     )
 
 
-def neurons(run: str | Path | Run) -> pl.LazyFrame:
-    """One Polars LazyFrame, one row per recorded neuron of the run.
+def neuron_view(
+    *,
+    activations: pl.LazyFrame | None = None,
+    extremes: pl.LazyFrame | None = None,
+    summaries: pl.LazyFrame | None = None,
+    calibrated: pl.LazyFrame | None = None,
+    concepts: pl.LazyFrame | None = None,
+) -> pl.LazyFrame | None:
+    """One row per neuron from whichever record frames are given.
 
     Columns: ``model, layer, unit, alias, block, pooling, activations`` (Array(Float32, N),
-    probe order) when activations exist; ``top_clips, top_values, bottom_clips, bottom_values``
+    probe order) from ActivationTable; ``top_clips, top_values, bottom_clips, bottom_values``
     from Extremes; ``summary_high, summary_low`` (points) from Summary; ``calibrated`` (kept
     points) and ``calibration_dropped`` from CalibratedSummary; ``closed_top1`` (list of structs
     method / similarity / concept / score) and ``open_concepts`` (kept open-set words) from
-    ConceptSet. Missing record kinds simply contribute no columns.
+    ConceptSet. Missing record kinds contribute no columns.
 
-    Args:
-        run: a run directory or :class:`Run`.
-
-    Raises:
-        RecordValidationError: a record file of the run is of the wrong kind or version.
-        FileNotFoundError: the run holds no neuron-level records at all.
+    Returns:
+        The view sorted by neuron key, or None when no frame is given.
     """
-    run = run if isinstance(run, Run) else Run.at(run)
     frames: list[pl.LazyFrame] = []
-    if run.activation_files():
-        frames.append(
-            run.scan_activations().select(*KEY, "alias", "block", "pooling",
-                                          pl.col("values").alias("activations"))
-        )
-    if run.has(Extremes):
-        ex = scan_records(Extremes, run.path(Extremes))
-        frames.append(_side(ex, "high", {"clip_ids": "top_clips", "values": "top_values"}))
-        frames.append(_side(ex, "low", {"clip_ids": "bottom_clips", "values": "bottom_values"}))
-    if run.has(Summary):
-        sm = scan_records(Summary, run.path(Summary))
-        frames.append(_side(sm, "high", {"points": "summary_high"}))
-        frames.append(_side(sm, "low", {"points": "summary_low"}))
-    if run.has(CalibratedSummary):
-        cal = scan_records(CalibratedSummary, run.path(CalibratedSummary))
-        frames.append(cal.select(*KEY, pl.col("kept").alias("calibrated"),
-                                 pl.col("dropped").alias("calibration_dropped")))
-    if run.has(ConceptSet):
-        cs = scan_records(ConceptSet, run.path(ConceptSet))
+    if activations is not None:
+        frames.append(activations.select(*KEY, "alias", "block", "pooling",
+                                         pl.col("values").alias("activations")))
+    if extremes is not None:
+        frames.append(_side(extremes, "high", {"clip_ids": "top_clips", "values": "top_values"}))
+        frames.append(_side(extremes, "low", {"clip_ids": "bottom_clips",
+                                              "values": "bottom_values"}))
+    if summaries is not None:
+        frames.append(_side(summaries, "high", {"points": "summary_high"}))
+        frames.append(_side(summaries, "low", {"points": "summary_low"}))
+    if calibrated is not None:
+        frames.append(calibrated.select(*KEY, pl.col("kept").alias("calibrated"),
+                                        pl.col("dropped").alias("calibration_dropped")))
+    if concepts is not None:
         closed = (
-            cs.filter((pl.col("kind") == "closed") & (pl.col("rank") == 0))
+            concepts.filter((pl.col("kind") == "closed") & (pl.col("rank") == 0))
             .sort([*KEY, "method", "similarity"])
             .group_by(KEY, maintain_order=True)
             .agg(pl.struct("method", "similarity", "concept", "score").alias("closed_top1"))
         )
         opened = (
-            cs.filter((pl.col("kind") == "open") & (pl.col("verdict") == "kept"))
+            concepts.filter((pl.col("kind") == "open") & (pl.col("verdict") == "kept"))
             .sort([*KEY, "rank"])
             .group_by(KEY, maintain_order=True)
             .agg(pl.col("concept").alias("open_concepts"))
         )
         frames += [closed, opened]
     if not frames:
-        raise FileNotFoundError(f"{run.root}: the run holds no neuron records yet")
-    keys = pl.concat([f.select(KEY) for f in frames]).unique()
-    view = keys
+        return None
+    view = pl.concat([f.select(KEY) for f in frames]).unique()
     for f in frames:
         view = view.join(f, on=KEY, how="left")
     return view.sort(KEY)

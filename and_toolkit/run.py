@@ -5,26 +5,36 @@ Layout (see docs/architecture.md)::
     <run>/manifest.json
     <run>/probe.parquet, captions.parquet, extremes.parquet, summaries.parquet,
           calibrated.parquet, concepts.parquet, training.parquet
+    <run>/extremes_k<K>.parquet                      (extra K)
     <run>/activations/model=<m>/layer=<l>/data.parquet
     <run>/results/<experiment>.parquet
+    <run>/experiments/table6_neurons.json, <run>/annotation_sheet.csv
     <run>/report/index.html
+
+:class:`Run` is the one place that knows this layout: every path is built here, and every
+record is read through its typed readers (which go through :mod:`and_toolkit.store`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from and_toolkit.atomic import atomic_write_bytes
+from and_toolkit.errors import DataError
+from and_toolkit.neurons import neuron_view
 from and_toolkit.records.base import Record
 from and_toolkit.records.models import (
+    NEURON_KEY,
     ActivationTable,
     CalibratedSummary,
     Caption,
@@ -35,7 +45,7 @@ from and_toolkit.records.models import (
     Summary,
     TrainingCurve,
 )
-from and_toolkit.store import read_records, scan_records, write_records
+from and_toolkit.store import provenance_of, read_records, scan_records, write_records
 
 FILES: dict[type[Record], str] = {
     ProbeClip: "probe.parquet",
@@ -65,20 +75,35 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 def _safe(part: str) -> str:
-    """A path component for a model or layer id (no separators)."""
-    if not part or "/" in part or part.startswith("."):
-        raise ValueError(f"invalid model/layer id for a path: {part!r}")
+    """A path component for a model, layer or experiment id.
+
+    Raises:
+        ValueError: not ``[A-Za-z0-9][A-Za-z0-9_.+-]*``, or containing ``..``.
+    """
+    if not _SAFE_ID.match(part) or ".." in part:
+        raise ValueError(f"{part!r} is not a safe path component: it must match "
+                         f"{_SAFE_ID.pattern} (no '/', no '..')")
     return part
+
+
+@dataclass(frozen=True)
+class LayerActivations:
+    """The activation matrix of one recorded layer.
+
+    Attributes:
+        model, layer: the layer's neuron-key parts.
+        units: int64 [n] unit indices, ascending.
+        values: float32 [N, n] activations (probe clips in probe order x units), writable.
+    """
+
+    model: str
+    layer: str
+    units: np.ndarray
+    values: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -102,6 +127,10 @@ class Run:
         return self.root / "activations" / f"model={_safe(model)}" / f"layer={_safe(layer)}" / (
             "data.parquet")
 
+    def extremes_path(self, k: int | None = None) -> Path:
+        """The Extremes file of the run's K (``k=None``) or of an extra K."""
+        return self.path(Extremes) if k is None else self.root / f"extremes_k{int(k)}.parquet"
+
     def result_path(self, experiment: str) -> Path:
         """The ResultRow file of one experiment."""
         return self.root / "results" / f"{_safe(experiment)}.parquet"
@@ -114,7 +143,17 @@ class Run:
     def report_path(self) -> Path:
         return self.root / "report" / "index.html"
 
-    # ----- records ----------------------------------------------------------------------------
+    @property
+    def table6_path(self) -> Path:
+        """Table 6's sampled neurons (JSON list of rows), an extra table of the report."""
+        return self.root / "experiments" / "table6_neurons.json"
+
+    @property
+    def annotation_sheet_path(self) -> Path:
+        """The CSV sheet of neurons to rate for Table 3's human evaluation."""
+        return self.root / "annotation_sheet.csv"
+
+    # ----- one-file records -------------------------------------------------------------------
     def has(self, record: type[Record]) -> bool:
         """Whether the run holds a file of this record kind."""
         return self.path(record).is_file()
@@ -127,6 +166,51 @@ class Run:
         """Read and validate a one-file-per-run record kind."""
         return read_records(record, self.path(record))
 
+    def provenance(self, record: type[Record]) -> dict[str, Any]:
+        """The provenance stored with a one-file-per-run record kind."""
+        return provenance_of(self.path(record))
+
+    def rows(self, record: type[Record]) -> int:
+        """Row count of a one-file-per-run record kind (metadata checked, rows not read)."""
+        return int(scan_records(record, self.path(record)).select(pl.len()).collect().item())
+
+    def captions(self, captioner: str) -> dict[str, str]:
+        """``{clip_id: caption}`` of one captioner.
+
+        Raises:
+            DataError: the run holds no caption of that captioner.
+        """
+        caps = self.read(Caption).filter(pl.col("captioner") == captioner)
+        if caps.height == 0:
+            raise DataError(f"{self.path(Caption)}: no captions of captioner {captioner!r}")
+        return dict(zip(caps["clip_id"].to_list(), caps["text"].to_list(), strict=True))
+
+    def replace_concepts(self, kind: Literal["open", "closed"], df: pl.DataFrame,
+                         **provenance: Any) -> Path:
+        """Write ConceptSet rows of one kind, keeping the run's rows of the other kind."""
+        other = "closed" if kind == "open" else "open"
+        if df.height and set(df["kind"].unique().to_list()) != {kind}:
+            raise ValueError(f"replace_concepts({kind!r}): the frame holds other kinds")
+        kept = (self.read(ConceptSet).filter(pl.col("kind") == other) if self.has(ConceptSet)
+                else ConceptSet.empty())
+        parts = [kept, df] if kind == "open" else [df, kept]
+        return self.write(ConceptSet, pl.concat(parts), **provenance)
+
+    # ----- extremes ---------------------------------------------------------------------------
+    def has_extremes(self, k: int | None = None) -> bool:
+        """Whether the run holds the Extremes of the run's K (None) or of an extra K."""
+        return self.extremes_path(k).is_file()
+
+    def extremes(self, k: int | None = None) -> pl.DataFrame:
+        """Extremes of the run's K (``k=None``) or of an extra K."""
+        return read_records(Extremes, self.extremes_path(k))
+
+    def write_extremes(self, df: pl.DataFrame, k: int | None = None,
+                       provenance: Mapping[str, Any] | None = None) -> Path:
+        """Write the Extremes of the run's K (``k=None``) or of an extra K."""
+        return write_records(Extremes, df, self.extremes_path(k), provenance=provenance)
+
+    # ----- activations ------------------------------------------------------------------------
     def write_activations(self, df: pl.DataFrame, **provenance: Any) -> Path:
         """Write the ActivationTable rows of exactly one (model, layer)."""
         pairs = df.select("model", "layer").unique()
@@ -148,9 +232,84 @@ class Run:
         """All ActivationTable rows of the run (or one model), lazily."""
         return scan_records(ActivationTable, self.activation_files(model))
 
+    def activation_layers(self, model: str | None = None) -> list[tuple[str, str]]:
+        """``(model, layer)`` of every activation file (or of one model), in file order."""
+        return [scan_records(ActivationTable, f).select("model", "layer").head(1).collect().row(0)
+                for f in self.activation_files(model)]
+
+    def activation_units(self) -> list[tuple[str, str, list[int]]]:
+        """``(model, layer, units)`` of every activation file, in file order (no values read)."""
+        out = []
+        for f in self.activation_files():
+            df = scan_records(ActivationTable, f).select(NEURON_KEY).collect()
+            out.append((str(df["model"][0]), str(df["layer"][0]), df["unit"].to_list()))
+        return out
+
+    def activations(self, model: str, layer: str) -> pl.DataFrame:
+        """The validated ActivationTable rows of one layer."""
+        return read_records(ActivationTable, self.activation_path(model, layer))
+
+    def activation_matrix(self, model: str, layer: str) -> LayerActivations:
+        """The activation matrix of one layer (units ascending)."""
+        df = (scan_records(ActivationTable, self.activation_path(model, layer))
+              .select("unit", "values").sort("unit").collect())
+        values = np.array(df["values"].to_numpy(), dtype=np.float32)  # [n, N], writable copy
+        return LayerActivations(model, layer, df["unit"].to_numpy().astype(np.int64), values.T)
+
+    def neuron_index(self, model: str | None = None) -> pl.DataFrame:
+        """``model, layer, unit, block, alias`` of every recorded neuron (or one model's).
+
+        Raises:
+            DataError: the run holds no activations (of that model).
+        """
+        files = self.activation_files(model)
+        if not files:
+            which = "" if model is None else f" of model {model!r}"
+            raise DataError(f"{self.root}/activations: no ActivationTable{which} "
+                            "(run the record stage)")
+        lf = scan_records(ActivationTable, files).select(*NEURON_KEY, "block", "alias")
+        return lf.collect().sort(NEURON_KEY)
+
+    def recorded_layers(self, model: str) -> list[str]:
+        """Recorded layers of a model in module order, classifier last (the record stage's
+        manifest entry ``stages.record.<model>.layers``).
+
+        Raises:
+            DataError: the record stage has not recorded this model.
+        """
+        entry = ((self.manifest().get("stages") or {}).get("record") or {}).get(model)
+        layers = entry.get("layers") if isinstance(entry, dict) else None
+        if not isinstance(layers, list) or not layers:
+            raise DataError(f"{self.manifest_path}: stages.record.{model}.layers is missing "
+                            "(run the record stage)")
+        return [str(x) for x in layers]
+
+    # ----- the neuron view, results -----------------------------------------------------------
+    def neurons(self) -> pl.LazyFrame:
+        """One lazy row per recorded neuron joining every neuron-level record the run holds
+        (see :func:`and_toolkit.neurons.neuron_view`).
+
+        Raises:
+            FileNotFoundError: the run holds no neuron-level records at all.
+        """
+        def scan(record: type[Record]) -> pl.LazyFrame | None:
+            return scan_records(record, self.path(record)) if self.has(record) else None
+
+        view = neuron_view(
+            activations=self.scan_activations() if self.activation_files() else None,
+            extremes=scan(Extremes), summaries=scan(Summary),
+            calibrated=scan(CalibratedSummary), concepts=scan(ConceptSet))
+        if view is None:
+            raise FileNotFoundError(f"{self.root}: the run holds no neuron records yet")
+        return view
+
     def write_result(self, experiment: str, df: pl.DataFrame, **provenance: Any) -> Path:
         """Write one experiment's result rows."""
         return write_records(ResultRow, df, self.result_path(experiment), provenance=provenance)
+
+    def result_provenance(self, experiment: str) -> dict[str, Any]:
+        """The provenance stored with one experiment's result rows."""
+        return provenance_of(self.result_path(experiment))
 
     def results(self) -> dict[str, pl.DataFrame]:
         """All experiment results of the run, by experiment id."""
@@ -158,6 +317,25 @@ class Run:
         if not base.is_dir():
             return {}
         return {p.stem: read_records(ResultRow, p) for p in sorted(base.glob("*.parquet"))}
+
+    def remove_result(self, experiment: str) -> None:
+        """Delete one experiment's result file, if any."""
+        self.result_path(experiment).unlink(missing_ok=True)
+
+    # ----- other files ------------------------------------------------------------------------
+    def write_text(self, path: Path, text: str) -> Path:
+        """Write a text file of the run (one of the paths above) atomically, UTF-8."""
+        if self.root not in path.parents:
+            raise ValueError(f"{path} is not inside the run {self.root}")
+        atomic_write_bytes(path, lambda tmp: tmp.write_text(text, "utf-8"))
+        return path
+
+    def write_bytes(self, path: Path, write: Callable[[Path], Any]) -> Path:
+        """Write a file of the run atomically with ``write(tmp_path)``."""
+        if self.root not in path.parents:
+            raise ValueError(f"{path} is not inside the run {self.root}")
+        atomic_write_bytes(path, write)
+        return path
 
     # ----- manifest ---------------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
@@ -183,6 +361,11 @@ class Run:
         manifest = self.manifest()
         manifest.setdefault("stages", {})[stage] = info
         self.write_manifest(manifest)
+
+    def stage_info(self, stage: str) -> dict[str, Any]:
+        """The manifest's details of a completed stage (empty when it has not run)."""
+        info = (self.manifest().get("stages") or {}).get(stage)
+        return dict(info) if isinstance(info, dict) else {}
 
     def stage_done(self, stage: str) -> bool:
         """Whether the manifest records the stage as completed."""

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from and_toolkit.atomic import atomic_write_bytes
-from and_toolkit.errors import RecordValidationError
+from and_toolkit.errors import DataError, RecordValidationError
 from and_toolkit.records.base import Record
 from and_toolkit.records.models import RECORDS_BY_NAME
 
@@ -162,6 +162,34 @@ def scan_records(record: type[Record], paths: str | Path | list[Path]) -> pl.Laz
     for f in files:
         read_metadata(f, record)
     return pl.scan_parquet(files, hive_partitioning=False)
+
+
+def read_table(path: str | Path) -> pl.DataFrame:
+    """Read a plain Parquet table that is not a record file (e.g. a user's caption file).
+
+    Raises:
+        DataError: the file is missing or not readable Parquet (naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file does not exist")
+    try:
+        return pl.read_parquet(path)
+    except Exception as exc:  # polars raises several kinds for corrupt files
+        raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+
+
+def vector_width(record: type[Record], path: str | Path, field: str) -> int | None:
+    """The fixed width of an Array column of a record file (None: not a fixed-width array).
+
+    Raises:
+        RecordValidationError: see :func:`read_metadata`, or no such column.
+    """
+    schema = scan_records(record, path).collect_schema()
+    if field not in schema:
+        raise RecordValidationError(str(path), record.record_name, field, "no such column")
+    dtype = schema[field]
+    return int(dtype.size) if isinstance(dtype, pl.Array) else None
 
 
 def _has_vector(record: type[Record]) -> bool:

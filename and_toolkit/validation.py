@@ -10,7 +10,7 @@ import polars as pl
 from and_toolkit.errors import RecordValidationError
 from and_toolkit.records.models import ActivationTable, Caption, Extremes, ProbeClip
 from and_toolkit.run import FILES, Run
-from and_toolkit.store import provenance_of, read_records, record_of
+from and_toolkit.store import read_records, record_of, vector_width
 
 
 def _check_file(path: Path) -> tuple[list[str], pl.DataFrame | None]:
@@ -49,11 +49,11 @@ def cross_check(run: Run) -> list[str]:
             pass
     for f in run.activation_files():
         try:
-            width = pl.read_parquet_schema(f)["values"]
-        except Exception:  # unreadable: reported by the file check
+            width = vector_width(ActivationTable, f, "values")
+        except RecordValidationError:  # unreadable: reported by the file check
             continue
-        if isinstance(width, pl.Array) and width.size != n:
-            problems.append(f"{f}: record ActivationTable, field 'values': width {width.size} "
+        if width is not None and width != n:
+            problems.append(f"{f}: record ActivationTable, field 'values': width {width} "
                             f"but the probe set has {n} clips")
     if run.has(Extremes):
         try:
@@ -104,18 +104,16 @@ def run_info(path: Path) -> dict[str, Any]:
     for record, _name in FILES.items():
         if run.has(record):
             info["records"][record.record_name] = {
-                "rows": pl.scan_parquet(run.path(record)).select(pl.len()).collect().item(),
-                "provenance": provenance_of(run.path(record)),
-            }
-    layers = {}
-    for f in run.activation_files():
-        lf = pl.scan_parquet(f).select("model", "layer", pl.len().alias("units"))
-        model, layer, units = lf.group_by("model", "layer").agg(pl.col("units").first()).collect(
-        ).row(0)
-        layers[f"{model}/{layer}"] = units
+                "rows": run.rows(record), "provenance": run.provenance(record)}
+    layers = {f"{model}/{layer}": len(units) for model, layer, units in run.activation_units()}
     if layers:
         info["records"][ActivationTable.record_name] = {
             "layers": len(layers), "neurons": sum(layers.values()), "per_layer": layers}
+    targets = run.stage_info("targets")
+    info["targets"] = {
+        tid: {k: t.get(k) for k in ("arch", "precision", "threads", "test_accuracy",
+                                   "weights_key")}
+        for tid, t in sorted(targets.items()) if isinstance(t, dict)}
     info["results"] = sorted(run.results())
     info["report"] = str(run.report_path) if run.report_path.is_file() else None
     return info

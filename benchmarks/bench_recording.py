@@ -52,6 +52,7 @@ from and_toolkit.probe.audio import load_clips
 from and_toolkit.probe.esc50 import esc50_data_dir, esc50_probe
 from and_toolkit.recording.hooks import module_width, select_layers
 from and_toolkit.recording.record import probe_sha256, record_to_run
+from and_toolkit.run import Run
 
 
 class PeakRSS:
@@ -108,10 +109,11 @@ def build_target(name: str, feats: np.ndarray, targets: np.ndarray, folds: np.nd
         features_sha,
         labels_sha,
         load_weights,
+        resolve_train_config,
         weights_key,
     )
 
-    cfg = DEFAULT_TARGETS[name]
+    cfg, _ = resolve_train_config(DEFAULT_TARGETS[name])
     model = build_model(cfg)
     key = weights_key(cfg, features_sha(feats), labels_sha(targets, folds))
     file = cache / f"weights-{name}-{key[:16]}.safetensors"
@@ -173,7 +175,7 @@ def interleaved(
             yield x
 
     with Clock() as total:
-        written = record_to_run(model, feed(), layers, pooling, out, model_id, sha,
+        written = record_to_run(model, feed(), layers, pooling, Run.at(out), model_id, sha,
                                 n_clips=feats.shape[0], progress=False)
     return bare, total, sum(p.stat().st_size for p in written.values())
 
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         warm = feats[: 2 * args.batch_size]
         bare_pass(model, warm, args.batch_size)
         record_to_run(model, batches(warm, args.batch_size), layers, args.pooling,
-                      Path(tmp) / "warm", args.model, "warm-up", n_clips=warm.shape[0],
+                      Run.at(Path(tmp) / "warm"), args.model, "warm-up", n_clips=warm.shape[0],
                       progress=False)
         # 1) sequential passes first, while the allocator holds no freed matrix: memory
         #    (and a second, load-sensitive time ratio)
@@ -225,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             bare_pass(model, feats, args.batch_size)
         with PeakRSS() as mem_rec, Clock() as seq_rec:
             record_to_run(model, batches(feats, args.batch_size), layers, args.pooling,
-                          Path(tmp) / "sequential", args.model, sha, n_clips=n, progress=False)
+                          Run.at(Path(tmp) / "sequential"), args.model, sha, n_clips=n, progress=False)
         load.append(os.getloadavg()[0])
         # 2) batch-interleaved timing (robust to the load of a shared machine)
         bare, total, size = interleaved(model, feats, args.batch_size, layers, args.pooling,

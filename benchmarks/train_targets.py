@@ -31,6 +31,7 @@ from and_toolkit.targets import (
     features_sha,
     labels_sha,
     logmel_features,
+    resolve_train_config,
     save_weights,
     train_target,
     weights_key,
@@ -99,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     data_dir = Path(os.environ.get("AND_DATA_DIR", "/work/shared/data"))
     paths, targets, folds = load_esc50(data_dir)
     feats = cached_features(paths, FeatureConfig(), args.cache)
@@ -112,8 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         upd: dict[str, object] = {k: json.loads(v) for k, v in (s.split("=", 1) for s in args.set)}
         if args.epochs is not None:
             upd["epochs"] = args.epochs
+        if args.threads:
+            upd["threads"] = args.threads
         if upd:
             cfg = cfg.model_validate({**cfg.model_dump(), **upd})
+        cfg, decision = resolve_train_config(cfg)
+        print(f"{name}: precision {cfg.precision} ({decision.precision_source}), "
+              f"threads {cfg.threads} ({decision.threads_source})", flush=True)
         key = weights_key(cfg, fsha, labels_sha(targets, folds))
         load0 = os.getloadavg()[0]
         t0, c0 = time.perf_counter(), time.process_time()

@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests check behaviour, not this machine's bf16 speed: "auto" training precision is fp32 here
+# (tests of the probe itself clear it). nox sets the same.
+os.environ.setdefault("AND_TRAIN_PRECISION", "fp32")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -9,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from and_toolkit.cache import Cache, cache_key
+from and_toolkit.cache import Cache, cache_key, sha256_file
 
 
 def test_key_depends_on_every_part_and_not_on_order() -> None:
@@ -17,6 +18,16 @@ def test_key_depends_on_every_part_and_not_on_order() -> None:
     assert a == cache_key(sampling={"top_p": 1, "t": 0}, prompt="p", backend="x")
     assert a != cache_key(backend="x", prompt="p", sampling={"t": 1, "top_p": 1})
     assert len(a) == 64
+
+
+def test_sha256_file_any_chunk_size(tmp_path: Path) -> None:
+    data = os.urandom(10_000)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    want = hashlib.sha256(data).hexdigest()
+    assert sha256_file(path) == want == sha256_file(str(path), chunk=7)
+    (tmp_path / "empty").write_bytes(b"")
+    assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
 
 
 def test_hits_misses_and_get_or_compute(tmp_path: Path) -> None:

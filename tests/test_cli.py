@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from samples import sample_frame
 
+from and_toolkit import neurons
 from and_toolkit.cli import main
-from and_toolkit.neurons import neurons
 from and_toolkit.records import (
     ActivationTable,
     CalibratedSummary,

@@ -1,10 +1,11 @@
-"""Audio captioners: the ``Captioner`` protocol and an audio-language-model backend.
+"""Audio captioners (:class:`~and_toolkit.interfaces.Captioner`): an audio-LM backend and a fake.
 
 :class:`TransformersAudioCaptioner` drives an audio-LM through transformers, e.g. Qwen2-Audio
 (``Qwen2AudioForConditionalGeneration`` + its ``AutoProcessor``: Whisper log-mel features and a
 chat template that expands one ``<|AUDIO|>`` placeholder per clip). The prompt is the paper's
-"Please describe the audio in detail." Clips are resampled to the processor's rate
-(``scipy.signal.resample_poly``); audio beyond the feature extractor's window (30 s for
+"Please describe the audio in detail." (:data:`~and_toolkit.interfaces.CAPTION_PROMPT`), sent as
+the user turn of :func:`caption_messages`. Clips are resampled to the processor's rate
+(:func:`and_toolkit.signal.resample`); audio beyond the feature extractor's window (30 s for
 Whisper-based models) is truncated by the processor. Decoding is greedy by default; sampled
 decoding is seeded per clip (sha256 of the samples and the prompt), independent of batching.
 
@@ -16,15 +17,14 @@ only loader.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 import torch
 
-from and_toolkit.backends.llm import Sampling, prompt_seed
+from and_toolkit.backends.llm import prompt_seed
 from and_toolkit.backends.llm_transformers import (
     PerRowGumbelSampler,
     greedy_generation_config,
@@ -32,81 +32,21 @@ from and_toolkit.backends.llm_transformers import (
     resolve_model_source,
     weights_fingerprint,
 )
-from and_toolkit.dissect.prompts import CAPTION_PROMPT, caption_messages
+from and_toolkit.interfaces import CAPTION_PROMPT, Sampling
+from and_toolkit.signal import check_waveforms, resample, rms
 
 
-@runtime_checkable
-class Captioner(Protocol):
-    """Audio -> text.
-
-    Attributes:
-        id: stable identifier of the captioner and its weights (goes into Caption records).
-        prompt: the instruction given to the model ("" if none).
-    """
-
-    id: str
-    prompt: str
-
-    def caption(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> list[str]:
-        """Caption clips.
-
-        Args:
-            waveforms: mono clips, each a 1-D float array (samples in [-1, 1]).
-            sample_rate: their sampling rate in Hz.
-
-        Returns:
-            One caption per clip, in order.
-        """
-        ...
-
-
-def check_waveforms(waveforms: Sequence[np.ndarray], sample_rate: int) -> list[np.ndarray]:
-    """Validate clips and return them as float32 1-D arrays.
+def caption_messages(prompt: str = CAPTION_PROMPT) -> list[dict[str, object]]:
+    """Chat conversation for an audio-language captioner: one user turn with the audio then text.
 
     Args:
-        waveforms: mono clips.
-        sample_rate: Hz, > 0.
+        prompt: the instruction (default: the paper's "Please describe the audio in detail.").
 
     Returns:
-        float32 copies.
-
-    Raises:
-        ValueError: naming the offending clip index (not 1-D, empty, or non-finite) or a bad
-            sample rate.
+        ``[{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": prompt}]}]``
+        (the multimodal content format of transformers processors' chat templates).
     """
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be > 0 Hz, got {sample_rate}")
-    if isinstance(waveforms, np.ndarray) and waveforms.ndim == 1:
-        raise ValueError("waveforms must be a list of 1-D arrays, not a single array")
-    out = []
-    for i, w in enumerate(waveforms):
-        a = np.asarray(w, dtype=np.float32)
-        if a.ndim != 1 or a.size == 0:
-            raise ValueError(f"waveforms[{i}] must be a non-empty 1-D array, got shape "
-                             f"{list(a.shape)}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"waveforms[{i}] contains NaN or inf samples")
-        out.append(a)
-    return out
-
-
-def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Polyphase resampling (``scipy.signal.resample_poly``) to ``target_sr``.
-
-    Args:
-        waveform: 1-D float array at ``orig_sr`` Hz.
-        orig_sr: input rate in Hz.
-        target_sr: output rate in Hz.
-
-    Returns:
-        float32 1-D array at ``target_sr`` Hz (the input itself if the rates are equal).
-    """
-    if orig_sr == target_sr:
-        return waveform
-    from scipy.signal import resample_poly
-
-    g = math.gcd(orig_sr, target_sr)
-    return resample_poly(waveform, target_sr // g, orig_sr // g).astype(np.float32)
+    return [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": prompt}]}]
 
 
 def clip_seed(seed: int, waveform: np.ndarray, prompt: str) -> int:
@@ -125,7 +65,7 @@ def clip_seed(seed: int, waveform: np.ndarray, prompt: str) -> int:
 
 
 class TransformersAudioCaptioner:
-    """An audio-language model (transformers) as a :class:`Captioner`.
+    """An audio-language model (transformers) as a :class:`~and_toolkit.interfaces.Captioner`.
 
     Args:
         model: loaded model with ``generate`` accepting the processor's outputs.
@@ -217,10 +157,10 @@ class TransformersAudioCaptioner:
         return [tok.decode(row[start:], skip_special_tokens=True).strip() for row in out]
 
     def caption(self, waveforms: Sequence[np.ndarray], sample_rate: int) -> list[str]:
-        """Caption clips in batches of ``batch_size`` (see :class:`Captioner`).
+        """Caption clips in batches of ``batch_size`` (see ``Captioner.caption``).
 
         Raises:
-            ValueError: on malformed clips (see :func:`check_waveforms`).
+            ValueError: on malformed clips (see :func:`and_toolkit.signal.check_waveforms`).
         """
         clips = check_waveforms(waveforms, sample_rate)
         rate = int(self.processor.feature_extractor.sampling_rate)
@@ -258,7 +198,6 @@ class FakeCaptioner:
         self.calls += 1
         out = []
         for c in clips:
-            level = "loud" if float(np.sqrt(np.mean(c.astype(np.float64) ** 2))) > self.threshold \
-                else "quiet"
+            level = "loud" if rms(c) > self.threshold else "quiet"
             out.append(f"A {level} sound lasting {c.size / sample_rate:.1f} seconds.")
         return out

@@ -23,77 +23,20 @@ Model loading happens only in :meth:`ClapEncoder.load`.
 
 from __future__ import annotations
 
-from math import gcd
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
 from and_toolkit.backends.clip import batches, features_tensor, load_hf_pretrained, weights_tag
-from and_toolkit.backends.encoders import _check_texts, l2_normalise
+from and_toolkit.backends.encoders import _check_texts
+from and_toolkit.interfaces import l2_normalise
+from and_toolkit.signal import check_waveforms, resample
 
 CLAP_DEFAULT = "laion/clap-htsat-unfused"
 CLAP_MAX_TOKENS = 77
 INT16_SCALE = 32767.0
-
-
-@runtime_checkable
-class AudioTextEncoder(Protocol):
-    """A joint audio-text embedding model (CLAP-like).
-
-    Attributes:
-        id: stable identifier of the encoder and its weights (goes into records and cache keys).
-    """
-
-    id: str
-
-    def encode_text(self, texts: list[str]) -> np.ndarray:
-        """Embed texts.
-
-        Args:
-            texts: M strings.
-
-        Returns:
-            float32 [M, d], rows L2-normalised.
-        """
-        ...
-
-    def encode_audio(self, waveforms: list[np.ndarray], sample_rate: int) -> np.ndarray:
-        """Embed mono waveforms.
-
-        Args:
-            waveforms: N 1-D float arrays (amplitude in [-1, 1]), any lengths.
-            sample_rate: their common sampling rate in Hz.
-
-        Returns:
-            float32 [N, d], rows L2-normalised, in the same space as :meth:`encode_text`.
-        """
-        ...
-
-
-def resample(waveform: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    """Polyphase resampling (``scipy.signal.resample_poly``, Kaiser window, beta 5).
-
-    Args:
-        waveform: 1-D float array [n] at ``orig_sr`` Hz.
-        orig_sr: input rate in Hz (> 0).
-        target_sr: output rate in Hz (> 0).
-
-    Returns:
-        float32 [ceil(n * target_sr / orig_sr)]; a float32 copy when the rates are equal.
-
-    Raises:
-        ValueError: for a non-positive rate.
-    """
-    if orig_sr <= 0 or target_sr <= 0:
-        raise ValueError(f"sample rates must be > 0, got orig_sr={orig_sr}, target_sr={target_sr}")
-    x = np.asarray(waveform, dtype=np.float64)
-    if orig_sr == target_sr:
-        return x.astype(np.float32)
-    g = gcd(int(orig_sr), int(target_sr))
-    return resample_poly(x, int(target_sr) // g, int(orig_sr) // g).astype(np.float32)
 
 
 def int16_round_trip(waveform: np.ndarray) -> np.ndarray:
@@ -107,34 +50,6 @@ def int16_round_trip(waveform: np.ndarray) -> np.ndarray:
     """
     x = np.clip(np.asarray(waveform, dtype=np.float32), -1.0, 1.0)
     return ((x * np.float32(INT16_SCALE)).astype(np.int16) / INT16_SCALE).astype(np.float32)
-
-
-def check_waveforms(waveforms: list[np.ndarray], sample_rate: int) -> list[np.ndarray]:
-    """Validate mono waveforms and their rate.
-
-    Args:
-        waveforms: N arrays; each must be 1-D, non-empty and finite.
-        sample_rate: rate in Hz, a positive integer.
-
-    Returns:
-        The waveforms as float32 arrays.
-
-    Raises:
-        ValueError: naming the offending index or the rate.
-    """
-    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or sample_rate <= 0:
-        raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
-    if isinstance(waveforms, np.ndarray):
-        raise ValueError("waveforms must be a list of 1-D arrays, not one array")
-    out = []
-    for i, w in enumerate(waveforms):
-        a = np.asarray(w, dtype=np.float32)
-        if a.ndim != 1 or a.size == 0:
-            raise ValueError(f"waveforms[{i}] must be a non-empty 1-D array, got shape {a.shape}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"waveforms[{i}] holds non-finite samples")
-        out.append(a)
-    return out
 
 
 def prepare_waveform(waveform: np.ndarray, sample_rate: int, target_sr: int, *,
@@ -160,7 +75,7 @@ def prepare_waveform(waveform: np.ndarray, sample_rate: int, target_sr: int, *,
 
 
 class ClapEncoder:
-    """LAION CLAP (transformers ``ClapModel``) as an :class:`AudioTextEncoder`.
+    """LAION CLAP (transformers ``ClapModel``) as an ``AudioTextEncoder`` (see interfaces).
 
     Build with :meth:`load`; ``__init__`` takes the parts, so a stand-in feature extractor or
     tokenizer can be injected.
@@ -250,7 +165,7 @@ class ClapEncoder:
         return int(self.feature_extractor.sampling_rate)
 
     def encode_text(self, texts: list[str]) -> np.ndarray:
-        """Embed texts (see :class:`AudioTextEncoder`); float32 [M, d], L2-normalised.
+        """Embed texts (see ``AudioTextEncoder.encode_text``); float32 [M, d], L2-normalised.
 
         Raises:
             ValueError: if ``texts`` is a single string or holds a non-string.
@@ -280,7 +195,7 @@ class ClapEncoder:
             N float32 arrays at :attr:`sample_rate`.
 
         Raises:
-            ValueError: see :func:`check_waveforms`.
+            ValueError: see :func:`and_toolkit.signal.check_waveforms`.
         """
         clips = check_waveforms(waveforms, sample_rate)
         max_samples = int(self.feature_extractor.nb_max_samples) if self.crop == "head" else None
@@ -297,10 +212,11 @@ class ClapEncoder:
                 "is_longer": longer.to(self.device)}
 
     def encode_audio(self, waveforms: list[np.ndarray], sample_rate: int) -> np.ndarray:
-        """Embed clips (see :class:`AudioTextEncoder`); float32 [N, d], L2-normalised.
+        """Embed clips (see ``AudioTextEncoder.encode_audio``); float32 [N, d], L2-normalised.
 
         Raises:
-            ValueError: for an invalid rate or waveform (see :func:`check_waveforms`).
+            ValueError: for an invalid rate or waveform (see
+                :func:`and_toolkit.signal.check_waveforms`).
         """
         clips = self.prepare(waveforms, sample_rate)
         if not clips:

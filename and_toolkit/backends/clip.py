@@ -22,8 +22,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from and_toolkit.backends.encoders import _check_texts, l2_normalise
+from and_toolkit.backends.encoders import _check_texts
 from and_toolkit.backends.llm_transformers import weights_fingerprint
+from and_toolkit.interfaces import l2_normalise
 
 CLIP_DEFAULT = "openai/clip-vit-base-patch32"
 CLIP_MAX_TOKENS = 77
@@ -209,7 +210,7 @@ class CLIPTextEncoder:
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` (see :class:`~and_toolkit.backends.encoders.TextEncoder`).
+        """Embed ``texts`` (see :class:`~and_toolkit.interfaces.TextEncoder`).
 
         Args:
             texts: n strings.

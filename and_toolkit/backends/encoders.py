@@ -1,4 +1,4 @@
-"""Sentence encoders: the ``TextEncoder`` protocol and its implementations.
+"""Sentence encoders: implementations of :class:`~and_toolkit.interfaces.TextEncoder`.
 
 Every encoder maps a list of texts to a float32 matrix ``[n, d]`` whose rows have unit L2 norm,
 so cosine similarity is a plain dot product. Implementations:
@@ -19,46 +19,13 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
+from and_toolkit.interfaces import TextEncoder, l2_normalise
+
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
-
-
-@runtime_checkable
-class TextEncoder(Protocol):
-    """A sentence encoder (``id`` may be a plain attribute or a property)."""
-
-    @property
-    def id(self) -> str:
-        """Stable identifier of the encoder and its weights (records and cache keys)."""
-        ...
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts``.
-
-        Args:
-            texts: n strings (may be empty).
-
-        Returns:
-            float32 array [n, d], each row L2-normalised.
-        """
-        ...
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation to float32; all-zero rows stay zero.
-
-    Args:
-        x: array [n, d].
-
-    Returns:
-        float32 array [n, d].
-    """
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
 
 
 def _check_texts(texts: Sequence[str]) -> list[str]:

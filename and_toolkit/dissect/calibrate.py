@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from and_toolkit.backends.encoders import TextEncoder
+from and_toolkit.interfaces import TextEncoder
 
 PAPER_THRESHOLD = 0.7
 REFERENCE_THRESHOLD = 0.5

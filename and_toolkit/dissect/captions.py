@@ -11,6 +11,7 @@ import polars as pl
 
 from and_toolkit.errors import DataError
 from and_toolkit.records.models import Caption
+from and_toolkit.store import read_table
 
 
 def read_caption_file(
@@ -36,7 +37,7 @@ def read_caption_file(
             obj = json.loads(path.read_text("utf-8"))
             df = pl.DataFrame({id_column: list(obj), text_column: list(obj.values())})
         elif path.suffix == ".parquet":
-            df = pl.read_parquet(path)
+            df = read_table(path)
         else:
             raise DataError(f"{path}: unsupported caption format {path.suffix!r}")
     except UnicodeDecodeError as exc:
@@ -107,3 +108,14 @@ def captions_by_clip(captions: pl.DataFrame) -> dict[str, str]:
     if captions["captioner"].n_unique() > 1:
         raise ValueError(f"captions hold several captioners: {captions['captioner'].unique()}")
     return dict(zip(captions["clip_id"].to_list(), captions["text"].to_list(), strict=True))
+
+
+DESCRIPTOR_ID = "descriptors-v1"
+"""Version id of the acoustic-descriptor sentence appended to captions
+(:mod:`and_toolkit.dissect.descriptors`)."""
+
+
+def active_captioner(captioner_id: str, descriptors: bool) -> str:
+    """The captioner id the dissection reads: ``<base>+descriptors-v1`` when descriptor
+    sentences are appended, else the base captioner."""
+    return f"{captioner_id}+{DESCRIPTOR_ID}" if descriptors else captioner_id

@@ -31,6 +31,9 @@ from and_toolkit.dissect.similarity import (
 from and_toolkit.records import ConceptSet
 
 EvidenceMode = Literal["softmax100", "cosine"]
+ClosedMethod = Literal["DB", "TAB", "ICL"]
+CLOSED_METHODS: tuple[ClosedMethod, ...] = ("DB", "TAB", "ICL")
+"""Module A's three methods, in the paper's order (description-based, audio-text, in-context)."""
 
 
 class ClosedConfig(BaseModel):
@@ -50,6 +53,11 @@ class ClosedConfig(BaseModel):
 
 
 # ----- text --------------------------------------------------------------------------------------
+def concept_texts(names: Sequence[str]) -> list[str]:
+    """Text encoded for each concept name (underscores as spaces: 'water drops')."""
+    return [n.replace("_", " ") for n in names]
+
+
 def distinct_texts(texts: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """Distinct texts in first-occurrence order and the index of each input among them.
 

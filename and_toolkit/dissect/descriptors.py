@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from and_toolkit.signal import check_waveform, median_frequency, power_db, rms_dbfs
+
 DESCRIBER_ID = "descriptors-v1"
-_FLOOR_DB = -120.0
 _SILENCE_REL_DB = 35.0
 _SILENCE_ABS_DBFS = -70.0
 _EPS = 1e-12
@@ -148,20 +149,6 @@ def _frames(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     return x[idx]
 
 
-def _db(power: np.ndarray) -> np.ndarray:
-    return np.maximum(10.0 * np.log10(np.maximum(power, _EPS)), _FLOOR_DB)
-
-
-def _median_frequency(x: np.ndarray, sample_rate: int) -> float:
-    power = np.abs(np.fft.rfft(x)) ** 2
-    total = power.sum()
-    if total <= 0:
-        return 0.0
-    freqs = np.fft.rfftfreq(len(x), 1.0 / sample_rate)
-    k = int(np.searchsorted(np.cumsum(power), 0.5 * total))
-    return float(freqs[min(k, len(freqs) - 1)])
-
-
 def _onsets(flux: np.ndarray, min_gap: int) -> np.ndarray:
     """Indices of spectral-flux peaks: local maxima above max(mean + 2 std, 0.25 max)."""
     if flux.size < 3 or flux.max() <= 0:
@@ -201,26 +188,17 @@ def measure(waveform: np.ndarray, sample_rate: int) -> Descriptors:
         The clip's :class:`Descriptors`.
 
     Raises:
-        ValueError: if the waveform is not 1-D, empty or non-finite, or the rate is not > 0.
+        ValueError: if the waveform is not 1-D, empty or non-finite, or the rate is not a
+            positive integer (see :func:`and_toolkit.signal.check_waveform`).
     """
-    x = np.asarray(waveform)
-    if x.ndim != 1:
-        raise ValueError(f"waveform must be 1-D [n_samples], got shape {x.shape}")
-    if x.size == 0:
-        raise ValueError("waveform is empty")
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
-    x = x.astype(np.float64)
-    if not np.all(np.isfinite(x)):
-        raise ValueError("waveform contains NaN or inf")
+    x = check_waveform(waveform, sample_rate, dtype=np.float64)
     n_fft = int(2 ** round(np.log2(0.032 * sample_rate)))
     hop = n_fft // 2
     frame_rate = sample_rate / hop
     duration = x.size / sample_rate
 
-    rms_dbfs = float(_db(np.array([np.mean(x**2)]))[0])
     frames = _frames(x, n_fft, hop)
-    level = _db(np.mean(frames**2, axis=1))
+    level = power_db(np.mean(frames**2, axis=1))
     silent_below = max(float(level.max()) - _SILENCE_REL_DB, _SILENCE_ABS_DBFS)
     active = level >= silent_below
     spec = np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1))
@@ -242,8 +220,8 @@ def measure(waveform: np.ndarray, sample_rate: int) -> Descriptors:
     rise = level[2:] - level[:-2] if level.size > 2 else np.zeros(1)
 
     return Descriptors(
-        rms_dbfs=rms_dbfs,
-        median_freq_hz=_median_frequency(x, sample_rate),
+        rms_dbfs=rms_dbfs(x),
+        median_freq_hz=median_frequency(x, sample_rate),
         centroid_hz=centroid,
         flatness=flatness,
         onset_rate_hz=float(peaks.size / duration),

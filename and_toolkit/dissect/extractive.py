@@ -40,10 +40,9 @@ from typing import Literal, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from and_toolkit.backends.encoders import TextEncoder
-from and_toolkit.backends.tagger import TaggedToken, Tagger
 from and_toolkit.dissect.open_concepts import ACOUSTIC_ADJECTIVES
 from and_toolkit.dissect.text import split_sentences
+from and_toolkit.interfaces import TaggedToken, Tagger, TextEncoder
 
 SUMMARIZER_ID = "extractive-v1"
 

@@ -8,7 +8,7 @@ is parsed into keywords (:func:`parse_icl_response`) and each keyword is mapped 
 concept by cosine of "This is an audio about {x}" sentences (:func:`map_to_concepts`). Concept
 sentences are embedded once per call and all keywords of all responses in one ``encode`` call.
 
-Backends are injected: ``llm`` is any :class:`~and_toolkit.backends.llm.LLM` (wrap it in
+Backends are injected: ``llm`` is any :class:`~and_toolkit.interfaces.LLM` (wrap it in
 :class:`~and_toolkit.backends.llm.CachedLLM` to deduplicate and cache), ``encoder`` any object
 with ``encode(list[str]) -> np.ndarray [n, d]``.
 """
@@ -21,14 +21,18 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from and_toolkit.backends.llm import LLM, Sampling
 from and_toolkit.dissect.prompts import Compat, PromptFormat, adjective_prompt, icl_prompt
 from and_toolkit.dissect.text import split_sentences
+from and_toolkit.interfaces import LLM, Sampling
 
 #: Sentence template of the keyword -> concept mapping (authors' ``post_process_prediction``).
 CONCEPT_TEMPLATE = "This is an audio about {}"
 
 #: Default decoding: greedy, short answers.
+ICL_SIMILARITY: dict[int, str] = {1: "icl-top1", 5: "icl-top5"}
+"""ConceptSet ``similarity`` of the two ICL runs (top-1 prompt, top-5 prompt)."""
+ICL_MAX_TOKENS: dict[int, int] = {1: 32, 5: 64}
+"""Greedy decoding budget of the two ICL runs (an answer is one or five class names)."""
 ICL_SAMPLING = Sampling(max_new_tokens=128)
 ADJECTIVE_SAMPLING = Sampling(max_new_tokens=32)
 

@@ -36,7 +36,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from and_toolkit.backends.tagger import TaggedToken, Tagger
+from and_toolkit.interfaces import TaggedToken, Tagger
 
 #: The authors' dummy-word list (``sentence_utils.remove_dummy``), verbatim (reference §6.2).
 AUTHORS_DUMMY_WORDS: frozenset[str] = frozenset({

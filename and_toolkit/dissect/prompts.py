@@ -1,10 +1,13 @@
-"""Every LLM / audio-LM prompt of the toolkit, built in one place by pure functions.
+"""Every LLM prompt of the dissection, built in one place by pure functions.
 
 Reference: reference-spec §3.4 (ICL), §4 (summaries), §6 item 3 (adjective filter); paper
-Appendix A.1-A.3 and Table 5.
+Appendix A.2-A.3 and Table 5.
 
 A prompt is either a raw string (fed to the model verbatim, no chat template) or a list of chat
-messages (rendered by the model's own chat template). Two knobs:
+messages (rendered by the model's own chat template); the :data:`~and_toolkit.interfaces.Prompt`
+type, its validation and its hash live in :mod:`and_toolkit.interfaces`, next to the ``LLM``
+protocol, and so does the captioners' default instruction (App. A.1,
+:data:`~and_toolkit.interfaces.CAPTION_PROMPT`). Two knobs:
 
 - ``fmt="chat"`` (default) returns messages for chat-template models; ``fmt="llama2"`` returns
   one string in the Llama-2 chat format with literal ``<s>``, ``[INST]``, ``<<SYS>>`` tags, as
@@ -23,30 +26,13 @@ replaced by 'sneezing' (another ESC-50 class), and the instruction's grammar is 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from typing import Literal, TypedDict
+from typing import Literal
 
+from and_toolkit.interfaces import ChatMessage, Prompt
 
-class ChatMessage(TypedDict):
-    """One chat turn.
-
-    Attributes:
-        role: "system", "user" or "assistant".
-        content: the turn's text.
-    """
-
-    role: str
-    content: str
-
-
-Prompt = str | list[ChatMessage]
 Compat = Literal["paper", "reference"]
 PromptFormat = Literal["chat", "llama2"]
-
-#: Captioning prompt of SALMONN (paper App. A.1), also used for Qwen2-Audio.
-CAPTION_PROMPT = "Please describe the audio in detail."
 
 #: Summary instruction (paper App. A.2 and the authors' code, identical).
 SUMMARY_INSTRUCTION = (
@@ -57,8 +43,6 @@ SUMMARY_INSTRUCTION = (
 ADJECTIVE_QUESTION = (
     "Can the adjective '{word}' be used to describe the tone, emotion, or acoustic features of "
     "audio, music, or any other form of sound?")
-
-_ROLES = ("system", "user", "assistant")
 
 # --- ICL few-shot material (paper Table 5; reference = ICL.py) --------------------------------
 
@@ -294,82 +278,3 @@ def icl_prompt(summary: str, concepts: Sequence[str], *, top: Literal[1, 5] = 1,
         _msg("user", summary),
     ]
     return _finish(messages, fmt)
-
-
-# --- captioning --------------------------------------------------------------------------------
-
-
-def caption_messages(prompt: str = CAPTION_PROMPT) -> list[dict[str, object]]:
-    """Chat conversation for an audio-language captioner: one user turn with the audio then text.
-
-    Args:
-        prompt: the instruction (default: the paper's "Please describe the audio in detail.").
-
-    Returns:
-        ``[{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": prompt}]}]``
-        (the multimodal content format of transformers processors' chat templates).
-    """
-    return [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": prompt}]}]
-
-
-# --- identity ----------------------------------------------------------------------------------
-
-
-def validate_prompt(prompt: Prompt) -> Prompt:
-    """Check that ``prompt`` is a string or a non-empty list of well-formed chat messages.
-
-    Args:
-        prompt: a prompt.
-
-    Returns:
-        The same prompt.
-
-    Raises:
-        ValueError: naming the offending message and field.
-    """
-    if isinstance(prompt, str):
-        return prompt
-    if not isinstance(prompt, list) or not prompt:
-        raise ValueError("prompt must be a string or a non-empty list of chat messages")
-    for i, m in enumerate(prompt):
-        if not isinstance(m, dict) or set(m) != {"role", "content"}:
-            raise ValueError(f"prompt[{i}] must be a dict with exactly 'role' and 'content'")
-        if m["role"] not in _ROLES:
-            raise ValueError(f"prompt[{i}].role is {m['role']!r}, expected one of {_ROLES}")
-        if not isinstance(m["content"], str):
-            raise ValueError(f"prompt[{i}].content must be a string")
-    return prompt
-
-
-def prompt_text(prompt: Prompt) -> str:
-    """Canonical text of a prompt (for hashing and storage).
-
-    A raw string is returned as is; chat messages become the canonical JSON
-    ``[{"content": ..., "role": ...}, ...]`` (sorted keys, no whitespace, UTF-8) prefixed with
-    ``"chat:"`` so a raw string can never collide with a message list.
-
-    Args:
-        prompt: a prompt.
-
-    Returns:
-        The canonical text.
-
-    Raises:
-        ValueError: if the prompt is malformed (see :func:`validate_prompt`).
-    """
-    validate_prompt(prompt)
-    if isinstance(prompt, str):
-        return prompt
-    return "chat:" + json.dumps(prompt, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def prompt_sha256(prompt: Prompt) -> str:
-    """sha256 hex digest of :func:`prompt_text` (UTF-8).
-
-    Args:
-        prompt: a prompt.
-
-    Returns:
-        64 lower-case hex characters.
-    """
-    return hashlib.sha256(prompt_text(prompt).encode("utf-8")).hexdigest()

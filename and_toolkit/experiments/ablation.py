@@ -52,6 +52,7 @@ from and_toolkit.experiments.paper import (
     FIG4C,
     PaperModel,
 )
+from and_toolkit.experiments.rows import result_key, result_row, tagged
 from and_toolkit.records.models import ResultRow
 
 __all__ = ["COUNT_CRITERIA", "AblationConfig", "budgets", "fig4", "neuron_counts", "prune_order",
@@ -248,11 +249,14 @@ def select_for_budget(order: npt.NDArray[np.int64], budget: int,
     return order[:budget]
 
 
-def _row(panel: str, key: str, config: AblationConfig, crit: str, series: str, x: float,
-         metric: str, value: float | None, paper: float | None, note: str) -> dict[str, Any]:
-    return {"experiment": f"fig{panel}", "key": f"{config.model}/{key}", "model": config.model,
-            "group": crit, "series": series, "x": x, "metric": metric, "value": value,
-            "paper_value": paper, "note": note}
+def _row(config: AblationConfig, panel: str, crit: str, seed: int | None, x: float, metric: str,
+         value: float | None, paper: float | None, note: str) -> dict[str, Any]:
+    """One Fig 4 row, key ``<model>/<panel>/<criterion>/<mean | seed=s>/<x %>/<metric>``;
+    series "mean" (seed None) or "seed=<s>"."""
+    series = "mean" if seed is None else tagged("seed", seed)
+    return result_row(f"fig{panel}", result_key(config.model, panel, crit, series, x, metric),
+                      metric, value, model=config.model, group=crit, series=series, x=x,
+                      paper_value=paper, note=note)
 
 
 def _paper(config: AblationConfig, panel: str, crit: str, x: float) -> float | None:
@@ -328,18 +332,18 @@ def fig4(counts: pl.DataFrame, layer_sizes: Mapping[str, int], test_clips: pl.Da
     acc = {k: accuracy(z, t) for k, z in zip(masks, logits[1:], strict=True)}
     rows: list[dict[str, Any]] = []
     for panel, crit in jobs:
-        key0 = f"{panel}/{crit}"
         note0 = "compat: fixed at 0.95" if config.zero_point_compat else "measured, unpruned"
         if crit in not_run:
             note0 = f"not run: {not_run[crit]}"
-        rows.append(_row(panel, f"{key0}/mean/0/accuracy", config, crit, "mean", 0.0, "accuracy",
+        rows.append(_row(config, panel, crit, None, 0.0, "accuracy",
                          None if crit in not_run else acc0, _paper(config, panel, crit, 0.0),
                          note0))
-        for x, b in zip(config.percents, sizes, strict=True):
-            ref = _paper(config, panel, crit, float(x))
+        for pct, b in zip(config.percents, sizes, strict=True):
+            x = float(pct)
+            ref = _paper(config, panel, crit, x)
             if crit in not_run:
-                rows += [_row(panel, f"{key0}/mean/{x:g}/{m}", config, crit, "mean", float(x), m,
-                              None, ref if m == "accuracy" else None, f"not run: {not_run[crit]}")
+                rows += [_row(config, panel, crit, None, x, m, None,
+                              ref if m == "accuracy" else None, f"not run: {not_run[crit]}")
                          for m in ("accuracy", "n_pruned")]
                 continue
             col = cols[(panel, crit)]
@@ -348,12 +352,11 @@ def fig4(counts: pl.DataFrame, layer_sizes: Mapping[str, int], test_clips: pl.Da
             note = f"budget {b} of {expected} neurons; {len(config.seeds)} seeds"
             if config.budget_typo_compat and x == 12:
                 note += "; compat: 12 % = 6442/55346"
-            rows.append(_row(panel, f"{key0}/mean/{x:g}/accuracy", config, crit, "mean",
-                             float(x), "accuracy", float(np.mean(per_acc)), ref, note))
-            rows.append(_row(panel, f"{key0}/mean/{x:g}/n_pruned", config, crit, "mean",
-                             float(x), "n_pruned", float(np.mean(per_n)), None, note))
+            rows.append(_row(config, panel, crit, None, x, "accuracy", float(np.mean(per_acc)),
+                             ref, note))
+            rows.append(_row(config, panel, crit, None, x, "n_pruned", float(np.mean(per_n)),
+                             None, note))
             for s, a, n in zip(config.seeds, per_acc, per_n, strict=True):
-                rows += [_row(panel, f"{key0}/seed={s}/{x:g}/{m}", config, crit, f"seed={s}",
-                              float(x), m, v, None, "") for m, v in (("accuracy", a),
-                                                                     ("n_pruned", n))]
+                rows += [_row(config, panel, crit, s, x, m, v, None, "")
+                         for m, v in (("accuracy", a), ("n_pruned", n))]
     return ResultRow.frame(rows)

@@ -9,9 +9,11 @@ compared by their medians and a Mann-Whitney U test. Per-clip measures come from
 
 * ``amplitude``: mean |x_t| of the waveform (the paper's "averaged waveform amplitude" is not
   defined further), full scale = 1.
-* ``rms_db``: 20 log10 RMS, dBFS, floored at -120.
+* ``rms_db``: RMS level, 10 log10 mean(x²) (= 20 log10 RMS), dBFS, floored at -120
+  (:func:`and_toolkit.signal.rms_dbfs`, the definition the caption descriptors use).
 * ``mdf_hz``: median frequency, the smallest f with Σ_{f_i <= f} P(f_i) >= ½ Σ P(f_i), P the
-  power spectrum |rFFT|² of the whole clip (DC removed first by default), in Hz.
+  power spectrum |rFFT|² of the whole clip (DC removed first by default), in Hz
+  (:func:`and_toolkit.signal.median_frequency`).
 """
 
 from __future__ import annotations
@@ -29,13 +31,13 @@ from and_toolkit.experiments.adjectives import (
     KEY,
     open_adjectives,
     require_columns,
-    result_row,
 )
+from and_toolkit.experiments.rows import neuron_part, result_key, result_row
 from and_toolkit.records.models import ResultRow
+from and_toolkit.signal import check_waveform, median_frequency, rms_dbfs
 
 Measure = Literal["amplitude", "rms_db", "mdf_hz"]
 MEASURES: tuple[Measure, ...] = ("amplitude", "rms_db", "mdf_hz")
-_FLOOR_DB = -120.0
 
 #: Appendix C: AST neurons with / without "loud" in C_open-set.
 PAPER_APPENDIX_C_LOUD: Mapping[str, float] = MappingProxyType(
@@ -64,26 +66,12 @@ def clip_acoustics(waveform: np.ndarray, sample_rate: int, *,
         :class:`ClipAcoustics`. A silent clip has amplitude 0, rms_db -120 and mdf_hz 0.
 
     Raises:
-        ValueError: waveform not 1-D, empty or non-finite; sample_rate <= 0.
+        ValueError: waveform not 1-D, empty or non-finite; sample_rate not a positive integer
+            (see :func:`and_toolkit.signal.check_waveform`).
     """
-    x = np.asarray(waveform, dtype=np.float64)
-    if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"waveform: expected a non-empty 1-D array, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError("waveform: contains NaN or inf")
-    if sample_rate <= 0:
-        raise ValueError(f"sample_rate must be > 0, got {sample_rate}")
-    amplitude = float(np.mean(np.abs(x)))
-    rms = float(np.sqrt(np.mean(x * x)))
-    rms_db = max(20.0 * np.log10(rms), _FLOOR_DB) if rms > 0 else _FLOOR_DB
-    y = x - x.mean() if remove_dc else x
-    power = np.abs(np.fft.rfft(y)) ** 2
-    total = float(power.sum())
-    if total <= 0:
-        return ClipAcoustics(amplitude, float(rms_db), 0.0)
-    freqs = np.fft.rfftfreq(x.size, 1.0 / sample_rate)
-    i = int(np.searchsorted(np.cumsum(power), 0.5 * total, side="left"))
-    return ClipAcoustics(amplitude, float(rms_db), float(freqs[min(i, freqs.size - 1)]))
+    x = check_waveform(waveform, sample_rate, dtype=np.float64)
+    return ClipAcoustics(float(np.mean(np.abs(x))), rms_dbfs(x),
+                         median_frequency(x, sample_rate, remove_dc=remove_dc))
 
 
 def acoustics_frame(clips: Iterable[tuple[str, np.ndarray, int]]) -> pl.DataFrame:
@@ -161,11 +149,10 @@ def neuron_acoustics(extremes: pl.DataFrame, clip_measures: pl.DataFrame) -> pl.
 def _group_rows(exp: str, model: str, word: str, measure: str, with_v: np.ndarray,
                 without_v: np.ndarray, alternative: str) -> list[dict[str, object]]:
     """Medians, means, AUC and Mann-Whitney p of one (word, measure) split."""
-    base = f"{model}/{word}/{measure}"
     if with_v.size == 0 or without_v.size == 0:
         note = "not computable: one group is empty"
-        return [result_row(exp, f"{base}/{m}", m, None, model=model, group=word,
-                           series=measure, note=note)
+        return [result_row(exp, result_key(model, word, measure, m), m, None, model=model,
+                           group=word, series=measure, note=note)
                 for m in ("median_with", "median_without", "mean_with", "mean_without",
                           "auc", "p_value")]
     res = stats.mannwhitneyu(with_v, without_v, alternative=alternative)
@@ -176,24 +163,19 @@ def _group_rows(exp: str, model: str, word: str, measure: str, with_v: np.ndarra
             "auc": auc, "p_value": float(res.pvalue)}
     notes = {"auc": "P(with > without) + ½ P(tie), = U / (n_with n_without)",
              "p_value": f"Mann-Whitney U, {alternative}"}
-    return [result_row(exp, f"{base}/{m}", m, v, model=model, group=word, series=measure,
-                       note=notes.get(m, "")) for m, v in vals.items()]
+    return [result_row(exp, result_key(model, word, measure, m), m, v, model=model, group=word,
+                       series=measure, note=notes.get(m, "")) for m, v in vals.items()]
 
 
 def _distribution(per_neuron: pl.DataFrame, exp: str, word: str,
-                  measure: Measure) -> pl.DataFrame:
-    """ResultRow rows of one Fig 8 panel: one per neuron, series "with" / "without"."""
-    key = pl.concat_str(pl.col("model"), pl.lit(f"/{word}/{measure}/"), pl.col("layer"),
-                        pl.lit("#"), pl.col("unit").cast(pl.String))
-    with_word = pl.col("words").list.contains(word)
-    return per_neuron.select(
-        pl.lit(exp).alias("experiment"), key.alias("key"), pl.col("model"),
-        pl.lit(word).alias("group"),
-        pl.when(with_word).then(pl.lit("with")).otherwise(pl.lit("without")).alias("series"),
-        pl.int_range(pl.len()).cast(pl.Float64).alias("x"), pl.lit(measure).alias("metric"),
-        pl.col(measure).cast(pl.Float64).alias("value"),
-        pl.lit(None, dtype=pl.Float64).alias("paper_value"), pl.lit("").alias("note"),
-    ).cast(dict(ResultRow.polars_schema()))  # type: ignore[arg-type]
+                  measure: Measure) -> list[dict[str, object]]:
+    """ResultRow rows of one Fig 8 panel: one per neuron (x = its row number in
+    ``per_neuron``), series "with" / "without"."""
+    cols = per_neuron.select("model", "layer", "unit", "words", measure).iter_rows()
+    return [result_row(exp, result_key(model, word, measure, neuron_part(layer, unit)), measure,
+                       value, model=model, group=word, x=float(i),
+                       series="with" if word in words else "without")
+            for i, (model, layer, unit, words, value) in enumerate(cols)]
 
 
 def acoustic_groups(extremes: pl.DataFrame, concepts: pl.DataFrame,
@@ -241,11 +223,12 @@ def acoustic_groups(extremes: pl.DataFrame, concepts: pl.DataFrame,
             for measure in MEASURES:
                 for m, n in (("n_with", int(has.sum())), ("n_without", int((~has).sum()))):
                     pv = PAPER_APPENDIX_C_LOUD[m] if is_ast and word == "loud" else None
-                    rows.append(result_row(exp, f"{model}/{word}/{measure}/{m}", m, float(n),
-                                           model=model, group=word, series=measure,
+                    rows.append(result_row(exp, result_key(model, word, measure, m), m,
+                                           float(n), model=model, group=word, series=measure,
                                            paper_value=pv))
                 v = pm[measure].to_numpy()
                 rows += _group_rows(exp, model, word, measure, v[has], v[~has],
                                     config.alternative)
-    dists = [_distribution(per_neuron, exp, w, m) for w, m in config.figure_pairs]
-    return pl.concat([ResultRow.frame(rows), *dists]), per_neuron
+    for w, m in config.figure_pairs:
+        rows += _distribution(per_neuron, exp, w, m)
+    return ResultRow.frame(rows), per_neuron

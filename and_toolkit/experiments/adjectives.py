@@ -13,8 +13,9 @@ Reference: reference-spec §6 items 5-6, §9; paper Sec 3.5 (Fig 3), Sec 4.4 (Fi
   per-neuron pairs and over the block means (the README legend quotes p-values whose
   computation is not in the authors' repo). |C_open-set| counts distinct words without merges.
 
-This module also holds two helpers the other experiment modules share: :func:`result_row`
-(one ResultRow dict) and :func:`neuron_blocks` (block / sub-layer of every neuron).
+This module also holds helpers the other experiment modules share: :func:`require_columns`
+and :func:`neuron_blocks` (block / sub-layer of every neuron). Rows are built with
+``experiments.rows`` (:func:`result_row`, :func:`result_key`).
 
 Paper numbers come from ``experiments/paper.py``; the Fig 3 read-off is a constant below
 (not yet in paper.py).
@@ -32,9 +33,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from and_toolkit.experiments.paper import FIG5 as PAPER_FIG5
-from and_toolkit.records.models import ResultRow
+from and_toolkit.experiments.rows import result_key, result_row, tagged
+from and_toolkit.records.models import NEURON_KEY, ResultRow
 
-KEY: tuple[str, ...] = ("model", "layer", "unit")
+KEY: tuple[str, ...] = NEURON_KEY
 """The neuron key columns."""
 
 #: Fig 3 (README figure, AST, read off approximately): neurons per adjective.
@@ -50,29 +52,6 @@ PAPER_FIG5_P_NOTE: Mapping[str, str] = MappingProxyType({
 
 
 # ----- shared helpers ---------------------------------------------------------------------------
-def result_row(experiment: str, key: str, metric: str, value: float | None, *,
-               model: str = "", group: str = "", series: str = "", x: float | None = None,
-               paper_value: float | None = None, note: str = "") -> dict[str, object]:
-    """One ResultRow as a dict (build a frame with ``ResultRow.frame(rows)``).
-
-    Args:
-        experiment: experiment id, e.g. "fig5".
-        key: unique id of the row within the experiment.
-        metric: metric name.
-        value: our value (None when not computable / not run; say why in ``note``).
-        model, group, series, x, paper_value, note: see :class:`ResultRow`.
-
-    Returns:
-        A dict with exactly the ResultRow fields; NaN values become None.
-    """
-    def _clean(v: float | None) -> float | None:
-        return None if v is None or not np.isfinite(v) else float(v)
-
-    return {"experiment": experiment, "key": key, "model": model, "group": group,
-            "series": series, "x": _clean(x), "metric": metric, "value": _clean(value),
-            "paper_value": _clean(paper_value), "note": note}
-
-
 def require_columns(df: pl.DataFrame, columns: list[str], name: str) -> None:
     """Raise a ValueError naming the frame and the missing columns, if any.
 
@@ -244,7 +223,7 @@ def top_adjectives(concepts: pl.DataFrame, config: AdjectiveConfig) -> tuple[
         paper = config.paper_model.get(r["model"], r["model"])
         pv = PAPER_FIG3_AST.get(r["concept"]) if paper == "AST" else None
         rows.append(result_row(
-            config.experiment, f"{r['model']}/{r['concept']}", "n_neurons",
+            config.experiment, result_key(r["model"], r["concept"]), "n_neurons",
             float(r["n_neurons"]), model=r["model"], group="", series=r["concept"],
             x=float(r["rank"]), paper_value=pv,
             note="paper: README figure, approx." if pv is not None else ""))
@@ -265,10 +244,11 @@ def _linregress_rows(experiment: str, model: str, series: str, x: np.ndarray, y:
         why = note
         if not all(np.isfinite(v) for v in fit):
             why = "not computable: constant counts" if np.ptp(y) == 0 else note
-    out = [result_row(experiment, f"{model}/fit/{series}/{m}", m, v, model=model, group="fit",
-                      series=series, note=why) for m, v in zip(metrics, vals, strict=True)]
-    out.append(result_row(experiment, f"{model}/fit/{series}/n", "n_points", float(len(x)),
-                          model=model, group="fit", series=series))
+    out = [result_row(experiment, result_key(model, "fit", series, m), m, v, model=model,
+                      group="fit", series=series, note=why)
+           for m, v in zip(metrics, vals, strict=True)]
+    out.append(result_row(experiment, result_key(model, "fit", series, "n"), "n_points",
+                          float(len(x)), model=model, group="fit", series=series))
     return out
 
 
@@ -313,9 +293,9 @@ def adjectives_per_block(concepts: pl.DataFrame, neurons: pl.DataFrame,
         for r in pb.iter_rows(named=True):
             b = int(r["block"])
             pv = ref[b - 1] if ref is not None and 1 <= b <= len(ref) else None
-            rows.append(result_row(exp, f"{model}/block={b}/mean", "mean_adjectives",
-                                   r["mean_adjectives"], model=model, group="block", x=b,
-                                   paper_value=pv))
+            rows.append(result_row(exp, result_key(model, tagged("block", b), "mean"),
+                                   "mean_adjectives", r["mean_adjectives"], model=model,
+                                   group="block", x=b, paper_value=pv))
         pn = per_neuron.filter(pl.col("model") == model)
         note = PAPER_FIG5_P_NOTE.get(paper, "")
         rows += _linregress_rows(exp, model, "per_neuron", pn["block"].to_numpy().astype(float),

@@ -15,14 +15,9 @@ from sklearn.cluster import KMeans
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from and_toolkit.dissect.text import PointsConfig, sentence_pool
-from and_toolkit.experiments.adjectives import (
-    require_columns,
-    result_row,
-)
+from and_toolkit.experiments.adjectives import require_columns
+from and_toolkit.experiments.rows import Padded, result_key, result_row, tagged
 from and_toolkit.records.models import ResultRow
-
-Rule = Literal["max_cluster_support", "multiset_intersection"]
-RULES: tuple[Rule, ...] = ("max_cluster_support", "multiset_intersection")
 
 _WORD = re.compile(r"[a-z]+(?:['-][a-z]+)*")
 
@@ -222,9 +217,10 @@ def elbow_rows(curve: pl.DataFrame, chosen_k: int, experiment: str = "elbow") ->
     Returns:
         One "inertia" row per k (x = k) and one "elbow_k" row (paper value 11).
     """
-    rows = [result_row(experiment, f"k={k}", "inertia", inertia, group="inertia", x=k)
+    rows = [result_row(experiment, result_key(tagged("k", k)), "inertia", inertia,
+                       group="inertia", x=k)
             for k, inertia in curve.select("k", "inertia").iter_rows()]
-    rows.append(result_row(experiment, "elbow_k", "elbow_k", float(chosen_k),
+    rows.append(result_row(experiment, result_key("elbow_k"), "elbow_k", float(chosen_k),
                            group="elbow", paper_value=11.0,
                            note="max distance below the chord of the scaled inertia curve"))
     return ResultRow.frame(rows)
@@ -241,16 +237,18 @@ def cluster_words(pool: pl.DataFrame, labels: np.ndarray, *, clustering: str = "
     Args:
         pool: :func:`build_sentence_pool` output.
         labels: int [n] cluster of each pool row.
-        clustering: label used in keys.
+        clustering: label of the clustering, first part of every key.
         top_n: words kept per cluster.
         extra_stopwords: more words to drop (e.g. "sound").
         experiment: experiment id.
 
     Returns:
-        (rows, words): ``rows`` is a ResultRow frame, group "cluster <c> (<clustering>)":
+        (rows, words): ``rows`` is a ResultRow frame, group "cluster <c> (<n> sentences)":
         metrics "n_captions" and "n_sentences" (x null), and one "frequency" row per top
-        word (series = word, x = rank, value = count; the word-cloud input); ``words`` is
-        ``cluster (Int32), word, count (Int64), rank (Int32, 1 = most frequent)``.
+        word (series = word, x = rank, value = count; the word-cloud input). Keys
+        "<clustering>/cluster=<c, 3 digits>/<metric | word=<w>>" sort the clusters in numeric
+        order. ``words`` is ``cluster (Int32), word, count (Int64), rank (Int32, 1 = most
+        frequent)``.
     """
     require_columns(pool, ["clip_id", "sentence"], "pool")
     labels = np.asarray(labels)
@@ -274,13 +272,19 @@ def cluster_words(pool: pl.DataFrame, labels: np.ndarray, *, clustering: str = "
                                       pl.col("clip_id").n_unique().alias("n_captions"))
              .sort("cluster"))
     rows = []
+    group: dict[int, str] = {}
     for c, n_sent, n_cap in sizes.iter_rows():
-        group = f"cluster {c} ({clustering})"
+        group[c] = f"cluster {c} ({n_sent} sentences)"
         for metric, v in (("n_captions", n_cap), ("n_sentences", n_sent)):
-            rows.append(result_row(experiment, f"{clustering}/cluster={c}/{metric}", metric,
-                                   float(v), group=group))
+            rows.append(result_row(experiment, _cluster_key(clustering, c, metric), metric,
+                                   float(v), group=group[c]))
     for c, w, n, r in words.iter_rows():
-        rows.append(result_row(experiment, f"{clustering}/cluster={c}/word={w}", "frequency",
-                               float(n), group=f"cluster {c} ({clustering})", series=w, x=r))
+        rows.append(result_row(experiment, _cluster_key(clustering, c, tagged("word", w)),
+                               "frequency", float(n), group=group[c], series=w, x=r))
     return ResultRow.frame(rows), words
+
+
+def _cluster_key(clustering: str, cluster: int, last: str) -> str:
+    """Table 8 key: clusters zero-padded to 3 digits so that they sort numerically."""
+    return result_key(clustering, tagged("cluster", Padded(cluster, 3)), last)
 

@@ -36,7 +36,6 @@ from and_toolkit.experiments.adjectives import (
     HeadBlock,
     neuron_blocks,
     require_columns,
-    result_row,
 )
 from and_toolkit.experiments.clusters import (  # noqa: F401  (re-exported API)
     ClusterConfig,
@@ -49,11 +48,15 @@ from and_toolkit.experiments.clusters import (  # noqa: F401  (re-exported API)
     kmeans_labels,
 )
 from and_toolkit.experiments.paper import FIG6 as PAPER_FIG6
+from and_toolkit.experiments.rows import Padded, result_key, result_row, tagged
 from and_toolkit.records.models import ResultRow
 
 Rule = Literal["max_cluster_support", "multiset_intersection"]
 RULES: tuple[Rule, ...] = ("max_cluster_support", "multiset_intersection")
-
+RULE_LABELS: dict[Rule, str] = {"max_cluster_support": "max cluster support",
+                                "multiset_intersection": "multiset intersection"}
+FIG6_SETTING: tuple[int, int] = (5, 4)
+"""(K, τ) of Fig 6 and of its per-sub-layer table."""
 
 
 class InterpretabilityConfig(BaseModel):
@@ -61,12 +64,14 @@ class InterpretabilityConfig(BaseModel):
 
     Attributes:
         rules: which interpretability rules to evaluate.
-        clustering: label of the clustering used (goes into keys / series, e.g. "k=11").
+        clustering: label of the clustering used (a key part, and in series; e.g. "k=11").
         head_block: block-less head neurons: "exclude" (the authors plot sub-layers of the
             transformer blocks only) or "last".
         experiment: experiment id of the τ-grid rows (Figs 11-13, every K). With K=5, the
             τ=4 block rows are also emitted under ``fig6_experiment``.
-        fig6_experiment: experiment id of the Fig 6 rows.
+        fig6_experiment: experiment id of the Fig 6 rows (both rules).
+        sublayer_experiment: experiment id of the Fig 6 setting per sub-layer.
+        sublayer_rule: the rule of the per-sub-layer rows (the authors' figure's rule).
         paper_model: our model id -> paper model name for paper values (else the id itself).
     """
 
@@ -77,6 +82,8 @@ class InterpretabilityConfig(BaseModel):
     head_block: HeadBlock = "exclude"
     experiment: str = "fig11_13"
     fig6_experiment: str = "fig6"
+    sublayer_experiment: str = "fig6_sublayers"
+    sublayer_rule: Rule = "max_cluster_support"
     paper_model: dict[str, str] = Field(default_factory=dict)
 
 
@@ -159,35 +166,45 @@ def neuron_scores(extremes: pl.DataFrame, clusters: pl.DataFrame) -> pl.DataFram
         "multiset_intersection": pl.Int32})
 
 
-def _rule_rows(pm: pl.DataFrame, model: str, k: int, rule: Rule, config: InterpretabilityConfig,
-               exp: str, paper: tuple[float, ...] | None) -> list[dict[str, object]]:
+def tau_label(k: int, tau: int) -> str:
+    """Display label of a (K, τ) setting, e.g. "K=5, τ=4"."""
+    return f"K={k}, \u03c4={tau}"
+
+
+def _rule_rows(pm: pl.DataFrame, model: str, k: int, rule: Rule,
+               config: InterpretabilityConfig,
+               paper: tuple[float, ...] | None) -> list[dict[str, object]]:
     """Rows of one model and rule for every τ of the grid (see uninterpretable_neurons)."""
-    cl = config.clustering
+    cl, exp = config.clustering, config.experiment
+    series = f"{rule} ({cl})"
     rows: list[dict[str, object]] = []
     for tau in tau_grid(k):
         un = pm.with_columns((pl.col(rule) < tau).alias("u"))
-        group, series = f"K={k}, tau={tau}", f"{rule} ({cl})"
-        base = f"{model}/{cl}/{rule}/K={k}/tau={tau}"
-        rows.append(result_row(exp, f"{base}/all", "pct_uninterpretable_all",
+        label, fig6 = tau_label(k, tau), (k, tau) == FIG6_SETTING
+        setting = (Padded(k, 2), Padded(tau, 2))
+        rows.append(result_row(exp, result_key(model, "all", rule, cl, *setting), label,
                                100.0 * float(un["u"].mean()),  # type: ignore[arg-type]
-                               model=model, group=group, series=series))
-        fig6 = k == 5 and tau == 4 and config.fig6_experiment != exp
+                               model=model, group="all blocks", series=series))
         for b, frac in un.group_by("block").agg(pl.col("u").mean()).sort("block").iter_rows():
-            pv = paper[b - 1] if paper and k == 5 and tau == 4 and 1 <= b <= len(paper) else None
-            rows.append(result_row(exp, f"{base}/block={b}", "pct_uninterpretable", 100 * frac,
-                                   model=model, group=group, series=series, x=b,
-                                   paper_value=pv))
-            if fig6:
+            pv = paper[b - 1] if paper and fig6 and 1 <= b <= len(paper) else None
+            rows.append(result_row(exp, result_key(model, "curve", *setting, rule, cl,
+                                                   Padded(b, 3)),
+                                   "pct_uninterpretable", 100 * frac, model=model, group=label,
+                                   series=series, x=b, paper_value=pv))
+            if fig6 and config.fig6_experiment != exp:
                 note = ("the paper's figure used this rule (authors' code)"
                         if rule == "max_cluster_support" else "Algorithm 1 as printed")
-                rows.append(result_row(config.fig6_experiment, f"{model}/{cl}/{rule}/block={b}",
+                rows.append(result_row(config.fig6_experiment,
+                                       result_key(model, cl, rule, tagged("block", b)),
                                        "pct_uninterpretable", 100 * frac, model=model,
                                        group=rule, series=cl, x=b, paper_value=pv, note=note))
-        by_sub = un.group_by("block", "sublayer").agg(pl.col("u").mean())
-        for b, sub, frac in by_sub.sort("block", "sublayer").iter_rows():
-            rows.append(result_row(exp, f"{base}/block={b}/{sub}",
-                                   "pct_uninterpretable_sublayer", 100 * frac, model=model,
-                                   group=group, series=f"{series} {sub}", x=b))
+        if fig6 and rule == config.sublayer_rule:
+            by_sub = un.group_by("block", "sublayer").agg(pl.col("u").mean())
+            for b, sub, frac in by_sub.sort("block", "sublayer").iter_rows():
+                rows.append(result_row(config.sublayer_experiment,
+                                       result_key(model, sub, Padded(b, 3)), f"block {b}",
+                                       100 * frac, model=model,
+                                       group=f"{RULE_LABELS[rule]}, {cl}", series=sub))
     return rows
 
 
@@ -197,7 +214,7 @@ def uninterpretable_neurons(extremes: pl.DataFrame, clusters: pl.DataFrame,
     """% uninterpretable neurons per block and per sub-layer, for each rule and τ.
 
     Call once per K (5, 10, 20) and per clustering, and concatenate the frames: keys hold the
-    model, clustering, rule, K and τ.
+    model, clustering, rule, K and τ (K, τ and blocks zero-padded so keys sort numerically).
 
     Args:
         extremes: Extremes frame with one K.
@@ -206,17 +223,24 @@ def uninterpretable_neurons(extremes: pl.DataFrame, clusters: pl.DataFrame,
         config: rules, clustering label, head handling, experiment ids.
 
     Returns:
-        (rows, per_neuron). ``rows`` is a ResultRow frame. Under ``config.experiment``
-        (Figs 11-13), group "K=<K>, tau=<τ>" (one panel per setting), series
-        "<rule> (<clustering>)": metric "pct_uninterpretable" per block (x = block,
-        neuron-weighted over the block's sub-layers; the paper's Fig 6 values at K=5, τ=4),
-        "pct_uninterpretable_sublayer" per sub-layer (series + " <sublayer>", x = block) and
-        "pct_uninterpretable_all" per model (x null); group "K=<K>", series = clustering:
-        "n_neurons" and "n_missing_clips" (top-K clips without caption), x null. With K=5,
-        the τ=4 block rows are repeated under ``config.fig6_experiment`` with group = rule,
-        series = clustering and the paper's Fig 6 values (on both rules; the authors'
-        figure came from max_cluster_support). ``per_neuron`` is :func:`neuron_scores` joined
-        with block and sublayer.
+        (rows, per_neuron). ``rows`` is a ResultRow frame (values in %):
+
+        * ``config.experiment`` (Figs 11-13): per (rule, τ), metric "pct_uninterpretable"
+          per block (group = :func:`tau_label`, one panel per setting; series
+          "<rule> (<clustering>)"; x = block, neuron-weighted over the block's sub-layers;
+          the paper's Fig 6 values at K=5, τ=4), key
+          "<model>/curve/<K>/<τ>/<rule>/<clustering>/<block>"; the all-block percentage
+          (x null, group "all blocks", metric = :func:`tau_label`, same series), key
+          "<model>/all/<rule>/<clustering>/<K>/<τ>"; and, when some top-K clips have no
+          caption, their count "n_missing_clips" (group "K=<K>", series = clustering).
+        * ``config.fig6_experiment`` (K=5 only): the τ=4 block rows again with group = rule,
+          series = clustering and the paper's Fig 6 values (on both rules; the authors'
+          figure came from max_cluster_support).
+        * ``config.sublayer_experiment`` (K=5 only): τ=4, ``config.sublayer_rule``, one row
+          per (block, sub-layer): group "<rule label>, <clustering>", series = sub-layer,
+          metric "block <b>", x null.
+
+        ``per_neuron`` is :func:`neuron_scores` joined with block and sublayer.
 
     Raises:
         ValueError: missing columns, several K, or a neuron of ``neurons`` without a top-K
@@ -231,16 +255,17 @@ def uninterpretable_neurons(extremes: pl.DataFrame, clusters: pl.DataFrame,
     if per_neuron.height == 0:
         return ResultRow.frame([]), per_neuron
     k = int(per_neuron["k"][0])
-    exp, cl = config.experiment, config.clustering
+    cl = config.clustering
     rows: list[dict[str, object]] = []
     for model in per_neuron["model"].unique().sort().to_list():
         pm = per_neuron.filter(pl.col("model") == model)
         paper = PAPER_FIG6.get(config.paper_model.get(model, model))  # type: ignore[call-overload]
-        for metric, v in (("n_neurons", pm.height), ("n_missing_clips", pm["n_missing"].sum())):
-            rows.append(result_row(exp, f"{model}/{cl}/K={k}/{metric}", metric, float(v),
-                                   model=model, group=f"K={k}", series=cl))
+        n_missing = int(pm["n_missing"].sum())
+        if n_missing:
+            rows.append(result_row(config.experiment,
+                                   result_key(model, cl, tagged("K", k), "n_missing_clips"),
+                                   "n_missing_clips", float(n_missing), model=model,
+                                   group=f"K={k}", series=cl))
         for rule in config.rules:
-            rows += _rule_rows(pm, model, k, rule, config, exp, paper)
+            rows += _rule_rows(pm, model, k, rule, config, paper)
     return ResultRow.frame(rows), per_neuron
-
-

@@ -18,13 +18,14 @@ then the order of ``config.similarities``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from and_toolkit.dissect.closed import CLOSED_METHODS, ClosedMethod
 from and_toolkit.experiments.paper import (
     SIMILARITIES,
     SIMILARITY_ALIASES,
@@ -33,11 +34,11 @@ from and_toolkit.experiments.paper import (
     TABLE7_NOTEBOOK_AST_TAB_PAIR_COS,
     PaperModel,
 )
+from and_toolkit.experiments.rows import result_key, result_row
 from and_toolkit.records.models import ResultRow
 
 __all__ = ["METRICS", "CosFn", "LastLayerConfig", "last_layer_scores", "table2", "table7"]
 
-Method = Literal["ICL", "TAB", "DB"]
 METRICS: tuple[str, ...] = ("top1", "top5", "cos")
 CosFn = Callable[[Sequence[str | tuple[str, str]], Sequence[str]], npt.NDArray[np.floating[Any]]]
 """``cos_fn(preds, gts) -> cosines [n]``: cosine between the text embedding of ``preds[i]`` and of
@@ -51,7 +52,7 @@ class LastLayerConfig(BaseModel):
     Attributes:
         model: target-network id (``ConceptSet.model``); also the ResultRow model.
         layer: module path of the classifier layer (``ConceptSet.layer``).
-        methods: Module A methods to report, in output order.
+        methods: Module A methods to report (default: all, in the paper's order).
         similarities: similarity ids reported for DB and TAB (ICL has similarity ``""``).
         icl_top1_similarity: ``ConceptSet.similarity`` of the ICL run used for top-1 and cos.
         icl_top5_similarity: ``ConceptSet.similarity`` of the ICL run used for top-5 (the
@@ -64,7 +65,7 @@ class LastLayerConfig(BaseModel):
 
     model: str = Field(min_length=1)
     layer: str = Field(min_length=1)
-    methods: tuple[Method, ...] = ("ICL", "TAB", "DB")
+    methods: tuple[ClosedMethod, ...] = CLOSED_METHODS
     similarities: tuple[str, ...] = SIMILARITIES
     icl_top1_similarity: str = ""
     icl_top5_similarity: str = ""
@@ -148,9 +149,8 @@ def last_layer_scores(
 
 def _row(config: LastLayerConfig, experiment: str, key: str, method: str, series: str,
          metric: str, value: float | None, paper: float | None, note: str) -> dict[str, Any]:
-    return {"experiment": experiment, "key": key, "model": config.model, "group": method,
-            "series": series, "x": None, "metric": metric, "value": value,
-            "paper_value": paper, "note": note}
+    return result_row(experiment, key, metric, value, model=config.model, group=method,
+                      series=series, paper_value=paper, note=note)
 
 
 def _paper7(config: LastLayerConfig, method: str, series: str) -> dict[str, float] | None:
@@ -206,7 +206,7 @@ def table7(
                 scores, note = _run_cell(mine, names, cos_fn, config, method, series)
                 values.update(scores)
             for metric in METRICS:
-                key = f"{config.model}/{method}/{series or '-'}/{metric}"
+                key = result_key(config.model, method, series or "-", metric)
                 rows.append(_row(config, "table7", key, method, series, metric, values[metric],
                                  None if paper is None else paper[metric], note))
     return ResultRow.frame(rows)
@@ -283,6 +283,6 @@ def table2(table7_rows: pl.DataFrame, config: LastLayerConfig) -> pl.DataFrame:
             note = next((notes[s] for s in order if s in notes), "not run")
         for metric in METRICS:
             ref = None if paper is None else float(getattr(paper, metric))
-            rows.append(_row(config, "table2", f"{config.model}/{method}/{metric}", method,
+            rows.append(_row(config, "table2", result_key(config.model, method, metric), method,
                              series, metric, values.get(metric), ref, note))
     return ResultRow.frame(rows)

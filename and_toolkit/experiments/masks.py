@@ -2,8 +2,8 @@
 
 A :data:`Mask` follows :data:`and_toolkit.recording.prune.PruningMask`: ``{module path: bool
 [n_units]}``, True = zero that output unit. Masks here are indexed by neuron id and always hold
-every hidden layer (never the classifier). Evaluation is injected (:data:`Evaluate`); identical
-masks are evaluated once.
+every hidden layer (never the classifier). Evaluation is injected (:data:`Evaluate`); masks that
+prune the same units (:func:`mask_sha`) are evaluated once.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy.typing as npt
 __all__ = [
     "BoolArray", "Evaluate", "EvaluateMany", "FloatArray", "Mask", "accuracy",
     "compat_row_order", "empty_mask", "evaluate_masks", "hidden_layers", "mask_from_units",
-    "n_pruned",
+    "mask_sha", "n_pruned",
 ]
 
 BoolArray = npt.NDArray[np.bool_]
@@ -79,17 +79,26 @@ def compat_row_order(mask: Mapping[str, BoolArray]) -> Mask:
     return out
 
 
-def _mask_key(mask: Mapping[str, BoolArray]) -> str:
+def mask_sha(mask: Mapping[str, npt.ArrayLike]) -> str:
+    """sha256 (hex) of the pruned units of a mask; layers with nothing pruned do not count.
+
+    Per layer in sorted order, only if some unit is pruned: ``b"<layer>\\0<n_units>\\0"`` and
+    ``np.packbits`` of its bool [n_units] row. Masks that prune the same units hash equally
+    whatever all-False layers they hold (``{}`` = the unpruned model). This is the identity of
+    a mask everywhere: evaluation dedup here and the on-disk cache of pruned logits.
+    """
     h = hashlib.sha256()
     for layer in sorted(mask):
-        h.update(layer.encode() + b"\0" + np.packbits(mask[layer]).tobytes() + b"\0")
+        bits = np.asarray(mask[layer], dtype=bool)
+        if bits.any():
+            h.update(f"{layer}\0{bits.size}\0".encode() + np.packbits(bits).tobytes())
     return h.hexdigest()
 
 
 def evaluate_masks(masks: Sequence[Mapping[str, BoolArray]], evaluate: Evaluate,
                    evaluate_many: EvaluateMany | None = None,
                    n_rows: int | None = None) -> list[FloatArray]:
-    """Evaluate each distinct mask once (identical masks share one evaluation).
+    """Evaluate each distinct mask once (masks with equal :func:`mask_sha` share one).
 
     Args:
         masks: masks to evaluate.
@@ -103,7 +112,7 @@ def evaluate_masks(masks: Sequence[Mapping[str, BoolArray]], evaluate: Evaluate,
     Raises:
         ValueError: a returned array is not 2-D, has the wrong row count or non-finite values.
     """
-    keys = [_mask_key(m) for m in masks]
+    keys = [mask_sha(m) for m in masks]
     unique = list(dict.fromkeys(keys))
     first = {k: masks[keys.index(k)] for k in unique}
     if evaluate_many is not None:

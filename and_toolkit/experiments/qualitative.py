@@ -26,13 +26,14 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from and_toolkit.backends.encoders import TextEncoder, l2_normalise
+from and_toolkit.dissect.closed import CLOSED_METHODS
 from and_toolkit.errors import DataError
-from and_toolkit.experiments.adjectives import KEY, open_adjectives, require_columns, result_row
+from and_toolkit.experiments.adjectives import KEY, open_adjectives, require_columns
 from and_toolkit.experiments.paper import TABLE3
+from and_toolkit.experiments.rows import neuron_part, result_key, result_row
+from and_toolkit.interfaces import TextEncoder, l2_normalise
 from and_toolkit.records.models import ResultRow
 
-CLOSED_METHODS = ("TAB", "DB", "ICL")
 SHEET_COLUMNS = ("model", "layer", "unit", "block", "clip_ids", "clip_paths", "method",
                  "description", "rating", "human_summary")
 BERTSCORE_NOTE = "not run: bert-score needs roberta-large from the hub"
@@ -172,7 +173,7 @@ def _kept_points(calibrated: pl.DataFrame) -> pl.DataFrame:
 
 def _descriptions(keys: pl.DataFrame, calibrated: pl.DataFrame, concepts: pl.DataFrame,
                   config: DescriptionConfig) -> pl.DataFrame:
-    """``keys`` plus one nullable String column per method: TAB, DB, ICL (rank-0 concept with
+    """``keys`` plus one nullable String column per method: DB, TAB, ICL (rank-0 concept with
     the configured similarity) and SUM (S_h^c points joined by spaces)."""
     closed = _top_closed(concepts, config)
     out = keys
@@ -201,7 +202,7 @@ def qualitative_table(neurons: pl.DataFrame, extremes: pl.DataFrame, probe: pl.D
     Returns:
         (rows, table). ``table``: ``model, layer, unit, block, alias, clip_ids, clip_labels,
         clip_paths, s_h, s_h_c, open_concepts`` (lists; empty when the record is absent) and
-        one nullable String column per closed method ``TAB, DB, ICL``. ``rows`` is a
+        one nullable String column per closed method ``DB, TAB, ICL``. ``rows`` is a
         ResultRow frame with per neuron (key "<model>/<layer>#<unit>") metrics
         "n_top_label_majority" (count of the most common top-clip label), "n_s_h_points",
         "n_s_h_c_points" and "n_open_concepts" (group = layer, series = unit). Turn
@@ -227,14 +228,15 @@ def qualitative_table(neurons: pl.DataFrame, extremes: pl.DataFrame, probe: pl.D
                                for c in ("s_h", "s_h_c", "open_concepts"))
     rows = []
     for r in table.iter_rows(named=True):
-        key = f"{r['model']}/{r['layer']}#{r['unit']}"
+        neuron = neuron_part(r["layer"], r["unit"])
         labels = list(r["clip_labels"])
         majority = max((labels.count(x) for x in labels), default=0)
         for metric, v in (("n_top_label_majority", majority), ("n_s_h_points", len(r["s_h"])),
                           ("n_s_h_c_points", len(r["s_h_c"])),
                           ("n_open_concepts", len(r["open_concepts"]))):
-            rows.append(result_row(config.experiment, f"{key}/{metric}", metric, float(v),
-                                   model=r["model"], group=r["layer"], series=str(r["unit"])))
+            rows.append(result_row(config.experiment, result_key(r["model"], neuron, metric),
+                                   metric, float(v), model=r["model"], group=r["layer"],
+                                   series=str(r["unit"])))
     return ResultRow.frame(rows), table
 
 
@@ -388,12 +390,12 @@ def human_evaluation(annotations: pl.DataFrame, encoder: TextEncoder,
                 ("rating", rated, paper.rating if paper else None, ""),
                 ("cos", cos_m, paper.cos if paper else None, f"encoder: {encoder.id}")):
             value = float(frame[metric].mean()) if frame.height else None  # type: ignore[arg-type]
-            rows.append(result_row(exp, f"{method}/{metric}", metric, value, group=method,
+            rows.append(result_row(exp, result_key(method, metric), metric, value, group=method,
                                    paper_value=pv, note=note if frame.height else
                                    "no annotations"))
-            rows.append(result_row(exp, f"{method}/n_{metric}", f"n_{metric}",
+            rows.append(result_row(exp, result_key(method, f"n_{metric}"), f"n_{metric}",
                                    float(frame.height), group=method))
-        rows.append(result_row(exp, f"{method}/bertscore", "bertscore", None, group=method,
-                               paper_value=paper.bertscore if paper else None,
+        rows.append(result_row(exp, result_key(method, "bertscore"), "bertscore", None,
+                               group=method, paper_value=paper.bertscore if paper else None,
                                note=BERTSCORE_NOTE))
     return ResultRow.frame(rows)

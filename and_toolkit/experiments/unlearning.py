@@ -52,6 +52,7 @@ from and_toolkit.experiments.paper import (
     TABLE4_NOTEBOOK_AST_OCP_PRUNED,
     PaperModel,
 )
+from and_toolkit.experiments.rows import KeyPart, result_key, result_row
 from and_toolkit.records.models import ResultRow
 
 __all__ = [
@@ -272,12 +273,13 @@ def _prepare(layer_sizes: Mapping[str, int], class_names: Sequence[str], test_cl
     return hidden, names, clip_targets(test_clips, names)
 
 
-def _row(experiment: str, key: str, config: UnlearningConfig, group: str, series: str,
-         x: float | None, metric: str, value: float | None, paper: float | None,
+def _row(experiment: str, parts: tuple[KeyPart, ...], config: UnlearningConfig, group: str,
+         series: str, x: float | None, metric: str, value: float | None, paper: float | None,
          note: str) -> dict[str, Any]:
-    return {"experiment": experiment, "key": f"{config.model}/{key}", "model": config.model,
-            "group": group, "series": series, "x": x, "metric": metric, "value": value,
-            "paper_value": paper, "note": note}
+    """One row of ``config.model``, key ``<model>/<parts...>``."""
+    return result_row(experiment, result_key(config.model, *parts), metric, value,
+                      model=config.model, group=group, series=series, x=x, paper_value=paper,
+                      note=note)
 
 
 def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: Sequence[str],
@@ -304,7 +306,7 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
 
     Returns:
         ResultRow frame, experiment ``"table4"``. Per strategy (``group``, ``series`` ""):
-        ``avg_pruned``, ``delta_a``, ``delta_r``, ``delta_a_minus_delta_r`` (raw logits),
+        ``avg_pruned``, ``delta_a``, ``delta_r``, ``gap`` (ΔA − ΔR; raw logits),
         ``acc_before``, ``acc_after`` (fractions; after = mean over targets); per target class
         (``series`` = class): ``n_pruned``, ``a_c``, ``r_c``, ``acc_after``.
 
@@ -335,13 +337,12 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
     for s in strategies:
         paper = TABLE4.get((config.paper_model, s)) if config.paper_model else None
         refs: dict[str, float | None] = dict.fromkeys((
-            "avg_pruned", "delta_a", "delta_r", "delta_a_minus_delta_r", "acc_before",
-            "acc_after"))
+            "avg_pruned", "delta_a", "delta_r", "gap", "acc_before", "acc_after"))
         if paper is not None:
             refs.update(avg_pruned=paper.avg_pruned, delta_a=paper.delta_a,
-                        delta_r=paper.delta_r, delta_a_minus_delta_r=paper.gap)
+                        delta_r=paper.delta_r, gap=paper.gap)
         if s not in run:
-            rows += [_row("table4", f"{s}/{m}", config, s, "", None, m, None, p,
+            rows += [_row("table4", (s, m), config, s, "", None, m, None, p,
                           f"not run: {not_run[s]}") for m, p in refs.items()]
             continue
         after = {c: next(after_all) for c in targets}
@@ -352,10 +353,10 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
         counts = {c: n_pruned(sel[s][c]) for c in targets}
         accs = {c: accuracy(z, t) for c, z in after.items()}
         vals = {"avg_pruned": float(np.mean(list(counts.values()))), "delta_a": met["delta_a"],
-                "delta_r": met["delta_r"], "delta_a_minus_delta_r": met["delta_a"] - met["delta_r"],
+                "delta_r": met["delta_r"], "gap": met["delta_a"] - met["delta_r"],
                 "acc_before": accuracy(ref, t), "acc_after": float(np.mean(list(accs.values())))}
         note = _note(s, config, len(targets), skipped)
-        rows += [_row("table4", f"{s}/{m}", config, s, "", None, m, v, refs[m], note)
+        rows += [_row("table4", (s, m), config, s, "", None, m, v, refs[m], note)
                  for m, v in vals.items()]
         for c in targets:
             j = names.index(c)
@@ -365,7 +366,7 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
             per = {"n_pruned": (float(counts[c]), None if nb is None else float(nb)),
                    "a_c": (met["a"][j], None), "r_c": (met["r"][j], None),
                    "acc_after": (accs[c], None)}
-            rows += [_row("table4", f"{s}/{c}/{m}", config, s, c, None, m, v, p,
+            rows += [_row("table4", (s, c, m), config, s, c, None, m, v, p,
                           cnote if m == "n_pruned" else "") for m, (v, p) in per.items()]
     return ResultRow.frame(rows)
 
@@ -420,7 +421,7 @@ def fig10(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: S
     ast = config.paper_model == "AST"
     note = "paper_value: authors' AST notebook read-off" if ast else ""
     n = n_pruned(mask)
-    rows = [_row("fig10", f"{s}/{target}/n_pruned", config, s, target, None, "n_pruned",
+    rows = [_row("fig10", (s, target, "n_pruned"), config, s, target, None, "n_pruned",
                  float(n), 2651.0 if ast and target == "water_drops" else None, note)]
     for pos, j in enumerate(order):
         ref = FIG10_NOTEBOOK_AST_WATER_DROPS.get(names[j]) if ast and target == "water_drops" \
@@ -428,6 +429,6 @@ def fig10(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: S
         for metric, v, p in (("own_logit_before", b[j], None if ref is None else ref[0]),
                              ("own_logit_after", a[j], None if ref is None else ref[1]),
                              ("change", a[j] - b[j], None if ref is None else ref[1] - ref[0])):
-            rows.append(_row("fig10", f"{s}/{target}/{names[j]}/{metric}", config, s, names[j],
+            rows.append(_row("fig10", (s, target, names[j], metric), config, s, names[j],
                              float(pos), metric, float(v), p, note if ref is not None else ""))
     return ResultRow.frame(rows)

@@ -26,8 +26,9 @@ def _stage_functions() -> dict[str, StageFn]:
     from and_toolkit.pipeline.closed_stage import stage_closed
     from and_toolkit.pipeline.data_stages import stage_captions, stage_probe
     from and_toolkit.pipeline.dissect_stages import stage_calibrate, stage_open, stage_summaries
+    from and_toolkit.pipeline.experiment_stage import stage_experiments
     from and_toolkit.pipeline.model_stages import stage_extremes, stage_record, stage_targets
-    from and_toolkit.pipeline.report_stages import stage_experiments, stage_report
+    from and_toolkit.pipeline.report_stage import stage_report
 
     return {
         "probe": stage_probe, "targets": stage_targets, "record": stage_record,
@@ -111,18 +112,3 @@ def run_pipeline(
     if cache_stats:
         run.update_manifest(cache=cache_stats)
     return run
-
-
-def write_reports_index(reports: Path) -> Path:
-    """Write ``reports/index.html`` listing every ``reports/<run>/index.html``."""
-    from and_toolkit.report.render import render_index
-
-    entries = []
-    for page in sorted(reports.glob("*/index.html")):
-        entries.append((page.parent.name, f"{page.parent.name}/index.html", ""))
-    html = render_index(entries)
-    out = reports / "index.html"
-    from and_toolkit.atomic import atomic_write_bytes
-
-    atomic_write_bytes(out, lambda tmp: tmp.write_text(html, "utf-8"))
-    return out

@@ -126,3 +126,30 @@ def llm(ctx: Context, name: str) -> Any:
         return CachedLLM(inner, LLMCacheAdapter(ctx.cache))
 
     return ctx.backend(f"llm:{name}", make)
+
+
+def clap(ctx: Context, path: str | None) -> Any:
+    """The audio-text encoder (LAION CLAP through transformers) from local weights at ``path``.
+
+    Raises:
+        StageNotRun: no path is configured, or the weights cannot be loaded here.
+    """
+    if not path:
+        raise StageNotRun("TAB needs CLAP weights (closed.clap_path); none are available "
+                          "offline here")
+
+    def make() -> Any:
+        try:
+            from and_toolkit.backends.clap import ClapEncoder
+
+            return ClapEncoder.load(path)
+        except (FileNotFoundError, OSError, ImportError) as exc:
+            raise StageNotRun(f"TAB: CLAP weights unavailable: {exc}") from exc
+
+    return ctx.backend(f"clap:{path}", make)
+
+
+def loaded_text_encoder(ctx: Context, name: str) -> DiskCachedEncoder | None:
+    """The text encoder ``name`` if this process has loaded it, else None (for provenance)."""
+    enc = ctx.loaded_backend(f"encoder:{name}")
+    return enc if isinstance(enc, DiskCachedEncoder) else None

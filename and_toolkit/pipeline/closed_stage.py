@@ -15,44 +15,22 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
+from and_toolkit.dissect.closed import CLOSED_METHODS, concept_texts
+from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
-from and_toolkit.pipeline.backends import llm, text_encoder
+from and_toolkit.pipeline.backends import clap, llm, text_encoder
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.data_stages import active_captions
-from and_toolkit.pipeline.dissect_stages import replace_closed
-from and_toolkit.records.models import CalibratedSummary, ConceptSet
+from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet
 
-ICL_SIMILARITY = {1: "icl-top1", 5: "icl-top5"}
-"""ConceptSet ``similarity`` of the two ICL runs (top-1 prompt, top-5 prompt)."""
-ICL_MAX_TOKENS = {1: 32, 5: 64}
-"""Greedy decoding budget of the two ICL runs (an answer is one or five class names)."""
 ICL_CHUNK = 8
 """Summaries per LLM call (the unit of caching)."""
-
-
-def class_names(ctx: Context) -> list[str]:
-    """The concept set D_c: class names ordered by class id (target)."""
-    pairs = ctx.probe().select("target", "label").unique().sort("target")
-    return pairs["label"].to_list()
-
-
-def concept_texts(names: list[str]) -> list[str]:
-    """Text encoded for each concept name (underscores as spaces: 'water drops')."""
-    return [n.replace("_", " ") for n in names]
-
-
-def _layer_matrix(path: Any) -> tuple[str, str, np.ndarray, np.ndarray]:
-    """(model, layer, units [n], activations [N, n]) of one ActivationTable file."""
-    df = pl.read_parquet(path, columns=["model", "layer", "unit", "values"]).sort("unit")
-    values = np.array(df["values"].to_numpy(), dtype=np.float32)  # [n, N], writable copy
-    return df["model"][0], df["layer"][0], df["unit"].to_numpy(), values.T
 
 
 def _evidence_db(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
     from and_toolkit.dissect.closed import db_evidence
 
     enc = text_encoder(ctx, ctx.cfg.closed.encoder)
-    caps = active_captions(ctx)
+    caps = ctx.run.captions(ctx.active_captioner())
     clips = ctx.probe()["clip_id"].to_list()
     cap_emb = enc.encode([caps[c] for c in clips])
     con_emb = enc.encode(concept_texts(names))
@@ -62,20 +40,11 @@ def _evidence_db(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
 def _evidence_tab(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
     from and_toolkit.dissect.closed import tab_evidence
 
-    path = ctx.cfg.closed.clap_path
-    if not path:
-        raise StageNotRun("TAB needs CLAP weights (closed.clap_path); none are available "
-                          "offline here")
-    try:
-        from and_toolkit.backends.clap import ClapEncoder
-
-        clap = ctx.backend(f"clap:{path}", lambda: ClapEncoder.load(path))
-    except (FileNotFoundError, OSError, ImportError) as exc:
-        raise StageNotRun(f"TAB: CLAP weights unavailable: {exc}") from exc
+    encoder = clap(ctx, ctx.cfg.closed.clap_path)
     sr = int(ctx.probe()["sample_rate"][0])
-    audio = clap.encode_audio(ctx.waveforms(), sr)
-    text = clap.encode_text(concept_texts(names))
-    return np.asarray(tab_evidence(audio, text)), str(clap.id)
+    audio = encoder.encode_audio(ctx.waveforms(), sr)
+    text = encoder.encode_text(concept_texts(names))
+    return np.asarray(tab_evidence(audio, text)), str(encoder.id)
 
 
 def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
@@ -83,28 +52,30 @@ def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[p
 
     cfg = ClosedConfig(population=ctx.cfg.closed.population)
     frames: list[pl.DataFrame] = []
-    for method, make in (("DB", _evidence_db), ("TAB", _evidence_tab)):
-        if method not in ctx.cfg.closed.methods:
+    evidence = {"DB": _evidence_db, "TAB": _evidence_tab}
+    for method in CLOSED_METHODS:
+        if method not in evidence or method not in ctx.cfg.closed.methods:
             continue
+        make = evidence[method]
         try:
             P, encoder_id = make(ctx, names)
         except StageNotRun as exc:
             info["not_run"][method] = str(exc)
             continue
         info["backends"][method] = encoder_id
-        files = ctx.run.activation_files()
-        for path in tqdm(files, desc=f"Module A {method}", unit="layer",
-                         disable=not ctx.progress):
-            model, layer, units, U = _layer_matrix(path)
-            for sim, (idx, scores) in closed_concepts(P, U, names, cfg).items():
-                frames.append(concept_set_frame(model, layer, units, method, sim, idx, scores,
-                                                names))
+        layers = ctx.run.activation_layers()
+        for model, layer in tqdm(layers, desc=f"Module A {method}", unit="layer",
+                                 disable=not ctx.progress):
+            acts = ctx.run.activation_matrix(model, layer)
+            for sim, (idx, scores) in closed_concepts(P, acts.values, names, cfg).items():
+                frames.append(concept_set_frame(model, layer, acts.units, method, sim, idx,
+                                                scores, names))
     return frames
 
 
 def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
-    from and_toolkit.backends.llm import Sampling
     from and_toolkit.dissect.icl import icl_concepts
+    from and_toolkit.interfaces import Sampling
 
     if "ICL" not in ctx.cfg.closed.methods:
         return []
@@ -113,9 +84,9 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
     except StageNotRun as exc:
         info["not_run"]["ICL"] = str(exc)
         return []
-    cal = ctx.run.read(CalibratedSummary).sort(["model", "layer", "unit"])
+    cal = ctx.run.read(CalibratedSummary).sort(list(NEURON_KEY))
     if ctx.cfg.closed.icl_layers == "classifier":
-        last = _classifier_layers(ctx)
+        last = {t.id: ctx.run.recorded_layers(t.id)[-1] for t in ctx.cfg.targets}
         cal = cal.filter(pl.struct("model", "layer").is_in(
             [{"model": m, "layer": lay} for m, lay in last.items()]))
     summaries = [" ".join(p) if p else "No common description." for p in cal["kept"].to_list()]
@@ -129,7 +100,7 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
                       disable=not ctx.progress):
             picked += icl_concepts(summaries[i:i + ICL_CHUNK], names, model, enc, k,
                                    sampling=sampling)
-        for (m, lay, unit), concepts in zip(cal.select("model", "layer", "unit").rows(), picked,
+        for (m, lay, unit), concepts in zip(cal.select(NEURON_KEY).rows(), picked,
                                             strict=True):
             for rank, concept in enumerate(dict.fromkeys(concepts)):
                 rows.append({"model": m, "layer": lay, "unit": unit, "method": "ICL",
@@ -144,19 +115,13 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
     return [ConceptSet.frame(rows)] if rows else []
 
 
-def _classifier_layers(ctx: Context) -> dict[str, str]:
-    """``{model: classifier layer}``: the last recorded layer of each target."""
-    from and_toolkit.pipeline.model_stages import load_target, recorded_layers
-
-    return {t.id: recorded_layers(ctx, load_target(ctx, t))[-1] for t in ctx.cfg.targets}
-
-
 def stage_closed(ctx: Context) -> dict[str, Any]:
     """Module A: ConceptSet(closed) rows for DB / TAB (all layers) and ICL."""
-    names = class_names(ctx)
+    names = ctx.class_names()
     info: dict[str, Any] = {"not_run": {}, "backends": {}, "concepts": len(names)}
     frames = _db_tab_rows(ctx, names, info) + _icl_rows(ctx, names, info)
     closed = pl.concat(frames) if frames else ConceptSet.empty()
-    replace_closed(ctx, closed, closed_backends=info["backends"], not_run=info["not_run"])
+    ctx.run.replace_concepts("closed", closed, closed_backends=info["backends"],
+                             not_run=info["not_run"])
     info["rows"] = closed.height
     return info

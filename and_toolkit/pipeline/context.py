@@ -1,13 +1,20 @@
-"""The pipeline's edge: run, cache, data and lazily loaded backends, shared by all stages."""
+"""The pipeline's edge: config, run, cache and the run's inputs, loaded once and shared by stages.
+
+A :class:`Context` holds typed, lazily filled slots (probe table, waveforms, features, loaded
+backends and target networks); nothing is exchanged between stages through string keys.
+Backends are loaded by :mod:`and_toolkit.pipeline.backends`, target networks by
+:mod:`and_toolkit.pipeline.targets`; records are read through the :class:`~and_toolkit.run.Run`.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -17,6 +24,12 @@ from and_toolkit.config import RunConfig
 from and_toolkit.errors import ConfigError
 from and_toolkit.records.models import ProbeClip
 from and_toolkit.run import Run
+
+if TYPE_CHECKING:
+    from and_toolkit.probe.synthetic import SyntheticProbe
+    from and_toolkit.targets.features import FeatureConfig
+
+T = TypeVar("T")
 
 
 def array_bytes(arr: np.ndarray) -> bytes:
@@ -39,20 +52,28 @@ def section_sha(*parts: Any) -> str:
 
 @dataclass
 class Context:
-    """Everything a stage needs besides its records: config, run, cache, data, backends.
+    """Everything a stage needs besides its records: config, run, cache, inputs, backends.
 
     Attributes:
         cfg: the run configuration.
         run: the run directory.
         cache: content-addressed cache for expensive deterministic work.
         progress: show progress bars.
+        targets: loaded target networks by target id (filled by
+            :func:`and_toolkit.pipeline.targets.load_target`).
     """
 
     cfg: RunConfig
     run: Run
     cache: Cache
     progress: bool = True
-    memo: dict[str, Any] = field(default_factory=dict)
+    targets: dict[str, Any] = field(default_factory=dict)
+    _probe: pl.DataFrame | None = field(default=None, repr=False)
+    _waveforms: list[np.ndarray] | None = field(default=None, repr=False)
+    _synthetic: SyntheticProbe | None = field(default=None, repr=False)
+    _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _data_sha: str | None = field(default=None, repr=False)
+    _backends: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ----- data -------------------------------------------------------------------------------
     def data_dir(self) -> Path:
@@ -63,9 +84,14 @@ class Context:
 
     def probe(self) -> pl.DataFrame:
         """The run's ProbeClip frame, in probe order."""
-        if "probe" not in self.memo:
-            self.memo["probe"] = self.run.read(ProbeClip).sort("index")
-        return self.memo["probe"]  # type: ignore[no-any-return]
+        if self._probe is None:
+            self._probe = self.run.read(ProbeClip).sort("index")
+        return self._probe
+
+    def forget_probe(self) -> None:
+        """Drop the loaded probe table and everything derived from it (after it is rewritten)."""
+        self._probe = self._waveforms = self._data_sha = None
+        self._features.clear()
 
     def probe_sha(self) -> str:
         """Hash of the ordered clip ids (ties activations to the probe set)."""
@@ -73,21 +99,25 @@ class Context:
 
         return probe_sha256(self.probe()["clip_id"].to_list())
 
+    def class_names(self) -> list[str]:
+        """The concept set D_c: the label of every class id 0..C-1."""
+        from and_toolkit.probe.subset import class_names
+
+        return class_names(self.probe())
+
     def waveforms(self) -> list[np.ndarray]:
         """Float32 mono waveforms in probe order (loaded once per process)."""
-        if "waveforms" not in self.memo:
-            kind = self.cfg.probe.kind
+        if self._waveforms is None:
             probe = self.probe()
-            if kind == "synthetic":
+            if self.cfg.probe.kind == "synthetic":
                 synth = self.synthetic()
-                self.memo["waveforms"] = [synth.waveforms[c] for c in probe["clip_id"]]
+                self._waveforms = [synth.waveforms[c] for c in probe["clip_id"]]
             else:
                 from and_toolkit.probe.audio import load_clips
 
-                root = self.dataset_root()
                 sr = int(probe["sample_rate"][0])
-                self.memo["waveforms"] = load_clips(root, probe["path"].to_list(), sr)
-        return self.memo["waveforms"]  # type: ignore[no-any-return]
+                self._waveforms = load_clips(self.dataset_root(), probe["path"].to_list(), sr)
+        return self._waveforms
 
     def dataset_root(self) -> Path:
         """Folder that ProbeClip paths are relative to."""
@@ -99,17 +129,30 @@ class Context:
             return Path(self.cfg.probe.folder)
         raise ConfigError("the synthetic probe set has no dataset root")
 
-    def synthetic(self) -> Any:
+    def synthetic(self) -> SyntheticProbe:
         """The synthetic probing set (generated once per process)."""
-        if "synthetic" not in self.memo:
+        if self._synthetic is None:
             from and_toolkit.probe.synthetic import SyntheticConfig, synthetic_probe
 
             cfg = SyntheticConfig(n_per_class=self.cfg.probe.per_class or 8, seed=self.cfg.seed)
-            self.memo["synthetic"] = synthetic_probe(cfg)
-        return self.memo["synthetic"]
+            self._synthetic = synthetic_probe(cfg)
+        return self._synthetic
+
+    def data_sha(self) -> str:
+        """Hash of the probe table (paths, sizes, labels): changes when the data changes."""
+        if self._data_sha is None:
+            blob = json.dumps(self.probe().to_dicts(), sort_keys=True).encode()
+            self._data_sha = hashlib.sha256(blob).hexdigest()
+        return self._data_sha
+
+    def active_captioner(self) -> str:
+        """The captioner id the dissection uses (combined captions when descriptors are on)."""
+        from and_toolkit.dissect.captions import active_captioner
+
+        return active_captioner(self.cfg.captions.captioner_id, self.cfg.captions.descriptors)
 
     # ----- cached arrays ----------------------------------------------------------------------
-    def cached_array(self, namespace: str, key: str, compute: Any) -> np.ndarray:
+    def cached_array(self, namespace: str, key: str, compute: Callable[[], Any]) -> np.ndarray:
         """An array from the cache, or ``compute()`` stored under ``key``."""
         raw = self.cache.get_bytes(namespace, key)
         if raw is not None:
@@ -118,30 +161,33 @@ class Context:
         self.cache.put_bytes(namespace, key, array_bytes(arr))
         return arr
 
-    def features(self, feature_cfg: Any) -> np.ndarray:
-        """Log-mel features [N, T, F] of the probe set (cached by probe hash + config)."""
-        memo_key = f"features:{feature_cfg.model_dump_json()}"
-        if memo_key not in self.memo:
+    def feature_config(self) -> FeatureConfig:
+        """The log-mel FeatureConfig of the run."""
+        from and_toolkit.targets.features import FeatureConfig
+
+        f = self.cfg.features
+        return FeatureConfig(num_mel_bins=f.num_mel_bins, max_length=f.max_length)
+
+    def features(self) -> np.ndarray:
+        """Log-mel features float32 [N, T, F] of the probe set (cached by probe hash + config)."""
+        feature_cfg = self.feature_config()
+        memo = feature_cfg.model_dump_json()
+        if memo not in self._features:
             from and_toolkit.targets.features import logmel_features
 
             key = cache_key(kind="logmel", probe=self.probe_sha(), data=self.data_sha(),
                             cfg=feature_cfg.model_dump(mode="json"))
-            self.memo[memo_key] = self.cached_array(
+            self._features[memo] = self.cached_array(
                 "features", key, lambda: logmel_features(self.waveforms(), feature_cfg))
-        return self.memo[memo_key]  # type: ignore[no-any-return]
-
-    def data_sha(self) -> str:
-        """Hash of the probe table (paths, sizes, labels): changes when the data changes."""
-        if "data_sha" not in self.memo:
-            probe = self.probe()
-            blob = json.dumps(probe.to_dicts(), sort_keys=True).encode()
-            self.memo["data_sha"] = hashlib.sha256(blob).hexdigest()
-        return self.memo["data_sha"]  # type: ignore[no-any-return]
+        return self._features[memo]
 
     # ----- backends ---------------------------------------------------------------------------
-    def backend(self, name: str, factory: Any) -> Any:
-        """A backend loaded once per process by ``factory()``."""
-        key = f"backend:{name}"
-        if key not in self.memo:
-            self.memo[key] = factory()
-        return self.memo[key]
+    def backend(self, key: str, factory: Callable[[], T]) -> T:
+        """A backend loaded once per process by ``factory()`` (keys: pipeline.backends only)."""
+        if key not in self._backends:
+            self._backends[key] = factory()
+        return self._backends[key]  # type: ignore[no-any-return]
+
+    def loaded_backend(self, key: str) -> Any | None:
+        """A backend already loaded under ``key``, or None."""
+        return self._backends.get(key)

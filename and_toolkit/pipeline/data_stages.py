@@ -8,39 +8,11 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from and_toolkit.dissect.captions import caption_frame, read_caption_file
+from and_toolkit.dissect.captions import DESCRIPTOR_ID, caption_frame, read_caption_file
 from and_toolkit.errors import ConfigError
 from and_toolkit.pipeline.context import Context
+from and_toolkit.probe.subset import subset_probe
 from and_toolkit.records.models import Caption, ProbeClip
-
-DESCRIPTOR_ID = "descriptors-v1"
-
-
-def _subset(probe: pl.DataFrame, max_clips: int | None, per_class: int | None,
-            classes: list[str] | None = None) -> pl.DataFrame:
-    """Keep the named classes, at most ``per_class`` clips per class spread round-robin over the
-    folds (so every fold keeps clips), and ``max_clips`` overall; re-index 0..N-1 in the
-    original order.
-
-    Raises:
-        ConfigError: a named class is not in the probing set.
-    """
-    probe = probe.sort("index")
-    if classes is not None:
-        unknown = sorted(set(classes) - set(probe["label"].to_list()))
-        if unknown:
-            raise ConfigError(f"probe.classes: unknown class(es) {unknown}")
-        probe = probe.filter(pl.col("label").is_in(classes))
-        # class ids stay dense (0..C-1, original order): classifier unit j <-> class id j
-        probe = probe.with_columns(
-            (pl.col("target").rank("dense") - 1).cast(pl.Int32).alias("target"))
-    if per_class is not None:
-        turn = pl.int_range(pl.len()).over("label", "fold")  # i-th clip of its (class, fold)
-        order = pl.struct(turn, pl.col("fold")).rank("ordinal").over("label")
-        probe = probe.filter(order <= per_class)
-    if max_clips is not None:
-        probe = probe.head(max_clips)
-    return probe.with_columns(pl.int_range(pl.len(), dtype=pl.Int32).alias("index"))
 
 
 def stage_probe(ctx: Context) -> dict[str, Any]:
@@ -53,7 +25,7 @@ def stage_probe(ctx: Context) -> dict[str, Any]:
         from and_toolkit.probe.esc50 import esc50_probe
 
         root = ctx.data_dir() / "esc50"
-        probe = _subset(esc50_probe(root), cfg.max_clips, cfg.per_class, cfg.classes)
+        probe = subset_probe(esc50_probe(root), cfg.max_clips, cfg.per_class, cfg.classes)
         source = str(root)
     else:
         from and_toolkit.probe.folder import FolderProbeConfig, folder_probe
@@ -63,10 +35,10 @@ def stage_probe(ctx: Context) -> dict[str, Any]:
         options = {"dataset": Path(cfg.folder).name or "folder", "csv": cfg.labels_csv,
                    **cfg.folder_options}
         probe = folder_probe(cfg.folder, FolderProbeConfig.model_validate(options))
-        probe = _subset(probe, cfg.max_clips, cfg.per_class, cfg.classes)
+        probe = subset_probe(probe, cfg.max_clips, cfg.per_class, cfg.classes)
         source = cfg.folder
-    ctx.memo.pop("probe", None)
     ctx.run.write(ProbeClip, probe, source=source)
+    ctx.forget_probe()
     return {"clips": probe.height, "classes": probe["label"].n_unique(), "source": source}
 
 
@@ -83,7 +55,6 @@ def _descriptor_sentences(ctx: Context) -> tuple[dict[str, str], dict[str, Any]]
     thresholds = fit_thresholds(measured, source=f"{ctx.probe()['dataset'][0]} probe set")
     sentences = {c: describe(d, thresholds) for c, d in zip(probe["clip_id"], measured,
                                                              strict=True)}
-    ctx.memo["descriptors"] = dict(zip(probe["clip_id"], measured, strict=True))
     return sentences, thresholds.model_dump(mode="json")
 
 
@@ -92,7 +63,7 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
 
     The Caption table holds one captioner per configuration: the base captions (``captioner_id``)
     and, when ``captions.descriptors`` is on, ``<captioner_id>+descriptors-v1`` which appends our
-    measured acoustic-descriptor sentence. Downstream stages use :func:`active_captioner`.
+    measured acoustic-descriptor sentence. Downstream stages read ``ctx.active_captioner()``.
     """
     from and_toolkit.dissect.descriptors import combine
     from and_toolkit.dissect.text import clean_repeated_substring
@@ -126,22 +97,10 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
     if cfg.descriptors:
         sentences, thresholds = _descriptor_sentences(ctx)
         combined = {c: combine(texts[c], sentences[c]) for c in texts}
-        cid = f"{cfg.captioner_id}+{DESCRIPTOR_ID}"
+        cid = ctx.active_captioner()
         frames.append(caption_frame(probe, combined, cid, prompt=prompt, source=source,
                                     provenance={"source": source, "descriptors": DESCRIPTOR_ID,
                                                 "thresholds": thresholds}))
         info["captioners"].append(cid)
     ctx.run.write(Caption, pl.concat(frames), source=source)
     return info
-
-
-def active_captioner(ctx: Context) -> str:
-    """The captioner id the dissection uses (combined captions when descriptors are on)."""
-    cfg = ctx.cfg.captions
-    return f"{cfg.captioner_id}+{DESCRIPTOR_ID}" if cfg.descriptors else cfg.captioner_id
-
-
-def active_captions(ctx: Context) -> dict[str, str]:
-    """``{clip_id: caption}`` of the active captioner."""
-    caps = ctx.run.read(Caption).filter(pl.col("captioner") == active_captioner(ctx))
-    return dict(zip(caps["clip_id"].to_list(), caps["text"].to_list(), strict=True))

@@ -13,10 +13,9 @@ from tqdm.auto import tqdm
 
 from and_toolkit.pipeline.backends import llm, tagger, text_encoder
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.data_stages import active_captions
-from and_toolkit.records.models import CalibratedSummary, ConceptSet, Extremes, Summary
+from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet, Summary
 
-KEY = ["model", "layer", "unit"]
+KEY = list(NEURON_KEY)
 POS_METHODS = {"NOUN": "POS:NOUN", "VERB": "POS:VERB", "ADP": "POS:ADP"}
 """ConceptSet ``method`` of the non-adjective part-of-speech lists of Module C."""
 
@@ -31,9 +30,9 @@ def _summaries_extractive(caption_lists: list[list[str]]) -> list[tuple[str, lis
 
 def _summaries_llm(ctx: Context, caption_lists: list[list[str]]) -> tuple[
         list[tuple[str, list[str], str]], dict[str, Any]]:
-    from and_toolkit.backends.llm import Sampling
-    from and_toolkit.dissect.prompts import prompt_sha256, summary_prompt
+    from and_toolkit.dissect.prompts import summary_prompt
     from and_toolkit.dissect.text import summary_points
+    from and_toolkit.interfaces import Sampling, prompt_sha256
 
     model = llm(ctx, ctx.cfg.summaries.llm)
     prompts = [summary_prompt(caps) for caps in caption_lists]
@@ -45,8 +44,8 @@ def _summaries_llm(ctx: Context, caption_lists: list[list[str]]) -> tuple[
 
 def stage_summaries(ctx: Context) -> dict[str, Any]:
     """Summaries of every neuron's top-K (S_h) and bottom-K (S_l) captions."""
-    ex = ctx.run.read(Extremes)
-    captions = active_captions(ctx)
+    ex = ctx.run.extremes()
+    captions = ctx.run.captions(ctx.active_captioner())
     lists = [[captions[c] for c in clips] for clips in ex["clip_ids"].to_list()]
     cfg = ctx.cfg.summaries
     extra: dict[str, Any] = {}
@@ -103,8 +102,6 @@ def stage_calibrate(ctx: Context) -> dict[str, Any]:
 
 def _acoustic_filter(ctx: Context) -> tuple[Any, str]:
     """The adjective filter: offline lexicon, or the LLM asked once per distinct word."""
-    from and_toolkit.dissect.open_concepts import lexicon_is_acoustic
-
     if ctx.cfg.open.adjective_filter == "lexicon":
         return None, "lexicon"
     from and_toolkit.dissect.icl import llm_is_acoustic
@@ -115,7 +112,6 @@ def _acoustic_filter(ctx: Context) -> tuple[Any, str]:
         verdicts = llm_is_acoustic(words, model)
         return [verdicts[w] for w in words]
 
-    _ = lexicon_is_acoustic
     return many, f"llm:{model.id}"
 
 
@@ -142,21 +138,6 @@ def stage_open(ctx: Context) -> dict[str, Any]:
                 rows.append({**base, "method": POS_METHODS[pos], "concept": w, "rank": rank,
                              "pos": pos, "verdict": "kept"})
     frame = ConceptSet.frame(rows) if rows else ConceptSet.empty()
-    closed = _existing_closed(ctx)
-    ctx.run.write(ConceptSet, pl.concat([closed, frame]), adjective_filter=filter_id)
+    ctx.run.replace_concepts("open", frame, adjective_filter=filter_id)
     kept = sum(len(r.kept) for r in results)
     return {"neurons": len(results), "kept_adjectives": kept, "adjective_filter": filter_id}
-
-
-def _existing_closed(ctx: Context) -> pl.DataFrame:
-    """Closed-set rows already in the run (the open stage replaces only open rows)."""
-    if not ctx.run.has(ConceptSet):
-        return ConceptSet.empty()
-    return ctx.run.read(ConceptSet).filter(pl.col("kind") == "closed")
-
-
-def replace_closed(ctx: Context, closed: pl.DataFrame, **provenance: Any) -> None:
-    """Write closed-set rows, keeping the run's open-set rows."""
-    opened = (ctx.run.read(ConceptSet).filter(pl.col("kind") == "open")
-              if ctx.run.has(ConceptSet) else ConceptSet.empty())
-    ctx.run.write(ConceptSet, pl.concat([opened, closed]), **provenance)

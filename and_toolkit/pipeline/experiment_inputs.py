@@ -17,20 +17,13 @@ import polars as pl
 
 from and_toolkit.cache import cache_key
 from and_toolkit.config import TargetSection
-from and_toolkit.errors import ConfigError, DataError
+from and_toolkit.dissect.closed import CLOSED_METHODS
+from and_toolkit.dissect.icl import ICL_SIMILARITY
+from and_toolkit.errors import ConfigError
+from and_toolkit.experiments.masks import mask_sha
+from and_toolkit.pipeline.backends import text_encoder
 from and_toolkit.pipeline.context import Context
-
-PAPER_MODEL_BY_ARCH: Mapping[str, str] = {
-    "ast": "AST", "ast-frozen": "BEATs-frozen", "cnn": "BEATs-finetuned"}
-"""Default paper model of each target architecture (the CNN is the closest supervised analog
-of the fine-tuned BEATs; the frozen random-encoder AST stands for the frozen BEATs)."""
-CLOSED_METHODS: tuple[str, ...] = ("ICL", "TAB", "DB")
-NEURON_COLUMNS: tuple[str, ...] = ("model", "layer", "unit", "block", "alias")
-
-
-def paper_model_of(target: TargetSection) -> str:
-    """The paper model a target stands for: ``target.paper_model`` or the arch default."""
-    return target.paper_model or PAPER_MODEL_BY_ARCH[target.arch]
+from and_toolkit.pipeline.targets import check_weights, load_target, logits_on, train_config
 
 
 @dataclass
@@ -63,88 +56,32 @@ class ModelInfo:
         return self.target.id
 
 
-def class_names(probe: pl.DataFrame) -> list[str]:
-    """Label of every target id 0..C-1 of a ProbeClip frame.
-
-    Raises:
-        ValueError: a target id without clips or with two labels.
-    """
-    pairs = probe.select("target", "label").unique().sort("target")
-    ids = pairs["target"].to_list()
-    if ids != list(range(len(ids))) or pairs["target"].is_duplicated().any():
-        raise ValueError(f"probe.target: expected ids 0..C-1 with one label each, got {ids[:10]}")
-    return [str(x) for x in pairs["label"].to_list()]
-
-
-def _neurons(ctx: Context, model_id: str) -> pl.DataFrame:
-    files = ctx.run.activation_files(model_id)
-    if not files:
-        raise ValueError(f"{ctx.run.root}/activations: no ActivationTable of model {model_id!r} "
-                         "(run the record stage)")
-    frames = [pl.read_parquet(f, columns=list(NEURON_COLUMNS)) for f in files]
-    return pl.concat(frames).sort("layer", "unit")
-
-
-def current_weights_key(ctx: Context, target: TargetSection) -> str:
-    """The weights cache key ``load_target`` would use now (no training)."""
-    from and_toolkit.pipeline.model_stages import feature_config, train_config
-    from and_toolkit.targets import features_sha, labels_sha, weights_key
-
-    probe = ctx.probe()
-    feats = ctx.features(feature_config(ctx))
-    labels = labels_sha(probe["target"].to_numpy().astype(np.int64),
-                        probe["fold"].to_numpy().astype(np.int64))
-    return str(weights_key(train_config(ctx, target), features_sha(feats), labels))
-
-
-def check_weights(ctx: Context, target: TargetSection) -> None:
-    """Refuse to evaluate other weights than those the run's records were made with.
-
-    Raises:
-        DataError: the manifest's ``stages.targets.<id>.weights_key`` differs from the current
-            key (training code, config or data changed since the targets stage).
-    """
-    recorded = ((ctx.run.manifest().get("stages") or {}).get("targets") or {}).get(
-        target.id, {}).get("weights_key")
-    if recorded is None:
-        return
-    now = current_weights_key(ctx, target)
-    if now != recorded:
-        raise DataError(
-            f"{ctx.run.manifest_path}: target {target.id!r} was recorded with weights "
-            f"{recorded[:12]}, but its training code, config or data now give {now[:12]}; "
-            "re-run the run from the targets stage (and-toolkit run <config> --force)")
-
-
 def model_info(ctx: Context, target: TargetSection) -> ModelInfo:
-    """Facts of one target (loads its cached weights to learn the module order).
+    """Facts of one target, from the run's records (no model is loaded).
 
     Raises:
-        DataError: the target's weights changed since the run's targets stage.
-        ValueError: a recorded layer that is not a module of the model, or a classifier layer
-            (last of ``recorded_layers``) that was not recorded.
+        DataError: the target's weights changed since the run's targets stage, or the record
+            stage has not recorded it.
+        ValueError: activations of layers the record stage did not record.
     """
-    from and_toolkit.pipeline.model_stages import load_target, recorded_layers, train_config
-
     check_weights(ctx, target)
-    model = load_target(ctx, target)
-    order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-    neurons = _neurons(ctx, target.id)
+    order = ctx.run.recorded_layers(target.id)
+    neurons = ctx.run.neuron_index(target.id)
     sizes = dict(neurons.group_by("layer").agg(pl.len()).iter_rows())
     unknown = sorted(set(sizes) - set(order))
     if unknown:
-        raise ValueError(f"activations of {target.id!r}: layers {unknown[:3]} are not modules "
-                         "of the model")
-    layers = {name: int(sizes[name]) for name in sorted(sizes, key=order.__getitem__)}
-    classifier = recorded_layers(ctx, model)[-1]
+        raise ValueError(f"activations of {target.id!r}: layers {unknown[:3]} are not among "
+                         f"the recorded layers of {ctx.run.manifest_path}")
+    layers = {name: int(sizes[name]) for name in order if name in sizes}
+    classifier = order[-1]
     if classifier not in layers:
         raise ValueError(f"activations of {target.id!r}: classifier layer {classifier!r} was "
                          "not recorded")
     probe = ctx.probe()
     fold = train_config(ctx, target).test_fold
     rows = np.flatnonzero(probe["fold"].to_numpy() == fold).astype(np.int64)
-    return ModelInfo(target=target, paper_model=paper_model_of(target), layers=layers,
-                     classifier=classifier, class_names=class_names(probe), test_rows=rows,
+    return ModelInfo(target=target, paper_model=target.paper_model_id, layers=layers,
+                     classifier=classifier, class_names=ctx.class_names(), test_rows=rows,
                      test_clips=probe[rows.tolist()], neurons=neurons)
 
 
@@ -164,16 +101,6 @@ def select_models(infos: Sequence[ModelInfo], ids: Sequence[str] | None, default
 
 
 # ----- pruning evaluation ---------------------------------------------------------------------
-def mask_sha(mask: Mapping[str, np.ndarray]) -> str:
-    """sha256 of the pruned units of a mask (layers with nothing pruned do not count)."""
-    h = hashlib.sha256()
-    for layer in sorted(mask):
-        bits = np.asarray(mask[layer], dtype=bool)
-        if bits.any():
-            h.update(f"{layer}\0{bits.size}\0".encode() + np.packbits(bits).tobytes())
-    return h.hexdigest()
-
-
 EVAL_PRECISION_VERSION = "autocast-as-trained-v1"
 """Part of the pruned-logits cache key: evaluations run in the target's training precision."""
 
@@ -193,21 +120,18 @@ class CachedEvaluate:
     _rows_sha: str = field(default="", init=False)
 
     def __call__(self, mask: Mapping[str, np.ndarray]) -> np.ndarray:
-        from and_toolkit.pipeline.model_stages import load_target, logits_on
-
         self.calls += 1
-        target = self.info.target
-        load_target(self.ctx, target)
+        loaded = load_target(self.ctx, self.info.target)
         if not self._rows_sha:
             self._rows_sha = hashlib.sha256(self.info.test_rows.tobytes()).hexdigest()
         key = cache_key(kind="pruned-logits", precision=EVAL_PRECISION_VERSION,
-                        weights=self.ctx.memo[f"weights:{target.id}"],
+                        weights=loaded.weights_key,
                         mask=mask_sha(mask), rows=self._rows_sha)
         active = {k: np.asarray(v, dtype=bool) for k, v in mask.items() if np.any(v)}
 
         def compute() -> np.ndarray:
             self.forwards += 1
-            return logits_on(self.ctx, target, self.info.test_rows, active).astype(np.float32)
+            return logits_on(self.ctx, loaded, self.info.test_rows, active).astype(np.float32)
 
         return self.ctx.cached_array("logits", key, compute)
 
@@ -215,8 +139,7 @@ class CachedEvaluate:
 # ----- text encoders, run facts -----------------------------------------------------------------
 def minilm_cos(ctx: Context) -> Any:
     """``cos_fn(preds, gts) -> cos [n]`` with the cached MiniLM encoder (pairs joined by ', ')."""
-    from and_toolkit.backends.encoders import l2_normalise
-    from and_toolkit.pipeline.backends import text_encoder
+    from and_toolkit.interfaces import l2_normalise
 
     enc = text_encoder(ctx, "minilm")
 
@@ -234,7 +157,7 @@ def minilm_cos(ctx: Context) -> Any:
 def closed_reasons(ctx: Context) -> dict[str, str]:
     """Why each Module A method may be missing: not configured, stage not run, or the reason
     the closed stage recorded in the manifest (``stages.closed.not_run``)."""
-    stage = ctx.run.manifest().get("stages", {}).get("closed")
+    stage = ctx.run.stage_info("closed") if ctx.run.stage_done("closed") else None
     out: dict[str, str] = {}
     for method in CLOSED_METHODS:
         if method not in ctx.cfg.closed.methods:
@@ -253,7 +176,7 @@ def clip_measures(ctx: Context) -> pl.DataFrame:
     from and_toolkit.experiments.acoustic import MEASURES, clip_acoustics
 
     probe = ctx.probe()
-    key = cache_key(kind="clip-acoustics-v1", data=ctx.data_sha(), probe=ctx.probe_sha(),
+    key = cache_key(kind="clip-acoustics-v2", data=ctx.data_sha(), probe=ctx.probe_sha(),
                     source=ctx.cfg.probe.model_dump(mode="json"), seed=ctx.cfg.seed)
 
     def compute() -> np.ndarray:
@@ -278,8 +201,6 @@ def caption_lengths(calibrated: pl.DataFrame, model: str) -> pl.DataFrame:
 # ----- what did not run, and the unlearning budget ----------------------------------------------
 def _icl_runs(sims: set[str]) -> tuple[str, str] | None:
     """(top-1 run, top-5 run) similarity labels of the ICL rows present, or None."""
-    from and_toolkit.pipeline.closed_stage import ICL_SIMILARITY
-
     top1 = next((s for s in (ICL_SIMILARITY[1], "") if s in sims), None)
     if top1 is None:
         return None

@@ -17,17 +17,18 @@ from typing import Any
 
 import polars as pl
 
-from and_toolkit.atomic import atomic_write_bytes
+from and_toolkit.dissect.icl import ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
-from and_toolkit.experiments.adjectives import result_row
+from and_toolkit.experiments import encoding as enc
 from and_toolkit.experiments.paper import SIMILARITIES
-from and_toolkit.pipeline import result_encoding as enc
-from and_toolkit.pipeline.closed_stage import ICL_SIMILARITY
+from and_toolkit.experiments.rows import result_key, result_row
+from and_toolkit.pipeline.backends import loaded_text_encoder, text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.experiment_inputs import (
     CachedEvaluate,
     ModelInfo,
     caption_lengths,
+    clip_measures,
     closed_not_run,
     closed_reasons,
     minilm_cos,
@@ -37,12 +38,7 @@ from and_toolkit.pipeline.experiment_inputs import (
     strategy_not_run,
     target_subset,
 )
-from and_toolkit.records.models import CalibratedSummary, ConceptSet, Extremes, ResultRow
-
-TABLE6_FILE = "experiments/table6_neurons.json"
-"""Table 6's neuron descriptions (an extra table of the report), relative to the run root."""
-SHEET_FILE = "annotation_sheet.csv"
-"""The annotation sheet for Table 3's human ratings, relative to the run root."""
+from and_toolkit.records.models import CalibratedSummary, ConceptSet, ResultRow
 
 
 @dataclass
@@ -77,7 +73,7 @@ class JobResult:
 
 def not_run_frame(experiment: str, reason: str, model: str = "") -> pl.DataFrame:
     """One ResultRow saying ``not run: <reason>``."""
-    return ResultRow.frame([result_row(experiment, f"{model or 'all'}/not_run", "not_run", None,
+    return ResultRow.frame([result_row(experiment, result_key(model or "all", "not_run"), "not_run", None,
                                        model=model, note=f"not run: {reason}")])
 
 
@@ -148,9 +144,7 @@ def job_unlearning(inp: Inputs) -> JobResult:
             f10s.append(enc.fig10_rows(fig10(inp.concepts, info.layers, names, info.test_clips,
                                             evaluate, cfg)))
         prov[info.id] = cfg.model_dump(mode="json")
-    t4 = _concat(t4s).with_columns(
-        pl.col("metric").replace({"delta_a_minus_delta_r": "gap"}),
-        pl.col("key").str.replace("/delta_a_minus_delta_r$", "/gap"))
+    t4 = _concat(t4s)
     return JobResult({"table4": t4.filter(pl.col("series") == ""),
                       "table4_classes": t4.filter(pl.col("series") != ""),
                       "fig10": _concat(f10s)}, {"configs": prov})
@@ -208,13 +202,10 @@ def job_adjectives(inp: Inputs) -> JobResult:
 
 # ----- Figs 6, 11-13, Table 8 ---------------------------------------------------------------
 def _extremes_by_k(inp: Inputs) -> dict[int, pl.DataFrame]:
-    from and_toolkit.store import read_records
-
     out = {inp.ctx.cfg.record.k: inp.extremes}
     for k in inp.ctx.cfg.record.extra_k:
-        path = inp.ctx.run.root / f"extremes_k{k}.parquet"
-        if path.is_file():
-            out[k] = read_records(Extremes, path).filter(
+        if inp.ctx.run.has_extremes(k):
+            out[k] = inp.ctx.run.extremes(k).filter(
                 pl.col("model").is_in([i.id for i in inp.infos]))
     return dict(sorted(out.items()))
 
@@ -223,13 +214,11 @@ def job_interpretability(inp: Inputs) -> JobResult:
     """Elbow, Fig 6, Figs 11-13 (both rules, elbow k and the configured k, every K) and
     Table 8 (word frequencies of the configured clustering)."""
     from and_toolkit.experiments import interpretability as interp
-    from and_toolkit.pipeline.backends import text_encoder
-    from and_toolkit.pipeline.data_stages import active_captioner
     from and_toolkit.records.models import Caption
 
     ctx, exp = inp.ctx, inp.ctx.cfg.experiments
     captioner = ctx.cfg.captions.captioner_id if exp.cluster_captions == "base" \
-        else active_captioner(ctx)
+        else ctx.active_captioner()
     caps = ctx.run.read(Caption).filter(pl.col("captioner") == captioner)
     pool = interp.build_sentence_pool(caps)
     emb = text_encoder(ctx, "minilm").encode(pool["sentence"].to_list())
@@ -246,16 +235,16 @@ def job_interpretability(inp: Inputs) -> JobResult:
         for extremes in _extremes_by_k(inp).values():
             icfg = interp.InterpretabilityConfig(clustering=label, paper_model=inp.paper_models)
             rows, _ = interp.uninterpretable_neurons(extremes, clusters, neurons, icfg)
-            fig11.append(enc.fig11_13_rows(rows.filter(pl.col("experiment") == "fig11_13")))
+            fig11.append(rows.filter(pl.col("experiment") == "fig11_13"))
             if k == exp.clusters:
                 fig6.append(rows.filter(pl.col("experiment") == "fig6"))
-                sublayers.append(enc.sublayer_rows(rows, label))
+                sublayers.append(rows.filter(pl.col("experiment") == "fig6_sublayers"))
         if k == exp.clusters:
             table8, _ = interp.cluster_words(pool, labels, clustering=label, top_n=40,
                                              extra_stopwords=("sound", "sounds", "audio"))
     return JobResult({"elbow": interp.elbow_rows(curve, elbow), "fig6": _concat(fig6),
                       "fig11_13": _concat(fig11), "fig6_sublayers": _concat(sublayers),
-                      "table8": enc.table8_rows(table8)},
+                      "table8": table8},
                      {"captioner": captioner, "sentences": pool.height, "elbow_k": elbow,
                       "clusterings": ks, "encoder": text_encoder(ctx, "minilm").id})
 
@@ -264,7 +253,6 @@ def job_interpretability(inp: Inputs) -> JobResult:
 def job_acoustic(inp: Inputs) -> JobResult:
     """Fig 8: amplitude / MDF of top-K clips for neurons with vs without 'loud' / 'high-pitched'."""
     from and_toolkit.experiments.acoustic import AcousticConfig, acoustic_groups
-    from and_toolkit.pipeline.experiment_inputs import clip_measures
 
     rows, _ = acoustic_groups(inp.extremes, inp.concepts, clip_measures(inp.ctx),
                               AcousticConfig(paper_model=inp.paper_models))
@@ -272,14 +260,9 @@ def job_acoustic(inp: Inputs) -> JobResult:
 
 
 # ----- Table 6, Table 3, annotation sheet ---------------------------------------------------
-def _write_text(ctx: Context, rel: str, text: str) -> None:
-    atomic_write_bytes(ctx.run.root / rel, lambda tmp: tmp.write_text(text, "utf-8"))
-
-
 def job_qualitative(inp: Inputs) -> JobResult:
     """Table 6 (+ its neuron table for the report), the annotation sheet and Table 3."""
     from and_toolkit.experiments import qualitative as Q
-    from and_toolkit.pipeline.backends import text_encoder
     from and_toolkit.records.models import Summary
 
     ctx, exp = inp.ctx, inp.ctx.cfg.experiments
@@ -292,7 +275,7 @@ def job_qualitative(inp: Inputs) -> JobResult:
                             similarity=sims))
     table = table.with_columns(pl.col("clip_labels").map_elements(
         lambda xs: enc.label_counts(list(xs)), return_dtype=pl.List(pl.String)))
-    _write_text(ctx, TABLE6_FILE, json.dumps(table.drop("clip_paths").to_dicts(), indent=1,
+    run.write_text(run.table6_path, json.dumps(table.drop("clip_paths").to_dicts(), indent=1,
                                              sort_keys=True, ensure_ascii=False) + "\n")
     aliases = {(m, layer): a for m, layer, a in
                inp.neurons().select("model", "layer", "alias").unique().iter_rows() if a}
@@ -301,30 +284,31 @@ def job_qualitative(inp: Inputs) -> JobResult:
     sheet = Q.annotation_sheet(inp.neurons(ast), inp.extremes, probe, calibrated, inp.concepts,
                                Q.AnnotationConfig(n_per_block=exp.annotation_neurons,
                                                   seed=ctx.cfg.seed, similarity=sims))
-    _write_text(ctx, SHEET_FILE, sheet.write_csv())
-    prov: dict[str, Any] = {"sheet": SHEET_FILE, "sheet_rows": sheet.height}
+    run.write_text(run.annotation_sheet_path, sheet.write_csv())
+    sheet_name = run.annotation_sheet_path.name
+    prov: dict[str, Any] = {"sheet": sheet_name, "sheet_rows": sheet.height}
     if exp.annotations:
         ann = Q.load_annotations(exp.annotations)
         table3 = Q.human_evaluation(ann, text_encoder(ctx, "minilm"), Q.HumanEvalConfig())
         prov["annotations"] = exp.annotations
     else:
         table3 = not_run_frame("table3", "no human ratings (experiments.annotations is not set); "
-                               f"rate <run>/{SHEET_FILE} and set it")
+                               f"rate <run>/{sheet_name} and set it")
     return JobResult({"table6": rows6, "table3": table3}, prov)
 
 
 def job_accuracy(inp: Inputs) -> JobResult:
     """Fold accuracy and neuron counts of every target, beside the paper's AST."""
-    targets = inp.ctx.run.manifest().get("stages", {}).get("targets", {})
+    targets = inp.ctx.run.stage_info("targets")
     rows = []
     for info in inp.infos:
         acc = (targets.get(info.id) or {}).get("test_accuracy")
         ast = info.paper_model == "AST"
         rows += [
-            result_row("target_accuracy", f"{info.id}/test_accuracy", "test_accuracy", acc,
+            result_row("target_accuracy", result_key(info.id, "test_accuracy"), "test_accuracy", acc,
                        model=info.id, group=info.paper_model, paper_value=0.95 if ast else None,
                        note="paper: Fig 4's unpruned AST" if ast else ""),
-            result_row("target_accuracy", f"{info.id}/neurons", "neurons",
+            result_row("target_accuracy", result_key(info.id, "neurons"), "neurons",
                        float(sum(info.layers.values())), model=info.id, group=info.paper_model,
                        paper_value=55346.0 if ast else None),
         ]
@@ -357,7 +341,7 @@ def stage_experiments(ctx: Context) -> dict[str, Any]:
     mine = pl.col("model").is_in([t.id for t in ctx.cfg.targets])
     inp = Inputs(ctx=ctx, infos=[model_info(ctx, t) for t in ctx.cfg.targets],
                  concepts=ctx.run.read(ConceptSet).filter(mine),
-                 extremes=ctx.run.read(Extremes).filter(mine), reasons=closed_reasons(ctx))
+                 extremes=ctx.run.extremes().filter(mine), reasons=closed_reasons(ctx))
     info: dict[str, Any] = {"experiments": {}, "not_run": {}}
     for ids, job in JOBS:
         todo = [e for e in ids if e in wanted]
@@ -377,10 +361,10 @@ def stage_experiments(ctx: Context) -> dict[str, Any]:
             info["experiments"][e] = {"rows": frame.height, "seconds": seconds}
             if notes:
                 info["not_run"][e] = sorted(set(notes))
-    for e in set(EXPERIMENT_IDS) - set(wanted):
-        ctx.run.result_path(e).unlink(missing_ok=True)
+    for e in sorted(set(EXPERIMENT_IDS) - set(wanted)):
+        ctx.run.remove_result(e)
     info["pruning"] = {m: {"calls": ev.calls, "forward_passes": ev.forwards}
                        for m, ev in inp.evaluators.items()}
-    encoder = ctx.memo.get("backend:encoder:minilm")
+    encoder = loaded_text_encoder(ctx, "minilm")
     info["backends"] = {"text_encoder": encoder.id} if encoder is not None else {}
     return info

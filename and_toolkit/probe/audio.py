@@ -8,14 +8,13 @@ or a multi-channel file is an error unless the caller asks for the conversion ex
 from __future__ import annotations
 
 from collections.abc import Sequence
-from math import gcd
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from and_toolkit.errors import DataError
+from and_toolkit.signal import resample as resample_waveform
 
 __all__ = ["audio_info", "load_audio", "load_clips"]
 
@@ -57,7 +56,8 @@ def load_audio(
         path: audio file.
         expected_sr: required sample rate in Hz.
         resample: if the file's rate differs, resample it with a polyphase filter
-            (``scipy.signal.resample_poly``, rates reduced by their gcd) instead of failing.
+            (:func:`and_toolkit.signal.resample`: ``scipy.signal.resample_poly`` in float64,
+            rates reduced by their gcd) instead of failing.
         downmix: if the file has several channels, average them instead of failing.
 
     Returns:
@@ -96,8 +96,7 @@ def load_audio(
                 f"{path}: sample rate is {sr} Hz, expected {expected_sr} Hz "
                 "(pass resample=True to resample explicitly)"
             )
-        g = gcd(int(sr), int(expected_sr))
-        wave = resample_poly(wave, expected_sr // g, sr // g).astype(np.float32)
+        wave = resample_waveform(wave, int(sr), expected_sr)
     return np.ascontiguousarray(wave, dtype=np.float32)
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 __all__ = [
-    "DEFAULT_EXCLUDE", "DEFAULT_TYPES", "Pooling", "block_index", "is_channels_first",
+    "DEFAULT_EXCLUDE", "DEFAULT_POOLING", "PoolingName", "DEFAULT_TYPES", "Pooling", "block_index", "is_channels_first",
     "layer_aliases", "module_width", "pool_output", "pooling_label", "resolve_modules",
     "select_layers",
 ]
@@ -39,6 +39,12 @@ DEFAULT_EXCLUDE: tuple[str, ...] = (
 """Excluded by default: attention query / key / value projections (the paper does not count them
 as neurons) and input patch-embedding projections of transformers (a Conv2d in AST)."""
 
+PoolingName = Literal["cls", "first", "mean", "max"]
+"""Token pooling of ``[B, T, D]`` outputs (see :class:`Pooling`)."""
+DEFAULT_POOLING: PoolingName = "mean"
+"""Default token pooling: the mean over all tokens. ``cls`` / ``first`` (token 0) is the authors'
+choice, a switch; convolution outputs are mean-pooled over time-frequency either way."""
+
 _BLOCK_RE = re.compile(r"(?:^|\.)(?:layers|layer|blocks|block|h)\.(\d+)(?:\.|$)")
 
 
@@ -53,7 +59,7 @@ class Pooling(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    tokens: Literal["cls", "first", "mean", "max"] = "first"
+    tokens: PoolingName = DEFAULT_POOLING
     spatial: Literal["mean", "max"] = "mean"
 
     @classmethod

@@ -1,7 +1,7 @@
 """Record pooled activations of any torch module in one pass, all layers at once.
 
 :func:`record_activations` returns ``{layer: float32 [N, width]}``; :func:`record_to_run` writes
-one ``ActivationTable`` Parquet file per layer to ``<out>/model=<id>/layer=<path>/data.parquet``.
+one ``ActivationTable`` file per layer through :meth:`and_toolkit.run.Run.write_activations`.
 
 Memory: forward hooks pool each recorded output to ``[B, width]`` as the batch runs and copy it
 into a float32 ``[N, width]`` array per layer, preallocated when ``n_clips`` is known. Memory
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from torch import nn
 
 from and_toolkit.errors import RecordValidationError
 from and_toolkit.recording.hooks import (
+    DEFAULT_POOLING,
     Pooling,
     block_index,
     is_channels_first,
@@ -40,18 +40,15 @@ from and_toolkit.recording.hooks import (
     resolve_modules,
 )
 from and_toolkit.records import ActivationTable
-from and_toolkit.store import write_records
+from and_toolkit.run import Run
 
 __all__ = [
-    "Batch", "activation_frame", "activation_path", "probe_sha256", "record_activations",
+    "Batch", "activation_frame", "probe_sha256", "record_activations",
     "record_to_run",
 ]
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
 """One model input: a tensor passed positionally, or a dict of tensors passed as keywords."""
-
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
-
 
 def probe_sha256(clip_ids: Sequence[str]) -> str:
     """SHA-256 of the ordered clip ids (JSON array, UTF-8): identifies a probe set and its order.
@@ -182,7 +179,7 @@ def record_activations(
     model: nn.Module,
     batches: Iterable[Batch],
     layers: Sequence[str],
-    pooling: Pooling | str = "first",
+    pooling: Pooling | str = DEFAULT_POOLING,
     progress: bool = True,
     *,
     n_clips: int | None = None,
@@ -208,20 +205,6 @@ def record_activations(
     """
     buffers = _run(model, batches, layers, pooling, n_clips, progress)
     return {name: buf.result() for name, buf in buffers.items()}
-
-
-def activation_path(out_dir: str | Path, model_id: str, layer: str) -> Path:
-    """``<out_dir>/model=<model_id>/layer=<layer>/data.parquet`` (hive-style partitions).
-
-    Raises:
-        ValueError: ``model_id`` or ``layer`` is not a safe path component.
-    """
-    for name, value in (("model_id", model_id), ("layer", layer)):
-        if not _SAFE_ID.match(value) or ".." in value:
-            raise ValueError(
-                f"{name}: {value!r} must match {_SAFE_ID.pattern} (no '/', no '..')"
-            )
-    return Path(out_dir) / f"model={model_id}" / f"layer={layer}" / "data.parquet"
 
 
 def activation_frame(
@@ -265,7 +248,7 @@ def record_to_run(
     batches: Iterable[Batch],
     layers: Sequence[str],
     pooling: Pooling | str,
-    out_dir: str | Path,
+    run: Run,
     model_id: str,
     probe_sha256: str,
     aliases: Mapping[str, str] | None = None,
@@ -279,7 +262,7 @@ def record_to_run(
 
     Args:
         model, batches, layers, pooling, progress: as :func:`record_activations`.
-        out_dir: activations directory of a run (files go to :func:`activation_path`).
+        run: the run the files go to (:meth:`~and_toolkit.run.Run.activation_path`).
         model_id: target-network id (a safe path component).
         probe_sha256: :func:`probe_sha256` of the clip ids in the order fed.
         aliases: ``{layer: alias}`` overrides on top of
@@ -298,7 +281,7 @@ def record_to_run(
         ValueError: see :func:`record_activations`; unsafe ``model_id`` / layer path.
         RecordValidationError: non-finite activations (nothing more is written).
     """
-    paths = {layer: activation_path(out_dir, model_id, layer) for layer in layers}
+    paths = {layer: run.activation_path(model_id, layer) for layer in layers}
     names = layer_aliases(layers, aliases)
     buffers = _run(model, batches, layers, pooling, n_clips, progress)
     for layer, buf in buffers.items():  # check everything before writing anything
@@ -319,6 +302,6 @@ def record_to_run(
         )
         del buf
         prov = {"n_clips": n_clips, **dict(provenance or {})}
-        written[layer] = write_records(ActivationTable, frame, paths[layer], provenance=prov)
+        written[layer] = run.write_activations(frame, **prov)
         del frame
     return written

@@ -3,6 +3,7 @@
 from and_toolkit.records.base import F32, I32, Record, Vector
 from and_toolkit.records.models import (
     ALL_RECORDS,
+    NEURON_KEY,
     RECORDS_BY_NAME,
     ActivationTable,
     CalibratedSummary,
@@ -16,7 +17,7 @@ from and_toolkit.records.models import (
 )
 
 __all__ = [
-    "ALL_RECORDS", "F32", "I32", "RECORDS_BY_NAME", "ActivationTable", "CalibratedSummary",
+    "ALL_RECORDS", "F32", "NEURON_KEY", "I32", "RECORDS_BY_NAME", "ActivationTable", "CalibratedSummary",
     "Caption", "ConceptSet", "Extremes", "ProbeClip", "Record", "ResultRow", "Summary",
     "TrainingCurve", "Vector",
 ]

@@ -19,6 +19,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from and_toolkit.errors import RecordValidationError
+from and_toolkit.records.fields import FieldSpec
+from and_toolkit.records.validate import validate_frame
 
 
 @dataclass(frozen=True)
@@ -87,22 +89,6 @@ def _polars_dtype(annotation: Any) -> pl.DataType:
     if annotation is str:
         return pl.String()
     raise TypeError(f"no Polars dtype for annotation {annotation!r}")
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """What the validator needs to know about one field, derived from the model."""
-
-    name: str
-    dtype: pl.DataType
-    nullable: bool
-    finite: bool
-    fixed_width: bool
-    allowed: tuple[str, ...] | None
-    ge: float | None
-    le: float | None
-    gt: float | None
-    min_length: int | None
 
 
 def _field_spec(name: str, annotation: Any, metadata: Sequence[Any]) -> FieldSpec:
@@ -220,9 +206,8 @@ class Record(BaseModel):
         Raises:
             RecordValidationError: naming ``source``, the record, the field and offending rows.
         """
-        from and_toolkit.records.validate import validate_frame
-
-        return validate_frame(cls, df, source, require_rows=require_rows)
+        return validate_frame(df, source, record_name=cls.record_name, specs=cls.field_specs(),
+                              primary_key=cls.primary_key, require_rows=require_rows)
 
     @classmethod
     def json_schema(cls) -> dict[str, Any]:

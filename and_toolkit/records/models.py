@@ -17,6 +17,10 @@ NonEmpty = Annotated[str, Field(min_length=1)]
 Side = Literal["high", "low"]
 
 
+NEURON_KEY: tuple[str, str, str] = ("model", "layer", "unit")
+"""The key of one neuron in every neuron-level record: target id, module path, channel index."""
+
+
 class ProbeClip(Record):
     """One clip of a probing set D_p."""
 
@@ -53,7 +57,7 @@ class ActivationTable(Record):
     """Activations of one neuron on every probe clip."""
 
     record_name: ClassVar[str] = "ActivationTable"
-    primary_key: ClassVar[tuple[str, ...]] = ("model", "layer", "unit")
+    primary_key: ClassVar[tuple[str, ...]] = NEURON_KEY
 
     model: NonEmpty = Field(description="Target-network id.")
     layer: NonEmpty = Field(description="Torch module path of the recorded module.")
@@ -70,7 +74,7 @@ class Extremes(Record):
     """The K most and least activating clips of one neuron."""
 
     record_name: ClassVar[str] = "Extremes"
-    primary_key: ClassVar[tuple[str, ...]] = ("model", "layer", "unit", "side")
+    primary_key: ClassVar[tuple[str, ...]] = (*NEURON_KEY, "side")
 
     model: NonEmpty = Field(description="Target-network id.")
     layer: NonEmpty = Field(description="Torch module path.")
@@ -85,7 +89,7 @@ class Summary(Record):
     """A summary of the captions of one neuron's top-K (S_h) or bottom-K (S_l) clips."""
 
     record_name: ClassVar[str] = "Summary"
-    primary_key: ClassVar[tuple[str, ...]] = ("model", "layer", "unit", "side")
+    primary_key: ClassVar[tuple[str, ...]] = (*NEURON_KEY, "side")
 
     model: NonEmpty = Field(description="Target-network id.")
     layer: NonEmpty = Field(description="Torch module path.")
@@ -103,7 +107,7 @@ class CalibratedSummary(Record):
     """Module B output: S_h points with those similar to a point of S_l removed."""
 
     record_name: ClassVar[str] = "CalibratedSummary"
-    primary_key: ClassVar[tuple[str, ...]] = ("model", "layer", "unit")
+    primary_key: ClassVar[tuple[str, ...]] = NEURON_KEY
 
     model: NonEmpty = Field(description="Target-network id.")
     layer: NonEmpty = Field(description="Torch module path.")
@@ -121,8 +125,7 @@ class ConceptSet(Record):
     """Concepts of one neuron, long format: one row per (neuron, method, similarity, concept)."""
 
     record_name: ClassVar[str] = "ConceptSet"
-    primary_key: ClassVar[tuple[str, ...]] = (
-        "model", "layer", "unit", "method", "similarity", "concept")
+    primary_key: ClassVar[tuple[str, ...]] = (*NEURON_KEY, "method", "similarity", "concept")
 
     model: NonEmpty = Field(description="Target-network id.")
     layer: NonEmpty = Field(description="Torch module path.")

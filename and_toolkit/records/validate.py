@@ -1,16 +1,18 @@
-"""Vectorised validation of a Polars frame against a record model."""
+"""Vectorised validation of a Polars frame against a record model's field specs.
+
+Works on :class:`~and_toolkit.records.fields.FieldSpec` lists (from ``Record.field_specs()``), so
+this module never imports the record base class.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 
 from and_toolkit.errors import RecordValidationError
-
-if TYPE_CHECKING:
-    from and_toolkit.records.base import FieldSpec, Record
+from and_toolkit.records.fields import FieldSpec
 
 _MAX_SHOWN = 5
 
@@ -53,14 +55,17 @@ def _nonfinite_mask(df: pl.DataFrame, spec: FieldSpec) -> pl.Series:
 
 
 def validate_frame(
-    record: type[Record], df: pl.DataFrame, source: str, *, require_rows: bool = False
+    df: pl.DataFrame, source: str, *, record_name: str, specs: Sequence[FieldSpec],
+    primary_key: tuple[str, ...], require_rows: bool = False
 ) -> pl.DataFrame:
     """Check columns, dtypes, nulls, finiteness, ranges, allowed values and key uniqueness.
 
     Args:
-        record: the record model class.
         df: the frame to check.
         source: file path or description used in error messages.
+        record_name: the record's name (``Record.record_name``), used in error messages.
+        specs: the record's field specs in column order (``Record.field_specs()``).
+        primary_key: columns that must be unique together (``Record.primary_key``).
         require_rows: also refuse an empty frame.
 
     Returns:
@@ -69,8 +74,7 @@ def validate_frame(
     Raises:
         RecordValidationError: on the first problem found, naming source, record and field.
     """
-    name = record.record_name
-    specs = record.field_specs()
+    name = record_name
     expected = [s.name for s in specs]
     missing = [c for c in expected if c not in df.columns]
     extra = [c for c in df.columns if c not in expected]
@@ -80,7 +84,7 @@ def validate_frame(
         raise RecordValidationError(source, name, extra[0], f"unknown column(s) {extra}")
     if require_rows and df.height == 0:
         raise RecordValidationError(source, name, "*", "no rows, but rows are required")
-    key = record.primary_key
+    key = primary_key
     for spec in specs:
         actual = df.schema[spec.name]
         if not _dtype_ok(spec, actual):

@@ -45,7 +45,15 @@ class TrainConfig(BaseModel):
         mixup_alpha: Beta(alpha, alpha) mixup concentration (0 disables).
         mixup_prob: Probability that a batch is mixed.
         precision: ``"bf16"`` runs forward/backward under CPU bfloat16 autocast (weights stay
-            float32); ``"fp32"`` runs in float32. Per-epoch test accuracy is always computed in float32.
+            float32); ``"fp32"`` runs in float32; ``"auto"`` (default) is resolved before
+            training by ``resolve_train_config`` (``targets/precision.py``): the environment
+            variable ``AND_TRAIN_PRECISION`` (fp32|bf16|auto) if set, else a short probe
+            that picks bf16 only if it is measured >= 1.25x faster on this CPU (CPUs without
+            native bf16 emulate it many times slower). ``weights_key`` and ``train_target``
+            refuse ``"auto"``. Per-epoch test accuracy is always computed in float32.
+        threads: torch intra-op threads used while training, or None (default) to let
+            ``resolve_train_config`` time 1, half (>= 4 cores) and all usable cores. Not part
+            of the weights key: results are bitwise reproducible only at a fixed thread count.
         eval_batch_size: Clips per evaluation batch.
         pretrain: If set (AST archs only), the encoder is first pretrained by masked-patch
             reconstruction on the unlabelled features (SSAST-style), then fine-tuned (``ast``)
@@ -75,7 +83,8 @@ class TrainConfig(BaseModel):
     freq_mask_width: int = Field(default=8, ge=0)
     mixup_alpha: float = Field(default=0.5, ge=0)
     mixup_prob: float = Field(default=1.0, ge=0, le=1)
-    precision: Literal["fp32", "bf16"] = "bf16"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    threads: int | None = Field(default=None, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
     pretrain: PretrainConfig | None = None
 

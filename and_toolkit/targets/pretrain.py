@@ -9,7 +9,6 @@ trained) targets when ``TrainConfig.pretrain`` is set.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Callable
 
@@ -22,6 +21,7 @@ from transformers import ASTForAudioClassification
 
 from and_toolkit.targets.ast import ASTArchConfig
 from and_toolkit.targets.augment import time_shift
+from and_toolkit.targets.timing import autocast
 
 __all__ = ["MaskedPatchModel", "PretrainConfig", "patchify", "pretrain_encoder", "random_mask"]
 
@@ -120,7 +120,7 @@ def pretrain_encoder(
     arch: ASTArchConfig,
     features: np.ndarray,
     seed: int,
-    precision: str = "bf16",
+    precision: str,
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
@@ -132,7 +132,8 @@ def pretrain_encoder(
         arch: The model's architecture.
         features: Unlabelled float32 log-mels [N, T, F].
         seed: Seed of masking, shuffling, augmentation and decoder initialisation.
-        precision: ``"bf16"`` (CPU autocast) or ``"fp32"``.
+        precision: ``"bf16"`` (CPU autocast) or ``"fp32"``; ``"auto"`` must be resolved first
+            (``resolve_train_config``).
         progress: Show a tqdm bar.
         on_epoch: Optional callback receiving each epoch's ``{epoch, loss, seconds}``.
 
@@ -140,10 +141,12 @@ def pretrain_encoder(
         Per-epoch rows ``{epoch, loss, seconds}`` (loss = mean MSE on masked patches).
 
     Raises:
-        ValueError: If ``features`` is not [N, T, F] with N >= 2.
+        ValueError: If ``features`` is not [N, T, F] with N >= 2, or ``precision`` is not
+            ``"fp32"``/``"bf16"``.
     """
     import time
 
+    autocast(precision)  # validates before any work
     if features.ndim != 3 or features.shape[0] < 2:
         raise ValueError(f"features: expected [N >= 2, T, F], got shape {features.shape}")
     x_all = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
@@ -175,11 +178,6 @@ def pretrain_encoder(
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         n_patches = math.prod(arch.grid())
-        autocast = (
-            torch.autocast("cpu", dtype=torch.bfloat16)
-            if precision == "bf16"
-            else contextlib.nullcontext()
-        )
         rows: list[dict[str, float]] = []
         bar = tqdm(total=steps, disable=not progress, desc="ssl-pretrain")
         for epoch in range(1, cfg.epochs + 1):
@@ -194,7 +192,7 @@ def pretrain_encoder(
                     xb = time_shift(xb, gen, cfg.time_shift)
                 mask = random_mask(len(idx), n_patches, cfg.mask_ratio, gen)
                 target = _normalised_patches(xb, arch)
-                with autocast:
+                with autocast(precision):
                     pred = wrapper(xb, mask)
                 loss = ((pred.float() - target) ** 2).mean(dim=-1)[mask].mean()
                 opt.zero_grad(set_to_none=True)

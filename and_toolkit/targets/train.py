@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from and_toolkit.targets.ast import freeze_encoder
 from and_toolkit.targets.augment import mixup, spec_augment, time_shift
 from and_toolkit.targets.config import TrainConfig, build_model
 from and_toolkit.targets.pretrain import pretrain_encoder
+from and_toolkit.targets.timing import autocast, torch_threads
 
 __all__ = ["TrainedTarget", "evaluate", "logits_of", "train_target"]
 
@@ -51,12 +51,6 @@ def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _autocast(precision: str) -> contextlib.AbstractContextManager[object]:
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _check_data(features: np.ndarray, targets: np.ndarray, n_classes: int | None = None) -> None:
     if features.ndim != 3:
         raise ValueError(f"features: expected [N, T, F], got shape {features.shape}")
@@ -88,14 +82,14 @@ def evaluate(
         (accuracy in [0, 1], float32 logits [N, C]).
 
     Raises:
-        ValueError: On mismatched shapes or an empty set.
+        ValueError: On mismatched shapes, an empty set, or another precision (e.g. ``"auto"``).
     """
     _check_data(features, targets)
     if features.shape[0] == 0:
         raise ValueError("features: no clips to evaluate")
     model.eval()
     chunks = []
-    with torch.inference_mode(), _autocast(precision):
+    with torch.inference_mode(), autocast(precision):
         for start in range(0, features.shape[0], batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(features[start : start + batch_size]))
             chunks.append(logits_of(model, xb).float())
@@ -174,8 +168,13 @@ def train_target(
     ``cfg.seed``; shuffling and augmentation use a private ``torch.Generator`` (global RNG
     state is left untouched).
 
+    ``cfg.precision`` must be concrete: ``"auto"`` is refused rather than resolved here, so the
+    precision trained is always the one the caller keyed the weights with
+    (``cfg, decision = resolve_train_config(cfg)`` first). If ``cfg.threads`` is set, torch
+    runs with that many intra-op threads during training (restored afterwards).
+
     Args:
-        cfg: Training configuration.
+        cfg: Resolved training configuration.
         features: float32 log-mels [N, T, F] (see ``logmel_features``).
         targets: int class ids [N] in ``0..cfg.n_classes-1``.
         folds: int fold ids [N].
@@ -187,8 +186,14 @@ def train_target(
         The :class:`TrainedTarget` (model in eval mode, per-epoch curve).
 
     Raises:
-        ValueError: On mismatched shapes, out-of-range targets, or an empty train/test split.
+        ValueError: On mismatched shapes, out-of-range targets, an empty train/test split, or
+            an unresolved ``precision="auto"``.
     """
+    if cfg.precision == "auto":
+        raise ValueError(
+            "train_target: precision 'auto' is unresolved; train the config returned by "
+            "and_toolkit.targets.precision.resolve_train_config(cfg) (and key it with that)"
+        )
     _check_data(features, targets, cfg.n_classes)
     if folds.shape != targets.shape:
         raise ValueError(f"folds: expected shape {targets.shape}, got {folds.shape}")
@@ -202,6 +207,22 @@ def train_target(
     y_train = torch.from_numpy(targets[~test].astype(np.int64))
     x_test, y_test = np.ascontiguousarray(features[test], dtype=np.float32), targets[test]
 
+    with torch_threads(cfg.threads):
+        return _train(cfg, features, x_train, y_train, x_test, y_test, test, progress, on_epoch)
+
+
+def _train(
+    cfg: TrainConfig,
+    features: np.ndarray,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    test: np.ndarray,
+    progress: bool,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+) -> TrainedTarget:
+    """Build, optionally pretrain, and fit the target of :func:`train_target`."""
     model = build_model(cfg)
     pre_curve: list[dict[str, float]] = []
     if cfg.pretrain is not None:
@@ -253,7 +274,7 @@ def _fit(
         for idx in _batches(len(y_train), cfg.batch_size, gen):
             soft = eye[y_train[idx]] * (1 - smooth) + smooth / cfg.n_classes
             xb, yb = _augment(x_train[idx], soft, cfg, gen)
-            with _autocast(cfg.precision):
+            with autocast(cfg.precision):
                 logits = logits_of(model, xb)
             loss = -(yb * torch.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
             opt.zero_grad(set_to_none=True)

@@ -19,7 +19,9 @@ from and_toolkit.targets.config import TrainConfig
 
 __all__ = ["TRAINING_CODE_VERSION", "labels_sha", "load_weights", "save_weights", "weights_key"]
 
-#: Bump when a change to the training code changes the weights a config produces.
+#: Bump when a change to the training code changes the weights a config produces. (Not bumped
+#: for ``precision="auto"``: explicit fp32 / bf16 configs train bitwise as before and keep their
+#: keys; "auto" must be resolved to one of them before keying.)
 TRAINING_CODE_VERSION = 1
 
 
@@ -88,23 +90,33 @@ def labels_sha(targets: np.ndarray, folds: np.ndarray) -> str:
 def weights_key(cfg: TrainConfig, features_sha: str, labels: str | None = None) -> str:
     """Content key of everything that determines trained weights.
 
-    Covers the training config (without the unused architecture block), the feature hash, the
-    label/fold hash if given, :data:`TRAINING_CODE_VERSION` and the torch / transformers
-    versions. Thread count is not covered: results are bitwise reproducible only at a fixed
-    thread count.
+    Covers the training config (without the unused architecture block) including its concrete
+    precision, the feature hash, the label/fold hash if given, :data:`TRAINING_CODE_VERSION`
+    and the torch / transformers versions. Thread count (``cfg.threads``) is not covered:
+    results are bitwise reproducible only at a fixed thread count.
 
     Args:
-        cfg: Training configuration.
+        cfg: Resolved training configuration (``resolve_train_config(cfg)[0]``).
         features_sha: Hash of the feature array (``features_sha(features)``).
         labels: Optional ``labels_sha(targets, folds)``.
 
     Returns:
         64-character hex SHA-256.
+
+    Raises:
+        ValueError: If ``cfg.precision`` is still ``"auto"`` (the weights depend on the choice).
     """
     import transformers
 
+    if cfg.precision == "auto":
+        raise ValueError(
+            "weights_key: precision 'auto' is unresolved; key the config returned by "
+            "and_toolkit.targets.precision.resolve_train_config(cfg)"
+        )
+    config = cfg.arch_payload()
+    config.pop("threads", None)  # keys stay those of configs written before the field existed
     payload = {
-        "config": cfg.arch_payload(),
+        "config": config,
         "features_sha": features_sha,
         "labels_sha": labels,
         "code_version": TRAINING_CODE_VERSION,

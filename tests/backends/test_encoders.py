@@ -10,9 +10,8 @@ from and_toolkit.backends.encoders import (
     HashingEncoder,
     LookupEncoder,
     MiniLMEncoder,
-    TextEncoder,
-    l2_normalise,
 )
+from and_toolkit.interfaces import TextEncoder, l2_normalise
 
 
 def test_hashing_encoder_is_deterministic_unit_norm_float32() -> None:

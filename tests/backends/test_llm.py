@@ -18,7 +18,6 @@ from and_toolkit.backends.llm import (
     FakeLLM,
     MemoryCache,
     NamespacedCache,
-    Sampling,
     generation_key,
     last_user_text,
     prompt_seed,
@@ -33,7 +32,8 @@ from and_toolkit.backends.llm_transformers import (
 )
 from and_toolkit.cache import Cache as FileCache
 from and_toolkit.dissect.icl import is_yes, llm_is_acoustic
-from and_toolkit.dissect.prompts import Prompt, adjective_prompt
+from and_toolkit.dissect.prompts import adjective_prompt
+from and_toolkit.interfaces import Prompt, Sampling
 
 torch.set_num_threads(1)
 

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from and_toolkit.backends.tagger import (
-    DictTagger,
-    SpacyTagger,
-    TaggedToken,
-    Tagger,
-    _merge_spans,
-)
+from and_toolkit.backends.tagger import DictTagger, SpacyTagger, _merge_spans
+from and_toolkit.interfaces import TaggedToken, Tagger
 
 
 @pytest.fixture(scope="module")

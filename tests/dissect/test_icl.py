@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from and_toolkit.backends.encoders import HashingEncoder, LookupEncoder
-from and_toolkit.backends.llm import AUTHORS_SAMPLING, CachedLLM, FakeLLM, Sampling
+from and_toolkit.backends.llm import AUTHORS_SAMPLING, CachedLLM, FakeLLM
 from and_toolkit.dissect.icl import (
     CONCEPT_TEMPLATE,
     adjective_responses,
@@ -20,7 +20,8 @@ from and_toolkit.dissect.icl import (
     map_to_concepts,
     parse_icl_response,
 )
-from and_toolkit.dissect.prompts import Prompt, icl_prompt
+from and_toolkit.dissect.prompts import icl_prompt
+from and_toolkit.interfaces import Prompt, Sampling
 
 CONCEPTS = ["dog", "rooster", "water_drops", "church_bells", "snoring"]
 

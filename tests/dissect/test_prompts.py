@@ -8,16 +8,12 @@ from typing import Any
 import pytest
 
 from and_toolkit.dissect.prompts import (
-    CAPTION_PROMPT,
     adjective_prompt,
-    caption_messages,
     icl_prompt,
     llama2_render,
-    prompt_sha256,
-    prompt_text,
     summary_prompt,
-    validate_prompt,
 )
+from and_toolkit.interfaces import prompt_sha256, prompt_text, validate_prompt
 
 CONCEPTS = ["dog", "water_drops", "cat"]
 CAPTIONS = ["A dog barks twice.", "A dog growls."]
@@ -117,12 +113,6 @@ def test_llama2_render() -> None:
         llama2_render(msgs[:3])
     with pytest.raises(ValueError, match=r"messages\[1\].role"):
         llama2_render([msgs[1], msgs[1], msgs[1]])
-
-
-def test_caption_messages() -> None:
-    assert CAPTION_PROMPT == "Please describe the audio in detail."
-    assert caption_messages() == [{"role": "user", "content": [
-        {"type": "audio"}, {"type": "text", "text": "Please describe the audio in detail."}]}]
 
 
 def test_prompt_sha256() -> None:

@@ -150,21 +150,30 @@ def test_uninterpretable_percentages_per_block_and_sublayer() -> None:
     def val(exp: str, key: str) -> float:
         return rows.filter((pl.col("experiment") == exp) & (pl.col("key") == key))["value"][0]
 
-    base = "toy/k=11/max_cluster_support/K=5"
-    assert val("fig11_13", f"{base}/tau=4/block=1") == 50.0
-    assert val("fig11_13", f"{base}/tau=4/block=1/fc1") == 0.0
-    assert val("fig11_13", f"{base}/tau=4/block=1/o_proj") == 100.0
-    assert val("fig11_13", f"{base}/tau=5/block=1") == 100.0
-    assert val("fig11_13", f"{base}/tau=3/block=2") == 0.0
-    assert val("fig11_13", f"{base}/tau=4/all") == pytest.approx(100 / 3)
-    ms = "toy/k=11/multiset_intersection/K=5"
-    assert val("fig11_13", f"{ms}/tau=3/block=1") == 100.0
-    assert val("fig11_13", f"{ms}/tau=3/block=2") == 100.0  # |∩| = 2 < 3
+    # curves: <model>/curve/<K>/<τ>/<rule>/<clustering>/<block>, zero-padded
+    mcs = "max_cluster_support/k=11"
+    assert val("fig11_13", f"toy/curve/05/04/{mcs}/001") == 50.0
+    assert val("fig11_13", f"toy/curve/05/05/{mcs}/001") == 100.0
+    assert val("fig11_13", f"toy/curve/05/03/{mcs}/002") == 0.0
+    assert val("fig11_13", f"toy/all/{mcs}/05/04") == pytest.approx(100 / 3)
+    ms = "multiset_intersection/k=11"
+    assert val("fig11_13", f"toy/curve/05/03/{ms}/001") == 100.0
+    assert val("fig11_13", f"toy/curve/05/03/{ms}/002") == 100.0  # |∩| = 2 < 3
     assert val("fig11_13", "toy/k=11/K=5/n_missing_clips") == 1.0
-    assert val("fig11_13", "toy/k=11/K=5/n_neurons") == 3.0
-    one = rows.filter(pl.col("key") == f"{base}/tau=4/block=1")
-    assert (one["group"][0], one["series"][0]) == ("K=5, tau=4", "max_cluster_support (k=11)")
+    one = rows.filter(pl.col("key") == f"toy/curve/05/04/{mcs}/001")
+    assert one.select("group", "series", "metric", "x").row(0) == (
+        "K=5, \u03c4=4", "max_cluster_support (k=11)", "pct_uninterpretable", 1.0)
     assert one["paper_value"][0] == 42.0
+    overall = rows.filter(pl.col("key") == f"toy/all/{mcs}/05/04")
+    assert overall.select("group", "series", "metric").row(0) == (
+        "all blocks", "max_cluster_support (k=11)", "K=5, \u03c4=4")
+    # Fig 6's setting per sub-layer: max cluster support only, one table row per sub-layer
+    sub = rows.filter(pl.col("experiment") == "fig6_sublayers")
+    assert sorted(sub.select("key", "group", "series", "metric", "value").rows()) == [
+        ("toy/fc1/001", "max cluster support, k=11", "fc1", "block 1", 0.0),
+        ("toy/fc1/002", "max cluster support, k=11", "fc1", "block 2", 0.0),
+        ("toy/o_proj/001", "max cluster support, k=11", "o_proj", "block 1", 100.0)]
+    assert sub["x"].is_null().all()
     fig6 = rows.filter(pl.col("experiment") == "fig6")
     assert fig6.height == 4  # 2 rules x 2 blocks, τ = 4 only
     assert fig6.filter(pl.col("x") == 1)["paper_value"].to_list() == [42.0, 42.0]
@@ -172,7 +181,18 @@ def test_uninterpretable_percentages_per_block_and_sublayer() -> None:
     assert val("fig6", "toy/k=11/max_cluster_support/block=1") == 50.0
     # the report tabulates x-null rows by (model, group, series) x metric: one cell each
     tabled = rows.filter(pl.col("x").is_null())
-    assert not tabled.select("model", "group", "series", "metric").is_duplicated().any()
+    assert not tabled.select("experiment", "model", "group", "series",
+                             "metric").is_duplicated().any()
+    assert not rows.select("experiment", "key").is_duplicated().any()
+
+
+def test_missing_clip_counts_only_when_some_are_missing() -> None:
+    clusters, ex, neurons = toy_population()
+    ex = ex.filter(pl.col("layer") != "blocks.1.fc1")
+    neurons = neurons.filter(pl.col("layer") != "blocks.1.fc1")
+    rows, _ = uninterpretable_neurons(ex, clusters, neurons, InterpretabilityConfig())
+    assert rows.filter(pl.col("metric") == "n_missing_clips").height == 0
+    assert rows.filter(pl.col("metric") == "n_neurons").height == 0
     plotted = rows.filter(pl.col("x").is_not_null())
     assert not plotted.select("experiment", "model", "group", "series", "metric",
                               "x").is_duplicated().any()
@@ -198,8 +218,10 @@ def test_k10_has_no_fig6_rows() -> None:
     assert set(rows["experiment"]) == {"fig11_13"}
     pct = rows.filter(pl.col("metric") == "pct_uninterpretable")
     got = {(g, s): v for g, s, v in pct.select("group", "series", "value").iter_rows()}
-    assert got[("K=10, tau=8", "max_cluster_support (k=11)")] == 0.0  # support 8 >= 8
-    assert got[("K=10, tau=10", "max_cluster_support (k=11)")] == 100.0
+    assert got[("K=10, \u03c4=8", "max_cluster_support (k=11)")] == 0.0  # support 8 >= 8
+    assert got[("K=10, \u03c4=10", "max_cluster_support (k=11)")] == 100.0
+    assert set(pct["key"]) == {f"toy/curve/10/{t:02d}/{r}/k=11/001" for t in (6, 8, 10)
+                               for r in ("max_cluster_support", "multiset_intersection")}
     assert pct["paper_value"].null_count() == pct.height
 
 
@@ -213,8 +235,24 @@ def test_cluster_words_counts_without_stopwords() -> None:
         ("dog", 4, 1), ("barking", 1, 2)]
     assert words.filter(pl.col("cluster") == 1)["word"].to_list() == ["engine", "runs"]
     vals = dict(rows.select("key", "value").iter_rows())
-    assert vals["k=11/cluster=0/n_sentences"] == 3.0
-    assert vals["k=11/cluster=0/n_captions"] == 2.0
-    cloud = rows.filter(pl.col("x").is_not_null() & (pl.col("group") == "cluster 0 (k=11)"))
+    assert vals["k=11/cluster=000/n_sentences"] == 3.0
+    assert vals["k=11/cluster=000/n_captions"] == 2.0
+    assert vals["k=11/cluster=000/word=dog"] == 4.0
+    cloud = rows.filter(pl.col("x").is_not_null()
+                        & (pl.col("group") == "cluster 0 (3 sentences)"))
     assert cloud.select("series", "value", "x").rows() == [("dog", 4.0, 1.0),
                                                            ("barking", 1.0, 2.0)]
+
+
+def test_cluster_words_keys_sort_clusters_numerically() -> None:
+    labels = np.array([0] * 3 + [1] * 4 + [2] * 5 + [10] * 13)
+    pool = pl.DataFrame({"clip_id": [f"c{i}" for i in range(labels.size)],
+                         "sentence": ["A dog barks."] * labels.size})
+    rows, _ = cluster_words(pool, labels, clustering="k=11", top_n=1)
+    ResultRow.validate_frame(rows)
+    groups = list(dict.fromkeys(rows.sort("key")["group"]))
+    assert groups == ["cluster 0 (3 sentences)", "cluster 1 (4 sentences)",
+                      "cluster 2 (5 sentences)", "cluster 10 (13 sentences)"]
+    assert rows.sort("key")["key"].to_list()[:3] == [
+        "k=11/cluster=000/n_captions", "k=11/cluster=000/n_sentences",
+        "k=11/cluster=000/word=barks"]  # ties by word

@@ -114,7 +114,7 @@ def test_table4_by_hand() -> None:
     # water_drops / pouring_water prune {1, 2}: changes [0, -4, -1] -> a=-4, r=-0.5 / a=-1, r=-2
     assert s["delta_a"] == pytest.approx(-7 / 3)
     assert s["delta_r"] == pytest.approx(-2.5 / 3)
-    assert s["delta_a_minus_delta_r"] == pytest.approx(-1.5)
+    assert s["gap"] == pytest.approx(-1.5)
     assert s["avg_pruned"] == pytest.approx(5 / 3)
     assert s["acc_before"] == 1.0
     assert s["acc_after"] == pytest.approx((4 / 6 + 2 / 6 + 2 / 6) / 3)

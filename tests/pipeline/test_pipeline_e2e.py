@@ -13,9 +13,9 @@ from typing import Any
 import polars as pl
 import pytest
 
+from and_toolkit import neurons
 from and_toolkit.cache import Cache
 from and_toolkit.config import parse_config
-from and_toolkit.neurons import neurons
 from and_toolkit.pipeline import fingerprints, run_pipeline
 from and_toolkit.validation import validate_path
 
@@ -124,3 +124,29 @@ def test_killed_run_resumes_to_the_same_records(tiny_run: tuple[Path, Path],
     _run(target, cache)
     for p in run.rglob("*.parquet"):
         assert (target / p.relative_to(run)).read_bytes() == p.read_bytes(), p
+
+
+def test_info_and_later_stages_use_the_recorded_training_choice(
+        tiny_run: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from and_toolkit.pipeline.context import Context
+    from and_toolkit.pipeline.targets import resolved_train_config
+    from and_toolkit.run import Run
+    from and_toolkit.validation import run_info
+
+    run, cache = tiny_run
+    info = run_info(run)["targets"]
+    assert set(info) == {"cnn", "ast"}
+    assert all(t["precision"] == "fp32" and t["threads"] >= 1 for t in info.values())
+    # the record stage wrote each model's layer order: nothing loads a model to learn it
+    handle = Run.at(run)
+    for model in ("cnn", "ast"):
+        layers = handle.recorded_layers(model)
+        assert sorted(layers) == sorted(lay for m, lay in handle.activation_layers() if m == model)
+    # a later stage keeps the run's choice even where a new measurement would differ
+    monkeypatch.setenv("AND_TRAIN_PRECISION", "bf16")
+    ctx = Context(cfg=parse_config(TINY), run=handle, cache=Cache(cache), progress=False)
+    target = ctx.cfg.targets[0]
+    cfg, choice = resolved_train_config(ctx, target)
+    assert cfg.precision == "fp32" and "reused_from" in choice
+    fresh, choice = resolved_train_config(ctx, target, fresh=True)
+    assert fresh.precision == "bf16" and choice["precision_source"] == "env"

@@ -1,4 +1,5 @@
-"""The report stage, the findings re-tested on hand-made result frames, and the row encodings.
+"""The report stage and the findings re-tested on hand-made result frames (the row encodings
+are tested in tests/experiments/test_encoding.py).
 
 No training and no model loading: the run directory is built by hand (manifest, probe table,
 result frames) and the report stage renders it.
@@ -16,18 +17,13 @@ import pytest
 
 from and_toolkit.cache import Cache
 from and_toolkit.config import parse_config
-from and_toolkit.pipeline import result_encoding as enc
+from and_toolkit.experiments.masks import mask_sha
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.experiment_inputs import (
-    caption_lengths,
-    class_names,
-    closed_reasons,
-    mask_sha,
-    paper_model_of,
-)
-from and_toolkit.pipeline.findings import ModelFacts, paper_findings
-from and_toolkit.pipeline.report_stages import manifest_backends, stage_report
+from and_toolkit.pipeline.experiment_inputs import caption_lengths, closed_reasons
+from and_toolkit.pipeline.report_stage import manifest_backends, stage_report
+from and_toolkit.probe.subset import class_names
 from and_toolkit.records.models import ProbeClip, ResultRow
+from and_toolkit.report.findings import ModelFacts, paper_findings
 from and_toolkit.run import Run
 
 FACTS = {"ast": ModelFacts("AST", 0.6), "cnn": ModelFacts("BEATs-finetuned", 0.4),
@@ -168,69 +164,6 @@ def test_claim_5_needs_a_supervised_and_a_frozen_model() -> None:
     assert finding.verdict == "not run" and "['ast']" in finding.evidence
 
 
-# ----- row encodings ----------------------------------------------------------------------------
-def test_fig10_rows_become_a_dumbbell() -> None:
-    rows = ResultRow.frame([
-        row("fig10", "m/OCP/dog/n_pruned", "n_pruned", 5.0, model="m", group="OCP",
-            series="dog"),
-        *[row("fig10", f"m/OCP/dog/{c}/{k}", k, v, model="m", group="OCP", series=c,
-              x=float(i)) for i, c in enumerate(("dog", "cat"))
-          for k, v in (("own_logit_before", 1.0), ("own_logit_after", 0.5), ("change", -0.5))],
-    ])
-    out = ResultRow.validate_frame(enc.fig10_rows(rows), source="fig10")
-    plotted = out.filter(pl.col("x").is_not_null())
-    assert set(plotted["series"]) == {"before", "after"} and set(plotted["group"]) == {
-        "dog", "cat"}
-    assert set(plotted["metric"]) == {"own_logit"}
-    assert out.filter(pl.col("x").is_null()).select("group", "series").row(0) == ("dog", "OCP")
-
-
-def test_fig4_split_keeps_mean_curves_and_tabulates_seeds() -> None:
-    rows = []
-    for exp, crit in (("fig4a", "nouns"), ("fig4b", "basic_adj")):
-        for x in (0.0, 2.0, 12.0):
-            rows.append(row(exp, f"m/{crit}/mean/{x}/accuracy", "accuracy", 0.5, model="m",
-                            group=crit, series="mean", x=x))
-            if x:
-                rows.append(row(exp, f"m/{crit}/mean/{x}/n_pruned", "n_pruned", 7.0,
-                                model="m", group=crit, series="mean", x=x))
-                rows += [row(exp, f"m/{crit}/seed={s}/{x}/accuracy", "accuracy", 0.4,
-                             model="m", group=crit, series=f"seed={s}", x=x) for s in (1, 2)]
-    out = enc.split_fig4(ResultRow.frame(rows))
-    assert out["fig4a"].height == 3 and set(out["fig4a"]["series"]) == {"mean"}
-    assert out["fig4c"].height == 0
-    seeds = ResultRow.validate_frame(out["fig4_seeds"], source="seeds")
-    assert seeds["x"].is_null().all()
-    assert set(seeds["metric"]) == {"seed=1", "seed=2", "n_pruned"}
-    assert set(seeds["group"]) == {"4a · nouns", "4b · basic_adj"}
-    assert set(seeds["series"]) == {"2.0 %", "12.0 %"}
-    # one cell per (model, group, series, metric): the report can pivot it
-    assert not seeds.select("model", "group", "series", "metric").is_duplicated().any()
-    assert seeds.sort("key")["series"].to_list()[:3] == ["2.0 %"] * 3
-
-
-def test_table8_clusters_sort_numerically() -> None:
-    rows = []
-    for c in (0, 1, 10, 2):
-        g = f"cluster {c} (k=11)"
-        rows.append(row("table8", f"k=11/cluster={c}/n_sentences", "n_sentences", 3.0 + c,
-                        group=g))
-        rows.append(row("table8", f"k=11/cluster={c}/word=hz", "frequency", 2.0, group=g,
-                        series="hz", x=1.0))
-    out = ResultRow.validate_frame(enc.table8_rows(ResultRow.frame(rows)), source="t8")
-    groups = list(dict.fromkeys(out.sort("key")["group"]))
-    assert groups == ["cluster 0 (3 sentences)", "cluster 1 (4 sentences)",
-                      "cluster 2 (5 sentences)", "cluster 10 (13 sentences)"]
-
-
-def test_label_counts_and_table6_aliases() -> None:
-    assert enc.label_counts(["a", "b", "b", "c", "a", "b"]) == ["b \u00d73", "a \u00d72", "c"]
-    rows = ResultRow.frame([row("table6", "m/x.y#3/n", "n", 1.0, model="m", group="x.y",
-                                series="3")])
-    out = enc.table6_rows(rows, {("m", "x.y"): "block1.fc1"})
-    assert out.select("group", "series").row(0) == ("block1.fc1", "#3")
-
-
 # ----- inputs -----------------------------------------------------------------------------------
 def test_mask_sha_ignores_layers_with_nothing_pruned() -> None:
     a = {"l1": np.array([True, False]), "l2": np.zeros(3, bool)}
@@ -328,5 +261,5 @@ def test_paper_model_defaults_by_arch() -> None:
     cfg = parse_config({**CONFIG, "targets": [
         {"id": "a", "arch": "ast"}, {"id": "c", "arch": "cnn"},
         {"id": "f", "arch": "ast-frozen"}, {"id": "x", "arch": "cnn", "paper_model": "AST"}]})
-    assert [paper_model_of(t) for t in cfg.targets] == [
+    assert [t.paper_model_id for t in cfg.targets] == [
         "AST", "BEATs-finetuned", "BEATs-frozen", "AST"]

@@ -12,12 +12,12 @@ from torch import nn
 from and_toolkit.errors import RecordValidationError
 from and_toolkit.recording.hooks import select_layers
 from and_toolkit.recording.record import (
-    activation_path,
     probe_sha256,
     record_activations,
     record_to_run,
 )
 from and_toolkit.records import ActivationTable
+from and_toolkit.run import Run
 from and_toolkit.store import provenance_of, read_records
 
 
@@ -38,11 +38,11 @@ def test_same_input_twice_writes_identical_bytes(tiny_ast: nn.Module, tmp_path: 
     sha = probe_sha256([f"c{i}" for i in range(7)])
     runs = []
     for name in ("a", "b"):
-        runs.append(record_to_run(tiny_ast, _batches(), layers, "cls", tmp_path / name,
+        runs.append(record_to_run(tiny_ast, _batches(), layers, "cls", Run.at(tmp_path / name),
                                   "ast-tiny", sha, n_clips=7, progress=False))
     for layer in layers:
         assert runs[0][layer].read_bytes() == runs[1][layer].read_bytes()
-        assert runs[0][layer] == activation_path(tmp_path / "a", "ast-tiny", layer)
+        assert runs[0][layer] == Run.at(tmp_path / "a").activation_path("ast-tiny", layer)
         assert runs[0][layer].parts[-3:] == ("model=ast-tiny", f"layer={layer}", "data.parquet")
 
 
@@ -50,7 +50,7 @@ def test_files_match_in_memory_recording(tiny_ast: nn.Module, tmp_path: Path) ->
     layers = select_layers(tiny_ast)
     acts = record_activations(tiny_ast, _batches(), layers, "mean", progress=False)
     sha = probe_sha256([f"c{i}" for i in range(7)])
-    paths = record_to_run(tiny_ast, _batches(), layers, "mean", tmp_path, "ast-tiny", sha,
+    paths = record_to_run(tiny_ast, _batches(), layers, "mean", Run.at(tmp_path), "ast-tiny", sha,
                           aliases={"classifier.dense": "fc"}, n_clips=7, progress=False,
                           provenance={"weights": "random"})
     fc1 = "audio_spectrogram_transformer.layers.1.mlp.fc1"
@@ -76,10 +76,10 @@ def test_batch_sizes_do_not_change_values(tiny_ast: nn.Module) -> None:
 def test_wrong_clip_count_writes_nothing(tiny_ast: nn.Module, tmp_path: Path) -> None:
     layers = ["classifier.dense"]
     with pytest.raises(ValueError, match="expected n_clips=8 clips, got 7"):
-        record_to_run(tiny_ast, _batches(), layers, "cls", tmp_path, "m", "x", n_clips=8,
+        record_to_run(tiny_ast, _batches(), layers, "cls", Run.at(tmp_path), "m", "x", n_clips=8,
                       progress=False)
     with pytest.raises(ValueError, match="more than n_clips=6"):
-        record_to_run(tiny_ast, _batches(), layers, "cls", tmp_path, "m", "x", n_clips=6,
+        record_to_run(tiny_ast, _batches(), layers, "cls", Run.at(tmp_path), "m", "x", n_clips=6,
                       progress=False)
     assert not any(tmp_path.rglob("*.parquet"))
 
@@ -88,16 +88,15 @@ def test_non_finite_activations_write_nothing(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
     x = torch.tensor([[1.0, 2.0], [float("nan"), 0.0]])
     with pytest.raises(RecordValidationError, match=r"layer '0'.*non-finite.*rows \[1\]"):
-        record_to_run(model, [x], ["0", "1"], "cls", tmp_path, "m", "x", n_clips=2,
+        record_to_run(model, [x], ["0", "1"], "cls", Run.at(tmp_path), "m", "x", n_clips=2,
                       progress=False)
     assert not any(tmp_path.rglob("*.parquet"))
 
 
 def test_unsafe_model_id(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="model_id"):
-        activation_path(tmp_path, "../evil", "fc")
-    with pytest.raises(ValueError, match="model_id"):
-        activation_path(tmp_path, "a/b", "fc")
+    for bad in ("../evil", "a/b", ".hidden", ""):
+        with pytest.raises(ValueError, match="not a safe path component"):
+            Run.at(tmp_path).activation_path(bad, "fc")
 
 
 class Twice(nn.Module):

@@ -1,8 +1,7 @@
-"""Experiments and report stages.
+"""The report stage: render the run's result frames as one self-contained HTML page.
 
-:func:`stage_experiments` lives in :mod:`and_toolkit.pipeline.experiment_stage`;
-:func:`stage_report` renders the run's result frames with the paper's claims re-tested
-(:mod:`and_toolkit.pipeline.findings`) and the run's provenance. The page carries no timestamp
+:func:`stage_report` renders the results with the paper's claims re-tested
+(:mod:`and_toolkit.report.findings`) and the run's provenance. The page carries no timestamp
 or timing, so rendering the same run twice gives byte-identical HTML.
 """
 
@@ -16,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from and_toolkit.atomic import atomic_write_bytes
+from and_toolkit.cache import sha256_file
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.experiment_inputs import paper_model_of
-from and_toolkit.pipeline.experiment_stage import SHEET_FILE, TABLE6_FILE, stage_experiments
-from and_toolkit.pipeline.findings import ModelFacts, paper_findings
+from and_toolkit.records.models import CalibratedSummary, Caption, ProbeClip
 from and_toolkit.report.context import ExtraTable, Provenance, ReportContext
+from and_toolkit.report.findings import ModelFacts, paper_findings
 
-__all__ = ["build_report_context", "stage_experiments", "stage_report"]
+__all__ = ["build_report_context", "stage_report", "write_reports_index"]
 
 BACKEND_KEYS = ("captioners", "summarizer", "adjective_filter", "encoder", "llm", "icl_llm",
                 "tagger", "text_encoder", "audio_text_encoder", "backend")
@@ -58,9 +57,6 @@ def _sha_json(value: Any) -> str:
 
 def data_hashes(ctx: Context) -> dict[str, str]:
     """Hashes of the inputs: probe table, clip order, captions, trained weights."""
-    from and_toolkit.records.models import Caption, ProbeClip
-    from and_toolkit.run import sha256_file
-
     out: dict[str, str] = {}
     if ctx.run.has(ProbeClip):
         out["probe table (sha256)"] = ctx.data_sha()
@@ -73,15 +69,14 @@ def data_hashes(ctx: Context) -> dict[str, str]:
     elif ctx.run.has(Caption):
         rows = ctx.run.read(Caption).sort("captioner", "clip_id").select("clip_id", "text")
         out["captions (sha256 of the table)"] = _sha_json(rows.rows())
-    targets = (ctx.run.manifest().get("stages") or {}).get("targets") or {}
-    for tid, info in sorted(targets.items()):
+    for tid, info in sorted(ctx.run.stage_info("targets").items()):
         if isinstance(info, dict) and info.get("weights_key"):
             out[f"weights {tid} (cache key)"] = str(info["weights_key"])
     return out
 
 
 def _table6(ctx: Context) -> tuple[ExtraTable, ...]:
-    path = ctx.run.root / TABLE6_FILE
+    path = ctx.run.table6_path
     if not path.is_file():
         return ()
     rows = json.loads(path.read_text("utf-8"))
@@ -112,14 +107,13 @@ def result_provenance(ctx: Context, results: Mapping[str, Any]) -> dict[str, tup
                                                                                   ...]]:
     """A small "Provenance" table per result with values: its file, job and settings."""
     from and_toolkit.report.views import not_run_reason
-    from and_toolkit.store import provenance_of
 
     out: dict[str, tuple[ExtraTable, ...]] = {}
     for exp, frame in sorted(results.items()):
         path = ctx.run.result_path(exp)
         if not path.is_file() or not_run_reason(frame, exp) is not None:
             continue
-        prov = provenance_of(path)
+        prov = ctx.run.result_provenance(exp)
         settings = _settings({k: v for k, v in prov.items() if k != "job"})
         row: dict[str, Any] = {"file": f"results/{exp}.parquet", "job": str(prov.get("job", "")),
                                "settings": settings or ["—"]}
@@ -130,12 +124,9 @@ def result_provenance(ctx: Context, results: Mapping[str, Any]) -> dict[str, tup
 
 def record_backends(ctx: Context) -> dict[str, str]:
     """Backends named in record provenance but not in the manifest (calibration encoder)."""
-    from and_toolkit.records.models import CalibratedSummary
-    from and_toolkit.store import provenance_of
-
     if not ctx.run.has(CalibratedSummary):
         return {}
-    enc = provenance_of(ctx.run.path(CalibratedSummary)).get("encoder")
+    enc = ctx.run.provenance(CalibratedSummary).get("encoder")
     return {"calibrate.encoder": str(enc)} if enc else {}
 
 
@@ -152,16 +143,17 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
     manifest = ctx.run.manifest()
     stages = manifest.get("stages") or {}
     targets = stages.get("targets") or {}
-    facts = {t.id: ModelFacts(paper_model_of(t), (targets.get(t.id) or {}).get("test_accuracy"))
+    facts = {t.id: ModelFacts(t.paper_model_id, (targets.get(t.id) or {}).get("test_accuracy"))
              for t in ctx.cfg.targets}
-    mapping = ", ".join(f"{t.id} → {paper_model_of(t)}" for t in ctx.cfg.targets)
+    mapping = ", ".join(f"{t.id} → {t.paper_model_id}" for t in ctx.cfg.targets)
     notes = [f"Targets and the paper models they stand in for: {mapping}. The paper's numbers "
              "come from pretrained AST / BEATs on ESC-50; ours from small models trained here."]
     closed = stages.get("closed") or {}
     for method, reason in sorted((closed.get("not_run") or {}).items()):
         notes.append(f"{method} not run: {reason}")
-    if (ctx.run.root / SHEET_FILE).is_file():
-        notes.append(f"Annotation sheet for Table 3's human ratings: {SHEET_FILE} in the run "
+    sheet = ctx.run.annotation_sheet_path
+    if sheet.is_file():
+        notes.append(f"Annotation sheet for Table 3's human ratings: {sheet.name} in the run "
                      "directory (rate it, then set experiments.annotations).")
     provenance = Provenance(config=ctx.cfg.model_dump(mode="json"),
                             backends={**record_backends(ctx), **manifest_backends(manifest)},
@@ -183,7 +175,6 @@ def stage_report(ctx: Context) -> dict[str, Any]:
     Returns:
         Stage info: paths, section counts and verdicts (no timings).
     """
-    from and_toolkit.pipeline import write_reports_index
     from and_toolkit.report.render import render_report, summary_line
 
     results = ctx.run.results()
@@ -198,3 +189,15 @@ def stage_report(ctx: Context) -> dict[str, Any]:
             "index": str(index), "summary": summary_line(results, context),
             "sha256": hashlib.sha256(data).hexdigest(),
             "verdicts": {f.claim: f.verdict for f in context.findings}}
+
+
+def write_reports_index(reports: Path) -> Path:
+    """Write ``reports/index.html`` listing every ``reports/<run>/index.html``."""
+    from and_toolkit.report.render import render_index
+
+    entries = [(page.parent.name, f"{page.parent.name}/index.html", "")
+               for page in sorted(reports.glob("*/index.html"))]
+    out = reports / "index.html"
+    html = render_index(entries)
+    atomic_write_bytes(out, lambda tmp: tmp.write_text(html, "utf-8"))
+    return out

@@ -1,0 +1,194 @@
+"""Target networks for the stages: train on a cache miss, load, evaluate (optionally pruned).
+
+The loader of the pipeline's own models, beside :mod:`and_toolkit.pipeline.backends` (the
+loader of third-party backends). A loaded target is kept on the :class:`Context` for the rest
+of the process.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from and_toolkit.config import TargetSection
+from and_toolkit.errors import DataError
+from and_toolkit.pipeline.context import Context
+from and_toolkit.targets.config import TrainConfig
+
+EVAL_BATCH = 64
+"""Clips per forward pass when evaluating a target."""
+
+
+@dataclass(frozen=True)
+class LoadedTarget:
+    """A trained target network and how it was made.
+
+    Attributes:
+        section: its config section.
+        model: the network in eval mode (float32 weights).
+        train_config: the training configuration (concrete precision).
+        weights_key: content key of its weights in the cache.
+        curve: per-epoch ``{epoch, train_loss, test_accuracy, seconds}``.
+        provenance: how the training choices were made (e.g. the precision decision).
+    """
+
+    section: TargetSection
+    model: nn.Module
+    train_config: TrainConfig
+    weights_key: str
+    curve: list[dict[str, Any]]
+    provenance: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return self.section.id
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(
+            out.get(k), dict) else v
+    return out
+
+
+def train_config(ctx: Context, target: TargetSection) -> TrainConfig:
+    """The TrainConfig of one target: tuned defaults + config overrides + data dimensions."""
+    from and_toolkit.targets.config import DEFAULT_TARGETS
+
+    probe = ctx.probe()
+    f = ctx.cfg.features
+    base = DEFAULT_TARGETS[target.arch].model_dump(mode="json")
+    n_classes = int(probe["target"].to_numpy().max()) + 1
+    dims: dict[str, Any] = {"n_classes": n_classes, "seed": target.seed,
+                            "ast": {"num_mel_bins": f.num_mel_bins, "max_length": f.max_length},
+                            "cnn": {"num_mel_bins": f.num_mel_bins}}
+    if target.epochs is not None:
+        dims["epochs"] = target.epochs
+    return TrainConfig.model_validate(_deep_merge(_deep_merge(base, dims), target.overrides))
+
+
+def resolved_train_config(ctx: Context, target: TargetSection, *, fresh: bool = False
+                          ) -> tuple[TrainConfig, dict[str, Any]]:
+    """The TrainConfig with a concrete precision and thread count, and how they were chosen.
+
+    ``precision = "auto"`` is resolved by a short measurement on this machine
+    (:func:`and_toolkit.targets.precision.resolve_train_config`), remembered in the cache per
+    machine (so a machine keeps its choice however loaded it is at start-up), unless the run's
+    targets stage already recorded its choice for this target and ``fresh`` is False: later
+    stages then use the recorded choice, so a run's weights key never depends on a second
+    measurement.
+
+    Returns:
+        (resolved config, provenance: the precision decision).
+    """
+    from and_toolkit.targets.precision import resolve_train_config
+
+    cfg = train_config(ctx, target)
+    recorded = (ctx.run.stage_info("targets").get(target.id) or {}).get("training_choice")
+    if not fresh and cfg.precision == "auto" and isinstance(recorded, dict) \
+            and recorded.get("precision") in ("fp32", "bf16"):
+        threads = cfg.threads if cfg.threads is not None else recorded.get("threads")
+        cfg = cfg.model_copy(update={"precision": recorded["precision"], "threads": threads})
+        return cfg, {**recorded, "reused_from": "run manifest (targets stage)"}
+    cfg, decision = resolve_train_config(cfg, memo=ctx.cache)
+    return cfg, decision.as_dict()
+
+
+def _labels(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    probe = ctx.probe()
+    return probe["target"].to_numpy().astype(np.int64), probe["fold"].to_numpy().astype(np.int64)
+
+
+def weights_key_of(ctx: Context, cfg: TrainConfig) -> str:
+    """The cache key of the weights ``cfg`` trains on the run's features and labels."""
+    from and_toolkit.targets import features_sha, labels_sha, weights_key
+
+    targets, folds = _labels(ctx)
+    return str(weights_key(cfg, features_sha(ctx.features()), labels_sha(targets, folds)))
+
+
+def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> LoadedTarget:
+    """The trained model of ``target`` (trains on a cache miss), kept on the context.
+
+    Args:
+        fresh: choose precision / threads anew instead of reusing the run's recorded choice
+            (the targets stage does).
+    """
+    if target.id in ctx.targets:
+        return ctx.targets[target.id]  # type: ignore[no-any-return]
+    from and_toolkit.targets import build_model, load_weights, save_weights, train_target
+
+    cfg, choice = resolved_train_config(ctx, target, fresh=fresh)
+    provenance: dict[str, Any] = {"training_choice": choice}
+    key = weights_key_of(ctx, cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.safetensors"
+        raw = ctx.cache.get_bytes("weights", key)
+        curve = ctx.cache.get_json("curves", key)
+        if raw is None or curve is None:
+            targets, folds = _labels(ctx)
+            trained = train_target(cfg, ctx.features(), targets, folds, progress=ctx.progress)
+            save_weights(trained.model, path)
+            ctx.cache.put_bytes("weights", key, path.read_bytes())
+            curve = trained.curve
+            ctx.cache.put_json("curves", key, curve)
+            model = trained.model
+        else:
+            path.write_bytes(raw)
+            model = load_weights(build_model(cfg), path)
+    model.eval()
+    loaded = LoadedTarget(section=target, model=model, train_config=cfg, weights_key=key,
+                          curve=list(curve), provenance=provenance)
+    ctx.targets[target.id] = loaded
+    return loaded
+
+
+def check_weights(ctx: Context, target: TargetSection) -> None:
+    """Refuse to evaluate other weights than those the run's records were made with.
+
+    Raises:
+        DataError: the manifest's ``stages.targets.<id>.weights_key`` differs from the current
+            key (training code, config or data changed since the targets stage).
+    """
+    recorded = (ctx.run.stage_info("targets").get(target.id) or {}).get("weights_key")
+    if recorded is None:
+        return
+    now = weights_key_of(ctx, resolved_train_config(ctx, target)[0])
+    if now != recorded:
+        raise DataError(
+            f"{ctx.run.manifest_path}: target {target.id!r} was recorded with weights "
+            f"{recorded[:12]}, but its training code, config or data now give {now[:12]}; "
+            "re-run the run from the targets stage (and-toolkit run <config> --force)")
+
+
+def logits_on(ctx: Context, loaded: LoadedTarget, rows: np.ndarray,
+              mask: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Logits float32 [len(rows), C] of a target on probe rows, optionally with units pruned
+    (``mask``: ``{layer: bool [n_units]}``, True = pruned), in its training precision."""
+    from and_toolkit.recording.prune import pruned
+    from and_toolkit.targets import logits_of
+    from and_toolkit.targets.precision import autocast
+
+    feats = ctx.features()[rows]
+    out = []
+    with torch.inference_mode(), pruned(loaded.model, dict(mask or {})), \
+            autocast(loaded.train_config.precision):
+        for i in range(0, len(feats), EVAL_BATCH):
+            out.append(logits_of(loaded.model, torch.from_numpy(feats[i:i + EVAL_BATCH])).float())
+    return torch.cat(out).numpy()
+
+
+def recorded_layers(ctx: Context, loaded: LoadedTarget) -> list[str]:
+    """Layers to record: the config's patterns over the default selection (module order)."""
+    from and_toolkit.recording.hooks import select_layers
+
+    rec = ctx.cfg.record
+    return select_layers(loaded.model, include=rec.include, exclude=rec.exclude)
