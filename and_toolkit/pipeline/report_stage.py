@@ -17,9 +17,10 @@ from typing import Any
 from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.cache import sha256_file
 from and_toolkit.pipeline.context import Context
-from and_toolkit.records.models import CalibratedSummary, Caption, ProbeClip
+from and_toolkit.records.models import CalibratedSummary, Caption, ProbeClip, ResultRow
 from and_toolkit.report.context import ExtraTable, Provenance, ReportContext
 from and_toolkit.report.findings import ModelFacts, paper_findings
+from and_toolkit.store import write_records
 
 __all__ = ["build_report_context", "stage_report", "write_reports_index"]
 
@@ -115,7 +116,7 @@ def result_provenance(ctx: Context, results: Mapping[str, Any]) -> dict[str, tup
             continue
         prov = ctx.run.result_provenance(exp)
         settings = _settings({k: v for k, v in prov.items() if k != "job"})
-        row: dict[str, Any] = {"file": f"results/{exp}.parquet", "job": str(prov.get("job", "")),
+        row: dict[str, Any] = {"file": f"data/{exp}.parquet", "job": str(prov.get("job", "")),
                                "settings": settings or ["—"]}
         out[exp] = (ExtraTable(title="Provenance", columns=("file", "job", "settings"),
                                rows=(row,)),)
@@ -168,9 +169,26 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
                          extra_tables=extra, notes=tuple(notes))
 
 
+def publish_data(ctx: Context, results: Mapping[str, Any], folder: Path) -> list[Path]:
+    """Write every result frame beside the published report: ``<folder>/<result id>.parquet``
+    (ResultRow records with their provenance), and remove files of results the run no longer has.
+
+    A reader loads any number of the report with ``and_toolkit.read_records(ResultRow, path)``;
+    ``nox -s reproduce`` diffs a fresh run against these files.
+    """
+    written = []
+    for exp, frame in sorted(results.items()):
+        written.append(write_records(ResultRow, frame, folder / f"{exp}.parquet",
+                                     provenance=ctx.run.result_provenance(exp)))
+    for stale in sorted(set(folder.glob("*.parquet")) - set(written)):
+        stale.unlink()
+    return written
+
+
 def stage_report(ctx: Context) -> dict[str, Any]:
     """Render ``<run>/report/index.html``, copy it to ``reports/<run name>/index.html`` (relative
-    to the working directory) and rewrite ``reports/index.html``.
+    to the working directory) with the result frames in ``reports/<run name>/data/``, and
+    rewrite ``reports/index.html``.
 
     Returns:
         Stage info: paths, section counts and verdicts (no timings).
@@ -184,8 +202,10 @@ def stage_report(ctx: Context) -> dict[str, Any]:
     atomic_write_bytes(ctx.run.report_path, lambda tmp: tmp.write_bytes(data))
     published = Path("reports") / ctx.cfg.name / "index.html"
     atomic_write_bytes(published, lambda tmp: shutil.copyfile(ctx.run.report_path, tmp))
+    data_files = publish_data(ctx, results, published.parent / "data")
     index = write_reports_index(Path("reports"))
     return {"report": str(ctx.run.report_path), "published": str(published),
+            "data": len(data_files),
             "index": str(index), "summary": summary_line(results, context),
             "sha256": hashlib.sha256(data).hexdigest(),
             "verdicts": {f.claim: f.verdict for f in context.findings}}

@@ -25,6 +25,7 @@ from and_toolkit.probe.subset import class_names
 from and_toolkit.records.models import ProbeClip, ResultRow
 from and_toolkit.report.findings import ModelFacts, paper_findings
 from and_toolkit.run import Run
+from and_toolkit.store import provenance_of, read_records
 
 FACTS = {"ast": ModelFacts("AST", 0.6), "cnn": ModelFacts("BEATs-finetuned", 0.4),
          "fz": ModelFacts("BEATs-frozen", 0.2)}
@@ -239,6 +240,22 @@ def test_report_stage_is_byte_identical_and_publishes(tmp_path: Path,
     stage_report(Context(cfg=ctx.cfg, run=ctx.run, cache=ctx.cache, progress=False))
     assert ctx.run.report_path.read_bytes() == first
     assert published.read_bytes() == first
+
+
+def test_report_ships_the_data_of_every_result(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ctx = _tiny_run(tmp_path / "run")
+    data = tmp_path / "reports" / "tiny-report" / "data"
+    data.mkdir(parents=True)
+    (data / "gone.parquet").write_bytes(b"a result this run no longer has")
+    info = stage_report(ctx)
+    results = ctx.run.results()
+    assert info["data"] == len(results) and {p.stem for p in data.glob("*")} == set(results)
+    for exp, frame in results.items():
+        assert read_records(ResultRow, data / f"{exp}.parquet").equals(frame), exp
+        assert provenance_of(data / f"{exp}.parquet")["job"] == "handmade"
+    assert "data/table2.parquet" in ctx.run.report_path.read_text()
 
 
 def test_manifest_backends_and_closed_reasons(tmp_path: Path) -> None:
