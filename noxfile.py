@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -67,11 +68,33 @@ def lint(session: nox.Session) -> None:
     session.run("lint-imports")
 
 
+def _committed_results(session: nox.Session) -> dict[str, Path]:
+    """Copy the committed result frames of every report (``reports/<run>/data/``) into a
+    run-shaped folder per report, before the fresh runs overwrite them."""
+    out: dict[str, Path] = {}
+    tmp = Path(session.create_tmp()) / "committed"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for data in sorted((ROOT / "reports").glob("*/data")):
+        files = sorted(data.glob("*.parquet"))
+        if not files:
+            continue
+        run = tmp / data.parent.name
+        (run / "results").mkdir(parents=True)
+        for f in files:
+            shutil.copyfile(f, run / "results" / f.name)
+        (run / "manifest.json").write_text(json.dumps(
+            {"source": f"committed {data.relative_to(ROOT)}"}) + "\n", "utf-8")
+        out[data.parent.name] = run
+    return out
+
+
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """The main job: the synthetic demo, then the full ESC-50 reproduction when data exists."""
+    """The main job: the synthetic demo, then the full ESC-50 reproduction when data exists;
+    last, each fresh run's results diffed against the committed report's data."""
     _install(session)
     env = _env()
+    committed = _committed_results(session)
     session.run("and-toolkit", "run", "configs/demo.toml", env=env)
     data = env.get("AND_DATA_DIR", os.environ.get("AND_DATA_DIR", ""))
     if data and (Path(data) / "esc50" / "meta" / "esc50.csv").is_file():
@@ -79,6 +102,14 @@ def reproduce(session: nox.Session) -> None:
     else:
         session.log("AND_DATA_DIR/esc50 not found: ESC-50 reproduction skipped")
     session.run("and-toolkit", "index", "reports", env=env)
+    for name, before in committed.items():
+        fresh = ROOT / "runs" / name
+        if not (fresh / "manifest.json").is_file():
+            continue
+        session.log(f"{name}: fresh results vs the committed reports/{name}/data "
+                    "(exit 1 = moved beyond tolerance; informational)")
+        session.run("and-toolkit", "diff", "--only", "results", str(before), str(fresh),
+                    env=env, success_codes=[0, 1])
 
 
 @nox.session

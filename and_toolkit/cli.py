@@ -1,4 +1,4 @@
-"""The ``and-toolkit`` command: run, validate, schemas, info, index."""
+"""The ``and-toolkit`` command: run, validate, schemas, info, index, diff."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from and_toolkit.errors import AndToolkitError
+from and_toolkit.errors import AndToolkitError, DataError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -64,6 +64,37 @@ def _cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from and_toolkit.compare.api import diff
+    from and_toolkit.compare.render import render
+
+    try:
+        only = [x for part in args.only for x in part.split(",") if x] if args.only else None
+        report = diff(args.run_a, args.run_b, tolerance=args.tolerance, only=only)
+    except AndToolkitError as exc:  # one line: the first of the message (e.g. not offending rows)
+        lines = str(exc).strip().splitlines()
+        if len(lines) > 1:
+            raise DataError(f"{lines[0]} (and-toolkit validate shows the details)") from None
+        raise
+    text = render(report, args.format, top=args.top)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            Path(args.output).write_text(text, "utf-8")
+        except OSError as exc:
+            raise DataError(f"{args.output}: cannot write the report: {exc.strerror}") from None
+        print(f"{report.summary_line()} (report: {args.output})")
+    return report.exit_code
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = argparse.ArgumentParser(prog="and-toolkit", description=__doc__)
@@ -87,6 +118,20 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("index", help="write reports/index.html listing every report")
     x.add_argument("reports", nargs="?", default="reports")
     x.set_defaults(func=_cmd_index)
+    d = sub.add_parser(
+        "diff", help="compare two runs record by record (exit 0 same, 1 changed, 2 bad input)")
+    d.add_argument("run_a", metavar="RUN_A", help="the run before")
+    d.add_argument("run_b", metavar="RUN_B", help="the run after")
+    d.add_argument("--format", choices=["text", "markdown", "json", "html"], default="text")
+    d.add_argument("--output", default=None, help="write the report here (default: stdout)")
+    d.add_argument("--tolerance", default=None, metavar="FILE|PRESET",
+                   help="strict, default, meaning, or a TOML / JSON file of Tolerance fields")
+    d.add_argument("--only", action="append", default=None, metavar="PART[,PART]",
+                   help="compare only these parts: probe, extremes, summaries, calibrated, "
+                   "open, closed, results (repeatable)")
+    d.add_argument("--top", type=_non_negative, default=20, metavar="N",
+                   help="most-changed neurons listed (default 20)")
+    d.set_defaults(func=_cmd_diff)
     return p
 
 

@@ -31,7 +31,7 @@ import polars as pl
 
 from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.errors import DataError
-from and_toolkit.neurons import neuron_view
+from and_toolkit.neuron_view import neuron_view
 from and_toolkit.records.base import Record
 from and_toolkit.records.models import (
     NEURON_KEY,
@@ -287,7 +287,7 @@ class Run:
     # ----- the neuron view, results -----------------------------------------------------------
     def neurons(self) -> pl.LazyFrame:
         """One lazy row per recorded neuron joining every neuron-level record the run holds
-        (see :func:`and_toolkit.neurons.neuron_view`).
+        (see :func:`and_toolkit.neuron_view.neuron_view`).
 
         Raises:
             FileNotFoundError: the run holds no neuron-level records at all.
