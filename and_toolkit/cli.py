@@ -16,7 +16,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from and_toolkit.pipeline import run_pipeline
 
     cfg = load_config(args.config)
-    run = run_pipeline(cfg, run_dir=args.run_dir, only=args.stage, force=args.force)
+    # progress bars with an ETA on a terminal; one line per stage in logs
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    run = run_pipeline(cfg, run_dir=args.run_dir, only=args.stage, force=args.force,
+                       progress=progress)
     print(f"run complete: {run.root}")
     if run.report_path.is_file():
         print(f"report: {run.report_path}")
@@ -50,10 +53,13 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from and_toolkit.validation import run_info
+    from and_toolkit.validation import info_text, run_info
 
     info = run_info(Path(args.run))
-    print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    if args.json:
+        print(json.dumps(info, indent=2, sort_keys=True, default=str))
+    else:
+        sys.stdout.write(info_text(info))
     return 0
 
 
@@ -104,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--run-dir", default=None, help="override the run directory")
     r.add_argument("--stage", action="append", default=None, help="run only this stage")
     r.add_argument("--force", action="store_true", help="recompute stages already done")
+    r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars (default: on a terminal only)")
     r.set_defaults(func=_cmd_run)
     v = sub.add_parser("validate", help="check a record file or a run; report every problem")
     v.add_argument("path")
@@ -114,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_schemas)
     i = sub.add_parser("info", help="what a run holds: counts, stages, provenance")
     i.add_argument("run")
+    i.add_argument("--json", action="store_true", help="everything as JSON")
     i.set_defaults(func=_cmd_info)
     x = sub.add_parser("index", help="write reports/index.html listing every report")
     x.add_argument("reports", nargs="?", default="reports")

@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from and_toolkit.config import STAGES
 from and_toolkit.errors import RecordValidationError
 from and_toolkit.records.models import ActivationTable, Caption, Extremes, ProbeClip
 from and_toolkit.run import FILES, Run
@@ -112,8 +113,54 @@ def run_info(path: Path) -> dict[str, Any]:
     targets = run.stage_info("targets")
     info["targets"] = {
         tid: {k: t.get(k) for k in ("arch", "precision", "threads", "test_accuracy",
-                                   "weights_key")}
-        for tid, t in sorted(targets.items()) if isinstance(t, dict)}
+                                   "weights_key", "train_seconds", "resources")}
+        for tid, t in sorted(targets.items()) if isinstance(t, dict) and "arch" in t}
+    stages = manifest.get("stages") or {}
+    order = {name: i for i, name in enumerate(STAGES)}
+    info["timings"] = {
+        stage: {"wall_s": entry.get("seconds"), **(entry.get("resources") or {})}
+        for stage, entry in sorted(stages.items(), key=lambda kv: order.get(kv[0], len(order)))
+        if isinstance(entry, dict)}
     info["results"] = sorted(run.results())
     info["report"] = str(run.report_path) if run.report_path.is_file() else None
     return info
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+    return [line.format(*header), line.format(*["-" * w for w in widths]),
+            *(line.format(*r) for r in rows)]
+
+
+def _num(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def info_text(info: dict[str, Any]) -> str:
+    """``and-toolkit info`` as text: the run, its targets and each stage's resources as tables
+    (``--json`` prints :func:`run_info` itself)."""
+    out = [f"run {info['run']} ({info.get('name') or 'no name'})", ""]
+    if info["targets"]:
+        rows = [[tid, str(t.get("arch")), str(t.get("precision")), str(t.get("threads")),
+                 _num(t.get("test_accuracy"), ".3f"),
+                 _num((t.get("resources") or {}).get("wall_s", t.get("train_seconds")), ".1f"),
+                 _num((t.get("resources") or {}).get("peak_rss_mib"), ".0f")]
+                for tid, t in info["targets"].items()]
+        out += _table(["target", "arch", "precision", "threads", "accuracy", "train s",
+                       "peak MiB"], rows) + [""]
+    if info["timings"]:
+        rows = [[stage, _num(t.get("wall_s"), ".1f"), _num(t.get("cpu_s"), ".1f"),
+                 _num(t.get("peak_rss_mib"), ".0f")] for stage, t in info["timings"].items()]
+        total = [sum(t.get(k) or 0.0 for t in info["timings"].values())
+                 for k in ("wall_s", "cpu_s")]
+        rows.append(["total", f"{total[0]:.1f}", f"{total[1]:.1f}" if total[1] else "-", ""])
+        out += _table(["stage", "wall s", "cpu s", "peak MiB"], rows) + [""]
+    records = info["records"]
+    if records:
+        rows = [[name, str(r.get("rows", r.get("neurons", "")))] for name, r in records.items()]
+        out += _table(["record", "rows"], rows) + [""]
+    out.append(f"results: {len(info['results'])}" + (f" ({', '.join(info['results'])})"
+                                                       if info["results"] else ""))
+    out.append(f"report: {info['report'] or 'none'}")
+    return "\n".join(out) + "\n"

@@ -53,9 +53,12 @@ def test_validate_reports_every_problem(tmp_path: Path,
 
 def test_info_lists_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = _run(tmp_path)
-    assert main(["info", str(run.root)]) == 0
+    assert main(["info", "--json", str(run.root)]) == 0
     out = capsys.readouterr().out
     assert '"ProbeClip"' in out and '"neurons": 3' in out and '"name": "toy"' in out
+    assert main(["info", str(run.root)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"run {run.root} (toy)") and "ActivationTable" in text
 
 
 def test_schemas_check_and_write(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ is in the content-addressed cache and is not redone.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from and_toolkit.cache import Cache
 from and_toolkit.config import STAGES, RunConfig
 from and_toolkit.pipeline.context import Context, section_sha
+from and_toolkit.resources import measured
 from and_toolkit.run import Run, package_versions
 
 StageFn = Callable[[Context], dict[str, Any]]
@@ -77,7 +77,7 @@ def run_pipeline(
         only: run just these stages (they still skip when done, unless ``force``).
         force: recompute stages even when their fingerprint matches.
         cache: content-addressed cache (default: ``$AND_CACHE_DIR``).
-        progress: show progress bars.
+        progress: show progress bars (the command line shows them on a terminal only).
 
     Returns:
         The :class:`Run`.
@@ -96,12 +96,13 @@ def run_pipeline(
         if not force and done.get(stage, {}).get("fingerprint") == prints[stage]:
             print(f"[{stage}] up to date")
             continue
-        print(f"[{stage}] running")
-        start = time.perf_counter()
-        info = functions[stage](ctx)
-        seconds = round(time.perf_counter() - start, 2)
-        run.mark_stage(stage, fingerprint=prints[stage], seconds=seconds, **info)
-        print(f"[{stage}] done in {seconds:.1f} s")
+        print(f"[{stage}] running", flush=True)
+        with measured() as usage:
+            info = functions[stage](ctx)
+        run.mark_stage(stage, fingerprint=prints[stage], seconds=round(usage.wall_s, 2),
+                       resources=usage.as_dict(), **info)
+        print(f"[{stage}] done in {usage.wall_s:.1f} s (cpu {usage.cpu_s:.1f} s, "
+              f"peak {usage.peak_rss_mib:.0f} MiB)", flush=True)
         # a re-run stage invalidates every later stage
         done = {s: v for s, v in run.manifest().get("stages", {}).items()
                 if STAGES.index(s) <= STAGES.index(stage)}

@@ -12,6 +12,7 @@ from and_toolkit.cache import cache_key
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.targets import load_target, recorded_layers
 from and_toolkit.records.models import Extremes, TrainingCurve
+from and_toolkit.resources import measured
 
 
 def stage_targets(ctx: Context) -> dict[str, Any]:
@@ -20,7 +21,8 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
     info: dict[str, Any] = {}
     provenance: dict[str, Any] = {}
     for target in ctx.cfg.targets:
-        loaded = load_target(ctx, target, fresh=True)
+        with measured() as usage:
+            loaded = load_target(ctx, target, fresh=True)
         curve = loaded.curve
         rows += [{"model": target.id, "epoch": int(c["epoch"]), "train_loss": float(
             c["train_loss"]), "test_accuracy": float(c["test_accuracy"]),
@@ -34,7 +36,8 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
         }
         provenance[target.id] = record
         # the measurements behind the choice vary run to run: manifest only, not the records
-        info[target.id] = {**record, "training_choice": loaded.provenance["training_choice"]}
+        info[target.id] = {**record, "training_choice": loaded.provenance["training_choice"],
+                           "resources": usage.as_dict()}
     ctx.run.write(TrainingCurve, TrainingCurve.frame(rows), targets=provenance)
     return info
 
@@ -54,12 +57,13 @@ def stage_record(ctx: Context) -> dict[str, Any]:
         loaded = load_target(ctx, target)
         layers = recorded_layers(ctx, loaded)
         batches = (torch.from_numpy(feats[i:i + bs]) for i in range(0, len(feats), bs))
-        record_to_run(
-            loaded.model, batches, layers, ctx.cfg.record.pooling, ctx.run, target.id,
-            ctx.probe_sha(), n_clips=len(feats), progress=ctx.progress,
-            provenance={"weights_key": loaded.weights_key},
-        )
-        info[target.id] = {"layers": list(layers)}
+        with measured() as usage:
+            record_to_run(
+                loaded.model, batches, layers, ctx.cfg.record.pooling, ctx.run, target.id,
+                ctx.probe_sha(), n_clips=len(feats), progress=ctx.progress,
+                provenance={"weights_key": loaded.weights_key},
+            )
+        info[target.id] = {"layers": list(layers), "resources": usage.as_dict()}
     return info
 
 

@@ -75,7 +75,7 @@ def test_rerun_is_a_no_op_and_identical(tiny_run: tuple[Path, Path], tmp_path: P
     out = subprocess.run(
         [sys.executable, "-c", "from and_toolkit.cli import main; raise SystemExit(main())",
          "info", str(run)], capture_output=True, text=True, check=True)
-    assert '"tiny"' in out.stdout
+    assert "(tiny)" in out.stdout and "precision" in out.stdout
     again = _run(tmp_path / "again", cache)  # fresh run dir, warm cache: same bytes
     for p, data in before.items():
         assert (again / p.relative_to(run)).read_bytes() == data, p
@@ -137,6 +137,12 @@ def test_info_and_later_stages_use_the_recorded_training_choice(
     info = run_info(run)["targets"]
     assert set(info) == {"cnn", "ast"}
     assert all(t["precision"] == "fp32" and t["threads"] >= 1 for t in info.values())
+    # every stage and every target's training is timed: wall, CPU, sampled peak memory
+    timings = run_info(run)["timings"]
+    assert list(timings) == TINY["stages"]
+    for usage in [*timings.values(), *(t["resources"] for t in info.values())]:
+        assert usage["wall_s"] >= 0 and usage["cpu_s"] >= 0
+        assert usage["peak_rss_mib"] >= usage["start_rss_mib"] > 0
     # the record stage wrote each model's layer order: nothing loads a model to learn it
     handle = Run.at(run)
     for model in ("cnn", "ast"):
