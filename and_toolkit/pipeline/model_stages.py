@@ -32,11 +32,13 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
             "test_accuracy": curve[-1]["test_accuracy"] if curve else None,
             "train_seconds": round(sum(c["seconds"] for c in curve), 1),
             "test_fold": loaded.train_config.test_fold,
-            "precision": loaded.train_config.precision, "threads": loaded.train_config.threads,
+            "precision": loaded.train_config.precision,
         }
         provenance[target.id] = record
-        # the measurements behind the choice vary run to run: manifest only, not the records
-        info[target.id] = {**record, "training_choice": loaded.provenance["training_choice"],
+        # the thread count and the measurements behind the choices may differ from process to
+        # process (they never change the weights key): manifest only, not the records
+        info[target.id] = {**record, "threads": loaded.train_config.threads,
+                           "training_choice": loaded.provenance["training_choice"],
                            "resources": usage.as_dict()}
     ctx.run.write(TrainingCurve, TrainingCurve.frame(rows), targets=provenance)
     return info
