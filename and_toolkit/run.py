@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import platform
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -193,8 +193,7 @@ class Run:
             raise ValueError(f"replace_concepts({kind!r}): the frame holds other kinds")
         kept = (self.read(ConceptSet).filter(pl.col("kind") == other) if self.has(ConceptSet)
                 else ConceptSet.empty())
-        parts = [kept, df] if kind == "open" else [df, kept]
-        return self.write(ConceptSet, pl.concat(parts), **provenance)
+        return self.write(ConceptSet, pl.concat([kept, df]), **provenance)  # sorted on write
 
     # ----- extremes ---------------------------------------------------------------------------
     def has_extremes(self, k: int | None = None) -> bool:
@@ -234,13 +233,13 @@ class Run:
 
     def activation_layers(self, model: str | None = None) -> list[tuple[str, str]]:
         """``(model, layer)`` of every activation file (or of one model), in file order."""
-        return [scan_records(ActivationTable, f).select("model", "layer").head(1).collect().row(0)
-                for f in self.activation_files(model)]
+        return [(m, layer) for m, layer, _ in self.activation_units(model)]
 
-    def activation_units(self) -> list[tuple[str, str, list[int]]]:
-        """``(model, layer, units)`` of every activation file, in file order (no values read)."""
+    def activation_units(self, model: str | None = None) -> list[tuple[str, str, list[int]]]:
+        """``(model, layer, units)`` of every activation file (or of one model), in file order
+        (no values read)."""
         out = []
-        for f in self.activation_files():
+        for f in self.activation_files(model):
             df = scan_records(ActivationTable, f).select(NEURON_KEY).collect()
             out.append((str(df["model"][0]), str(df["layer"][0]), df["unit"].to_list()))
         return out
@@ -328,13 +327,6 @@ class Run:
         if self.root not in path.parents:
             raise ValueError(f"{path} is not inside the run {self.root}")
         atomic_write_bytes(path, lambda tmp: tmp.write_text(text, "utf-8"))
-        return path
-
-    def write_bytes(self, path: Path, write: Callable[[Path], Any]) -> Path:
-        """Write a file of the run atomically with ``write(tmp_path)``."""
-        if self.root not in path.parents:
-            raise ValueError(f"{path} is not inside the run {self.root}")
-        atomic_write_bytes(path, write)
         return path
 
     # ----- manifest ---------------------------------------------------------------------------

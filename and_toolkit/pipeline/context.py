@@ -71,7 +71,7 @@ class Context:
     _probe: pl.DataFrame | None = field(default=None, repr=False)
     _waveforms: list[np.ndarray] | None = field(default=None, repr=False)
     _synthetic: SyntheticProbe | None = field(default=None, repr=False)
-    _features: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    _features: np.ndarray | None = field(default=None, repr=False)
     _data_sha: str | None = field(default=None, repr=False)
     _backends: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -90,8 +90,7 @@ class Context:
 
     def forget_probe(self) -> None:
         """Drop the loaded probe table and everything derived from it (after it is rewritten)."""
-        self._probe = self._waveforms = self._data_sha = None
-        self._features.clear()
+        self._probe = self._waveforms = self._data_sha = self._features = None
 
     def probe_sha(self) -> str:
         """Hash of the ordered clip ids (ties activations to the probe set)."""
@@ -170,16 +169,15 @@ class Context:
 
     def features(self) -> np.ndarray:
         """Log-mel features float32 [N, T, F] of the probe set (cached by probe hash + config)."""
-        feature_cfg = self.feature_config()
-        memo = feature_cfg.model_dump_json()
-        if memo not in self._features:
+        if self._features is None:
             from and_toolkit.targets.features import logmel_features
 
+            feature_cfg = self.feature_config()
             key = cache_key(kind="logmel", probe=self.probe_sha(), data=self.data_sha(),
                             cfg=feature_cfg.model_dump(mode="json"))
-            self._features[memo] = self.cached_array(
+            self._features = self.cached_array(
                 "features", key, lambda: logmel_features(self.waveforms(), feature_cfg))
-        return self._features[memo]
+        return self._features
 
     # ----- backends ---------------------------------------------------------------------------
     def backend(self, key: str, factory: Callable[[], T]) -> T:

@@ -38,7 +38,7 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
         # the thread count and the measurements behind the choices may differ from process to
         # process (they never change the weights key): manifest only, not the records
         info[target.id] = {**record, "threads": loaded.train_config.threads,
-                           "training_choice": loaded.provenance["training_choice"],
+                           "training_choice": loaded.training_choice,
                            "resources": usage.as_dict()}
     ctx.run.write(TrainingCurve, TrainingCurve.frame(rows), targets=provenance)
     return info

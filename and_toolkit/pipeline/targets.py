@@ -36,7 +36,7 @@ class LoadedTarget:
         train_config: the training configuration (concrete precision).
         weights_key: content key of its weights in the cache.
         curve: per-epoch ``{epoch, train_loss, test_accuracy, seconds}``.
-        provenance: how the training choices were made (e.g. the precision decision).
+        training_choice: how precision and threads were chosen, with the measurements.
     """
 
     section: TargetSection
@@ -44,7 +44,7 @@ class LoadedTarget:
     train_config: TrainConfig
     weights_key: str
     curve: list[dict[str, Any]]
-    provenance: dict[str, Any]
+    training_choice: dict[str, Any]
 
     @property
     def id(self) -> str:
@@ -127,7 +127,6 @@ def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> 
     from and_toolkit.targets import build_model, load_weights, save_weights, train_target
 
     cfg, choice = resolved_train_config(ctx, target, fresh=fresh)
-    provenance: dict[str, Any] = {"training_choice": choice}
     key = weights_key_of(ctx, cfg)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.safetensors"
@@ -146,7 +145,7 @@ def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> 
             model = load_weights(build_model(cfg), path)
     model.eval()
     loaded = LoadedTarget(section=target, model=model, train_config=cfg, weights_key=key,
-                          curve=list(curve), provenance=provenance)
+                          curve=list(curve), training_choice=choice)
     ctx.targets[target.id] = loaded
     return loaded
 
