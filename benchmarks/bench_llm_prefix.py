@@ -1,0 +1,103 @@
+"""Benchmark: ICL throughput of SmolLM2 with and without shared-prefix key/value reuse.
+
+The workload is Module A's ICL step as the ESC-50 run sends it: one top-5 prompt per neuron
+(the few-shot prefix, the 50 ESC-50 class names as the concept set, the neuron's summary),
+greedy decoding with ``ICL_SAMPLING`` (128 new tokens), batches of 8. Summaries are real
+ESC-50 captions (``$AND_DATA_DIR/esc50/captions``) when present, else fixed sentences.
+
+Rounds alternate plain / reuse / reuse / plain (ABBA) so load on a shared machine hits both
+alike; the medians of wall seconds per prompt and their ratio are reported, with the shared
+prefix length and a check that both paths returned the same text for every prompt.
+
+Usage::
+
+    export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+    python benchmarks/bench_llm_prefix.py                    # writes benchmarks/results/llm_prefix.json
+    python benchmarks/bench_llm_prefix.py --prompts 8 --rounds 1 --out /tmp/p.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from and_toolkit.backends.llm_transformers import SmolLM2LLM
+from and_toolkit.dissect.icl import ICL_SAMPLING
+from and_toolkit.dissect.prompts import icl_prompt
+
+ROOT = Path(__file__).resolve().parent.parent
+GOAL = 5.0
+"""Issue 18: >= 5x ICL throughput from prefix reuse with SmolLM2."""
+
+
+def workload(n: int) -> tuple[list[str], list[str]]:
+    """(summaries [n], ESC-50 class names [50]) from $AND_DATA_DIR, or stand-ins."""
+    data = Path(os.environ.get("AND_DATA_DIR", "")) / "esc50"
+    meta, caps = data / "meta" / "esc50.csv", data / "captions" / "qwen2-audio-7b-instruct.csv"
+    if meta.is_file() and caps.is_file():
+        with meta.open() as f:
+            classes = sorted({r["category"].replace("_", " ") for r in csv.DictReader(f)})
+        with caps.open() as f:
+            rows = list(csv.DictReader(f))
+        step = max(1, len(rows) // n)
+        return [rows[i * step]["caption"] for i in range(n)], classes
+    classes = [f"sound class {i}" for i in range(50)]
+    return [f"A recording of sound number {i} with a second sound behind it." for i in range(n)], \
+        classes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--prompts", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds (each runs both twice)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "llm_prefix.json")
+    args = ap.parse_args()
+
+    summaries, classes = workload(args.prompts)
+    prompts = [icl_prompt(s, classes, top=5) for s in summaries]
+    llm = SmolLM2LLM.load(batch_size=8)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    outputs: dict[bool, list[str]] = {}
+    for _ in range(args.rounds):
+        for reuse in (False, True, True, False):
+            llm.reuse_prefix = reuse
+            t0 = time.perf_counter()
+            outputs[reuse] = llm.generate(prompts, ICL_SAMPLING)
+            times[reuse].append((time.perf_counter() - t0) / len(prompts))
+            print(f"reuse={reuse}: {times[reuse][-1]:.2f} s/prompt "
+                  f"(shared prefix {llm.last_prefix_tokens} tokens)", flush=True)
+    llm.reuse_prefix = True
+    llm.generate(prompts[:2], ICL_SAMPLING)
+    prompt_tokens = [len(llm.tokenizer(llm.render(p), add_special_tokens=False)["input_ids"])
+                     for p in prompts]
+    plain, reused = statistics.median(times[False]), statistics.median(times[True])
+    result = {
+        "benchmark": "llm_prefix", "date": datetime.datetime.now(datetime.UTC).isoformat(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "torch_threads": torch.get_num_threads()},
+        "model": llm.id, "prompts": len(prompts), "batch_size": llm.batch_size,
+        "max_new_tokens": ICL_SAMPLING.max_new_tokens,
+        "prompt_tokens_median": statistics.median(prompt_tokens),
+        "shared_prefix_tokens": llm.last_prefix_tokens,
+        "seconds_per_prompt": {"plain": times[False], "reuse": times[True]},
+        "median_seconds_per_prompt": {"plain": plain, "reuse": reused},
+        "speedup": plain / reused, "goal_speedup": GOAL, "meets_goal": plain / reused >= GOAL,
+        "identical_outputs": outputs[False] == outputs[True],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result[k] for k in ("median_seconds_per_prompt", "speedup",
+                                             "identical_outputs")}))
+
+
+if __name__ == "__main__":
+    main()
