@@ -190,7 +190,7 @@ def _summary(met: dict[str, Any] | None, n_all: list[int], n_inc: list[int], acc
     se = float(np.std(gaps, ddof=1) / np.sqrt(len(gaps))) if len(gaps) >= 2 else None
     return {
         "avg_pruned": float(np.mean(n_all if count == "natural" else n_inc or [0])),
-        "classes_pruned": float(len(n_inc)),
+        "target_classes": float(len(n_all)), "classes_pruned": float(len(n_inc)),
         "delta_a": None if met is None else met["delta_a"],
         "delta_r": None if met is None else met["delta_r"],
         "r_minus_a": mean_gap, "r_minus_a_se": se,
@@ -224,7 +224,7 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
         ResultRow frame, experiment ``"table4"`` (split by :func:`split_table4`). Summary rows:
         ``group`` = strategy, ``series`` ∈ :data:`COUNTS`, metrics ``avg_pruned`` (natural:
         mean over all targets, zeros included; matched: mean k_c over included classes),
-        ``classes_pruned`` (included classes), ``delta_a``, ``delta_r``, ``r_minus_a`` (ΔR − ΔA,
+        ``target_classes``, ``classes_pruned`` (included classes), ``delta_a``, ``delta_r``, ``r_minus_a`` (ΔR − ΔA,
         raw logits), ``r_minus_a_se`` (standard error over classes of r_c − a_c),
         ``r_minus_a_per_100`` (100 · (ΔR − ΔA) / mean pruned count), ``acc_before``,
         ``acc_after`` (fractions; after = mean over included classes); paper values on the
