@@ -68,7 +68,7 @@ __all__ = [
     "select_masks", "split_table4", "table4", "unlearning_metrics",
 ]
 
-COUNTS = ("natural", "matched")
+COUNTS = ("natural_count", "matched_count")
 """``series`` of Table 4's summary rows: each strategy at its natural and at the matched count."""
 
 # ----- metrics -------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def _chosen(sel: Selection, count: str, k: Mapping[str, int]) -> dict[str, tuple
         n = sel.natural[c]
         if n == 0:
             out[c] = ([], "pruned nothing: excluded from the means")
-        elif count == "natural":
+        elif count == "natural_count":
             out[c] = (ranked[:n], "")
         elif len(ranked) < k[c]:
             out[c] = ([], f"ranks only {len(ranked)} neurons < matched count {k[c]}: excluded")
@@ -189,7 +189,7 @@ def _summary(met: dict[str, Any] | None, n_all: list[int], n_inc: list[int], acc
     mean_gap = float(np.mean(gaps)) if gaps else None
     se = float(np.std(gaps, ddof=1) / np.sqrt(len(gaps))) if len(gaps) >= 2 else None
     return {
-        "avg_pruned": float(np.mean(n_all if count == "natural" else n_inc or [0])),
+        "avg_pruned": float(np.mean(n_all if count == "natural_count" else n_inc or [0])),
         "target_classes": float(len(n_all)), "classes_pruned": float(len(n_inc)),
         "delta_a": None if met is None else met["delta_a"],
         "delta_r": None if met is None else met["delta_r"],
@@ -241,16 +241,19 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
     not_run = dict(not_run or {})
     strategies = list(dict.fromkeys(config.strategies))
     run = [s for s in strategies if s not in not_run]
-    sel = {s: select_ranked(s, concepts, hidden, names, targets, config, lemma_fn, similarity)
-           for s in run}
+    sel: dict[str, Selection] = {
+        s: select_ranked(s, concepts, hidden, names, targets, config, lemma_fn, similarity)
+        for s in run}
     k = matched_counts(sel, targets, config.matched_count)
-    chosen = {(s, n): _chosen(sel[s], n, k) for s in run for n in COUNTS}
+    chosen: dict[tuple[str, str], dict[str, tuple[list[Any], str]]] = {
+        (s, n): _chosen(sel[s], n, k) for s in run for n in COUNTS}
     jobs = [(s, n, c) for s in run for n in COUNTS for c in targets if chosen[(s, n)][c][0]]
     masks = [units_mask(hidden, chosen[(s, n)][c][0], s, config) for s, n, c in jobs]
     logits = evaluate_masks([empty_mask(hidden), *masks], evaluate, evaluate_many, len(t))
     if logits[0].shape[1] != len(names):
         raise ValueError(f"evaluate: {logits[0].shape[1]} logits columns for {len(names)} classes")
-    base, after = logits[0], dict(zip(jobs, logits[1:], strict=True))
+    base = logits[0]
+    after: dict[tuple[str, str, str], FloatArray] = dict(zip(jobs, logits[1:], strict=True))
     rows: list[dict[str, Any]] = []
     for s in strategies:
         paper = TABLE4.get((config.paper_model, s)) if config.paper_model else None
@@ -261,11 +264,11 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
         for n in COUNTS:
             if s not in run:
                 rows += [_row("table4", (s, n, m), config, s, n, None, m, None,
-                              refs.get(m) if n == "natural" else None, f"not run: {not_run[s]}")
+                              refs.get(m) if n == "natural_count" else None, f"not run: {not_run[s]}")
                          for m in ("avg_pruned", "delta_a", "delta_r", "r_minus_a")]
                 continue
             rows += _strategy_rows(s, n, chosen[(s, n)], after, base, t, names, config,
-                                   refs if n == "natural" else {},
+                                   refs if n == "natural_count" else {},
                                    _note(s, n, config, len(targets), skipped, chosen[(s, n)],
                                          config.matched_count))
         if s in run:
@@ -277,7 +280,7 @@ def _ref_logits(s: str, n: str, chosen: Mapping[str, tuple[list[Any], str]],
                 after: Mapping[tuple[str, str, str], FloatArray], base: FloatArray,
                 config: UnlearningConfig) -> FloatArray:
     inc = [c for c, (u, _) in chosen.items() if u]
-    compat = s == "Random" and n == "natural" and config.random_prunes_baseline and inc
+    compat = s == "Random" and n == "natural_count" and config.random_prunes_baseline and inc
     return after[(s, n, inc[0])] if compat else base
 
 
@@ -304,15 +307,15 @@ def _class_rows(s: Strategy, sel: Selection, chosen: Mapping[tuple[str, str], An
     rows: list[dict[str, Any]] = []
     C = len(names)
     for n in COUNTS:
-        suffix = "" if n == "natural" else "_matched"
+        suffix = "" if n == "natural_count" else "_matched"
         ref_m = own_logit_means(_ref_logits(s, n, chosen[(s, n)], after, base, config), t, C)
         for c in targets:
             units, why = chosen[(s, n)][c]
             j = names.index(c)
             nb = (TABLE4_NOTEBOOK_AST_OCP_PRUNED.get(c) if config.paper_model == "AST"
-                  and s == "OCP" and n == "natural" else None)
+                  and s == "OCP" and n == "natural_count" else None)
             cnote = "paper_value: authors' AST notebook (noun substring)" if nb is not None else ""
-            if s == "OCP" and n == "natural":
+            if s == "OCP" and n == "natural_count":
                 hits = sel.hits.get(c, {})
                 words = f"matched nouns: {describe_hits(hits)}" if hits else "no noun matches"
                 cnote = "; ".join(p for p in (words, cnote) if p)
@@ -344,13 +347,13 @@ def _note(strategy: str, count: str, config: UnlearningConfig, n_targets: int, s
         parts.append(f"top-{config.closed_top_k} of {sim}")
     else:
         parts.append(f"seed {config.random_seed}, " + (
-            "compat: pruned baseline" if config.random_prunes_baseline and count == "natural"
+            "compat: pruned baseline" if config.random_prunes_baseline and count == "natural_count"
             else "unpruned baseline"))
-        if count == "natural":
+        if count == "natural_count":
             parts.insert(1, f"{config.random_count} neurons")
         if config.mask_row_order_compat:
             parts.append("compat: mask row order")
-    if count == "matched":
+    if count == "matched_count":
         parts.append(f"matched count {configured} per class" if configured is not None else
                      "matched count per class = min of the strategies' non-zero natural counts; "
                      "first neurons of this strategy's ranking")

@@ -98,7 +98,8 @@ def claim_db_best(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
     per, parts = [], []
     for m in models:
         db = (top1[(m, "DB")], top5.get((m, "DB"), -1.0))
-        bits, outcomes = [f"DB {fmt(db[0], 1)}/{fmt(db[1], 1)}"], []
+        bits = [f"DB {fmt(db[0], 1)}/{fmt(db[1], 1)}"]
+        outcomes: list[Verdict] = []
         for other in ("TAB", "ICL"):
             if (m, other) not in top1:
                 bits.append(f"{other} not run")
@@ -191,7 +192,7 @@ def claim_ocp_gap(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
             f"{CLASS_SE:g} standard errors of the difference (SEs over classes); inconclusive "
             "within that, or when fewer than half of the target classes have OCP-pruned neurons.")
     df = results.get("table4")
-    by_count = {c: _table4_stats(df, c) for c in ("matched", "natural")}
+    by_count = {c: _table4_stats(df, c) for c in ("matched_count", "natural_count")}
     models = sorted({m for c in by_count.values() for m, g in c if g == "OCP"})
     if not models:
         ocp = df.filter(pl.col("group") == "OCP") if df is not None else None
@@ -202,24 +203,24 @@ def claim_ocp_gap(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
                for s in ("Random", "TAB", "DB") if s not in ran and df is not None]
     per, parts = [], []
     for m in models:
-        count = "matched" if (m, "OCP") in by_count["matched"] else "natural"
+        count = "matched_count" if (m, "OCP") in by_count["matched_count"] else "natural_count"
         st = {g: v for (mm, g), v in by_count[count].items() if mm == m}
-        ocp = st["OCP"]
+        mine = st["OCP"]
         outcomes: list[Verdict] = []
         for g, o in sorted(st.items()):
             if g == "OCP":
                 continue
-            d = ocp["r_minus_a"] - o["r_minus_a"]
-            spread = CLASS_SE * float(np.hypot(ocp.get("r_minus_a_se", np.nan),
+            d = mine["r_minus_a"] - o["r_minus_a"]
+            spread = CLASS_SE * float(np.hypot(mine.get("r_minus_a_se", np.nan),
                                                o.get("r_minus_a_se", np.nan)))
             outcomes.append("inconclusive" if not np.isfinite(spread) or abs(d) <= spread
                             else "holds" if d > 0 else "does not hold")
-        few = 2 * ocp.get("classes_pruned", 0) < ocp.get("target_classes", 0)
-        verdict = "inconclusive" if few or not outcomes else _worst(outcomes)
-        nat = {g: v for (mm, g), v in by_count["natural"].items() if mm == m}
-        text = (f"{_label(m, facts)} at the {count} count: "
+        few = 2 * mine.get("classes_pruned", 0) < mine.get("target_classes", 0)
+        verdict: Verdict = "inconclusive" if few or not outcomes else _worst(outcomes)
+        nat = {g: v for (mm, g), v in by_count["natural_count"].items() if mm == m}
+        text = (f"{_label(m, facts)} at the {count.replace('_', ' ')}: "
                 + "; ".join(f"{g} {_gap_text(v)}" for g, v in sorted(st.items())))
-        if count == "matched" and nat:
+        if count == "matched_count" and nat:
             text += " — natural count: " + "; ".join(
                 f"{g} {fmt(v['r_minus_a'], 3)} (avg {fmt(v.get('avg_pruned'), 1)} pruned)"
                 for g, v in sorted(nat.items()))

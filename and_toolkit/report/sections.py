@@ -56,12 +56,12 @@ ORDER: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "group": ("ICL", "Random", "TAB", "DB", "SUM", "OCP"),
     "series": ("cos", "cos_cubed", "rank_reorder", "wpmi", "soft_wpmi", "random", "preps",
                "verbs", "nouns", "caption_len", "adjectives", "basic_adj", "high_adj", "clear",
-               "high-pitched", "high", "loud", "before", "after", "with", "without", "natural",
-               "matched"),
-    "metric": ("top1", "top5", "cos", "rating", "bertscore", "avg_pruned", "target_classes", "classes_pruned",
+               "high-pitched", "high", "loud", "before", "after", "with", "without",
+               "natural_count", "matched_count"),
+    "metric": ("top1", "top5", "cos", "rating", "bertscore", "avg_pruned", "target_classes",
+               "classes_pruned",
                "delta_a", "delta_r", "r_minus_a", "r_minus_a_se", "r_minus_a_per_100",
-               "acc_before", "acc_after", "n_pruned", "a_c", "r_c", "n_pruned_matched",
-               "a_c_matched", "r_c_matched", "acc_after_matched"),
+               "acc_before", "acc_after"),
 })
 """Display-order hints (matched case- and punctuation-insensitively; unknown values follow)."""
 
@@ -71,8 +71,8 @@ LABELS: Mapping[str, str] = MappingProxyType({
     "delta_r": "\u0394R (logit)", "r_minus_a": "\u0394R \u2212 \u0394A (logit)",
     "r_minus_a_se": "SE of \u0394R \u2212 \u0394A over classes",
     "r_minus_a_per_100": "\u0394R \u2212 \u0394A per 100 pruned",
-    "target_classes": "target classes", "classes_pruned": "classes with pruned neurons", "natural": "natural count",
-    "matched": "matched count", "cos_cubed": "cos\u00b3",
+    "target_classes": "target classes", "classes_pruned": "classes with pruned neurons",
+    "natural_count": "natural count", "matched_count": "matched count", "cos_cubed": "cos\u00b3",
     "rank_reorder": "rank reorder", "wpmi": "WPMI", "soft_wpmi": "soft-WPMI",
     "caption_len": "caption length", "basic_adj": "basic adjectives",
     "high_adj": "high-level adjectives",

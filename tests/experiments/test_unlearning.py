@@ -76,12 +76,12 @@ def concepts() -> pl.DataFrame:
     return ConceptSet.frame(rows)
 
 
-def summary(df: pl.DataFrame, strategy: str, count: str = "natural") -> dict[str, float]:
+def summary(df: pl.DataFrame, strategy: str, count: str = "natural_count") -> dict[str, float]:
     sub = df.filter((pl.col("group") == strategy) & (pl.col("series") == count))
     return dict(zip(sub["metric"].to_list(), sub["value"].to_list(), strict=True))
 
 
-def summary_note(df: pl.DataFrame, strategy: str, count: str = "natural") -> str:
+def summary_note(df: pl.DataFrame, strategy: str, count: str = "natural_count") -> str:
     notes = df.filter((pl.col("group") == strategy) & (pl.col("series") == count))["note"]
     assert notes.n_unique() == 1
     return str(notes[0])
@@ -149,9 +149,9 @@ def test_table4_by_hand() -> None:
     n_row = per.filter(pl.col("metric") == "n_pruned")
     assert "matched nouns: drops, water" in n_row["note"].item()
     assert df.filter((pl.col("group") == "OCP") & (pl.col("metric") == "delta_a")
-                     & (pl.col("series") == "natural"))["paper_value"].item() == -10.73
+                     & (pl.col("series") == "natural_count"))["paper_value"].item() == -10.73
     tab = df.filter(pl.col("group") == "TAB")
-    assert set(tab["series"]) == {"natural", "matched"}
+    assert set(tab["series"]) == {"natural_count", "matched_count"}
     assert tab["value"].is_null().all() and set(tab["note"]) == {"not run: no CLAP"}
     # baseline once + 2 distinct masks ({0} and {1, 2}); the repeated {1, 2} is not re-run
     assert sorted(map(tuple, ev.calls)) == [(), (0,), (1, 2)]
@@ -242,20 +242,20 @@ def test_count_matched_by_hand() -> None:
     ResultRow.validate_frame(df, "table4")
     counts = df.filter(pl.col("metric") == "n_pruned_matched")
     assert set(counts["value"]) == {1.0}
-    ocp, db = summary(df, "OCP", "matched"), summary(df, "DB", "matched")
+    ocp, db = summary(df, "OCP", "matched_count"), summary(df, "DB", "matched_count")
     # OCP: {0}, {1}, {1}: r_c − a_c = 2, 3, -1.5;  DB: {0}, {1}, {2}: 2, 3, 0.5
     assert ocp["r_minus_a"] == pytest.approx(3.5 / 3)
     assert db["r_minus_a"] == pytest.approx(5.5 / 3)
     assert ocp["avg_pruned"] == db["avg_pruned"] == 1.0
     assert ocp["r_minus_a_per_100"] == pytest.approx(100 * 3.5 / 3)
     assert summary(df, "DB")["avg_pruned"] == pytest.approx(4 / 3)
-    assert "min of the strategies' non-zero natural counts" in summary_note(df, "OCP", "matched")
+    assert "min of the strategies' non-zero natural counts" in summary_note(df, "OCP", "matched_count")
     fixed = table4(concepts(), SIZES, CLASSES, clips(), Evaluator(),
                    cfg.model_copy(update={"matched_count": 2}))
     # DB ranks one neuron for water_drops / pouring_water: excluded there at k = 2
-    assert summary(fixed, "DB", "matched")["classes_pruned"] == 1
+    assert summary(fixed, "DB", "matched_count")["classes_pruned"] == 1
     summ, per = split_table4(df)
-    assert set(summ["series"]) == {"natural", "matched"} and set(per["series"]) == set(CLASSES)
+    assert set(summ["series"]) == {"natural_count", "matched_count"} and set(per["series"]) == set(CLASSES)
 
 
 def test_class_without_pruned_neurons_is_excluded_and_counted() -> None:
@@ -272,8 +272,8 @@ def test_class_without_pruned_neurons_is_excluded_and_counted() -> None:
     assert dog.filter(pl.col("metric") == "a_c")["value"].is_null().all()
     assert "pruned nothing" in dog.filter(pl.col("metric") == "a_c")["note"].item()
     # DB prunes dog neurons {0, 3} in the matched run; OCP stays excluded for dog
-    assert summary(df, "DB", "matched")["classes_pruned"] == 3
-    assert summary(df, "OCP", "matched")["classes_pruned"] == 2
+    assert summary(df, "DB", "matched_count")["classes_pruned"] == 3
+    assert summary(df, "OCP", "matched_count")["classes_pruned"] == 2
 
 
 def test_meaning_rule_uses_the_similarity_and_contains_token() -> None:

@@ -50,7 +50,7 @@ def table2(top1: dict[tuple[str, str], float | None], note: str = "") -> pl.Data
 
 
 def table4(gaps: dict[tuple[str, str], float | None], se: float = 0.05, pruned: int = 10,
-           targets: int = 10, count: str = "matched") -> pl.DataFrame:
+           targets: int = 10, count: str = "matched_count") -> pl.DataFrame:
     """Table 4 summary rows: ``{(model, strategy): ΔR − ΔA}`` (None = not run), the same
     standard error over classes and pruned-class count for every strategy."""
     rows = []
