@@ -19,7 +19,8 @@ from and_toolkit.cache import Cache
 from and_toolkit.config import parse_config
 from and_toolkit.experiments.masks import mask_sha
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.experiment_inputs import caption_lengths, closed_reasons
+from and_toolkit.pipeline.backends import loaded_text_encoder
+from and_toolkit.pipeline.experiment_inputs import caption_lengths, closed_reasons, word_cos
 from and_toolkit.pipeline.report_stage import manifest_backends, stage_report
 from and_toolkit.probe.subset import class_names
 from and_toolkit.records.models import ProbeClip, ResultRow
@@ -278,6 +279,19 @@ def test_class_names_and_caption_lengths() -> None:
     cal = pl.DataFrame({"model": ["m", "m", "o"], "layer": ["l", "l", "l"], "unit": [0, 1, 0],
                         "kept": [["a loud dog", "barks"], [], ["x"]]})
     assert caption_lengths(cal, "m")["caption_len"].to_list() == [4, 0]
+
+
+def test_ocp_meaning_similarity_comes_through_the_context(tmp_path: Path) -> None:
+    """OCP's ``meaning`` rule embeds nouns and class phrases with the run's cached encoder."""
+    ctx = Context(cfg=parse_config({"name": "t", "calibrate": {"encoder": "hashing"}}),
+                  run=Run.at(tmp_path / "run"), cache=Cache(tmp_path / "cache"), progress=False)
+    assert loaded_text_encoder(ctx, "hashing") is None
+    cos = word_cos(ctx, ctx.cfg.calibrate.encoder)(["dog", "rain"], ["dog", "train", "dog"])
+    assert cos.shape == (2, 3) and cos[0, 0] == pytest.approx(1.0) and cos[0, 2] == cos[0, 0]
+    assert cos[1, 1] < 1.0
+    assert loaded_text_encoder(ctx, "hashing") is not None
+    with pytest.raises(Exception, match="ocp_match"):
+        parse_config({"name": "t", "experiments": {"ocp_match": "fuzzy"}})
 
 
 # ----- the report stage -------------------------------------------------------------------------
