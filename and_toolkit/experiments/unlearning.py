@@ -59,6 +59,7 @@ from and_toolkit.experiments.unlearning_masks import (
     matched_counts,
     select_masks,
     select_ranked,
+    selection_note,
     units_mask,
 )
 from and_toolkit.records.models import ResultRow
@@ -224,8 +225,8 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
         ResultRow frame, experiment ``"table4"`` (split by :func:`split_table4`). Summary rows:
         ``group`` = strategy, ``series`` ∈ :data:`COUNTS`, metrics ``avg_pruned`` (natural:
         mean over all targets, zeros included; matched: mean k_c over included classes),
-        ``target_classes``, ``classes_pruned`` (included classes), ``delta_a``, ``delta_r``, ``r_minus_a`` (ΔR − ΔA,
-        raw logits), ``r_minus_a_se`` (standard error over classes of r_c − a_c),
+        ``target_classes``, ``classes_pruned`` (included classes), ``delta_a``, ``delta_r``,
+        ``r_minus_a`` (ΔR − ΔA, raw logits), ``r_minus_a_se`` (standard error over classes of r_c − a_c),
         ``r_minus_a_per_100`` (100 · (ΔR − ΔA) / mean pruned count), ``acc_before``,
         ``acc_after`` (fractions; after = mean over included classes); paper values on the
         natural rows. Per-class rows (``series`` = class): ``n_pruned``, ``a_c``, ``r_c``,
@@ -263,14 +264,15 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
                     "delta_r": paper.delta_r, "r_minus_a": paper.r_minus_a}
         for n in COUNTS:
             if s not in run:
+                why = f"not run: {not_run[s]}"
                 rows += [_row("table4", (s, n, m), config, s, n, None, m, None,
-                              refs.get(m) if n == "natural_count" else None, f"not run: {not_run[s]}")
+                              refs.get(m) if n == "natural_count" else None, why)
                          for m in ("avg_pruned", "delta_a", "delta_r", "r_minus_a")]
                 continue
             rows += _strategy_rows(s, n, chosen[(s, n)], after, base, t, names, config,
                                    refs if n == "natural_count" else {},
-                                   _note(s, n, config, len(targets), skipped, chosen[(s, n)],
-                                         config.matched_count))
+                                   selection_note(s, n, config, len(targets), skipped,
+                                                 chosen[(s, n)]))
         if s in run:
             rows += _class_rows(s, sel[s], chosen, after, base, t, names, config, targets)
     return ResultRow.frame(rows)
@@ -332,36 +334,6 @@ def _class_rows(s: Strategy, sel: Selection, chosen: Mapping[tuple[str, str], An
             rows += [_row("table4", (s, c, metric + suffix), config, s, c, None, metric + suffix,
                           v, None, why) for metric, v in per.items()]
     return rows
-
-
-def _note(strategy: str, count: str, config: UnlearningConfig, n_targets: int, skipped: int,
-          chosen: Mapping[str, tuple[list[Any], str]], configured: int | None) -> str:
-    parts = [f"{n_targets} target classes"]
-    if skipped:
-        parts.append(f"{skipped} without test clips skipped")
-    if strategy == "OCP":
-        parts.append(rule_label(config.ocp_match, config.ocp_threshold, config.ocp_encoder,
-                                config.ocp_pos))
-    elif strategy in ("DB", "TAB"):
-        sim = config.db_similarity if strategy == "DB" else config.tab_similarity
-        parts.append(f"top-{config.closed_top_k} of {sim}")
-    else:
-        parts.append(f"seed {config.random_seed}, " + (
-            "compat: pruned baseline" if config.random_prunes_baseline and count == "natural_count"
-            else "unpruned baseline"))
-        if count == "natural_count":
-            parts.insert(1, f"{config.random_count} neurons")
-        if config.mask_row_order_compat:
-            parts.append("compat: mask row order")
-    if count == "matched_count":
-        parts.append(f"matched count {configured} per class" if configured is not None else
-                     "matched count per class = min of the strategies' non-zero natural counts; "
-                     "first neurons of this strategy's ranking")
-    excluded = sorted(c for c, (u, _) in chosen.items() if not u)
-    if excluded:
-        parts.append(f"{len(excluded)} of {n_targets} classes excluded from the means (pruned "
-                     f"nothing): {', '.join(excluded)}")
-    return "; ".join(parts)
 
 
 def fig10(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: Sequence[str],

@@ -30,11 +30,18 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from and_toolkit.experiments.masks import Mask, compat_row_order, mask_from_units
-from and_toolkit.experiments.ocp import LemmaFn, OcpRule, WordSimilarity, match_nouns, simple_lemma
+from and_toolkit.experiments.ocp import (
+    LemmaFn,
+    OcpRule,
+    WordSimilarity,
+    match_nouns,
+    rule_label,
+    simple_lemma,
+)
 from and_toolkit.experiments.paper import PaperModel
 
 __all__ = ["Selection", "Strategy", "UnlearningConfig", "matched_counts", "select_masks",
-           "select_ranked", "units_mask"]
+           "select_ranked", "selection_note", "units_mask"]
 
 Strategy = Literal["Random", "TAB", "DB", "OCP"]
 Unit = tuple[str, int]
@@ -230,3 +237,36 @@ def matched_counts(selections: Mapping[str, Selection], targets: Sequence[str],
         counts = [s.natural[c] for s in selections.values() if s.natural[c] > 0]
         out[c] = configured if configured is not None else min(counts, default=0)
     return out
+
+
+def selection_note(strategy: str, count: str, config: UnlearningConfig, n_targets: int,
+                   skipped: int, chosen: Mapping[str, tuple[list[Any], str]]) -> str:
+    """The note of a Table 4 summary row: targets, the selection rule, the count and the
+    classes excluded (``chosen``: ``{class: (units pruned, why excluded)}``)."""
+    configured = config.matched_count
+    parts = [f"{n_targets} target classes"]
+    if skipped:
+        parts.append(f"{skipped} without test clips skipped")
+    if strategy == "OCP":
+        parts.append(rule_label(config.ocp_match, config.ocp_threshold, config.ocp_encoder,
+                                config.ocp_pos))
+    elif strategy in ("DB", "TAB"):
+        sim = config.db_similarity if strategy == "DB" else config.tab_similarity
+        parts.append(f"top-{config.closed_top_k} of {sim}")
+    else:
+        parts.append(f"seed {config.random_seed}, " + (
+            "compat: pruned baseline" if config.random_prunes_baseline and count == "natural_count"
+            else "unpruned baseline"))
+        if count == "natural_count":
+            parts.insert(1, f"{config.random_count} neurons")
+        if config.mask_row_order_compat:
+            parts.append("compat: mask row order")
+    if count == "matched_count":
+        parts.append(f"matched count {configured} per class" if configured is not None else
+                     "matched count per class = min of the strategies' non-zero natural counts; "
+                     "first neurons of this strategy's ranking")
+    excluded = sorted(c for c, (u, _) in chosen.items() if not u)
+    if excluded:
+        parts.append(f"{len(excluded)} of {n_targets} classes excluded from the means (pruned "
+                     f"nothing): {', '.join(excluded)}")
+    return "; ".join(parts)

@@ -249,13 +249,15 @@ def test_count_matched_by_hand() -> None:
     assert ocp["avg_pruned"] == db["avg_pruned"] == 1.0
     assert ocp["r_minus_a_per_100"] == pytest.approx(100 * 3.5 / 3)
     assert summary(df, "DB")["avg_pruned"] == pytest.approx(4 / 3)
-    assert "min of the strategies' non-zero natural counts" in summary_note(df, "OCP", "matched_count")
+    assert "min of the strategies' non-zero natural counts" in summary_note(df, "OCP",
+                                                                            "matched_count")
     fixed = table4(concepts(), SIZES, CLASSES, clips(), Evaluator(),
                    cfg.model_copy(update={"matched_count": 2}))
     # DB ranks one neuron for water_drops / pouring_water: excluded there at k = 2
     assert summary(fixed, "DB", "matched_count")["classes_pruned"] == 1
     summ, per = split_table4(df)
-    assert set(summ["series"]) == {"natural_count", "matched_count"} and set(per["series"]) == set(CLASSES)
+    assert set(summ["series"]) == {"natural_count", "matched_count"}
+    assert set(per["series"]) == set(CLASSES)
 
 
 def test_class_without_pruned_neurons_is_excluded_and_counted() -> None:

@@ -18,8 +18,8 @@ import pytest
 from and_toolkit.cache import Cache
 from and_toolkit.config import parse_config
 from and_toolkit.experiments.masks import mask_sha
-from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.backends import loaded_text_encoder
+from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.experiment_inputs import caption_lengths, closed_reasons, word_cos
 from and_toolkit.pipeline.report_stage import manifest_backends, stage_report
 from and_toolkit.probe.subset import class_names
