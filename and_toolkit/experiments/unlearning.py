@@ -365,6 +365,7 @@ def fig10(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: S
     units = sel.ranked[target][: sel.natural[target]]
     ast = config.paper_model == "AST"
     note = "paper_value: authors' AST notebook read-off" if ast else ""
+    count_note = note if ast and target == "water_drops" else ""
     how = [rule_label(config.ocp_match, config.ocp_threshold, config.ocp_encoder,
                       config.ocp_pos)] if s == "OCP" else []
     if s == "OCP":
@@ -374,7 +375,7 @@ def fig10(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: S
         how.append(f"{s} prunes nothing for {target}: nothing to plot")
     rows = [_row("fig10", (s, target, "n_pruned"), config, s, target, None, "n_pruned",
                  float(len(units)), 2651.0 if ast and target == "water_drops" else None,
-                 "; ".join(p for p in (*how, note) if p))]
+                 "; ".join(p for p in (*how, count_note) if p))]
     if not units:
         return ResultRow.frame(rows)
     mask = units_mask(hidden, units, s, config)
