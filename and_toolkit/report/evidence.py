@@ -27,7 +27,7 @@ from and_toolkit.report.context import Verdict
 __all__ = ["TargetVerdict", "captions_only", "cells", "combine", "fig5_fits", "fig6_slopes",
            "fmt", "fmt_p", "per_target_text", "reason", "seed_curves"]
 
-_SEED = re.compile(r"(?:^|/)seed=(\d+)(?:/|$)")
+_SEED = re.compile(r"seed\s*=\s*(\d+)")
 _WITH_DESCRIPTORS = re.compile(r"(?<!no[ _-])(?<!without[ _-])descriptor", re.IGNORECASE)
 
 
@@ -90,29 +90,34 @@ def seed_curves(frames: Iterable[pl.DataFrame | None],
                 criteria: tuple[str, ...]) -> dict[tuple[str, str], dict[int, dict[float, float]]]:
     """Per-seed accuracies ``{(model, criterion): {seed: {budget: accuracy}}}``.
 
-    Rows: key holding a ``seed=<n>`` segment and a segment equal to a criterion; the budget is
-    ``x`` or, if null, the last number-like key segment before the seed (e.g. ``0004.0``).
-    Budget 0 (the unpruned model) is skipped.
+    A row counts when its key, series or metric holds ``seed=<n>`` and a key segment, its group
+    or its series names a criterion (a group like ``"4b · basic_adj"`` counts too); the budget
+    is ``x`` or, if null, the last number-like key segment (e.g. ``0004.0``). Budget 0 (the
+    unpruned model) and rows of other metrics than accuracy / ``seed=<n>`` are skipped.
     """
     out: dict[tuple[str, str], dict[int, dict[float, float]]] = {}
     for df in frames:
         if df is None or df.height == 0:
             continue
-        sub = df.filter(pl.col("value").is_not_null())
-        for key, model, x, v in sub.select("key", "model", "x", "value").iter_rows():
-            m = _SEED.search(key)
+        sub = df.filter(pl.col("value").is_not_null()
+                        & (pl.col("metric").is_in(["accuracy", "top1"])
+                           | pl.col("metric").str.starts_with("seed=")))
+        cols = sub.select("key", "model", "group", "series", "metric", "x", "value")
+        for key, model, group, series, metric, x, v in cols.iter_rows():
             parts = key.split("/")
-            crit = next((c for c in criteria if c in parts), None)
-            if m is None or crit is None:
+            seed = next((m.group(1) for t in (*parts, series, metric)
+                         if (m := _SEED.fullmatch(t)) is not None), None)
+            names = {*parts, group, series, group.split(" \u00b7 ")[-1]}
+            crit = next((c for c in criteria if c in names), None)
+            if seed is None or crit is None:
                 continue
             budget = x
             if budget is None:
-                nums = [p for p in parts[: parts.index(f"seed={m.group(1)}")]
-                        if re.fullmatch(r"\d+(\.\d+)?", p)]
+                nums = [p for p in parts if re.fullmatch(r"\d+(\.\d+)?", p)]
                 budget = float(nums[-1]) if nums else None
             if budget is None or budget <= 0:
                 continue
-            out.setdefault((model, crit), {}).setdefault(int(m.group(1)), {})[budget] = float(v)
+            out.setdefault((model, crit), {}).setdefault(int(seed), {})[budget] = float(v)
     return out
 
 

@@ -196,8 +196,12 @@ def claim_ocp_gap(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
     models = sorted({m for c in by_count.values() for m, g in c if g == "OCP"})
     if not models:
         ocp = df.filter(pl.col("group") == "OCP") if df is not None else None
+        why = reason(ocp)
+        if why == "no values" and ocp is not None and ocp["value"].is_not_null().any():
+            why = ("no ΔR − ΔA (r_minus_a) rows per count: results of an older toolkit, "
+                   "re-run the experiments stage")
         return Finding(claim=claim, verdict="not run", section="table4",
-                       evidence=f"OCP not run: {reason(ocp)}")
+                       evidence=f"OCP not run: {why}")
     ran = {g for c in by_count.values() for _, g in c}
     missing = [f"{s} (not run: {reason(df.filter(pl.col('group') == s))})"
                for s in ("Random", "TAB", "DB") if s not in ran and df is not None]
@@ -326,7 +330,9 @@ def claim_depth_narrowing(results: Results, facts: Mapping[str, ModelFacts]) -> 
                 outcomes.append("holds" if all(abs(slopes6[m]) < abs(slopes6[s]) for s in sup)
                                 else "does not hold")
         per.append(TargetVerdict(m, _worst(outcomes), ""))
-    unit = "relative depth" if "relative" in fit_series else "block"
+    xs = (fig5.filter(pl.col("x").is_not_null())["x"].to_list() if fig5 is not None else [])
+    relative = "relative" in fit_series or (len(set(xs)) >= 2 and max(xs) <= 1.0)
+    unit = "relative depth" if relative else "block"
     numbers = (f"Fig 5 slope (adjectives / {unit}, fit {fit_series}"
                + (f", {variant}" if variant else "") + "): "
                + ", ".join(f"{_label(m, facts)} {fmt(fits[m][0], 3)} (p={fmt_p(fits[m][1])})"

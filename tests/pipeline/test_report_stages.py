@@ -233,6 +233,28 @@ def test_fig5_on_relative_depth() -> None:
              "per_neuron_relative")]).unique("key", keep="first")
     finding = paper_findings(res, FACTS)[4]
     assert finding.verdict == "holds" and "adjectives / relative depth" in finding.evidence
+    # the same fit name, x = block / number of blocks
+    rel = fig5({"ast": (-0.5, 1e-6), "cnn": (-0.2, 1e-4), "fz": (0.01, 0.6)})
+    res["fig5"] = pl.concat([rel, ResultRow.frame([row(
+        "fig5", "ast/block=2/mean", "mean_adjectives", 2.0, model="ast", group="block",
+        x=0.5)])])
+    assert "adjectives / relative depth" in paper_findings(res, FACTS)[4].evidence
+
+
+def test_seed_spread_from_the_fig4_seeds_table() -> None:
+    """Seeds as the fig4_seeds table holds them: metric ``seed=<n>``, budget in the key."""
+    res = paper_like()
+    res["fig4b"] = fig4b({("ast", "basic_adj"): [0.38, 0.368, 0.360],
+                          ("ast", "high_adj"): [0.38, 0.376, 0.368]}, seed_offsets=())
+    res["fig4_seeds"] = ResultRow.frame([
+        row("fig4_seeds", f"ast/4b/{c}/{b:06.1f}/seed={s}", f"seed={s}", v + off,
+            model="ast", group=f"4b \u00b7 {c}", series=f"{b:.1f} %")
+        for c, vals in (("basic_adj", (0.368, 0.360)), ("high_adj", (0.376, 0.368)))
+        for b, v in zip((2.0, 4.0), vals, strict=True)
+        for s, off in ((20, -0.0105), (202, 0.0), (2024, 0.0105))])
+    finding = paper_findings(res, FACTS)[3]
+    assert finding.verdict == "inconclusive"
+    assert "seed spread 0.021 over 3 seeds" in finding.evidence
 
 
 def test_missing_or_not_run_results_give_not_run_with_the_reason() -> None:
