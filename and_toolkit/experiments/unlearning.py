@@ -226,7 +226,8 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
         ``group`` = strategy, ``series`` ∈ :data:`COUNTS`, metrics ``avg_pruned`` (natural:
         mean over all targets, zeros included; matched: mean k_c over included classes),
         ``target_classes``, ``classes_pruned`` (included classes), ``delta_a``, ``delta_r``,
-        ``r_minus_a`` (ΔR − ΔA, raw logits), ``r_minus_a_se`` (standard error over classes of r_c − a_c),
+        ``r_minus_a`` (ΔR − ΔA, raw logits), ``r_minus_a_se`` (standard error over classes
+        of r_c − a_c),
         ``r_minus_a_per_100`` (100 · (ΔR − ΔA) / mean pruned count), ``acc_before``,
         ``acc_after`` (fractions; after = mean over included classes); paper values on the
         natural rows. Per-class rows (``series`` = class): ``n_pruned``, ``a_c``, ``r_c``,
