@@ -151,6 +151,16 @@ class ExperimentSection(_Section):
         None, description="Target ids that get Fig 4 (default: those whose paper model is AST).")
     unlearning_classes: int | None = Field(
         None, ge=1, description="Unlearn a seeded subset of N classes (default: every class).")
+    ocp_match: Literal["token", "lemma", "substring", "meaning"] | None = Field(
+        None, description="How Table 4 / Fig 10's OCP matches an open noun to a class name: "
+        "'substring' (the authors'), 'token', 'lemma' or 'meaning' (text-encoder cosine with "
+        "calibrate.encoder); default: UnlearningConfig's.")
+    ocp_threshold: float | None = Field(
+        None, ge=-1.0, le=1.0, description="Minimum noun / class-name cosine of ocp_match = "
+        "'meaning'; default: UnlearningConfig's.")
+    unlearning_matched_count: int | None = Field(
+        None, ge=1, description="Neurons every Table 4 strategy prunes per class in the "
+        "count-matched run (default: per class, the minimum non-zero natural count).")
     clusters: int = Field(11, ge=2, description="K-means k of Figs 6, 11-13 and Table 8 (the "
                           "authors' 11); the elbow k is run too.")
     cluster_captions: Literal["base", "active"] = Field(

@@ -1,213 +1,76 @@
 """Audio machine unlearning: paper Table 4 and Fig 10 (Sec 4.3, Appendix F; reference §7).
 
 For each target class c, a strategy selects hidden neurons; the model is evaluated with their
-outputs zeroed (the classifier layer is never pruned). Selection strategies:
-
-* ``OCP``: a neuron is pruned if one of its open concepts (nouns of its calibrated summary,
-  ConceptSet rows of kind ``open`` with ``pos`` in ``ocp_pos``) matches c: ``token`` (default: the
-  word equals a ``_``-separated token of the class name), ``lemma`` (same after ``lemma_fn``) or
-  ``substring`` (authors' compat: the word is a substring of the class name, "use" hits
-  "mouse_click").
-* ``DB`` / ``TAB``: c is among the top-3 closed concepts of the neuron (DB ``cos_cubed``,
-  TAB ``soft_wpmi``).
-* ``Random``: ``random_count`` hidden neurons drawn with ``random.Random(random_seed)``, the same
-  set for every class, compared with the *unpruned* model (compat: the authors' baseline is
-  pruned too, giving ΔA = ΔR = 0).
+outputs zeroed (the classifier layer is never pruned). Strategies (OCP, DB, TAB, Random), their
+rankings and the count-matched selection are defined in
+:mod:`and_toolkit.experiments.unlearning_masks`; OCP's noun/class matching rules in
+:mod:`and_toolkit.experiments.ocp`. Random is compared with the *unpruned* model (compat: the
+authors' baseline is pruned too, giving ΔA = ΔR = 0).
 
 Metrics use the raw logit of each clip's own class (reference §7): with m_c'(z) the mean over
 test clips of class c' of z_c',  a_c = m_c(z^(c)) − m_c(z),  r_c = mean_{c'≠c} [m_c'(z^(c)) −
-m_c'(z)],  ΔA = mean_c a_c,  ΔR = mean_c r_c.
+m_c'(z)],  ΔA = mean_c a_c,  ΔR = mean_c r_c, and the gap ΔR − ΔA = mean_c (r_c − a_c): how
+much more the target class's own logit drops than the other classes' (positive = selective
+forgetting). The paper's Table 4 column is headed "ΔA−ΔR" but holds ΔR − ΔA in all 12 cells
+(AST OCP: ΔA −10.73, ΔR −6.83, printed +3.90); we use ΔR − ΔA everywhere.
 
-Masks (:data:`Mask`) are indexed by neuron id; the authors' mask-row-order bug (reference §7,
-§15 item 14) is reproduced only with ``mask_row_order_compat``.
+Each strategy runs twice: at its *natural* count and at the *matched* count (every strategy
+prunes k_c neurons for class c, the first of its own ranking). A class for which a strategy
+prunes nothing is excluded from that strategy's means (flagged in the notes, counted in
+``classes_pruned``). Masks (:data:`Mask`) are indexed by neuron id; the authors' mask-row-order
+bug (reference §7, §15 item 14) is reproduced only with ``mask_row_order_compat``.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
 
 from and_toolkit.experiments.masks import (
     Evaluate,
     EvaluateMany,
     FloatArray,
-    Mask,
     accuracy,
-    compat_row_order,
     empty_mask,
     evaluate_masks,
     hidden_layers,
-    mask_from_units,
-    n_pruned,
+)
+from and_toolkit.experiments.ocp import (
+    LemmaFn,
+    WordSimilarity,
+    describe_hits,
+    rule_label,
+    simple_lemma,
 )
 from and_toolkit.experiments.paper import (
     FIG10_NOTEBOOK_AST_WATER_DROPS,
     TABLE4,
     TABLE4_NOTEBOOK_AST_OCP_PRUNED,
-    PaperModel,
 )
 from and_toolkit.experiments.rows import KeyPart, result_key, result_row
+from and_toolkit.experiments.unlearning_masks import (
+    Selection,
+    Strategy,
+    UnlearningConfig,
+    matched_counts,
+    select_masks,
+    select_ranked,
+    selection_note,
+    units_mask,
+)
 from and_toolkit.records.models import ResultRow
 
 __all__ = [
-    "Strategy", "UnlearningConfig", "clip_targets", "fig10", "ocp_matches", "own_logit_means",
-    "select_masks", "simple_lemma", "table4", "unlearning_metrics",
+    "COUNTS", "Strategy", "UnlearningConfig", "clip_targets", "fig10", "own_logit_means",
+    "select_masks", "split_table4", "table4", "unlearning_metrics",
 ]
 
-Strategy = Literal["Random", "TAB", "DB", "OCP"]
-LemmaFn = Callable[[str], str]
-
-
-class UnlearningConfig(BaseModel):
-    """Configuration of Table 4 / Fig 10.
-
-    Attributes:
-        model: target-network id (ConceptSet.model, ResultRow.model).
-        classifier_layer: module path of the classifier; never pruned, its rows are ignored.
-        strategies: strategies to run, in output order.
-        ocp_match: OCP word/class matching; ``substring`` is the authors' rule.
-        ocp_pos: ConceptSet.pos values of the open concepts OCP matches (nouns).
-        ocp_kept_only: use only open concepts with verdict ``kept``.
-        closed_top_k: DB/TAB prune a neuron if c is among its ``closed_top_k`` best concepts.
-        db_similarity / tab_similarity: ConceptSet.similarity of the DB / TAB ranking.
-        random_count: neurons pruned by Random (clamped to the hidden-neuron count).
-        random_seed: seed of ``random.Random`` shuffling the hidden neurons.
-        random_prunes_baseline: compat: the Random baseline is the pruned model (ΔA = ΔR = 0).
-        mask_row_order_compat: compat: Random prunes units 0..k_l−1 of each layer.
-        target_classes: classes to unlearn (None: every class with test clips).
-        fig10_target / fig10_strategy: Fig 10's target class and strategy.
-        paper_model: paper model whose numbers go into ``paper_value``.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model: str = Field(min_length=1)
-    classifier_layer: str = Field(min_length=1)
-    strategies: tuple[Strategy, ...] = ("Random", "TAB", "DB", "OCP")
-    ocp_match: Literal["token", "lemma", "substring"] = "token"
-    ocp_pos: tuple[str, ...] = ("NOUN",)
-    ocp_kept_only: bool = True
-    closed_top_k: int = Field(default=3, ge=1)
-    db_similarity: str = "cos_cubed"
-    tab_similarity: str = "soft_wpmi"
-    random_count: int = Field(default=3000, ge=0)
-    random_seed: int = 20
-    random_prunes_baseline: bool = False
-    mask_row_order_compat: bool = False
-    target_classes: tuple[str, ...] | None = None
-    fig10_target: str = "water_drops"
-    fig10_strategy: Strategy = "OCP"
-    paper_model: PaperModel | None = None
-
-    @classmethod
-    def reference(cls, **kwargs: Any) -> UnlearningConfig:
-        """The authors' behaviour (substring OCP, pruned Random baseline, mask-row order)."""
-        return cls(**{"ocp_match": "substring", "random_prunes_baseline": True,
-                      "mask_row_order_compat": True, **kwargs})
-
-
-# ----- selection -----------------------------------------------------------------------------
-def simple_lemma(word: str) -> str:
-    """Rule-based English noun singular (default lemmatiser of ``ocp_match="lemma"``).
-
-    Lower-case; ``-ies`` -> ``-y``; ``-sses``/``-xes``/``-zes``/``-ches``/``-shes`` drop ``es``;
-    any other ``-s`` (except ``-ss``/``-us``/``-is``) drops ``s``. "birds" -> "bird".
-    """
-    w = word.lower()
-    if len(w) > 4 and w.endswith("ies"):
-        return w[:-3] + "y"
-    if len(w) > 4 and w.endswith(("sses", "xes", "zes", "ches", "shes")):
-        return w[:-2]
-    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        return w[:-1]
-    return w
-
-
-def ocp_matches(word: str, class_name: str, match: Literal["token", "lemma", "substring"],
-                lemma_fn: LemmaFn = simple_lemma) -> bool:
-    """Whether open concept ``word`` names class ``class_name`` (case-insensitive).
-
-    ``token``: word equals a ``_``-separated token of the class; ``lemma``: the same after
-    ``lemma_fn`` on both; ``substring``: word is a substring of the class string (authors').
-    """
-    w, c = word.lower(), class_name.lower()
-    if match == "substring":
-        return w in c
-    tokens = c.split("_")
-    if match == "token":
-        return w in tokens
-    return lemma_fn(w) in {lemma_fn(t) for t in tokens}
-
-
-def _check_layers(df: pl.DataFrame, hidden: Mapping[str, int], what: str) -> None:
-    unknown = sorted(set(df["layer"].unique().to_list()) - set(hidden))
-    if unknown:
-        raise ValueError(f"{what}: ConceptSet.layer {unknown[:5]} not in layer_sizes")
-
-
-def select_masks(strategy: Strategy, concepts: pl.DataFrame, hidden: Mapping[str, int],
-                 class_names: Sequence[str], targets: Sequence[str], config: UnlearningConfig,
-                 lemma_fn: LemmaFn = simple_lemma) -> dict[str, Mask]:
-    """Pruning mask of ``strategy`` for each target class.
-
-    Args:
-        strategy: Random, TAB, DB or OCP.
-        concepts: ConceptSet frame (rows of other models and of the classifier are ignored).
-        hidden: hidden layers ``{module path: n_units}`` in model order (no classifier).
-        class_names: all class names (concept names of DB/TAB must be among them).
-        targets: the target classes.
-        config: see :class:`UnlearningConfig`.
-        lemma_fn: word -> lemma, used by ``ocp_match="lemma"``.
-
-    Returns:
-        ``{target class: Mask}``.
-
-    Raises:
-        ValueError: no ConceptSet rows for the strategy, unknown concept names or layers, or a
-            unit outside its layer.
-    """
-    if strategy == "Random":
-        keys = [(layer, u) for layer, n in hidden.items() for u in range(n)]
-        random.Random(config.random_seed).shuffle(keys)
-        chosen = keys[: config.random_count]
-        mask = mask_from_units(hidden, [k[0] for k in chosen], [k[1] for k in chosen])
-        if config.mask_row_order_compat:
-            mask = compat_row_order(mask)
-        return {c: mask for c in targets}
-    mine = concepts.filter((pl.col("model") == config.model)
-                           & (pl.col("layer") != config.classifier_layer))
-    what = f"ConceptSet model={config.model!r} strategy={strategy}"
-    if strategy == "OCP":
-        sub = mine.filter((pl.col("kind") == "open") & pl.col("pos").is_in(config.ocp_pos))
-        if config.ocp_kept_only:
-            sub = sub.filter(pl.col("verdict") == "kept")
-        words = sub["concept"].unique().to_list()
-        hits = {c: [w for w in words if ocp_matches(w, c, config.ocp_match, lemma_fn)]
-                for c in targets}
-    else:
-        sim = config.db_similarity if strategy == "DB" else config.tab_similarity
-        sub = mine.filter((pl.col("kind") == "closed") & (pl.col("method") == strategy)
-                          & (pl.col("similarity") == sim) & (pl.col("rank") < config.closed_top_k))
-        unknown = sorted(set(sub["concept"].unique().to_list()) - set(class_names))
-        if unknown:
-            raise ValueError(f"{what}: concept names not among the class names: {unknown[:10]}")
-        hits = {c: [c] for c in targets}
-        what += f" similarity={sim!r}"
-    if sub.height == 0:
-        raise ValueError(f"{what}: no ConceptSet rows; pass a reason in not_run if not run")
-    _check_layers(sub, hidden, what)
-    out: dict[str, Mask] = {}
-    for c in targets:
-        sel = sub.filter(pl.col("concept").is_in(hits[c])).select("layer", "unit").unique()
-        out[c] = mask_from_units(hidden, sel["layer"].to_list(), sel["unit"].to_list(), what)
-    return out
-
+COUNTS = ("natural_count", "matched_count")
+"""``series`` of Table 4's summary rows: each strategy at its natural and at the matched count."""
 
 # ----- metrics -------------------------------------------------------------------------------
 def clip_targets(test_clips: pl.DataFrame, class_names: Sequence[str]) -> npt.NDArray[np.int64]:
@@ -282,14 +145,68 @@ def _row(experiment: str, parts: tuple[KeyPart, ...], config: UnlearningConfig, 
                       note=note)
 
 
+def _targets(names: list[str], t: npt.NDArray[np.int64],
+             config: UnlearningConfig) -> tuple[list[str], int]:
+    wanted = list(dict.fromkeys(config.target_classes or names))
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise ValueError(f"config.target_classes: unknown class names {unknown}")
+    present = set(t.tolist())
+    targets = [c for c in wanted if names.index(c) in present]
+    if not targets:
+        raise ValueError("test_clips: no test clip of any target class")
+    clash = sorted(set(targets) & set(COUNTS))
+    if clash:
+        raise ValueError(f"class_names: {clash} collide with Table 4's series {COUNTS}")
+    return targets, len(wanted) - len(targets)
+
+
+def _chosen(sel: Selection, count: str, k: Mapping[str, int]) -> dict[str, tuple[list[Any], str]]:
+    """``{class: (units pruned, why excluded or "")}`` of one strategy at one count."""
+    out: dict[str, tuple[list[Any], str]] = {}
+    for c, ranked in sel.ranked.items():
+        n = sel.natural[c]
+        if n == 0:
+            out[c] = ([], "pruned nothing: excluded from the means")
+        elif count == "natural_count":
+            out[c] = (ranked[:n], "")
+        elif len(ranked) < k[c]:
+            out[c] = ([], f"ranks only {len(ranked)} neurons < matched count {k[c]}: excluded")
+        else:
+            out[c] = (ranked[: k[c]], "")
+    return out
+
+
+def split_table4(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(strategy summary rows, per-class rows) of a :func:`table4` frame (``table4`` /
+    ``table4_classes`` in the report)."""
+    summary = pl.col("series").is_in(list(COUNTS))
+    return frame.filter(summary), frame.filter(~summary)
+
+
+def _summary(met: dict[str, Any] | None, n_all: list[int], n_inc: list[int], acc_ref: float,
+             accs: list[float], count: str) -> dict[str, float | None]:
+    gaps = [] if met is None else [met["r"][j] - met["a"][j] for j in met["a"]]
+    mean_gap = float(np.mean(gaps)) if gaps else None
+    se = float(np.std(gaps, ddof=1) / np.sqrt(len(gaps))) if len(gaps) >= 2 else None
+    return {
+        "avg_pruned": float(np.mean(n_all if count == "natural_count" else n_inc or [0])),
+        "target_classes": float(len(n_all)), "classes_pruned": float(len(n_inc)),
+        "delta_a": None if met is None else met["delta_a"],
+        "delta_r": None if met is None else met["delta_r"],
+        "r_minus_a": mean_gap, "r_minus_a_se": se,
+        "r_minus_a_per_100": None if mean_gap is None else 100 * mean_gap / float(np.mean(n_inc)),
+        "acc_before": acc_ref, "acc_after": float(np.mean(accs)) if accs else None}
+
+
 def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: Sequence[str],
            test_clips: pl.DataFrame, evaluate: Evaluate, config: UnlearningConfig,
            not_run: Mapping[str, str] | None = None, *, lemma_fn: LemmaFn = simple_lemma,
+           similarity: WordSimilarity | None = None,
            evaluate_many: EvaluateMany | None = None) -> pl.DataFrame:
-    """Table 4: per strategy Avg #pruned, ΔA, ΔR, ΔA − ΔR, accuracy before / after.
+    """Table 4 at natural and matched counts: Avg #pruned, ΔA, ΔR, ΔR − ΔA, accuracies.
 
-    All masks of all strategies are built first; the unpruned baseline and every distinct mask
-    are evaluated once (Random's single mask once for all classes).
+    The unpruned baseline and every distinct non-empty mask are evaluated once.
 
     Args:
         concepts: ConceptSet frame: open rows (OCP nouns) and hidden-layer closed rows (DB/TAB).
@@ -299,110 +216,142 @@ def table4(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: 
         test_clips: ProbeClip frame of the test clips, rows in logits-row order.
         evaluate: see :data:`Evaluate`.
         config: see :class:`UnlearningConfig`.
-        not_run: ``{strategy: reason}`` for strategies whose inputs are missing; their rows get
-            null values and note ``"not run: <reason>"``.
-        lemma_fn: lemmatiser for ``ocp_match="lemma"``.
+        not_run: ``{strategy: reason}`` for strategies whose inputs are missing; their summary
+            rows get null values and note ``"not run: <reason>"``.
+        lemma_fn / similarity: OCP matching (``lemma`` / ``meaning`` rules).
         evaluate_many: optional batched evaluation (see :data:`EvaluateMany`).
 
     Returns:
-        ResultRow frame, experiment ``"table4"``. Per strategy (``group``, ``series`` ""):
-        ``avg_pruned``, ``delta_a``, ``delta_r``, ``gap`` (ΔA − ΔR; raw logits),
-        ``acc_before``, ``acc_after`` (fractions; after = mean over targets); per target class
-        (``series`` = class): ``n_pruned``, ``a_c``, ``r_c``, ``acc_after``.
+        ResultRow frame, experiment ``"table4"`` (split by :func:`split_table4`). Summary rows:
+        ``group`` = strategy, ``series`` ∈ :data:`COUNTS`, metrics ``avg_pruned`` (natural:
+        mean over all targets, zeros included; matched: mean k_c over included classes),
+        ``target_classes``, ``classes_pruned`` (included classes), ``delta_a``, ``delta_r``,
+        ``r_minus_a`` (ΔR − ΔA, raw logits), ``r_minus_a_se`` (standard error over classes
+        of r_c − a_c),
+        ``r_minus_a_per_100`` (100 · (ΔR − ΔA) / mean pruned count), ``acc_before``,
+        ``acc_after`` (fractions; after = mean over included classes); paper values on the
+        natural rows. Per-class rows (``series`` = class): ``n_pruned``, ``a_c``, ``r_c``,
+        ``acc_after`` and the same with suffix ``_matched``; excluded classes have null
+        a_c / r_c / acc_after and a note saying why.
 
     Raises:
         ValueError: bad class names / targets / test clips, missing inputs of a strategy that is
             not in ``not_run``, or malformed logits.
     """
     hidden, names, t = _prepare(layer_sizes, class_names, test_clips, config)
+    targets, skipped = _targets(names, t, config)
     not_run = dict(not_run or {})
-    wanted = list(dict.fromkeys(config.target_classes or names))
-    unknown = sorted(set(wanted) - set(names))
-    if unknown:
-        raise ValueError(f"config.target_classes: unknown class names {unknown}")
-    present = set(t.tolist())
-    targets = [c for c in wanted if names.index(c) in present]
-    if not targets:
-        raise ValueError("test_clips: no test clip of any target class")
-    skipped = len(wanted) - len(targets)
     strategies = list(dict.fromkeys(config.strategies))
     run = [s for s in strategies if s not in not_run]
-    sel = {s: select_masks(s, concepts, hidden, names, targets, config, lemma_fn) for s in run}
-    flat = [sel[s][c] for s in run for c in targets]
-    logits = evaluate_masks([empty_mask(hidden), *flat], evaluate, evaluate_many, len(t))
+    sel: dict[str, Selection] = {
+        s: select_ranked(s, concepts, hidden, names, targets, config, lemma_fn, similarity)
+        for s in run}
+    k = matched_counts(sel, targets, config.matched_count)
+    chosen: dict[tuple[str, str], dict[str, tuple[list[Any], str]]] = {
+        (s, n): _chosen(sel[s], n, k) for s in run for n in COUNTS}
+    jobs = [(s, n, c) for s in run for n in COUNTS for c in targets if chosen[(s, n)][c][0]]
+    masks = [units_mask(hidden, chosen[(s, n)][c][0], s, config) for s, n, c in jobs]
+    logits = evaluate_masks([empty_mask(hidden), *masks], evaluate, evaluate_many, len(t))
     if logits[0].shape[1] != len(names):
         raise ValueError(f"evaluate: {logits[0].shape[1]} logits columns for {len(names)} classes")
-    base, after_all = logits[0], iter(logits[1:])
+    base = logits[0]
+    after: dict[tuple[str, str, str], FloatArray] = dict(zip(jobs, logits[1:], strict=True))
     rows: list[dict[str, Any]] = []
     for s in strategies:
         paper = TABLE4.get((config.paper_model, s)) if config.paper_model else None
-        refs: dict[str, float | None] = dict.fromkeys((
-            "avg_pruned", "delta_a", "delta_r", "gap", "acc_before", "acc_after"))
+        refs: dict[str, float | None] = {}
         if paper is not None:
-            refs.update(avg_pruned=paper.avg_pruned, delta_a=paper.delta_a,
-                        delta_r=paper.delta_r, gap=paper.gap)
-        if s not in run:
-            rows += [_row("table4", (s, m), config, s, "", None, m, None, p,
-                          f"not run: {not_run[s]}") for m, p in refs.items()]
-            continue
-        after = {c: next(after_all) for c in targets}
-        ref = after[targets[0]] if s == "Random" and config.random_prunes_baseline else base
-        before_m = own_logit_means(ref, t, len(names))
-        met = unlearning_metrics(before_m, {names.index(c): own_logit_means(z, t, len(names))
-                                            for c, z in after.items()})
-        counts = {c: n_pruned(sel[s][c]) for c in targets}
-        accs = {c: accuracy(z, t) for c, z in after.items()}
-        vals = {"avg_pruned": float(np.mean(list(counts.values()))), "delta_a": met["delta_a"],
-                "delta_r": met["delta_r"], "gap": met["delta_a"] - met["delta_r"],
-                "acc_before": accuracy(ref, t), "acc_after": float(np.mean(list(accs.values())))}
-        note = _note(s, config, len(targets), skipped)
-        rows += [_row("table4", (s, m), config, s, "", None, m, v, refs[m], note)
-                 for m, v in vals.items()]
-        for c in targets:
-            j = names.index(c)
-            nb = (TABLE4_NOTEBOOK_AST_OCP_PRUNED.get(c) if config.paper_model == "AST"
-                  and s == "OCP" else None)
-            cnote = "paper_value: authors' AST notebook (noun substring)" if nb is not None else ""
-            per = {"n_pruned": (float(counts[c]), None if nb is None else float(nb)),
-                   "a_c": (met["a"][j], None), "r_c": (met["r"][j], None),
-                   "acc_after": (accs[c], None)}
-            rows += [_row("table4", (s, c, m), config, s, c, None, m, v, p,
-                          cnote if m == "n_pruned" else "") for m, (v, p) in per.items()]
+            refs = {"avg_pruned": paper.avg_pruned, "delta_a": paper.delta_a,
+                    "delta_r": paper.delta_r, "r_minus_a": paper.r_minus_a}
+        for n in COUNTS:
+            if s not in run:
+                why = f"not run: {not_run[s]}"
+                rows += [_row("table4", (s, n, m), config, s, n, None, m, None,
+                              refs.get(m) if n == "natural_count" else None, why)
+                         for m in ("avg_pruned", "delta_a", "delta_r", "r_minus_a")]
+                continue
+            rows += _strategy_rows(s, n, chosen[(s, n)], after, base, t, names, config,
+                                   refs if n == "natural_count" else {},
+                                   selection_note(s, n, config, len(targets), skipped,
+                                                 chosen[(s, n)]))
+        if s in run:
+            rows += _class_rows(s, sel[s], chosen, after, base, t, names, config, targets)
     return ResultRow.frame(rows)
 
 
-def _note(strategy: str, config: UnlearningConfig, n_targets: int, skipped: int) -> str:
-    parts = [f"{n_targets} target classes"]
-    if skipped:
-        parts.append(f"{skipped} without test clips skipped")
-    if strategy == "OCP":
-        parts.append(f"match={config.ocp_match}, pos={','.join(config.ocp_pos)}")
-    elif strategy in ("DB", "TAB"):
-        sim = config.db_similarity if strategy == "DB" else config.tab_similarity
-        parts.append(f"top-{config.closed_top_k} of {sim}")
-    else:
-        parts.append(f"{config.random_count} neurons, seed {config.random_seed}, "
-                     + ("compat: pruned baseline" if config.random_prunes_baseline
-                        else "unpruned baseline"))
-        if config.mask_row_order_compat:
-            parts.append("compat: mask row order")
-    return "; ".join(parts)
+def _ref_logits(s: str, n: str, chosen: Mapping[str, tuple[list[Any], str]],
+                after: Mapping[tuple[str, str, str], FloatArray], base: FloatArray,
+                config: UnlearningConfig) -> FloatArray:
+    inc = [c for c, (u, _) in chosen.items() if u]
+    compat = s == "Random" and n == "natural_count" and config.random_prunes_baseline and inc
+    return after[(s, n, inc[0])] if compat else base
+
+
+def _strategy_rows(s: str, n: str, chosen: Mapping[str, tuple[list[Any], str]],
+                   after: Mapping[tuple[str, str, str], FloatArray], base: FloatArray,
+                   t: npt.NDArray[np.int64], names: list[str], config: UnlearningConfig,
+                   refs: Mapping[str, float | None], note: str) -> list[dict[str, Any]]:
+    inc = [c for c, (u, _) in chosen.items() if u]
+    ref = _ref_logits(s, n, chosen, after, base, config)
+    before_m = own_logit_means(ref, t, len(names))
+    met = unlearning_metrics(before_m, {names.index(c): own_logit_means(after[(s, n, c)], t,
+                                                                        len(names))
+                                        for c in inc}) if inc else None
+    vals = _summary(met, [len(u) for u, _ in chosen.values()], [len(chosen[c][0]) for c in inc],
+                    accuracy(ref, t), [accuracy(after[(s, n, c)], t) for c in inc], n)
+    return [_row("table4", (s, n, m), config, s, n, None, m, v, refs.get(m), note)
+            for m, v in vals.items()]
+
+
+def _class_rows(s: Strategy, sel: Selection, chosen: Mapping[tuple[str, str], Any],
+                after: Mapping[tuple[str, str, str], FloatArray], base: FloatArray,
+                t: npt.NDArray[np.int64], names: list[str], config: UnlearningConfig,
+                targets: list[str]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    C = len(names)
+    for n in COUNTS:
+        suffix = "" if n == "natural_count" else "_matched"
+        ref_m = own_logit_means(_ref_logits(s, n, chosen[(s, n)], after, base, config), t, C)
+        for c in targets:
+            units, why = chosen[(s, n)][c]
+            j = names.index(c)
+            nb = (TABLE4_NOTEBOOK_AST_OCP_PRUNED.get(c) if config.paper_model == "AST"
+                  and s == "OCP" and n == "natural_count" else None)
+            cnote = "paper_value: authors' AST notebook (noun substring)" if nb is not None else ""
+            if s == "OCP" and n == "natural_count":
+                hits = sel.hits.get(c, {})
+                words = f"matched nouns: {describe_hits(hits)}" if hits else "no noun matches"
+                cnote = "; ".join(p for p in (words, cnote) if p)
+            if units:
+                z = after[(s, n, c)]
+                m = unlearning_metrics(ref_m, {j: own_logit_means(z, t, C)})
+                per = {"a_c": m["a"][j], "r_c": m["r"][j], "acc_after": accuracy(z, t)}
+            else:
+                per = dict.fromkeys(("a_c", "r_c", "acc_after"))
+            rows.append(_row("table4", (s, c, "n_pruned" + suffix), config, s, c, None,
+                             "n_pruned" + suffix, float(len(units)),
+                             None if nb is None else float(nb), "; ".join(
+                                 p for p in (cnote, why) if p)))
+            rows += [_row("table4", (s, c, metric + suffix), config, s, c, None, metric + suffix,
+                          v, None, why) for metric, v in per.items()]
+    return rows
 
 
 def fig10(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: Sequence[str],
           test_clips: pl.DataFrame, evaluate: Evaluate, config: UnlearningConfig, *,
-          lemma_fn: LemmaFn = simple_lemma,
+          lemma_fn: LemmaFn = simple_lemma, similarity: WordSimilarity | None = None,
           evaluate_many: EvaluateMany | None = None) -> pl.DataFrame:
     """Fig 10: per-class mean own-class logit before / after pruning for one target class.
 
     Args: as :func:`table4`; the target and strategy are ``config.fig10_target`` /
-        ``config.fig10_strategy``.
+        ``config.fig10_strategy`` (natural count).
 
     Returns:
-        ResultRow frame, experiment ``"fig10"``: per class with test clips (``series`` = class,
-        ``x`` = position when sorted by change ascending, 0 = largest drop) metrics
-        ``own_logit_before``, ``own_logit_after``, ``change`` (raw logits); plus one
-        ``n_pruned`` row (``series`` = target, ``x`` null). ``paper_value``: read-offs of the
+        ResultRow frame, experiment ``"fig10"``: one ``n_pruned`` row (``series`` = target,
+        ``x`` null, note: the OCP rule and matched nouns); if it is > 0, per class with test
+        clips (``series`` = class, ``x`` = position when sorted by change ascending, 0 = largest
+        drop) metrics ``own_logit_before``, ``own_logit_after``, ``change`` (raw logits).
+        Nothing is plotted when the strategy prunes nothing. ``paper_value``: read-offs of the
         authors' AST notebook when ``paper_model == "AST"`` (the paper's figure is
         BEATs-finetuned and prints no numbers).
 
@@ -413,16 +362,28 @@ def fig10(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], class_names: S
     target, s = config.fig10_target, config.fig10_strategy
     if target not in names or names.index(target) not in set(t.tolist()):
         raise ValueError(f"config.fig10_target: {target!r} is not a class with test clips")
-    mask = select_masks(s, concepts, hidden, names, [target], config, lemma_fn)[target]
+    sel = select_ranked(s, concepts, hidden, names, [target], config, lemma_fn, similarity)
+    units = sel.ranked[target][: sel.natural[target]]
+    ast = config.paper_model == "AST"
+    note = "paper_value: authors' AST notebook read-off" if ast else ""
+    count_note = note if ast and target == "water_drops" else ""
+    how = [rule_label(config.ocp_match, config.ocp_threshold, config.ocp_encoder,
+                      config.ocp_pos)] if s == "OCP" else []
+    if s == "OCP":
+        hits = sel.hits.get(target, {})
+        how.append(f"matched nouns: {describe_hits(hits)}" if hits else "no noun matches")
+    if not units:
+        how.append(f"{s} prunes nothing for {target}: nothing to plot")
+    rows = [_row("fig10", (s, target, "n_pruned"), config, s, target, None, "n_pruned",
+                 float(len(units)), 2651.0 if ast and target == "water_drops" else None,
+                 "; ".join(p for p in (*how, count_note) if p))]
+    if not units:
+        return ResultRow.frame(rows)
+    mask = units_mask(hidden, units, s, config)
     base, after = evaluate_masks([empty_mask(hidden), mask], evaluate, evaluate_many, len(t))
     b, a = own_logit_means(base, t, len(names)), own_logit_means(after, t, len(names))
     order = sorted((j for j in range(len(names)) if np.isfinite(b[j])),
                    key=lambda j: (a[j] - b[j], names[j]))
-    ast = config.paper_model == "AST"
-    note = "paper_value: authors' AST notebook read-off" if ast else ""
-    n = n_pruned(mask)
-    rows = [_row("fig10", (s, target, "n_pruned"), config, s, target, None, "n_pruned",
-                 float(n), 2651.0 if ast and target == "water_drops" else None, note)]
     for pos, j in enumerate(order):
         ref = FIG10_NOTEBOOK_AST_WATER_DROPS.get(names[j]) if ast and target == "water_drops" \
             else None

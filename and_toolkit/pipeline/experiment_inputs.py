@@ -154,6 +154,22 @@ def minilm_cos(ctx: Context) -> Any:
     return cos
 
 
+def word_cos(ctx: Context, name: str) -> Any:
+    """``sim(words, phrases) -> cos [n_words, n_phrases]`` with the cached text encoder
+    ``name`` (OCP's ``meaning`` rule; texts embedded once per call)."""
+    from and_toolkit.interfaces import l2_normalise
+
+    enc = text_encoder(ctx, name)
+
+    def sim(words: Sequence[str], phrases: Sequence[str]) -> np.ndarray:
+        texts = list(dict.fromkeys([*words, *phrases]))
+        emb = l2_normalise(np.asarray(enc.encode(texts), dtype=np.float64))
+        row = {t: i for i, t in enumerate(texts)}
+        return emb[[row[w] for w in words]] @ emb[[row[p] for p in phrases]].T
+
+    return sim
+
+
 def closed_reasons(ctx: Context) -> dict[str, str]:
     """Why each Module A method may be missing: not configured, stage not run, or the reason
     the closed stage recorded in the manifest (``stages.closed.not_run``)."""
@@ -262,16 +278,16 @@ def target_subset(names: Sequence[str], n: int | None, seed: int) -> tuple[str, 
 
 
 def random_budget(concepts: pl.DataFrame, info: ModelInfo, cfg: Any,
-                  runnable: Sequence[Any]) -> int:
+                  runnable: Sequence[Any], similarity: Any = None) -> int:
     """Units Random prunes: the mean count of the other strategies' masks (the paper's counts
     were similar); without any, the paper's share (3000 of 55,296 AST neurons)."""
     from and_toolkit.experiments.masks import hidden_layers, n_pruned
-    from and_toolkit.experiments.unlearning import select_masks
+    from and_toolkit.experiments.unlearning_masks import select_masks
 
     hidden = hidden_layers(info.layers, info.classifier)
     targets = list(cfg.target_classes or info.class_names)
     counts = [n_pruned(m) for s in runnable for m in select_masks(
-        s, concepts, hidden, info.class_names, targets, cfg).values()]
+        s, concepts, hidden, info.class_names, targets, cfg, similarity=similarity).values()]
     if counts and sum(counts):
         return max(1, round(sum(counts) / len(counts)))
     return max(1, round(sum(hidden.values()) * 3000 / 55296))

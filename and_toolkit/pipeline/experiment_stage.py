@@ -37,6 +37,7 @@ from and_toolkit.pipeline.experiment_inputs import (
     select_models,
     strategy_not_run,
     target_subset,
+    word_cos,
 )
 from and_toolkit.records.models import CalibratedSummary, ConceptSet, ResultRow
 
@@ -113,7 +114,7 @@ def _fig10_target(info: ModelInfo) -> str:
 
 def job_unlearning(inp: Inputs) -> JobResult:
     """Table 4 (strategy summary; per-class rows go to ``table4_classes``) and Fig 10."""
-    from and_toolkit.experiments.unlearning import UnlearningConfig, fig10, table4
+    from and_toolkit.experiments.unlearning import UnlearningConfig, fig10, split_table4, table4
 
     exp = inp.ctx.cfg.experiments
     infos = select_models(inp.infos, exp.table4_models, [i.id for i in inp.infos],
@@ -122,6 +123,10 @@ def job_unlearning(inp: Inputs) -> JobResult:
         why = "experiments.table4_models is empty"
         return JobResult({e: not_run_frame(e, why) for e in ("table4", "table4_classes",
                                                              "fig10")})
+    ocp = {k: v for k, v in (("ocp_match", exp.ocp_match), ("ocp_threshold", exp.ocp_threshold),
+                             ("matched_count", exp.unlearning_matched_count)) if v is not None}
+    encoder = inp.ctx.cfg.calibrate.encoder
+    similarity = word_cos(inp.ctx, encoder) if exp.ocp_match == "meaning" else None
     t4s, f10s, prov = [], [], {}
     for info in infos:
         names = info.class_names
@@ -129,25 +134,24 @@ def job_unlearning(inp: Inputs) -> JobResult:
             model=info.id, classifier_layer=info.classifier,
             paper_model=info.paper_model,  # type: ignore[arg-type]
             target_classes=target_subset(names, exp.unlearning_classes, inp.ctx.cfg.seed),
-            random_seed=exp.seeds[0],
-            fig10_target=_fig10_target(info))
+            random_seed=exp.seeds[0], fig10_target=_fig10_target(info),
+            ocp_encoder=text_encoder(inp.ctx, encoder).id if similarity else None, **ocp)
         not_run = strategy_not_run(inp.concepts, inp.reasons, info, base)
         runnable = [s for s in base.strategies if s != "Random" and s not in not_run]
-        budget = random_budget(inp.concepts, info, base, runnable)
+        budget = random_budget(inp.concepts, info, base, runnable, similarity)
         cfg = base.model_copy(update={"random_count": budget})
         evaluate = inp.evaluate(info)
         t4s.append(table4(inp.concepts, info.layers, names, info.test_clips, evaluate, cfg,
-                          not_run=not_run))
+                          not_run=not_run, similarity=similarity))
         if cfg.fig10_strategy in not_run:
             f10s.append(not_run_frame("fig10", not_run[cfg.fig10_strategy], info.id))
         else:
             f10s.append(enc.fig10_rows(fig10(inp.concepts, info.layers, names, info.test_clips,
-                                            evaluate, cfg)))
+                                            evaluate, cfg, similarity=similarity)))
         prov[info.id] = cfg.model_dump(mode="json")
-    t4 = _concat(t4s)
-    return JobResult({"table4": t4.filter(pl.col("series") == ""),
-                      "table4_classes": t4.filter(pl.col("series") != ""),
-                      "fig10": _concat(f10s)}, {"configs": prov})
+    summary, classes = split_table4(_concat(t4s))
+    return JobResult({"table4": summary, "table4_classes": classes, "fig10": _concat(f10s)},
+                     {"configs": prov})
 
 
 # ----- Fig 4 --------------------------------------------------------------------------------

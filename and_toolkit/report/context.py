@@ -11,8 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Verdict = Literal["holds", "does not hold", "not run"]
-"""How a paper claim fared in this run."""
+Verdict = Literal["holds", "does not hold", "inconclusive", "partially tested", "not run"]
+"""How a paper claim fared in this run: ``inconclusive`` = the difference lies within the seed
+or class spread (or too few classes were tested); ``partially tested`` = a method or figure the
+claim needs did not run and the tested part holds."""
 
 CellValue = str | int | float | bool | None | list[str]
 """A cell of an extra table: scalar text / number, or a list of strings (rendered as a list)."""
@@ -63,7 +65,7 @@ class Finding(_Frozen):
 
     Attributes:
         claim: the claim in one sentence (untrusted text).
-        verdict: ``holds`` / ``does not hold`` / ``not run``.
+        verdict: see :data:`Verdict`.
         evidence: the numbers or reasoning behind the verdict (untrusted text).
         section: optional id of the report section holding the evidence (a link target).
     """

@@ -117,7 +117,8 @@ def render_report(results: Mapping[str, pl.DataFrame], context: ReportContext) -
               for k, v in (("ok", "ok"), ("not_run", "not run"), ("error", "error"))}
     verdicts = {k: sum(f.verdict == v for f in context.findings)
                 for k, v in (("holds", "holds"), ("does_not_hold", "does not hold"),
-                             ("not_run", "not run"))}
+                             ("inconclusive", "inconclusive"),
+                             ("partially_tested", "partially tested"), ("not_run", "not run"))}
     template = make_environment().get_template("report.html.j2")
     return template.render(
         title=context.title, run_name=context.run_name, sections=sections, counts=counts,
@@ -141,8 +142,9 @@ def summary_line(results: Mapping[str, pl.DataFrame], context: ReportContext) ->
     verdicts = [f.verdict for f in context.findings]
     parts = [f"{done}/{len(SECTIONS)} paper sections with results"]
     if verdicts:
-        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in ("holds", "does not hold",
-                                                                 "not run") if v in verdicts)
+        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (
+            "holds", "does not hold", "inconclusive", "partially tested", "not run")
+            if v in verdicts)
         parts.append(f"{len(verdicts)} claim{'s' if len(verdicts) > 1 else ''}: {counts}")
     return " \u00b7 ".join(parts)
 

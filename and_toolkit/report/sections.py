@@ -56,16 +56,23 @@ ORDER: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "group": ("ICL", "Random", "TAB", "DB", "SUM", "OCP"),
     "series": ("cos", "cos_cubed", "rank_reorder", "wpmi", "soft_wpmi", "random", "preps",
                "verbs", "nouns", "caption_len", "adjectives", "basic_adj", "high_adj", "clear",
-               "high-pitched", "high", "loud", "before", "after", "with", "without"),
-    "metric": ("top1", "top5", "cos", "rating", "bertscore", "avg_pruned", "delta_a", "delta_r",
-               "gap"),
+               "high-pitched", "high", "loud", "before", "after", "with", "without",
+               "natural_count", "matched_count"),
+    "metric": ("top1", "top5", "cos", "rating", "bertscore", "avg_pruned", "target_classes",
+               "classes_pruned",
+               "delta_a", "delta_r", "r_minus_a", "r_minus_a_se", "r_minus_a_per_100",
+               "acc_before", "acc_after"),
 })
 """Display-order hints (matched case- and punctuation-insensitively; unknown values follow)."""
 
 LABELS: Mapping[str, str] = MappingProxyType({
     "top1": "top-1 (%)", "top5": "top-5 (%)", "rating": "rating (1\u20135)",
     "bertscore": "BERTScore F1", "avg_pruned": "Avg (# pruned)", "delta_a": "\u0394A (logit)",
-    "delta_r": "\u0394R (logit)", "gap": "\u0394A \u2212 \u0394R", "cos_cubed": "cos\u00b3",
+    "delta_r": "\u0394R (logit)", "r_minus_a": "\u0394R \u2212 \u0394A (logit)",
+    "r_minus_a_se": "SE of \u0394R \u2212 \u0394A over classes",
+    "r_minus_a_per_100": "\u0394R \u2212 \u0394A per 100 pruned",
+    "target_classes": "target classes", "classes_pruned": "classes with pruned neurons",
+    "natural_count": "natural count", "matched_count": "matched count", "cos_cubed": "cos\u00b3",
     "rank_reorder": "rank reorder", "wpmi": "WPMI", "soft_wpmi": "soft-WPMI",
     "caption_len": "caption length", "basic_adj": "basic adjectives",
     "high_adj": "high-level adjectives",
@@ -93,8 +100,14 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec(
         "table4", "Table 4 \u00b7 Confidence change after neuron ablation",
         "Avg = mean number of neurons pruned per target class; \u0394A / \u0394R = mean change "
-        "of the own-class raw logit on the target class / the remaining classes (fold 1).",
-        "table", headers={"group": "strategy"}, toc="Ablation: confidence change"),
+        "of the own-class raw logit on the target class / the remaining classes (fold 1); "
+        "\u0394R \u2212 \u0394A = how much more the target class drops than the others (the "
+        "paper's column headed \u0394A\u2212\u0394R holds this quantity). Each strategy at its "
+        "natural count and at a matched count (the same number of neurons per class for every "
+        "strategy, each from its own ranking); classes where a strategy prunes nothing are "
+        "excluded from its means.",
+        "table", headers={"group": "strategy", "series": "count"},
+        toc="Ablation: confidence change"),
     SectionSpec(
         "fig10", "Figure 10 \u00b7 Confidence before and after ablating one concept",
         "Mean own-class logit per class before and after pruning the neurons associated with the "

@@ -10,12 +10,13 @@ import polars as pl
 import pytest
 
 from and_toolkit.experiments.masks import compat_row_order, evaluate_masks, mask_from_units
+from and_toolkit.experiments.ocp import match_nouns, ocp_matches, simple_lemma
+from and_toolkit.experiments.paper import TABLE4
 from and_toolkit.experiments.unlearning import (
     UnlearningConfig,
     fig10,
-    ocp_matches,
     select_masks,
-    simple_lemma,
+    split_table4,
     table4,
 )
 from and_toolkit.records import ConceptSet, ProbeClip, ResultRow
@@ -75,9 +76,27 @@ def concepts() -> pl.DataFrame:
     return ConceptSet.frame(rows)
 
 
-def summary(df: pl.DataFrame, strategy: str) -> dict[str, float]:
-    sub = df.filter((pl.col("group") == strategy) & (pl.col("series") == ""))
+def summary(df: pl.DataFrame, strategy: str, count: str = "natural_count") -> dict[str, float]:
+    sub = df.filter((pl.col("group") == strategy) & (pl.col("series") == count))
     return dict(zip(sub["metric"].to_list(), sub["value"].to_list(), strict=True))
+
+
+def summary_note(df: pl.DataFrame, strategy: str, count: str = "natural_count") -> str:
+    notes = df.filter((pl.col("group") == strategy) & (pl.col("series") == count))["note"]
+    assert notes.n_unique() == 1
+    return str(notes[0])
+
+
+def test_paper_gap_is_r_minus_a_in_all_12_cells() -> None:
+    """The paper's column headed "ΔA−ΔR" equals ΔR − ΔA in every cell (three 2-decimal
+    roundings: |error| <= 3 * 0.005)."""
+    assert len(TABLE4) == 12
+    for key, cell in TABLE4.items():
+        assert cell.r_minus_a == pytest.approx(cell.delta_r - cell.delta_a, abs=0.015), key
+    # and not ΔA − ΔR wherever the two differ by more than the rounding
+    wrong = [k for k, c in TABLE4.items() if abs(c.r_minus_a - (c.delta_a - c.delta_r)) > 0.015]
+    assert len(wrong) == sum(abs(c.delta_a - c.delta_r) > 0.0075 for c in TABLE4.values())
+    assert TABLE4[("AST", "OCP")].r_minus_a == 3.90
 
 
 def test_ocp_matching_token_vs_substring() -> None:
@@ -114,16 +133,25 @@ def test_table4_by_hand() -> None:
     # water_drops / pouring_water prune {1, 2}: changes [0, -4, -1] -> a=-4, r=-0.5 / a=-1, r=-2
     assert s["delta_a"] == pytest.approx(-7 / 3)
     assert s["delta_r"] == pytest.approx(-2.5 / 3)
-    assert s["gap"] == pytest.approx(-1.5)
+    assert s["r_minus_a"] == pytest.approx(1.5)  # ΔR − ΔA: the target drops more
+    assert s["r_minus_a_per_100"] == pytest.approx(100 * 1.5 / (5 / 3))
+    # per-class r_c − a_c = 2, 3.5, -1: standard error of their mean
+    assert s["r_minus_a_se"] == pytest.approx(np.std([2, 3.5, -1], ddof=1) / np.sqrt(3))
+    assert s["classes_pruned"] == 3
     assert s["avg_pruned"] == pytest.approx(5 / 3)
     assert s["acc_before"] == 1.0
     assert s["acc_after"] == pytest.approx((4 / 6 + 2 / 6 + 2 / 6) / 3)
-    per = df.filter((pl.col("series") == "water_drops") & (pl.col("group") == "OCP"))
+    per = df.filter((pl.col("series") == "water_drops") & (pl.col("group") == "OCP")
+                    & ~pl.col("metric").str.ends_with("_matched"))
     assert dict(zip(per["metric"], per["value"], strict=True)) == pytest.approx(
         {"n_pruned": 2.0, "a_c": -4.0, "r_c": -0.5, "acc_after": 2 / 6})
+    assert "match=token" in summary_note(df, "OCP")
+    n_row = per.filter(pl.col("metric") == "n_pruned")
+    assert "matched nouns: drops, water" in n_row["note"].item()
     assert df.filter((pl.col("group") == "OCP") & (pl.col("metric") == "delta_a")
-                     )["paper_value"].item() == -10.73
+                     & (pl.col("series") == "natural_count"))["paper_value"].item() == -10.73
     tab = df.filter(pl.col("group") == "TAB")
+    assert set(tab["series"]) == {"natural_count", "matched_count"}
     assert tab["value"].is_null().all() and set(tab["note"]) == {"not run: no CLAP"}
     # baseline once + 2 distinct masks ({0} and {1, 2}); the repeated {1, 2} is not re-run
     assert sorted(map(tuple, ev.calls)) == [(), (0,), (1, 2)]
@@ -179,6 +207,15 @@ def test_fig10_sorted_by_change() -> None:
     assert df.filter(pl.col("metric") == "n_pruned")["value"].item() == 2.0
 
 
+def test_fig10_draws_nothing_when_nothing_is_pruned() -> None:
+    cfg = UnlearningConfig(model="toy", classifier_layer="fc", fig10_target="dog")
+    no_dog = concepts().filter(pl.col("concept") != "dog")
+    ev = Evaluator()
+    df = fig10(no_dog, SIZES, CLASSES, clips(), ev, cfg)
+    assert df.height == 1 and df["value"].item() == 0.0 and df["x"].is_null().all()
+    assert "prunes nothing" in df["note"].item() and ev.calls == []
+
+
 def test_unknown_names_raise() -> None:
     bad = concepts().with_columns(pl.col("concept").replace({"pouring_water": "pour"}))
     cfg = UnlearningConfig(model="toy", classifier_layer="fc", strategies=("DB",))
@@ -193,3 +230,73 @@ def test_unknown_names_raise() -> None:
     wrong = clips().with_columns(pl.lit("dog").alias("label"))
     with pytest.raises(ValueError, match="test_clips.label"):
         table4(concepts(), SIZES, CLASSES, wrong, Evaluator(), cfg)
+
+
+def test_count_matched_by_hand() -> None:
+    """OCP natural counts (dog, water_drops, pouring_water) = (1, 2, 2); DB top-1 = (2, 1, 1)
+    ({0, 3}, {1}, {2}); matched k = (1, 1, 1), each strategy taking its best-ranked neurons."""
+    cfg = UnlearningConfig(model="toy", classifier_layer="fc", strategies=("DB", "OCP"),
+                           closed_top_k=1)
+    ev = Evaluator()
+    df = table4(concepts(), SIZES, CLASSES, clips(), ev, cfg)
+    ResultRow.validate_frame(df, "table4")
+    counts = df.filter(pl.col("metric") == "n_pruned_matched")
+    assert set(counts["value"]) == {1.0}
+    ocp, db = summary(df, "OCP", "matched_count"), summary(df, "DB", "matched_count")
+    # OCP: {0}, {1}, {1}: r_c − a_c = 2, 3, -1.5;  DB: {0}, {1}, {2}: 2, 3, 0.5
+    assert ocp["r_minus_a"] == pytest.approx(3.5 / 3)
+    assert db["r_minus_a"] == pytest.approx(5.5 / 3)
+    assert ocp["avg_pruned"] == db["avg_pruned"] == 1.0
+    assert ocp["r_minus_a_per_100"] == pytest.approx(100 * 3.5 / 3)
+    assert summary(df, "DB")["avg_pruned"] == pytest.approx(4 / 3)
+    assert "min of the strategies' non-zero natural counts" in summary_note(df, "OCP",
+                                                                            "matched_count")
+    fixed = table4(concepts(), SIZES, CLASSES, clips(), Evaluator(),
+                   cfg.model_copy(update={"matched_count": 2}))
+    # DB ranks one neuron for water_drops / pouring_water: excluded there at k = 2
+    assert summary(fixed, "DB", "matched_count")["classes_pruned"] == 1
+    summ, per = split_table4(df)
+    assert set(summ["series"]) == {"natural_count", "matched_count"}
+    assert set(per["series"]) == set(CLASSES)
+
+
+def test_class_without_pruned_neurons_is_excluded_and_counted() -> None:
+    no_dog = concepts().filter((pl.col("concept") != "dog") | (pl.col("kind") == "closed"))
+    cfg = UnlearningConfig(model="toy", classifier_layer="fc", strategies=("DB", "OCP"),
+                           closed_top_k=1)
+    df = table4(no_dog, SIZES, CLASSES, clips(), Evaluator(), cfg)
+    s = summary(df, "OCP")
+    assert s["classes_pruned"] == 2
+    assert s["delta_a"] == pytest.approx((-4 - 1) / 2)  # water_drops, pouring_water only
+    assert s["avg_pruned"] == pytest.approx(4 / 3)  # natural count: zeros included
+    assert "1 of 3 classes excluded from the means (pruned nothing): dog" in summary_note(df, "OCP")
+    dog = df.filter((pl.col("group") == "OCP") & (pl.col("series") == "dog"))
+    assert dog.filter(pl.col("metric") == "a_c")["value"].is_null().all()
+    assert "pruned nothing" in dog.filter(pl.col("metric") == "a_c")["note"].item()
+    # DB prunes dog neurons {0, 3} in the matched run; OCP stays excluded for dog
+    assert summary(df, "DB", "matched_count")["classes_pruned"] == 3
+    assert summary(df, "OCP", "matched_count")["classes_pruned"] == 2
+
+
+def test_meaning_rule_uses_the_similarity_and_contains_token() -> None:
+    cos = {("laughter", "laughing"): 0.8, ("bird", "crow"): 0.5}
+
+    def sim(words: list[str], phrases: list[str]) -> np.ndarray:
+        return np.array([[1.0 if w == p else cos.get((w, p), 0.1) for p in phrases]
+                         for w in words])
+
+    words = ["bird", "laughter", "dog"]
+    got = match_nouns(words, ["laughing", "crow", "dog_bark"], "meaning", similarity=sim,
+                      threshold=0.7)
+    assert got == {"laughing": {"laughter": 0.8}, "crow": {}, "dog_bark": {"dog": 1.0}}
+    assert match_nouns(words, ["laughing"], "token") == {"laughing": {}}
+    with pytest.raises(ValueError, match="needs a text-encoder similarity"):
+        match_nouns(words, ["crow"], "meaning")
+    # in select_masks, the similarity ranks OCP neurons and the threshold comes from the config
+    df = ConceptSet.frame([open_row(0, "bird"), open_row(1, "laughter"), open_row(2, "dog")])
+    cfg = UnlearningConfig(model="toy", classifier_layer="fc", ocp_match="meaning",
+                           ocp_threshold=0.45)
+    masks = select_masks("OCP", df, {"h": 3}, ["laughing", "crow"], ["laughing", "crow"], cfg,
+                         similarity=sim)
+    assert {c: np.flatnonzero(m["h"]).tolist() for c, m in masks.items()} == {
+        "laughing": [1], "crow": [0]}
