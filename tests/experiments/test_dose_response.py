@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from and_toolkit.experiments.dose_response import DoseConfig, chance_accuracy, dose_response
-from and_toolkit.records import ProbeClip, ResultRow
 from and_toolkit.recording.hooks import module_width, select_layers
 from and_toolkit.recording.prune import pruned
+from and_toolkit.records import ProbeClip, ResultRow
 from and_toolkit.targets.ast import ASTArchConfig, build_ast
 from and_toolkit.targets.cnn import CNNArchConfig, build_cnn
 from and_toolkit.targets.train import logits_of
