@@ -257,6 +257,7 @@ def job_interpretability(inp: Inputs) -> JobResult:
         if k == exp.clusters:
             table8, _ = interp.cluster_words(pool, labels, clustering=label, top_n=40,
                                              extra_stopwords=("sound", "sounds", "audio"))
+    fig6.append(interp.pool_rows(pool, caps["clip_id"].to_list(), label=captioner))
     return JobResult({"elbow": interp.elbow_rows(curve, elbow), "fig6": _concat(fig6),
                       "fig11_13": _concat(fig11), "fig6_sublayers": _concat(sublayers),
                       "table8": table8},
