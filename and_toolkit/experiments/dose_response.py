@@ -35,10 +35,11 @@ from and_toolkit.experiments.masks import (
     mask_from_units,
     n_pruned,
 )
+from and_toolkit.experiments.paper import FIG4A, PaperModel
 from and_toolkit.experiments.rows import result_key, result_row, tagged
 from and_toolkit.records.models import ResultRow
 
-__all__ = ["DOSE_PERCENTS", "DoseConfig", "chance_accuracy", "dose_response"]
+__all__ = ["DOSE_PERCENTS", "DoseConfig", "chance_accuracy", "dose_response", "relative_loss"]
 
 DOSE_PERCENTS: tuple[float, ...] = (5.0, 12.0, 25.0, 50.0, 75.0, 90.0, 100.0)
 """Default doses (% of the hidden pool): Fig 4's 12 % and the way to 100 %."""
@@ -54,6 +55,8 @@ class DoseConfig(BaseModel):
         seeds: shuffle seeds of the random selection (``random.Random(seed)``, as Fig 4).
         experiment: experiment id of the rows.
         group: ``group`` of every row (e.g. the paper model the target stands for).
+        paper_model: the paper model the target stands for; "AST" attaches the paper's
+            relative loss at 12 % (Fig 4a random: 0.95 -> 0.160, chance 1/50).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -64,6 +67,7 @@ class DoseConfig(BaseModel):
     seeds: tuple[int, ...] = Field(default=(20, 202, 2024), min_length=1)
     experiment: str = "ablation_dose"
     group: str = ""
+    paper_model: PaperModel | None = None
 
     @field_validator("percents")
     @classmethod
@@ -71,6 +75,16 @@ class DoseConfig(BaseModel):
         if not v or any(not 0 < p <= 100 for p in v) or len(set(v)) != len(v):
             raise ValueError(f"percents must be distinct and lie in (0, 100], got {v}")
         return tuple(sorted(v))
+
+
+def relative_loss(before: float, after: float, chance: float) -> float | None:
+    """Share of the above-chance accuracy lost: ``(before - after) / (before - chance)``;
+    None when ``before <= chance`` (nothing above chance to lose). 1 = down to chance."""
+    return None if before <= chance else (before - after) / (before - chance)
+
+
+PAPER_RELATIVE_LOSS_12 = relative_loss(FIG4A["random"][0], FIG4A["random"][-1], 1 / 50)
+"""The paper's AST at 12 % random ablation (Fig 4a: 0.95 -> 0.160 on 50 balanced classes)."""
 
 
 def chance_accuracy(targets: np.ndarray) -> float:
@@ -101,7 +115,9 @@ def dose_response(layer_sizes: Mapping[str, int], test_clips: pl.DataFrame, eval
         metric ``accuracy`` = :func:`chance_accuracy` at every x (the chance line).
         Tabulated rows (x null): per dose and seed, series ``"<x> %"``, metric
         ``"seed=<s>"``; series ``""``: ``n_hidden`` (pool size), ``chance``,
-        ``accuracy_at_100`` (mean at 100 %, when that dose is configured) and
+        ``relative_loss_at_12`` (:func:`relative_loss` at 12 %, when configured; the paper's
+        AST value for ``paper_model="AST"``), ``accuracy_at_100`` (mean at 100 %, when that
+        dose is configured) and
         ``above_chance_at_100`` (its excess over chance; > 0 means some path bypasses the
         pruned units).
 
@@ -155,6 +171,17 @@ def dose_response(layer_sizes: Mapping[str, int], test_clips: pl.DataFrame, eval
         rows += [seed_row(x, s, a) for s, a in zip(config.seeds, per, strict=True)]
     rows += [row("", None, "n_hidden", float(total), "prunable neurons (classifier excluded)"),
              row("", None, "chance", chance, chance_note)]
+    if 12.0 in config.percents:
+        at12 = float(np.mean([acc[(s, sizes[config.percents.index(12.0)])]
+                              for s in config.seeds]))
+        loss = relative_loss(acc0, at12, chance)
+        rows.append(result_row(
+            config.experiment, result_key(config.model, "relative_loss_at_12"),
+            "relative_loss_at_12", loss, model=config.model, group=config.group, series="",
+            paper_value=PAPER_RELATIVE_LOSS_12 if config.paper_model == "AST" else None,
+            note=("share of the above-chance accuracy lost at 12 % random ablation (paper: "
+                  "Fig 4a AST, 12 % of all linear-layer neurons)") if loss is not None else
+            "unpruned accuracy is at or below chance"))
     if config.percents[-1] == 100.0:
         full = [acc[(s, sizes[-1])] for s in config.seeds]
         assert all(n_pruned(masks[(s, sizes[-1])]) == total for s in config.seeds)

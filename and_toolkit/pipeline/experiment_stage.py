@@ -185,7 +185,8 @@ def job_dose(inp: Inputs) -> JobResult:
     frames, prov = [], {}
     for info in inp.infos:
         cfg = DoseConfig(model=info.id, classifier_layer=info.classifier, seeds=seeds,
-                         group=info.paper_model)
+                         group=info.paper_model,
+                         paper_model=info.paper_model)  # type: ignore[arg-type]
         frames.append(dose_response(info.layers, info.test_clips, inp.evaluate(info), cfg))
         prov[info.id] = cfg.model_dump(mode="json")
     return JobResult({"ablation_dose": _concat(frames)}, {"configs": prov})

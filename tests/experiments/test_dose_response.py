@@ -10,7 +10,13 @@ import polars as pl
 import pytest
 import torch
 
-from and_toolkit.experiments.dose_response import DoseConfig, chance_accuracy, dose_response
+from and_toolkit.experiments.dose_response import (
+    PAPER_RELATIVE_LOSS_12,
+    DoseConfig,
+    chance_accuracy,
+    dose_response,
+    relative_loss,
+)
 from and_toolkit.recording.hooks import module_width, select_layers
 from and_toolkit.recording.prune import pruned
 from and_toolkit.records import ProbeClip, ResultRow
@@ -72,6 +78,25 @@ def test_rows_on_a_toy_evaluator() -> None:
     assert seeds["x"].is_null().all() and set(seeds["series"]) == {"50 %", "100 %"}
     assert not df.filter(pl.col("x").is_null()).select(
         "model", "group", "series", "metric").is_duplicated().any()
+
+
+def test_relative_loss_at_12_beside_the_papers() -> None:
+    """Any pruning drops the toy to 'always class 0' (0.5 = chance on alternating targets)."""
+    assert relative_loss(0.95, 0.16, 0.02) == PAPER_RELATIVE_LOSS_12 == pytest.approx(
+        0.79 / 0.93)
+    assert relative_loss(0.3, 0.2, 0.3) is None
+    targets = [i % 2 for i in range(10)]
+
+    def evaluate(mask: Mapping[str, np.ndarray]) -> np.ndarray:
+        pred = targets if not any(m.any() for m in mask.values()) else [0] * 10
+        return np.eye(2)[pred]
+
+    cfg = DoseConfig(model="toy", classifier_layer="fc", percents=(12.0,), seeds=(1,),
+                     paper_model="AST")
+    df = dose_response({"a": 10, "fc": 2}, clips(targets), evaluate, cfg)
+    row = df.filter(pl.col("metric") == "relative_loss_at_12")
+    assert row.select("value", "paper_value").row(0) == (1.0, PAPER_RELATIVE_LOSS_12)
+    assert df.filter(pl.col("metric") == "accuracy_sd").height == 0  # one seed: no spread
 
 
 def _endpoint(model: torch.nn.Module, feats: torch.Tensor) -> tuple[pl.DataFrame, np.ndarray]:
