@@ -10,7 +10,10 @@ neurons (classifier included in the denominator, never pruned) and each seed:
   (ties keep the shuffled order; criterion ``random`` does not sort) and prune the first
   ``budget`` neurons;
 * 4c: walk the shuffled pool and prune neurons whose C_open-set contains the adjective until the
-  budget is reached (all of them if fewer qualify).
+  budget is reached (all of them if fewer qualify). Adjectives are matched as Fig 3 / Fig 9 count
+  them (``adjectives.open_adjectives`` with the same merges, ``high -> high-quality``), so a 4c
+  word prunes the neurons Fig 9 counts for it; a word no neuron holds is tabulated with the
+  reason, never drawn as a flat curve.
 
 Accuracy (fraction) comes from the injected :data:`~and_toolkit.experiments.masks.Evaluate` and
 is averaged over seeds. Authors' behaviours, each behind a switch (:meth:`AblationConfig.reference`
