@@ -59,8 +59,8 @@ from and_toolkit.experiments.paper import (
 from and_toolkit.experiments.rows import result_key, result_row, tagged
 from and_toolkit.records.models import ResultRow
 
-__all__ = ["COUNT_CRITERIA", "AblationConfig", "budgets", "fig4", "neuron_counts", "prune_order",
-           "select_for_budget"]
+__all__ = ["COUNT_CRITERIA", "AblationConfig", "budgets", "fig4", "neuron_counts",
+           "prune_order", "select_for_budget"]
 
 Panel = Literal["4a", "4b", "4c"]
 COUNT_CRITERIA: tuple[str, ...] = (
@@ -366,17 +366,15 @@ def fig4(counts: pl.DataFrame, layer_sizes: Mapping[str, int], test_clips: pl.Da
     for panel, crit in jobs:
         col = cols[(panel, crit)]
         if panel == "4c" and crit not in not_run:
-            n_elig = int(pool[col].sum())
-            rows.append(_table_row(config, panel, crit, "n_eligible", float(n_elig),
+            rows.append(_table_row(config, panel, crit, "n_eligible", float(pool[col].sum()),
                                    f"neurons whose open-set adjectives include {crit!r}"))
         if crit in not_run:
             rows.append(_table_row(config, panel, crit, "accuracy", None,
                                    f"not run: {not_run[crit]}"))
             continue
         if all(not n_pruned(masks[(col, s, b)]) for s in config.seeds for b in sizes):
-            rows.append(_table_row(config, panel, crit, "n_pruned", 0.0,
-                                   f"not plotted: {crit!r} prunes no neuron at any budget "
-                                   f"(no neuron of the pool qualifies)"))
+            rows.append(_table_row(config, panel, crit, "n_pruned", 0.0, f"not plotted: {crit!r}"
+                                   " prunes no neuron at any budget (no neuron qualifies)"))
             continue
         note0 = "compat: fixed at 0.95" if config.zero_point_compat else "measured, unpruned"
         rows.append(_row(config, panel, crit, None, 0.0, "accuracy", acc0,
