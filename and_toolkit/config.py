@@ -48,6 +48,12 @@ class ProbeSection(_Section):
     per_class: int | None = Field(
         None, ge=1, description="Use at most N clips per class, spread over the folds.")
     classes: list[str] | None = Field(None, description="Use only these classes.")
+    resample: bool = Field(
+        True, description="Resample clips whose file rate differs from the front end's "
+        "(16 kHz, targets.features.FeatureConfig.sample_rate) with a polyphase filter, recorded "
+        "in the probe's provenance; false: refuse such clips (never featurize at another rate).")
+    downmix: bool = Field(
+        True, description="Average the channels of multi-channel files; false: refuse them.")
 
 
 class TargetSection(_Section):

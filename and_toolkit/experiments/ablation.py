@@ -10,7 +10,10 @@ neurons (classifier included in the denominator, never pruned) and each seed:
   (ties keep the shuffled order; criterion ``random`` does not sort) and prune the first
   ``budget`` neurons;
 * 4c: walk the shuffled pool and prune neurons whose C_open-set contains the adjective until the
-  budget is reached (all of them if fewer qualify).
+  budget is reached (all of them if fewer qualify). Adjectives are matched as Fig 3 / Fig 9 count
+  them (``adjectives.open_adjectives`` with the same merges, ``high -> high-quality``), so a 4c
+  word prunes the neurons Fig 9 counts for it; a word no neuron holds is tabulated with the
+  reason, never drawn as a flat curve.
 
 Accuracy (fraction) comes from the injected :data:`~and_toolkit.experiments.masks.Evaluate` and
 is averaged over seeds. Authors' behaviours, each behind a switch (:meth:`AblationConfig.reference`
@@ -31,6 +34,7 @@ import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from and_toolkit.experiments.adjectives import AdjectiveConfig, open_adjectives
 from and_toolkit.experiments.masks import (
     Evaluate,
     EvaluateMany,
@@ -55,8 +59,8 @@ from and_toolkit.experiments.paper import (
 from and_toolkit.experiments.rows import result_key, result_row, tagged
 from and_toolkit.records.models import ResultRow
 
-__all__ = ["COUNT_CRITERIA", "AblationConfig", "budgets", "fig4", "neuron_counts", "prune_order",
-           "select_for_budget"]
+__all__ = ["COUNT_CRITERIA", "AblationConfig", "budgets", "fig4", "neuron_counts",
+           "prune_order", "select_for_budget"]
 
 Panel = Literal["4a", "4b", "4c"]
 COUNT_CRITERIA: tuple[str, ...] = (
@@ -78,6 +82,8 @@ class AblationConfig(BaseModel):
         basic_adjectives: the basic set (paper: high-pitched, high-quality, clear, loud).
         pos_preps / pos_verbs / pos_nouns / pos_adjectives: ConceptSet.pos values counted.
         kept_only: count only open concepts with verdict ``kept``.
+        merges: adjective merges before matching basic / 4c words (default: Fig 3 / Fig 9's,
+            ``high -> high-quality``, so Fig 4c prunes the neurons Fig 9 counts for a word).
         percents: budgets in % of all linear-layer neurons (x of the figure).
         seeds: shuffle seeds; results are averaged over them.
         classifier_in_pool: compat: classifier neurons are in the pool and use budget.
@@ -102,6 +108,7 @@ class AblationConfig(BaseModel):
     pos_nouns: tuple[str, ...] = ("NOUN",)
     pos_adjectives: tuple[str, ...] = ("ADJ",)
     kept_only: bool = True
+    merges: dict[str, str] = Field(default_factory=lambda: dict(AdjectiveConfig().merges))
     percents: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0, 10.0, 12.0)
     seeds: tuple[int, ...] = Field(default=(20, 202, 2024), min_length=1)
     classifier_in_pool: bool = False
@@ -130,7 +137,7 @@ class AblationConfig(BaseModel):
         """All of the authors' behaviours; other fields from ``kwargs``."""
         return cls(**{
             "classifier_in_pool": True, "budget_typo_compat": True, "zero_point_compat": True,
-            "mask_row_order_compat": True,
+            "mask_row_order_compat": True, "merges": {},
             "basic_adjectives": ("clear", "high-pitched", "high", "loud", "random"),
             "adjectives_4c": ("clear", "high-pitched", "high", "loud"), **kwargs})
 
@@ -169,7 +176,6 @@ def neuron_counts(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], config
                      "pos")
     _check_keys(sub, layer_sizes, "ConceptSet")
     basic = [w.lower() for w in config.basic_adjectives]
-    adj = pl.col("pos").is_in(config.pos_adjectives)
 
     def n_words(cond: pl.Expr) -> pl.Expr:
         return pl.col("concept").filter(cond).n_unique()
@@ -178,13 +184,15 @@ def neuron_counts(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], config
         preps=n_words(pl.col("pos").is_in(config.pos_preps)),
         verbs=n_words(pl.col("pos").is_in(config.pos_verbs)),
         nouns=n_words(pl.col("pos").is_in(config.pos_nouns)),
-        adjectives=n_words(adj),
-        basic_adj=n_words(adj & pl.col("concept").is_in(basic)),
-        high_adj=n_words(adj & ~pl.col("concept").is_in(basic)),
-        **{f"adj:{w}": (adj & (pl.col("concept") == w.lower())).any()
-           for w in config.adjectives_4c},
+        adjectives=n_words(pl.col("pos").is_in(config.pos_adjectives)),
     )
-    out = pool.join(agg, on=["layer", "unit"], how="left", maintain_order="left")
+    words = _adjective_words(concepts, config).group_by("layer", "unit").agg(
+        basic_adj=pl.col("concept").is_in(basic).sum(),
+        high_adj=(~pl.col("concept").is_in(basic)).sum(),
+        **{f"adj:{w}": (pl.col("concept") == w.lower()).any() for w in config.adjectives_4c},
+    )
+    out = (pool.join(agg, on=["layer", "unit"], how="left", maintain_order="left")
+           .join(words, on=["layer", "unit"], how="left", maintain_order="left"))
     ints = ["preps", "verbs", "nouns", "adjectives", "basic_adj", "high_adj"]
     out = out.with_columns([pl.col(c).fill_null(0).cast(pl.Int64) for c in ints]
                            + [pl.col(f"adj:{w}").fill_null(False) for w in config.adjectives_4c])
@@ -195,6 +203,18 @@ def neuron_counts(concepts: pl.DataFrame, layer_sizes: Mapping[str, int], config
     _check_keys(cl, layer_sizes, "caption_len")
     return (out.join(cl, on=["layer", "unit"], how="left", maintain_order="left")
             .with_columns(pl.col("caption_len").fill_null(0)))
+
+
+def _adjective_words(concepts: pl.DataFrame, config: AblationConfig) -> pl.DataFrame:
+    """``layer, unit, concept``: each neuron's open-set adjectives as Fig 3 / Fig 9 count them
+    (``adjectives.open_adjectives``: lower-cased, quotes stripped, ``config.merges`` applied,
+    one row per distinct word), so a 4b / 4c word selects the neurons Fig 9 counts for it."""
+    sub = concepts.filter((pl.col("model") == config.model) & (pl.col("kind") == "open")
+                          & pl.col("pos").is_in(config.pos_adjectives))
+    if not config.kept_only:
+        sub = sub.with_columns(verdict=pl.lit("kept"))
+    words = open_adjectives(sub.with_columns(method=pl.lit("OCP")), "OCP", None, config.merges)
+    return words.select("layer", pl.col("unit").cast(pl.Int64), "concept")
 
 
 def _check_keys(df: pl.DataFrame, layer_sizes: Mapping[str, int], what: str) -> None:
@@ -259,6 +279,13 @@ def _row(config: AblationConfig, panel: str, crit: str, seed: int | None, x: flo
                       paper_value=paper, note=note)
 
 
+def _table_row(config: AblationConfig, panel: str, crit: str, metric: str,
+               value: float | None, note: str) -> dict[str, Any]:
+    """A tabulated Fig 4 row (x null): key ``<model>/<panel>/<criterion>/<metric>``."""
+    return result_row(f"fig{panel}", result_key(config.model, panel, crit, metric), metric,
+                      value, model=config.model, group=crit, series="mean", note=note)
+
+
 def _paper(config: AblationConfig, panel: str, crit: str, x: float) -> float | None:
     if config.paper_model != "AST" or x not in FIG4_PERCENTS:
         return None
@@ -284,8 +311,13 @@ def fig4(counts: pl.DataFrame, layer_sizes: Mapping[str, int], test_clips: pl.Da
     Returns:
         ResultRow frame, experiments ``fig4a`` / ``fig4b`` / ``fig4c``: ``group`` = criterion,
         ``x`` = % ablated (0 and ``config.percents``); ``series`` ``"mean"`` (metrics
-        ``accuracy`` fraction with the paper's read-off, and ``n_pruned``) and ``"seed=<s>"``
-        (``accuracy``, ``n_pruned`` per seed).
+        ``accuracy`` fraction with the paper's read-off, ``accuracy_sd`` = sample SD over
+        the seeds (with >= 2 seeds), ``n_pruned``) and ``"seed=<s>"`` (``accuracy``,
+        ``n_pruned`` per seed). Tabulated rows (x null, key ``<model>/<panel>/<criterion>/
+        <metric>``): 4c ``n_eligible`` (neurons holding the adjective); a criterion that was
+        not run gives one ``accuracy`` row (null, ``"not run: <reason>"``), one that prunes no
+        neuron at any budget and seed one ``n_pruned`` row (0, ``"not plotted: ..."``) and no
+        curve.
 
     Raises:
         ValueError: ``counts`` does not match ``layer_sizes`` or lacks a column, or malformed
@@ -332,28 +364,34 @@ def fig4(counts: pl.DataFrame, layer_sizes: Mapping[str, int], test_clips: pl.Da
     acc = {k: accuracy(z, t) for k, z in zip(masks, logits[1:], strict=True)}
     rows: list[dict[str, Any]] = []
     for panel, crit in jobs:
-        note0 = "compat: fixed at 0.95" if config.zero_point_compat else "measured, unpruned"
+        col = cols[(panel, crit)]
+        if panel == "4c" and crit not in not_run:
+            rows.append(_table_row(config, panel, crit, "n_eligible", float(pool[col].sum()),
+                                   f"neurons whose open-set adjectives include {crit!r}"))
         if crit in not_run:
-            note0 = f"not run: {not_run[crit]}"
-        rows.append(_row(config, panel, crit, None, 0.0, "accuracy",
-                         None if crit in not_run else acc0, _paper(config, panel, crit, 0.0),
-                         note0))
+            rows.append(_table_row(config, panel, crit, "accuracy", None,
+                                   f"not run: {not_run[crit]}"))
+            continue
+        if all(not n_pruned(masks[(col, s, b)]) for s in config.seeds for b in sizes):
+            rows.append(_table_row(config, panel, crit, "n_pruned", 0.0, f"not plotted: {crit!r}"
+                                   " prunes no neuron at any budget (no neuron qualifies)"))
+            continue
+        note0 = "compat: fixed at 0.95" if config.zero_point_compat else "measured, unpruned"
+        rows.append(_row(config, panel, crit, None, 0.0, "accuracy", acc0,
+                         _paper(config, panel, crit, 0.0), note0))
         for pct, b in zip(config.percents, sizes, strict=True):
             x = float(pct)
-            ref = _paper(config, panel, crit, x)
-            if crit in not_run:
-                rows += [_row(config, panel, crit, None, x, m, None,
-                              ref if m == "accuracy" else None, f"not run: {not_run[crit]}")
-                         for m in ("accuracy", "n_pruned")]
-                continue
-            col = cols[(panel, crit)]
             per_acc = [acc[(col, s, b)] for s in config.seeds]
             per_n = [float(n_pruned(masks[(col, s, b)])) for s in config.seeds]
             note = f"budget {b} of {expected} neurons; {len(config.seeds)} seeds"
             if config.budget_typo_compat and x == 12:
                 note += "; compat: 12 % = 6442/55346"
             rows.append(_row(config, panel, crit, None, x, "accuracy", float(np.mean(per_acc)),
-                             ref, note))
+                             _paper(config, panel, crit, x), note))
+            if len(per_acc) > 1:
+                rows.append(_row(config, panel, crit, None, x, "accuracy_sd",
+                                 float(np.std(per_acc, ddof=1)), None,
+                                 f"sample SD over {len(per_acc)} seeds"))
             rows.append(_row(config, panel, crit, None, x, "n_pruned", float(np.mean(per_n)),
                              None, note))
             for s, a, n in zip(config.seeds, per_acc, per_n, strict=True):

@@ -205,6 +205,47 @@ def clip_clusters(pool: pl.DataFrame, labels: np.ndarray,
     return out.sort("clip_id")
 
 
+POOL_SENTENCES_PER_CAPTION_PAPER = 4.9
+"""The authors' ESC-50 pool: 9,793-9,856 SALMONN sentences for 2,000 captions
+(reference-spec §12.1, from the fig6 notebook's 154 MiniLM batches of 64)."""
+
+
+def pool_rows(pool: pl.DataFrame, clip_ids: Sequence[str], *, experiment: str = "fig6",
+              label: str = "") -> pl.DataFrame:
+    """ResultRow frame of the sentence pool's shape: what bounds Algorithm 1.
+
+    A multiset intersection over K captions is at most the fewest sentences of any of them,
+    so a pool of about one sentence per caption makes |∩ C_i| >= τ >= 2 impossible.
+
+    Args:
+        pool: :func:`build_sentence_pool` output.
+        clip_ids: every captioned clip (captions without a pool sentence count 0).
+        experiment: experiment id.
+        label: series of every row (e.g. the captioner id).
+
+    Returns:
+        Rows (x null, group "sentence pool"): ``captions``, ``sentences``,
+        ``sentences_per_caption`` (mean; paper value 4.9), ``max_sentences_per_caption`` and
+        ``pct_captions_2plus`` (% of captions with >= 2 pool sentences).
+    """
+    require_columns(pool, ["clip_id", "sentence"], "pool")
+    every = list(dict.fromkeys(clip_ids))
+    per = dict(pool.group_by("clip_id").agg(pl.len()).iter_rows())
+    counts = np.array([per.get(c, 0) for c in every], dtype=np.int64)
+    n = max(counts.size, 1)
+    values = {"captions": (float(counts.size), None),
+              "sentences": (float(pool.height), None),
+              "sentences_per_caption": (float(counts.sum() / n),
+                                        POOL_SENTENCES_PER_CAPTION_PAPER),
+              "max_sentences_per_caption": (float(counts.max(initial=0)), None),
+              "pct_captions_2plus": (100.0 * float((counts >= 2).sum() / n), None)}
+    return ResultRow.frame([
+        result_row(experiment, result_key("pool", metric), metric, v, group="sentence pool",
+                   series=label, paper_value=pv,
+                   note="authors' SALMONN pool (reference-spec §12.1)" if pv else "")
+        for metric, (v, pv) in values.items()])
+
+
 # ----- elbow rows and Table 8 -------------------------------------------------------------------
 def elbow_rows(curve: pl.DataFrame, chosen_k: int, experiment: str = "elbow") -> pl.DataFrame:
     """ResultRow frame of an inertia curve and the elbow it gave.

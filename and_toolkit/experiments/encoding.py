@@ -59,17 +59,22 @@ def split_fig4(rows: pl.DataFrame) -> dict[str, pl.DataFrame]:
             "mean" or "seed=<s>"; metrics ``accuracy`` (fraction) and ``n_pruned``; x = %).
 
     Returns:
-        ``{"fig4a", "fig4b", "fig4c"}``: the ``series == "mean"`` accuracy rows, unchanged;
-        ``"fig4_seeds"``: per (model, panel, criterion, budget) the accuracy of every seed
-        (metric = the seed's series label) and the mean pruned count (metric "n_pruned"),
+        ``{"fig4a", "fig4b", "fig4c"}``: the ``series == "mean"`` rows with ``x`` of metrics
+        ``accuracy`` (the curve) and ``accuracy_sd`` (its spread over seeds), and every row
+        with a null ``x`` (tabulated: 4c eligible counts, not-run / not-plotted criteria),
+        unchanged; ``"fig4_seeds"``: per (model, panel, criterion, budget) the accuracy of
+        every seed (metric = the seed's series label) and the mean pruned count (metric
+        "n_pruned"),
         group "<panel> · <criterion>", series "<x> %", x null, key
         "<model>/<panel>/<criterion>/<x zero-filled to 6>/<metric>" (budgets sort
         numerically).
     """
     out: dict[str, pl.DataFrame] = {}
     for exp in FIG4_PANELS:
-        out[exp] = rows.filter((pl.col("experiment") == exp) & (pl.col("series") == "mean")
-                               & (pl.col("metric") == "accuracy"))
+        curve = (pl.col("series") == "mean") & pl.col("metric").is_in(["accuracy", "accuracy_sd"])
+        out[exp] = rows.filter((pl.col("experiment") == exp)
+                               & (pl.col("x").is_null() | curve))
+    rows = rows.filter(pl.col("x").is_not_null())
     seeds = rows.filter(pl.col("series").str.starts_with("seed=")
                         & (pl.col("metric") == "accuracy")).with_columns(
         pl.col("series").alias("metric"))

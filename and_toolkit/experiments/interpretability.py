@@ -19,8 +19,11 @@ Pipeline (each step a pure function; the caller embeds the pool with a TextEncod
 6. :func:`cluster_words`: Table 8's per-cluster word frequencies (for word clouds).
 
 Note: the Qwen2-Audio ESC-50 captions give 2,015 pool sentences for 2,000 clips (the authors'
-SALMONN captions ~4.9), so a multiset intersection rarely exceeds 1 and Algorithm 1 marks
-almost every neuron uninterpretable for τ >= 2.
+SALMONN captions ~4.9). |∩_i C_i| is at most the fewest sentences of a top-K caption
+(:data:`RULE_BOUND`), so Algorithm 1 marks every neuron uninterpretable for every τ >= 2 by
+construction. Such a (rule, K, τ) is degenerate: its rows are tabulated with the bound that
+proves it (and the share of neurons that could reach τ), never drawn as a curve;
+:func:`pool_rows` shows the pool's sentences per caption beside the authors' 4.9.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +50,7 @@ from and_toolkit.experiments.clusters import (  # noqa: F401  (re-exported API)
     elbow_rows,
     inertia_curve,
     kmeans_labels,
+    pool_rows,
 )
 from and_toolkit.experiments.paper import FIG6 as PAPER_FIG6
 from and_toolkit.experiments.rows import Padded, result_key, result_row, tagged
@@ -141,6 +146,7 @@ def neuron_scores(extremes: pl.DataFrame, clusters: pl.DataFrame) -> pl.DataFram
 
     Returns:
         Frame ``model, layer, unit, k, n_clips (captioned top-K clips), n_missing,
+        min_sentences (fewest pool sentences of a captioned top-K clip, 0 without one),
         max_cluster_support, multiset_intersection`` (Int32 / Int64 counts).
 
     Raises:
@@ -152,18 +158,27 @@ def neuron_scores(extremes: pl.DataFrame, clusters: pl.DataFrame) -> pl.DataFram
     if high["k"].n_unique() > 1:
         raise ValueError(f"extremes: several K values {sorted(high['k'].unique().to_list())}")
     lookup = dict(clusters.select("clip_id", "clusters").iter_rows())
-    out: dict[str, list] = {c: [] for c in (*KEY, "k", "n_clips", "n_missing",
+    out: dict[str, list] = {c: [] for c in (*KEY, "k", "n_clips", "n_missing", "min_sentences",
                                             "max_cluster_support", "multiset_intersection")}
     for model, layer, unit, k, clip_ids in high.select(*KEY, "k", "clip_ids").iter_rows():
         found = [lookup[c] for c in clip_ids if c in lookup]
         for name, v in zip(out, (model, layer, unit, k, len(found), len(clip_ids) - len(found),
+                                 min((len(f) for f in found), default=0),
                                  max_cluster_support(found), multiset_intersection_size(found)),
                            strict=True):
             out[name].append(v)
     return pl.DataFrame(out, schema={
         "model": pl.String, "layer": pl.String, "unit": pl.Int32, "k": pl.Int32,
-        "n_clips": pl.Int32, "n_missing": pl.Int32, "max_cluster_support": pl.Int32,
-        "multiset_intersection": pl.Int32})
+        "n_clips": pl.Int32, "n_missing": pl.Int32, "min_sentences": pl.Int32,
+        "max_cluster_support": pl.Int32, "multiset_intersection": pl.Int32})
+
+
+RULE_BOUND: dict[Rule, str] = {"max_cluster_support": "n_clips",
+                               "multiset_intersection": "min_sentences"}
+"""Column of :func:`neuron_scores` bounding each rule's score: max cluster support <= the
+captioned top-K clips; |∩ C_i| <= the fewest pool sentences of a top-K caption (a multiset
+intersection is no larger than its smallest multiset). A neuron whose bound is below τ is
+uninterpretable whatever the clustering."""
 
 
 def tau_label(k: int, tau: int) -> str:
@@ -182,9 +197,24 @@ def _rule_rows(pm: pl.DataFrame, model: str, k: int, rule: Rule,
         un = pm.with_columns((pl.col(rule) < tau).alias("u"))
         label, fig6 = tau_label(k, tau), (k, tau) == FIG6_SETTING
         setting = (Padded(k, 2), Padded(tau, 2))
+        bound = pm[RULE_BOUND[rule]].to_numpy()
+        can = 100.0 * float(np.mean(bound >= tau))
+        why = (f"not plotted: no neuron can reach {label} under {RULE_LABELS[rule]}: the "
+               f"score is at most {RULE_BOUND[rule]} (max {int(bound.max())}) "
+               "< \u03c4, so 100 % uninterpretable by construction" if can == 0 else "")
+        pct = 100.0 * float(un["u"].mean())  # type: ignore[arg-type]
         rows.append(result_row(exp, result_key(model, "all", rule, cl, *setting), label,
-                               100.0 * float(un["u"].mean()),  # type: ignore[arg-type]
-                               model=model, group="all blocks", series=series))
+                               pct, model=model, group="all blocks", series=series, note=why))
+        rows.append(result_row(exp, result_key(model, "can_pass", rule, cl, *setting), label,
+                               can, model=model, group="neurons that can reach \u03c4 (%)",
+                               series=series, note="bound: " + RULE_BOUND[rule]))
+        if why:
+            if fig6 and config.fig6_experiment != exp:
+                rows.append(result_row(config.fig6_experiment,
+                                       result_key(model, cl, rule, "all_blocks"),
+                                       "pct_uninterpretable", pct, model=model, group=rule,
+                                       series=cl, note=why))
+            continue
         for b, frac in un.group_by("block").agg(pl.col("u").mean()).sort("block").iter_rows():
             pv = paper[b - 1] if paper and fig6 and 1 <= b <= len(paper) else None
             rows.append(result_row(exp, result_key(model, "curve", *setting, rule, cl,

@@ -41,7 +41,7 @@ def _evidence_tab(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
     from and_toolkit.dissect.closed import tab_evidence
 
     encoder = clap(ctx, ctx.cfg.closed.clap_path)
-    sr = int(ctx.probe()["sample_rate"][0])
+    sr = ctx.sample_rate()  # waveforms are at the front end's rate
     audio = encoder.encode_audio(ctx.waveforms(), sr)
     text = encoder.encode_text(concept_texts(names))
     return np.asarray(tab_evidence(audio, text)), str(encoder.id)

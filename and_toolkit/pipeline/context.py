@@ -104,18 +104,36 @@ class Context:
 
         return class_names(self.probe())
 
+    def sample_rate(self) -> int:
+        """Rate in Hz of :meth:`waveforms`: the log-mel front end's (``FeatureConfig``)."""
+        return self.feature_config().sample_rate
+
+    def rate_plan(self) -> dict[str, Any]:
+        """File rates vs the front end's (``probe.audio.rate_plan``; raises DataError when a
+        clip's rate differs and ``probe.resample`` is false)."""
+        from and_toolkit.probe.audio import rate_plan
+
+        probe = self.probe()
+        synthetic = self.cfg.probe.kind == "synthetic"  # generated at its rate, never resampled
+        return rate_plan(probe["sample_rate"].to_list(), probe["path"].to_list(),
+                         self.sample_rate(), self.cfg.probe.resample and not synthetic)
+
     def waveforms(self) -> list[np.ndarray]:
-        """Float32 mono waveforms in probe order (loaded once per process)."""
+        """Float32 mono waveforms at :meth:`sample_rate`, in probe order (loaded once per
+        process). Files at another rate are resampled (``probe.resample``) or refused; never
+        passed on at their own rate."""
         if self._waveforms is None:
             probe = self.probe()
+            self.rate_plan()
             if self.cfg.probe.kind == "synthetic":
                 synth = self.synthetic()
                 self._waveforms = [synth.waveforms[c] for c in probe["clip_id"]]
             else:
                 from and_toolkit.probe.audio import load_clips
 
-                sr = int(probe["sample_rate"][0])
-                self._waveforms = load_clips(self.dataset_root(), probe["path"].to_list(), sr)
+                self._waveforms = load_clips(
+                    self.dataset_root(), probe["path"].to_list(), self.sample_rate(),
+                    self.cfg.probe.resample, downmix=self.cfg.probe.downmix)
         return self._waveforms
 
     def dataset_root(self) -> Path:

@@ -37,9 +37,16 @@ def stage_probe(ctx: Context) -> dict[str, Any]:
         probe = folder_probe(cfg.folder, FolderProbeConfig.model_validate(options))
         probe = subset_probe(probe, cfg.max_clips, cfg.per_class, cfg.classes)
         source = cfg.folder
-    ctx.run.write(ProbeClip, probe, source=source)
+    from and_toolkit.probe.audio import rate_plan
+
+    synthetic = cfg.kind == "synthetic"
+    rates = rate_plan(probe["sample_rate"].to_list(), probe["path"].to_list(),
+                      ctx.sample_rate(), cfg.resample and not synthetic)
+    audio = {**rates, "downmix": cfg.downmix and not synthetic}
+    ctx.run.write(ProbeClip, probe, source=source, audio=audio)
     ctx.forget_probe()
-    return {"clips": probe.height, "classes": probe["label"].n_unique(), "source": source}
+    return {"clips": probe.height, "classes": probe["label"].n_unique(), "source": source,
+            "audio": audio}
 
 
 def _descriptor_sentences(ctx: Context) -> tuple[dict[str, str], dict[str, Any]]:
@@ -48,7 +55,7 @@ def _descriptor_sentences(ctx: Context) -> tuple[dict[str, str], dict[str, Any]]
 
     probe = ctx.probe()
     waves = ctx.waveforms()
-    srs = probe["sample_rate"].to_list()
+    srs = [ctx.sample_rate()] * probe.height  # waveforms are at the front end's rate
     measured = [measure(w, sr) for w, sr in tqdm(
         list(zip(waves, srs, strict=True)), desc="descriptors", unit="clip",
         disable=not ctx.progress)]

@@ -196,7 +196,7 @@ def clip_measures(ctx: Context) -> pl.DataFrame:
                     source=ctx.cfg.probe.model_dump(mode="json"), seed=ctx.cfg.seed)
 
     def compute() -> np.ndarray:
-        srs = probe["sample_rate"].to_list()
+        srs = [ctx.sample_rate()] * probe.height  # waveforms are at the front end's rate
         return np.array([tuple(clip_acoustics(w, sr)) for w, sr in
                          zip(ctx.waveforms(), srs, strict=True)], dtype=np.float64)
 

@@ -180,6 +180,22 @@ def job_ablation(inp: Inputs) -> JobResult:
     return JobResult(enc.split_fig4(_concat(frames)), {"configs": prov})
 
 
+def job_dose(inp: Inputs) -> JobResult:
+    """Pruning sanity check: random ablation from 0 % to 100 % of every target's hidden
+    neurons (same masks and cached evaluation as Fig 4); accuracy must reach chance."""
+    from and_toolkit.experiments.dose_response import DoseConfig, dose_response
+
+    seeds = tuple(inp.ctx.cfg.experiments.seeds)
+    frames, prov = [], {}
+    for info in inp.infos:
+        cfg = DoseConfig(model=info.id, classifier_layer=info.classifier, seeds=seeds,
+                         group=info.paper_model,
+                         paper_model=info.paper_model)  # type: ignore[arg-type]
+        frames.append(dose_response(info.layers, info.test_clips, inp.evaluate(info), cfg))
+        prov[info.id] = cfg.model_dump(mode="json")
+    return JobResult({"ablation_dose": _concat(frames)}, {"configs": prov})
+
+
 # ----- Figs 3, 9, 5 -------------------------------------------------------------------------
 def job_adjectives(inp: Inputs) -> JobResult:
     """Fig 3 (AST top-10), Fig 9 (top-20 per model), Fig 5 (adjectives per block + fits)."""
@@ -246,6 +262,7 @@ def job_interpretability(inp: Inputs) -> JobResult:
         if k == exp.clusters:
             table8, _ = interp.cluster_words(pool, labels, clustering=label, top_n=40,
                                              extra_stopwords=("sound", "sounds", "audio"))
+    fig6.append(interp.pool_rows(pool, caps["clip_id"].to_list(), label=captioner))
     return JobResult({"elbow": interp.elbow_rows(curve, elbow), "fig6": _concat(fig6),
                       "fig11_13": _concat(fig11), "fig6_sublayers": _concat(sublayers),
                       "table8": table8},
@@ -324,6 +341,7 @@ JOBS: tuple[tuple[tuple[str, ...], Callable[[Inputs], JobResult]], ...] = (
     (("table7", "table2"), job_last_layer),
     (("table4", "table4_classes", "fig10"), job_unlearning),
     (("fig3", "fig9", "fig5"), job_adjectives),
+    (("ablation_dose",), job_dose),
     (("fig4a", "fig4b", "fig4c", "fig4_seeds"), job_ablation),
     (("elbow", "fig6", "fig11_13", "fig6_sublayers", "table8"), job_interpretability),
     (("fig8",), job_acoustic),

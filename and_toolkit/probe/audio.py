@@ -2,13 +2,16 @@
 
 Every failure raises :class:`~and_toolkit.errors.DataError` naming the file. A wrong sample rate
 or a multi-channel file is an error unless the caller asks for the conversion explicitly
-(``resample=True`` / ``downmix=True``), in which case the caller should record that it did so.
+(``resample=True`` / ``downmix=True``), in which case the caller records that it did so
+(:func:`rate_plan` is that record for rates; the pipeline writes it to the probe's provenance).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -16,7 +19,10 @@ import soundfile as sf
 from and_toolkit.errors import DataError
 from and_toolkit.signal import resample as resample_waveform
 
-__all__ = ["audio_info", "load_audio", "load_clips"]
+__all__ = ["RESAMPLER", "audio_info", "load_audio", "load_clips", "rate_plan"]
+
+RESAMPLER = "scipy.signal.resample_poly (Kaiser window, beta 5; rates reduced by their gcd)"
+"""How :func:`load_audio` resamples (``and_toolkit.signal.resample``); recorded in provenance."""
 
 
 def audio_info(path: str | Path) -> tuple[int, int, int]:
@@ -83,7 +89,7 @@ def load_audio(
         if not downmix:
             raise DataError(
                 f"{path}: has {data.shape[1]} channels, expected mono "
-                "(pass downmix=True to average the channels)"
+                "(pass downmix=True, or set probe.downmix = true, to average the channels)"
             )
         wave = data.mean(axis=1, dtype=np.float32)
     else:
@@ -94,7 +100,7 @@ def load_audio(
         if not resample:
             raise DataError(
                 f"{path}: sample rate is {sr} Hz, expected {expected_sr} Hz "
-                "(pass resample=True to resample explicitly)"
+                "(pass resample=True, or set probe.resample = true, to resample explicitly)"
             )
         wave = resample_waveform(wave, int(sr), expected_sr)
     return np.ascontiguousarray(wave, dtype=np.float32)
@@ -125,3 +131,37 @@ def load_clips(
     """
     root = Path(root)
     return [load_audio(root / p, expected_sr, resample, downmix=downmix) for p in paths]
+
+
+def rate_plan(sample_rates: Sequence[int], paths: Sequence[str], front_end_sr: int,
+              resample: bool) -> dict[str, Any]:
+    """Check a probing set's file rates against the front end's, before anything is loaded.
+
+    Args:
+        sample_rates: each clip's file rate in Hz (``ProbeClip.sample_rate``), probe order.
+        paths: each clip's path (for the error message), same order.
+        front_end_sr: the rate the log-mel front end expects (``FeatureConfig.sample_rate``).
+        resample: whether clips at another rate may be resampled (``probe.resample``).
+
+    Returns:
+        Provenance: ``front_end_rate`` (Hz), ``file_rates`` (``{"<Hz>": n_clips}``),
+        ``resampled_clips`` (how many will be resampled) and ``resampler`` (:data:`RESAMPLER`,
+        or None when no clip needs it).
+
+    Raises:
+        DataError: some clip's rate differs and ``resample`` is False (names the first file,
+            both rates, the number of such clips and the config field).
+    """
+    if len(sample_rates) != len(paths):
+        raise ValueError(f"{len(sample_rates)} sample rates for {len(paths)} paths")
+    off = [(p, int(r)) for p, r in zip(paths, sample_rates, strict=True) if int(r) != front_end_sr]
+    if off and not resample:
+        path, sr = off[0]
+        raise DataError(
+            f"{path}: sample rate is {sr} Hz, the front end expects {front_end_sr} Hz "
+            f"({len(off)} of {len(paths)} clips differ); set probe.resample = true to resample "
+            "them explicitly")
+    rates = Counter(int(r) for r in sample_rates)
+    return {"front_end_rate": int(front_end_sr),
+            "file_rates": {str(r): n for r, n in sorted(rates.items())},
+            "resampled_clips": len(off), "resampler": RESAMPLER if off else None}

@@ -137,10 +137,11 @@ def summary_line(results: Mapping[str, pl.DataFrame], context: ReportContext) ->
     Returns:
         The summary text.
     """
+    paper = [s for s in SECTIONS if s.paper]
     done = sum(not_run_reason(results.get(s.id), s.id) is None or bool(
-        context.extra_tables.get(s.id)) for s in SECTIONS)
+        context.extra_tables.get(s.id)) for s in paper)
     verdicts = [f.verdict for f in context.findings]
-    parts = [f"{done}/{len(SECTIONS)} paper sections with results"]
+    parts = [f"{done}/{len(paper)} paper sections with results"]
     if verdicts:
         counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (
             "holds", "does not hold", "inconclusive", "partially tested", "not run")

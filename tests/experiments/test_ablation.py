@@ -165,3 +165,50 @@ def test_fig4_classifier_never_pruned_and_compat() -> None:
     # row-order compat turns layer a's {1,5} into units {0,1}
     assert {0, 1} in rec.calls
     assert df.filter(pl.col("x") == 0.0)["value"].item() == 0.95
+
+
+def test_fig4c_selects_the_neurons_fig9_counts() -> None:
+    """Issue 9 item 8: Fig 9 counted 113 'high-quality' neurons (its merge high ->
+    high-quality) while Fig 4c matched the literal word and pruned none. Both now use one
+    definition (adjectives.open_adjectives with the same merges)."""
+    from and_toolkit.experiments.adjectives import AdjectiveConfig, adjective_counts
+
+    concepts = pl.concat([toy_concepts(), ConceptSet.frame(
+        [row(3, "high", "ADJ"), row(4, "High", "ADJ"), row(8, "'clear'", "ADJ")])])
+    cfg = AblationConfig(model="toy", classifier_layer="fc")
+    counts = neuron_counts(concepts, SIZES, cfg)
+    fig9 = adjective_counts(concepts, AdjectiveConfig())
+    for word in cfg.adjectives_4c:
+        n9 = fig9.filter(pl.col("concept") == word)["n_neurons"].sum()
+        assert int(counts[f"adj:{word}"].sum()) == n9, word
+    assert np.flatnonzero(counts["adj:high-quality"].to_numpy()).tolist() == [3, 4]
+    assert np.flatnonzero(counts["adj:clear"].to_numpy()).tolist() == [8]
+    assert counts.row(3, named=True)["basic_adj"] == 1  # merged 'high' is the basic word
+    ref = AblationConfig.reference(model="toy", classifier_layer="fc")  # authors: raw 'high'
+    assert np.flatnonzero(neuron_counts(concepts, SIZES, ref)["adj:high"].to_numpy()).tolist() \
+        == [3, 4]
+
+
+def test_a_series_that_prunes_nothing_is_not_drawn() -> None:
+    """A 4c adjective no neuron holds gives one tabulated row saying why, no curve; the
+    report draws no line for it."""
+    from and_toolkit.experiments.encoding import split_fig4
+    from and_toolkit.report.sections import SECTIONS_BY_ID
+    from and_toolkit.report.views import build_section
+
+    cfg = AblationConfig(model="toy", classifier_layer="fc", percents=(40.0,), panels=("4c",),
+                         adjectives_4c=("loud", "high-pitched", "silent"))
+    df = fig4(neuron_counts(toy_concepts(), SIZES, cfg), SIZES, clips(), Recorder(), cfg)
+    silent = df.filter(pl.col("group") == "silent")
+    assert silent["x"].is_null().all()
+    assert set(silent["metric"]) == {"n_eligible", "n_pruned"}
+    assert silent.filter(pl.col("metric") == "n_pruned")["note"].item().startswith(
+        "not plotted: 'silent' prunes no neuron")
+    loud = df.filter((pl.col("group") == "loud") & pl.col("x").is_not_null())
+    assert set(loud["x"]) == {0.0, 40.0}
+    assert df.filter(pl.col("metric") == "accuracy_sd").height == 2
+    view = build_section(SECTIONS_BY_ID["fig4c"], split_fig4(df)["fig4c"])
+    assert view.status == "ok" and len(view.figures) == 1
+    svg = view.figures[0].svg
+    assert "loud" in svg and "high-pitched" in svg and "silent" not in svg
+    assert any("silent" in str(t) for t in view.tables)  # the reason is tabulated

@@ -19,6 +19,7 @@ from and_toolkit.experiments.interpretability import (
     max_cluster_support,
     multiset_intersection_size,
     neuron_scores,
+    pool_rows,
     tau_grid,
     uninterpretable_neurons,
 )
@@ -157,8 +158,14 @@ def test_uninterpretable_percentages_per_block_and_sublayer() -> None:
     assert val("fig11_13", f"toy/curve/05/03/{mcs}/002") == 0.0
     assert val("fig11_13", f"toy/all/{mcs}/05/04") == pytest.approx(100 / 3)
     ms = "multiset_intersection/k=11"
-    assert val("fig11_13", f"toy/curve/05/03/{ms}/001") == 100.0
-    assert val("fig11_13", f"toy/curve/05/03/{ms}/002") == 100.0  # |∩| = 2 < 3
+    # |∩| <= the fewest sentences of a top-K caption (at most 2 here) < every τ of K=5:
+    # 100 % by construction, tabulated with the reason, never a curve
+    assert rows.filter(pl.col("key").str.contains(ms) & pl.col("x").is_not_null()).height == 0
+    assert val("fig11_13", f"toy/all/{ms}/05/03") == 100.0
+    assert val("fig11_13", f"toy/can_pass/{ms}/05/03") == 0.0
+    assert rows.filter(pl.col("key") == f"toy/all/{ms}/05/03")["note"].item().startswith(
+        "not plotted: no neuron can reach K=5, \u03c4=3 under multiset intersection")
+    assert val("fig11_13", f"toy/can_pass/{mcs}/05/05") == pytest.approx(200 / 3)
     assert val("fig11_13", "toy/k=11/K=5/n_missing_clips") == 1.0
     one = rows.filter(pl.col("key") == f"toy/curve/05/04/{mcs}/001")
     assert one.select("group", "series", "metric", "x").row(0) == (
@@ -175,9 +182,10 @@ def test_uninterpretable_percentages_per_block_and_sublayer() -> None:
         ("toy/o_proj/001", "max cluster support, k=11", "o_proj", "block 1", 100.0)]
     assert sub["x"].is_null().all()
     fig6 = rows.filter(pl.col("experiment") == "fig6")
-    assert fig6.height == 4  # 2 rules x 2 blocks, τ = 4 only
-    assert fig6.filter(pl.col("x") == 1)["paper_value"].to_list() == [42.0, 42.0]
+    assert fig6.height == 3  # max cluster support x 2 blocks (τ = 4) + Algorithm 1's reason
+    assert fig6.filter(pl.col("x") == 1)["paper_value"].to_list() == [42.0]
     assert set(fig6["group"]) == {"max_cluster_support", "multiset_intersection"}
+    assert fig6.filter(pl.col("group") == "multiset_intersection")["x"].is_null().all()
     assert val("fig6", "toy/k=11/max_cluster_support/block=1") == 50.0
     # the report tabulates x-null rows by (model, group, series) x metric: one cell each
     tabled = rows.filter(pl.col("x").is_null())
@@ -220,9 +228,54 @@ def test_k10_has_no_fig6_rows() -> None:
     got = {(g, s): v for g, s, v in pct.select("group", "series", "value").iter_rows()}
     assert got[("K=10, \u03c4=8", "max_cluster_support (k=11)")] == 0.0  # support 8 >= 8
     assert got[("K=10, \u03c4=10", "max_cluster_support (k=11)")] == 100.0
-    assert set(pct["key"]) == {f"toy/curve/10/{t:02d}/{r}/k=11/001" for t in (6, 8, 10)
-                               for r in ("max_cluster_support", "multiset_intersection")}
+    assert set(pct["key"]) == {f"toy/curve/10/{t:02d}/max_cluster_support/k=11/001"
+                               for t in (6, 8, 10)}  # one sentence per caption: no Alg. 1 curve
     assert pct["paper_value"].null_count() == pct.height
+
+
+def _one_neuron(captions_text: dict[str, str], k_clusters: int) -> pl.DataFrame:
+    """Fig 6 rows of one block-1 neuron whose top-5 clips are the given captions, clustered
+    from the real sentence pool (one cluster per distinct sentence, at most k_clusters)."""
+    caps = captions(captions_text)
+    pool = build_sentence_pool(caps)
+    sentences = sorted(set(pool["sentence"]))
+    labels = np.array([min(sentences.index(x), k_clusters - 1) for x in pool["sentence"]])
+    clusters = clip_clusters(pool, labels, caps["clip_id"].to_list())
+    ex = extremes({("l", 0): list(captions_text)})
+    neurons = pl.DataFrame({"model": ["toy"], "layer": ["l"], "unit": [0], "block": [1],
+                            "alias": ["block1.fc1"]},
+                           schema={"model": pl.String, "layer": pl.String, "unit": pl.Int32,
+                                   "block": pl.Int32, "alias": pl.String})
+    return uninterpretable_neurons(ex, clusters, neurons, InterpretabilityConfig())[0]
+
+
+def test_algorithm1_is_degenerate_with_one_sentence_per_caption() -> None:
+    """Issue 9 item 7: with one pool sentence per caption (our Qwen2-Audio captions: 2,015
+    sentences for 2,000 clips) |∩ C_i| <= 1 < τ for every K and τ, so Algorithm 1 said 100 %
+    uninterpretable in every block by construction. It is tabulated with that reason, not
+    plotted; with several sentences per caption it is plotted as before."""
+    same = {f"c{i}": "A dog barks." for i in range(5)}  # identical captions: best case
+    one = _one_neuron(same, 11)
+    alg1 = one.filter(pl.col("key").str.contains("multiset_intersection"))
+    assert alg1.filter(pl.col("x").is_not_null()).height == 0
+    fig6 = alg1.filter(pl.col("experiment") == "fig6")
+    assert fig6["value"].to_list() == [100.0] and fig6["x"].is_null().all()
+    assert "max 1" in fig6["note"].item()
+    can = alg1.filter(pl.col("group").str.starts_with("neurons that can reach"))
+    assert can["value"].to_list() == [0.0, 0.0, 0.0]
+    # the authors' rule on the same captions: 5 captions share a cluster -> interpretable
+    mcs = one.filter((pl.col("experiment") == "fig6") & (pl.col("x") == 1))
+    assert mcs["value"].to_list() == [0.0]
+    text = "A dog barks. It is loud. It repeats. It echoes. It fades."
+    rich = _one_neuron({f"c{i}": text for i in range(5)}, 11)
+    stats = {m: v for m, v in pool_rows(build_sentence_pool(captions(
+        {"a": "One. Two.", "b": "One.", "c": "Uh"})), ["a", "b", "c", "d"]).select(
+        "metric", "value").iter_rows()}
+    assert stats == {"captions": 4.0, "sentences": 4.0, "sentences_per_caption": 1.0,
+                     "max_sentences_per_caption": 2.0, "pct_captions_2plus": 25.0}
+    curve = rich.filter((pl.col("experiment") == "fig6") & pl.col("x").is_not_null())
+    assert set(curve["group"]) == {"max_cluster_support", "multiset_intersection"}
+    assert curve.filter(pl.col("group") == "multiset_intersection")["value"].to_list() == [0.0]
 
 
 def test_cluster_words_counts_without_stopwords() -> None:

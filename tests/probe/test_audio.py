@@ -84,3 +84,14 @@ def test_load_clips_stops_at_first_bad_file(tmp_path: Path) -> None:
 def test_expected_sr_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="expected_sr"):
         load_audio(tmp_path / "x.wav", 0)
+
+
+def test_rate_plan_records_or_refuses() -> None:
+    from and_toolkit.probe.audio import RESAMPLER, rate_plan
+
+    plan = rate_plan([16000, 44100, 44100], ["a.wav", "b.wav", "c.wav"], 16000, True)
+    assert plan == {"front_end_rate": 16000, "file_rates": {"16000": 1, "44100": 2},
+                    "resampled_clips": 2, "resampler": RESAMPLER}
+    assert rate_plan([16000], ["a.wav"], 16000, False)["resampler"] is None
+    with pytest.raises(DataError, match=r"b\.wav: sample rate is 44100 Hz.*2 of 3 clips"):
+        rate_plan([16000, 44100, 22050], ["a.wav", "b.wav", "c.wav"], 16000, False)
