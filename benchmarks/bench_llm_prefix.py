@@ -59,12 +59,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prompts", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2, help="ABBA rounds (each runs both twice)")
+    ap.add_argument("--batch-size", type=int, default=8, help="prompts per generate batch")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "llm_prefix.json")
     args = ap.parse_args()
 
     summaries, classes = workload(args.prompts)
     prompts = [icl_prompt(s, classes, top=5) for s in summaries]
-    llm = SmolLM2LLM.load(batch_size=8)
+    llm = SmolLM2LLM.load(batch_size=args.batch_size)
     times: dict[bool, list[float]] = {False: [], True: []}
     outputs: dict[bool, list[str]] = {}
     for _ in range(args.rounds):
