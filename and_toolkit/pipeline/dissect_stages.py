@@ -23,6 +23,7 @@ from and_toolkit.pipeline.context import Context
 from and_toolkit.records.models import (
     CAPTION_VARIANTS,
     NEURON_KEY,
+    POS_METHODS,
     CalibratedSummary,
     ConceptSet,
     Summary,
@@ -30,8 +31,6 @@ from and_toolkit.records.models import (
 )
 
 KEY = list(NEURON_KEY)
-POS_METHODS = {"NOUN": "POS:NOUN", "VERB": "POS:VERB", "ADP": "POS:ADP"}
-"""ConceptSet ``method`` of the non-adjective part-of-speech lists of Module C."""
 
 
 def _variants(ctx: Context) -> dict[str, str]:

@@ -35,6 +35,10 @@ def open_method(variant: str) -> str:
     if variant not in CAPTION_VARIANTS:
         raise ValueError(f"unknown caption variant {variant!r} (known: {CAPTION_VARIANTS})")
     return f"OCP+{variant}" if variant else "OCP"
+
+
+POS_METHODS: dict[str, str] = {"NOUN": "POS:NOUN", "VERB": "POS:VERB", "ADP": "POS:ADP"}
+"""ConceptSet ``method`` of Module C's non-adjective part-of-speech lists (captions alone)."""
 """The key of one neuron in every neuron-level record: target id, module path, channel index."""
 
 
