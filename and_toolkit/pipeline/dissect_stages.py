@@ -82,7 +82,7 @@ def stage_summaries(ctx: Context) -> dict[str, Any]:
     for variant, captioner in variants.items():
         start = time.perf_counter()
         info = _summaries_variant(ctx, variant, captioner)
-        info["seconds"] = round(time.perf_counter() - start, 2)
+        info["wall_s"] = round(time.perf_counter() - start, 2)
         out["variants"][variant or "captions"] = info
     return {**out["variants"]["captions"], "variants": out["variants"]}
 
@@ -152,7 +152,7 @@ def _calibrate_variant(ctx: Context, variant: str) -> dict[str, Any]:
     return {"neurons": frame.height, "dropped_points": n_dropped,
             "kept_points": sum(len(r.kept) for r in result), "threshold": ccfg.t,
             "encoder_inputs": enc.n_inputs, "encoded": enc.n_encoded,
-            "seconds": round(time.perf_counter() - start, 2)}
+            "wall_s": round(time.perf_counter() - start, 2)}
 
 
 def _acoustic_filter(ctx: Context) -> tuple[Any, str]:
@@ -180,7 +180,7 @@ def stage_open(ctx: Context) -> dict[str, Any]:
         rows, kept, n = _open_rows(ctx, variant, many)
         frames.append(ConceptSet.frame(rows) if rows else ConceptSet.empty())
         info[variant or "captions"] = {"neurons": n, "kept_adjectives": kept,
-                                       "seconds": round(time.perf_counter() - start, 2)}
+                                       "wall_s": round(time.perf_counter() - start, 2)}
     ctx.run.replace_concepts("open", pl.concat(frames), adjective_filter=filter_id)
     return {**info["captions"], "adjective_filter": filter_id, "variants": info}
 
