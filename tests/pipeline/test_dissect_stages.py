@@ -113,3 +113,34 @@ def test_unknown_variant_file_is_refused(tmp_path: Path, descriptors: bool) -> N
     ctx, _ = _context(tmp_path, descriptors)
     with pytest.raises(ValueError, match="no file for caption variant 'x'"):
         ctx.run.path(Summary, "x")
+
+
+def test_experiments_read_each_variant_as_ocp(tmp_path: Path) -> None:
+    from and_toolkit.pipeline.experiment_inputs import (
+        adjective_source,
+        variant_concepts,
+        variant_reason,
+        variant_suffix,
+    )
+
+    ctx, _ = _context(tmp_path, descriptors=True)
+    stage_summaries(ctx)
+    stage_calibrate(ctx)
+    stage_open(ctx)
+    concepts = ctx.run.read(ConceptSet)
+    plain = variant_concepts(concepts, "")
+    assert "OCP+descriptors" not in plain["method"].to_list()
+    assert plain.equals(concepts.filter(pl.col("method") != "OCP+descriptors"))
+    desc = variant_concepts(concepts, "descriptors")
+    assert set(desc["method"]) == {"OCP"}  # only its adjectives, relabelled
+    assert set(desc["concept"]) == set(concepts.filter(
+        pl.col("method") == "OCP+descriptors")["concept"])
+    assert (variant_suffix(""), variant_suffix("descriptors")) == ("", "_descriptors")
+    assert variant_reason(ctx, concepts, "") is None
+    assert variant_reason(ctx, concepts, "descriptors") is None
+    assert "not a finding" in adjective_source(ctx, "descriptors")
+    assert "not independent" in adjective_source(ctx, "")  # synthetic captions
+    off = ctx.cfg.model_copy(update={"captions": ctx.cfg.captions.model_copy(
+        update={"descriptors": False})})
+    ctx.cfg = off
+    assert "captions.descriptors is off" in str(variant_reason(ctx, concepts, "descriptors"))
