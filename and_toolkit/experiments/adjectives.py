@@ -16,8 +16,8 @@ Reference: reference-spec §6 items 5-6, §9; paper Sec 3.5 (Fig 3), Sec 4.4 (Fi
   block number): the first block of a 12-block model is 1/12, the last block of any model 1.
   Our models have 4-6 blocks, the paper's 12, so blocks are compared at equal d: the paper
   value of our block b is the paper's Fig 5 curve (points (k/12, value_k), k = 1..12) linearly
-  interpolated at d = b / B (exact when 12 is a multiple of B), and the paper's slope is the
-  same ``linregress`` over its 12 block means on k/12.
+  interpolated at d = b / B (exact when 12 is a multiple of B), and the paper's fit is the
+  same ``linregress`` over its 12 block means on k/12 (:func:`paper_fig5_fit`).
 
 This module also holds helpers the other experiment modules share: :func:`require_columns`
 and :func:`neuron_blocks` (block / sub-layer of every neuron). Rows are built with
@@ -246,20 +246,23 @@ def paper_fig5_at(paper_model: str, depth: float) -> float | None:
     return float(np.interp(depth, grid, np.asarray(ref, dtype=np.float64)))
 
 
-def paper_fig5_slope(paper_model: str) -> float | None:
-    """Slope of ``linregress`` of the paper's 12 Fig 5 block means on relative depth k/12
-    (adjectives per neuron per unit relative depth), or None."""
+def paper_fig5_fit(paper_model: str) -> dict[str, float]:
+    """``linregress`` of the paper's 12 Fig 5 block means on relative depth k/12: slope
+    (adjectives per neuron per unit relative depth), intercept, r, p_value; {} for a model
+    without Fig 5 values."""
     ref = PAPER_FIG5.get(paper_model)  # type: ignore[call-overload]
     if ref is None:
-        return None
+        return {}
     grid = np.arange(1, len(ref) + 1) / len(ref)
-    return float(stats.linregress(grid, np.asarray(ref, dtype=np.float64)).slope)
+    res = stats.linregress(grid, np.asarray(ref, dtype=np.float64))
+    return {"slope": float(res.slope), "intercept": float(res.intercept),
+            "r": float(res.rvalue), "p_value": float(res.pvalue)}
 
 
 def _linregress_rows(experiment: str, model: str, series: str, x: np.ndarray, y: np.ndarray,
-                     note: str, paper_slope: float | None = None) -> list[dict[str, object]]:
-    """slope / intercept / r / p_value / n rows of a linregress of y on x (``paper_slope``:
-    the paper value of the slope row)."""
+                     note: str, paper: dict[str, float] | None = None) -> list[dict[str, object]]:
+    """slope / intercept / r / p_value / n rows of a linregress of y on x (``paper``: paper
+    values by metric)."""
     metrics = ("slope", "intercept", "r", "p_value")
     if len(x) < 3 or np.ptp(x) == 0:
         why = "not computable: fewer than 3 points or a single block"
@@ -273,7 +276,7 @@ def _linregress_rows(experiment: str, model: str, series: str, x: np.ndarray, y:
             why = "not computable: constant counts" if np.ptp(y) == 0 else note
     out = [result_row(experiment, result_key(model, "fit", series, m), m, v, model=model,
                       group="fit", series=series, note=why,
-                      paper_value=paper_slope if m == "slope" else None)
+                      paper_value=(paper or {}).get(m))
            for m, v in zip(metrics, vals, strict=True)]
     out.append(result_row(experiment, result_key(model, "fit", series, "n"), "n_points",
                           float(len(x)), model=model, group="fit", series=series))
@@ -298,8 +301,8 @@ def adjectives_per_block(concepts: pl.DataFrame, neurons: pl.DataFrame,
         b / B, paper value = the paper's curve at that depth, note "block b of B"); and per
         model (x null), group "fit", series "per_neuron" (linregress over every (relative
         depth, count) pair) and "block_means" (over the block means), metrics slope,
-        intercept, r, p_value, n_points; the "block_means" slope row carries the paper's
-        slope on relative depth as paper value. ``per_block`` is ``model, block, n_blocks,
+        intercept, r, p_value, n_points; the "block_means" slope / intercept / r / p_value
+        rows carry the same fit of the paper's 12 block means on k/12 as paper values. ``per_block`` is ``model, block, n_blocks,
         depth, n_neurons, mean_adjectives, std_adjectives``.
 
     Raises:
@@ -334,8 +337,12 @@ def adjectives_per_block(concepts: pl.DataFrame, neurons: pl.DataFrame,
         note = PAPER_FIG5_P_NOTE.get(paper, "")
         rows += _linregress_rows(exp, model, "per_neuron", pn["depth"].to_numpy().astype(float),
                                  pn["n_adjectives"].to_numpy().astype(float), note)
+        pfit = paper_fig5_fit(paper)
+        if pfit:
+            note = ("paper value: the same fit of the paper's 12 Fig 5 block means on k/12"
+                    + (f"; legend {note}" if note else ""))
         rows += _linregress_rows(exp, model, "block_means",
                                  pb["depth"].to_numpy().astype(float),
                                  pb["mean_adjectives"].to_numpy().astype(float), note,
-                                 paper_slope=paper_fig5_slope(paper))
+                                 paper=pfit)
     return ResultRow.frame(rows), per_block

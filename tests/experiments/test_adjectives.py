@@ -114,9 +114,11 @@ def test_fig5_means_and_fits_match_hand_computation() -> None:
     assert val("toy/fit/block_means/p_value") == pytest.approx(0.0, abs=1e-9)
     # the paper's slope on k/12 over its 12 AST block means, as the paper value
     paper_ast = (3.44, 3.76, 3.50, 3.46, 3.55, 3.52, 3.44, 3.04, 3.20, 3.30, 3.06, 2.95)
-    slope = rows.filter(pl.col("key") == "toy/fit/block_means/slope")["paper_value"][0]
-    assert slope == pytest.approx(stats.linregress([k / 12 for k in range(1, 13)],
-                                                   paper_ast).slope)
+    fit = stats.linregress([k / 12 for k in range(1, 13)], paper_ast)
+    for metric, want in (("slope", fit.slope), ("r", fit.rvalue), ("p_value", fit.pvalue)):
+        got = rows.filter(pl.col("key") == f"toy/fit/block_means/{metric}")["paper_value"][0]
+        assert got == pytest.approx(want)
+    assert rows.filter(pl.col("key") == "toy/fit/per_neuron/slope")["paper_value"][0] is None
     # block b of 4 sits at depth b / 4 beside the paper's block 3b (same relative depth)
     blocks = rows.filter(pl.col("group") == "block").sort("x")
     assert blocks["x"].to_list() == [0.25, 0.5, 0.75, 1.0]
