@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import polars as pl
 
-from and_toolkit.records.models import NEURON_KEY
+from and_toolkit.records.models import CAPTION_VARIANTS, NEURON_KEY, POS_METHODS, open_method
 
 KEY = list(NEURON_KEY)
+
+OPEN_COLUMNS: dict[str, str] = {
+    open_method(v): f"open_concepts_{v}" if v else "open_concepts" for v in CAPTION_VARIANTS}
+"""ConceptSet method -> view column of Module C's kept adjectives (the open-set concepts)."""
+POS_COLUMNS: dict[str, str] = {POS_METHODS["NOUN"]: "nouns", POS_METHODS["VERB"]: "verbs",
+                               POS_METHODS["ADP"]: "preps"}
+"""ConceptSet method -> view column of Module C's other part-of-speech lists."""
 
 
 def _side(lf: pl.LazyFrame, side: str, cols: dict[str, str]) -> pl.LazyFrame:
@@ -33,9 +40,12 @@ def neuron_view(
     Columns: ``model, layer, unit, alias, block, pooling, activations`` (Array(Float32, N),
     probe order) from ActivationTable; ``top_clips, top_values, bottom_clips, bottom_values``
     from Extremes; ``summary_high, summary_low`` (points) from Summary; ``calibrated`` (kept
-    points) and ``calibration_dropped`` from CalibratedSummary; ``closed_top1`` (list of structs
-    method / similarity / concept / score) and ``open_concepts`` (kept open-set words) from
-    ConceptSet. Missing record kinds contribute no columns.
+    points) and ``calibration_dropped`` from CalibratedSummary; from ConceptSet ``closed_top1``
+    (list of structs method / similarity / concept / score), ``open_concepts`` (Module C's kept
+    adjectives of the captions alone, method OCP, by rank), ``open_concepts_descriptors`` (the
+    same with descriptor sentences, method OCP+descriptors) and ``nouns`` / ``verbs`` /
+    ``preps`` (Module C's POS:NOUN / POS:VERB / POS:ADP lists, by rank); a neuron without such
+    rows has null there. Missing record kinds contribute no columns.
 
     Returns:
         The view sorted by neuron key, or None when no frame is given.
@@ -61,13 +71,14 @@ def neuron_view(
             .group_by(KEY, maintain_order=True)
             .agg(pl.struct("method", "similarity", "concept", "score").alias("closed_top1"))
         )
-        opened = (
-            concepts.filter((pl.col("kind") == "open") & (pl.col("verdict") == "kept"))
-            .sort([*KEY, "rank"])
-            .group_by(KEY, maintain_order=True)
-            .agg(pl.col("concept").alias("open_concepts"))
-        )
-        frames += [closed, opened]
+        frames.append(closed)
+        for method, column in {**OPEN_COLUMNS, **POS_COLUMNS}.items():
+            frames.append(
+                concepts.filter((pl.col("kind") == "open") & (pl.col("method") == method)
+                                & (pl.col("verdict") == "kept"))
+                .sort([*KEY, "rank"])
+                .group_by(KEY, maintain_order=True)
+                .agg(pl.col("concept").alias(column)))
     if not frames:
         return None
     view = pl.concat([f.select(KEY) for f in frames]).unique()

@@ -58,6 +58,14 @@ FILES: dict[type[Record], str] = {
 }
 """Record kinds stored as one file per run."""
 
+VARIANT_FILES: dict[tuple[type[Record], str], str] = {
+    (Summary, "descriptors"): "summaries_descriptors.parquet",
+    (CalibratedSummary, "descriptors"): "calibrated_descriptors.parquet",
+}
+"""Files of the dissection's caption variant (``records.CAPTION_VARIANTS``): summaries and
+calibrated summaries of the captions + descriptor sentences. The primary files (variant "")
+hold the imported captions alone."""
+
 TRACKED_PACKAGES = (
     "and-toolkit", "torch", "numpy", "polars", "pydantic", "transformers",
     "sentence-transformers", "spacy", "scikit-learn", "scipy", "matplotlib", "jinja2",
@@ -118,9 +126,18 @@ class Run:
         return cls(Path(path))
 
     # ----- paths ------------------------------------------------------------------------------
-    def path(self, record: type[Record]) -> Path:
-        """The file of a one-file-per-run record kind."""
-        return self.root / FILES[record]
+    def path(self, record: type[Record], variant: str = "") -> Path:
+        """The file of a one-file-per-run record kind (of a caption ``variant``, see
+        :data:`VARIANT_FILES`; "" = the primary file).
+
+        Raises:
+            ValueError: a variant this record kind has no file for.
+        """
+        if not variant:
+            return self.root / FILES[record]
+        if (record, variant) not in VARIANT_FILES:
+            raise ValueError(f"{record.record_name} has no file for caption variant {variant!r}")
+        return self.root / VARIANT_FILES[(record, variant)]
 
     def activation_path(self, model: str, layer: str) -> Path:
         """The ActivationTable file of one layer."""
@@ -154,17 +171,23 @@ class Run:
         return self.root / "annotation_sheet.csv"
 
     # ----- one-file records -------------------------------------------------------------------
-    def has(self, record: type[Record]) -> bool:
-        """Whether the run holds a file of this record kind."""
-        return self.path(record).is_file()
+    def has(self, record: type[Record], variant: str = "") -> bool:
+        """Whether the run holds a file of this record kind (and caption variant)."""
+        return self.path(record, variant).is_file()
 
-    def write(self, record: type[Record], df: pl.DataFrame, **provenance: Any) -> Path:
-        """Write a one-file-per-run record kind (validated, atomic)."""
-        return write_records(record, df, self.path(record), provenance=provenance)
+    def write(self, record: type[Record], df: pl.DataFrame, variant: str = "",
+              **provenance: Any) -> Path:
+        """Write a one-file-per-run record kind (validated, atomic); ``variant`` as
+        :meth:`path`."""
+        return write_records(record, df, self.path(record, variant), provenance=provenance)
 
-    def read(self, record: type[Record]) -> pl.DataFrame:
-        """Read and validate a one-file-per-run record kind."""
-        return read_records(record, self.path(record))
+    def read(self, record: type[Record], variant: str = "") -> pl.DataFrame:
+        """Read and validate a one-file-per-run record kind; ``variant`` as :meth:`path`."""
+        return read_records(record, self.path(record, variant))
+
+    def remove(self, record: type[Record], variant: str) -> None:
+        """Delete a variant file if present (a re-run with the variant switched off)."""
+        self.path(record, variant).unlink(missing_ok=True)
 
     def provenance(self, record: type[Record]) -> dict[str, Any]:
         """The provenance stored with a one-file-per-run record kind."""

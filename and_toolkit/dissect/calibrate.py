@@ -18,12 +18,24 @@ Rules:
   S_l; the tail of S_h is never examined; ``remove`` deletes the first *equal* string. A
   dropped point records the low text and the cosine that triggered its removal.
 
+Adjective-list points ("It is loud, high-pitched and brief.": the acoustic-descriptor sentences
+appended to captions, and the extractive summariser's shared-adjective points) are never compared
+as sentences: a sentence encoder scores contrasting ones alike (MiniLM: "It is loud." vs "It is
+quiet." 0.78 > t), so the point of a neuron whose top clips are loud would be dropped because its
+bottom clips are quiet. They are calibrated word by word instead (:func:`adjective_list`): a word
+of such an S_h point is dropped iff the same word occurs in some point of S_l (word identity, so
+an antonym never matches); the dropped word is recorded as "It is <word>." with the first S_l
+point holding it and cosine 1.0 (a word with itself); the point's other words stay in S_h^c as
+"It is <rest>.", in place. The other points follow the configured rule against S_l's other
+points. Both rules treat adjective-list points this way.
+
 Embeddings: every distinct sentence over all neurons is encoded once (one ``encode`` call);
 per neuron a small [n_h, n_l] matrix product gives all cosines (rows are unit-norm).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -34,6 +46,40 @@ from and_toolkit.interfaces import TextEncoder
 
 PAPER_THRESHOLD = 0.7
 REFERENCE_THRESHOLD = 0.5
+
+_ADJECTIVE_LIST = re.compile(r"^\s*it is ([a-z0-9-]+(?:(?:, | and )[a-z0-9-]+)*)\.?\s*$",
+                             re.IGNORECASE)
+_TOKEN = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+
+
+def adjective_list(point: str) -> tuple[str, ...] | None:
+    """The words of an adjective-list point "It is A, B and C." (lower case), else None.
+
+    Such points are what the descriptor captioner appends and what the extractive summariser
+    writes for shared adjectives; Module B compares their words, not their sentences.
+    """
+    m = _ADJECTIVE_LIST.match(point)
+    if m is None:
+        return None
+    return tuple(w.strip().lower() for w in re.split(r", | and ", m.group(1)))
+
+
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _calibrate_words(words: tuple[str, ...], low: list[str]) -> tuple[
+        str | None, list[tuple[str, str]]]:
+    """(kept point or None, [(dropped word, S_l point holding it)]) of one adjective list."""
+    tokens = [set(_TOKEN.findall(q.lower())) for q in low]
+    kept, dropped = [], []
+    for w in words:
+        hit = next((q for q, toks in zip(low, tokens, strict=True) if w in toks), None)
+        if hit is None:
+            kept.append(w)
+        else:
+            dropped.append((w, hit))
+    return (f"It is {_join(kept)}." if kept else None), dropped
 
 
 class CalibrationConfig(BaseModel):
@@ -68,9 +114,11 @@ class Calibration(BaseModel):
 
     Attributes:
         kept: points of S_h kept (S_h^c), in order.
-        dropped: points of S_h dropped, in drop order.
+        dropped: points of S_h dropped, in drop order (sentence points first, then the
+            dropped words of adjective lists as "It is <word>.").
         dropped_match: for each dropped point, the S_l point that caused the drop.
-        dropped_cos: for each dropped point, the cosine that caused it, in [-1, 1].
+        dropped_cos: for each dropped point, the cosine that caused it, in [-1, 1] (1.0 for a
+            word dropped by identity).
         threshold: t used (drop iff cos > t).
         rule: "paper" or "reference".
         encoder: sentence-encoder id.
@@ -159,9 +207,26 @@ def calibrate_points(
                          f"{len(high)}/{len(low)} points")
     if len(high) and len(low) and he.shape[1] != le.shape[1]:
         raise ValueError(f"high_emb width {he.shape[1]} != low_emb width {le.shape[1]}")
-    cos = he @ le.T if len(high) and len(low) else np.zeros((len(high), len(low)))
+    lists = [adjective_list(p) for p in high]
+    hi = [i for i, w in enumerate(lists) if w is None]
+    li = [j for j, q in enumerate(low) if adjective_list(q) is None]
+    cos = (he[hi] @ le[li].T if hi and li else np.zeros((len(hi), len(li))))
     fn = _reference if cfg.compat == "reference" else _paper
-    kept, dropped, match, dcos = fn(high, low, cos, cfg.t)
+    s_kept, dropped, match, dcos = fn([high[i] for i in hi], [low[j] for j in li], cos, cfg.t)
+    kept: list[str] = []
+    remaining = list(s_kept)
+    for p, words in zip(high, lists, strict=True):
+        if words is None:
+            if remaining and remaining[0] == p:
+                kept.append(remaining.pop(0))
+            continue
+        point, lost = _calibrate_words(words, low)
+        if point is not None:
+            kept.append(point)
+        for w, q in lost:
+            dropped.append(f"It is {w}.")
+            match.append(q)
+            dcos.append(1.0)
     return Calibration(kept=tuple(kept), dropped=tuple(dropped), dropped_match=tuple(match),
                        dropped_cos=tuple(dcos), threshold=cfg.t, rule=cfg.rule,
                        encoder=encoder_id)

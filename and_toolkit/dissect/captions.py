@@ -119,3 +119,14 @@ def active_captioner(captioner_id: str, descriptors: bool) -> str:
     """The captioner id the dissection reads: ``<base>+descriptors-v1`` when descriptor
     sentences are appended, else the base captioner."""
     return f"{captioner_id}+{DESCRIPTOR_ID}" if descriptors else captioner_id
+
+
+def caption_variants(captioner_id: str, descriptors: bool) -> dict[str, str]:
+    """The caption variants the dissection runs on (``records.CAPTION_VARIANTS``) and the
+    captioner id each reads: ``{"": <base>}`` (the captions alone, the paper's setting, always
+    the primary result), plus ``{"descriptors": "<base>+descriptors-v1"}`` when descriptor
+    sentences are on."""
+    out = {"": captioner_id}
+    if descriptors:
+        out["descriptors"] = active_captioner(captioner_id, True)
+    return out

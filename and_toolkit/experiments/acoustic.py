@@ -100,6 +100,9 @@ class AcousticConfig(BaseModel):
             distributions (Fig 8a: loud / amplitude, Fig 8b: high-pitched / mdf_hz).
         experiment: experiment id.
         paper_model: our model id -> paper model name (else the id itself).
+        adjective_source: where the words come from and whether that source is independent
+            of the clip measurements (a neuron tagged "loud" by an RMS rule has loud clips by
+            construction); appended to the note of every summary row.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -112,6 +115,7 @@ class AcousticConfig(BaseModel):
         ("loud", "amplitude"), ("loud", "rms_db"), ("high-pitched", "mdf_hz"))
     experiment: str = "fig8"
     paper_model: dict[str, str] = Field(default_factory=dict)
+    adjective_source: str = ""
 
 
 def neuron_acoustics(extremes: pl.DataFrame, clip_measures: pl.DataFrame) -> pl.DataFrame:
@@ -197,7 +201,8 @@ def acoustic_groups(extremes: pl.DataFrame, concepts: pl.DataFrame,
         (rows, per_neuron). ``rows`` is a ResultRow frame. Summary rows (x null), group =
         word, series = measure ("amplitude", "rms_db", "mdf_hz"): "n_with" / "n_without"
         (paper values for AST "loud": 22,612 / 32,734), "median_with", "median_without",
-        "mean_with", "mean_without", "auc" and "p_value". Distribution rows for each
+        "mean_with", "mean_without", "auc" and "p_value"; each summary note ends with
+        ``config.adjective_source``. Distribution rows for each
         ``config.figure_pairs`` (word, measure): one per neuron, group = word, series
         "with" / "without", metric = measure, value = the neuron's mean, x = row number
         (key "<model>/<word>/<measure>/<layer>#<unit>"). ``per_neuron`` is the
@@ -229,6 +234,9 @@ def acoustic_groups(extremes: pl.DataFrame, concepts: pl.DataFrame,
                 v = pm[measure].to_numpy()
                 rows += _group_rows(exp, model, word, measure, v[has], v[~has],
                                     config.alternative)
+    if config.adjective_source:
+        src = config.adjective_source
+        rows = [{**r, "note": f"{r['note']}; {src}" if r["note"] else src} for r in rows]
     for w, m in config.figure_pairs:
         rows += _distribution(per_neuron, exp, w, m)
     return ResultRow.frame(rows), per_neuron

@@ -9,9 +9,15 @@ Reference: reference-spec §6 items 5-6, §9; paper Sec 3.5 (Fig 3), Sec 4.4 (Fi
   both "high" and "high-quality" counts once).
 * :func:`adjectives_per_block` (Fig 5): per block, the mean |C_open-set| over every neuron of
   the block (neurons with no open concept count 0; head neurons without a block go to the
-  model's last block, as the authors' code), plus scipy ``linregress`` of count on block over
-  per-neuron pairs and over the block means (the README legend quotes p-values whose
-  computation is not in the authors' repo). |C_open-set| counts distinct words without merges.
+  model's last block, as the authors' code), plus scipy ``linregress`` of count on *relative
+  depth* over per-neuron pairs and over the block means (the README legend quotes p-values
+  whose computation is not in the authors' repo). |C_open-set| counts distinct words without
+  merges. Relative depth d = b / B for block b = 1..B of a model with B blocks (B = its largest
+  block number): the first block of a 12-block model is 1/12, the last block of any model 1.
+  Our models have 4-6 blocks, the paper's 12, so blocks are compared at equal d: the paper
+  value of our block b is the paper's Fig 5 curve (points (k/12, value_k), k = 1..12) linearly
+  interpolated at d = b / B (exact when 12 is a multiple of B), and the paper's fit is the
+  same ``linregress`` over its 12 block means on k/12 (:func:`paper_fig5_fit`).
 
 This module also holds helpers the other experiment modules share: :func:`require_columns`
 and :func:`neuron_blocks` (block / sub-layer of every neuron). Rows are built with
@@ -230,9 +236,33 @@ def top_adjectives(concepts: pl.DataFrame, config: AdjectiveConfig) -> tuple[
     return ResultRow.frame(rows), counts
 
 
+def paper_fig5_at(paper_model: str, depth: float) -> float | None:
+    """The paper's Fig 5 value at relative depth ``depth`` in [1/12, 1] (linear interpolation
+    between its blocks k/12), or None for a model without Fig 5 values."""
+    ref = PAPER_FIG5.get(paper_model)  # type: ignore[call-overload]
+    if ref is None:
+        return None
+    grid = np.arange(1, len(ref) + 1) / len(ref)
+    return float(np.interp(depth, grid, np.asarray(ref, dtype=np.float64)))
+
+
+def paper_fig5_fit(paper_model: str) -> dict[str, float]:
+    """``linregress`` of the paper's 12 Fig 5 block means on relative depth k/12: slope
+    (adjectives per neuron per unit relative depth), intercept, r, p_value; {} for a model
+    without Fig 5 values."""
+    ref = PAPER_FIG5.get(paper_model)  # type: ignore[call-overload]
+    if ref is None:
+        return {}
+    grid = np.arange(1, len(ref) + 1) / len(ref)
+    res = stats.linregress(grid, np.asarray(ref, dtype=np.float64))
+    return {"slope": float(res.slope), "intercept": float(res.intercept),
+            "r": float(res.rvalue), "p_value": float(res.pvalue)}
+
+
 def _linregress_rows(experiment: str, model: str, series: str, x: np.ndarray, y: np.ndarray,
-                     note: str) -> list[dict[str, object]]:
-    """slope / intercept / r / p_value / n rows of a linregress of y on x."""
+                     note: str, paper: dict[str, float] | None = None) -> list[dict[str, object]]:
+    """slope / intercept / r / p_value / n rows of a linregress of y on x (``paper``: paper
+    values by metric)."""
     metrics = ("slope", "intercept", "r", "p_value")
     if len(x) < 3 or np.ptp(x) == 0:
         why = "not computable: fewer than 3 points or a single block"
@@ -245,7 +275,8 @@ def _linregress_rows(experiment: str, model: str, series: str, x: np.ndarray, y:
         if not all(np.isfinite(v) for v in fit):
             why = "not computable: constant counts" if np.ptp(y) == 0 else note
     out = [result_row(experiment, result_key(model, "fit", series, m), m, v, model=model,
-                      group="fit", series=series, note=why)
+                      group="fit", series=series, note=why,
+                      paper_value=(paper or {}).get(m))
            for m, v in zip(metrics, vals, strict=True)]
     out.append(result_row(experiment, result_key(model, "fit", series, "n"), "n_points",
                           float(len(x)), model=model, group="fit", series=series))
@@ -266,10 +297,13 @@ def adjectives_per_block(concepts: pl.DataFrame, neurons: pl.DataFrame,
 
     Returns:
         (rows, per_block): ``rows`` is a ResultRow frame with, per model and block, metric
-        "mean_adjectives" (group "block", x = block, paper value from Fig 5); and per model
-        (x null), group "fit", series "per_neuron" (linregress over every (block, count)
-        pair) and "block_means" (over the block means), metrics slope, intercept, r, p_value,
-        n_points. ``per_block`` is ``model, block, n_neurons, mean_adjectives, std_adjectives``.
+        "mean_adjectives" (group "block", key "<model>/block=<b>/mean", x = relative depth
+        b / B, paper value = the paper's curve at that depth, note "block b of B"); and per
+        model (x null), group "fit", series "per_neuron" (linregress over every (relative
+        depth, count) pair) and "block_means" (over the block means), metrics slope,
+        intercept, r, p_value, n_points; the "block_means" slope / intercept / r / p_value
+        rows carry the same fit of the paper's 12 block means on k/12 as paper values. ``per_block`` is ``model, block, n_blocks,
+        depth, n_neurons, mean_adjectives, std_adjectives``.
 
     Raises:
         ValueError: missing columns or bad neuron metadata (see :func:`neuron_blocks`).
@@ -277,9 +311,12 @@ def adjectives_per_block(concepts: pl.DataFrame, neurons: pl.DataFrame,
     blocks = neuron_blocks(neurons, config.head_block)
     adj = open_adjectives(concepts, config.method, config.pos, merges=None)
     n_adj = adj.group_by(*KEY).agg(pl.len().cast(pl.Int64).alias("n_adjectives"))
+    n_blocks = pl.col("block").max().over("model")
     per_neuron = (blocks.join(n_adj, on=list(KEY), how="left")
-                  .with_columns(pl.col("n_adjectives").fill_null(0)))
-    per_block = (per_neuron.group_by("model", "block")
+                  .with_columns(pl.col("n_adjectives").fill_null(0),
+                                n_blocks.cast(pl.Int32).alias("n_blocks"),
+                                (pl.col("block") / n_blocks).alias("depth")))
+    per_block = (per_neuron.group_by("model", "block", "n_blocks", "depth")
                  .agg(pl.len().cast(pl.Int64).alias("n_neurons"),
                       pl.col("n_adjectives").mean().alias("mean_adjectives"),
                       pl.col("n_adjectives").std(ddof=0).alias("std_adjectives"))
@@ -288,19 +325,24 @@ def adjectives_per_block(concepts: pl.DataFrame, neurons: pl.DataFrame,
     exp = config.experiment
     for model in per_block["model"].unique().sort().to_list():
         paper = config.paper_model.get(model, model)
-        ref = PAPER_FIG5.get(paper)  # type: ignore[call-overload]
         pb = per_block.filter(pl.col("model") == model)
         for r in pb.iter_rows(named=True):
-            b = int(r["block"])
-            pv = ref[b - 1] if ref is not None and 1 <= b <= len(ref) else None
+            b, depth = int(r["block"]), float(r["depth"])
             rows.append(result_row(exp, result_key(model, tagged("block", b), "mean"),
                                    "mean_adjectives", r["mean_adjectives"], model=model,
-                                   group="block", x=b, paper_value=pv))
+                                   group="block", x=depth,
+                                   paper_value=paper_fig5_at(paper, depth),
+                                   note=f"block {b} of {r['n_blocks']}"))
         pn = per_neuron.filter(pl.col("model") == model)
         note = PAPER_FIG5_P_NOTE.get(paper, "")
-        rows += _linregress_rows(exp, model, "per_neuron", pn["block"].to_numpy().astype(float),
+        rows += _linregress_rows(exp, model, "per_neuron", pn["depth"].to_numpy().astype(float),
                                  pn["n_adjectives"].to_numpy().astype(float), note)
+        pfit = paper_fig5_fit(paper)
+        if pfit:
+            note = ("paper value: the same fit of the paper's 12 Fig 5 block means on k/12"
+                    + (f"; legend {note}" if note else ""))
         rows += _linregress_rows(exp, model, "block_means",
-                                 pb["block"].to_numpy().astype(float),
-                                 pb["mean_adjectives"].to_numpy().astype(float), note)
+                                 pb["depth"].to_numpy().astype(float),
+                                 pb["mean_adjectives"].to_numpy().astype(float), note,
+                                 paper=pfit)
     return ResultRow.frame(rows), per_block

@@ -1,11 +1,18 @@
 """Dissection stages: summaries S_h / S_l, Module B calibration, Module C open concepts.
 
-Module A (closed concepts) lives in :mod:`and_toolkit.pipeline.closed_stage`.
+Each stage runs once per caption variant (:func:`and_toolkit.dissect.captions.caption_variants`):
+the imported captions alone (variant "", the paper's setting: ``summaries.parquet``,
+``calibrated.parquet``, ConceptSet methods ``OCP`` and ``POS:*``) and, when
+``captions.descriptors`` is on, captions + our descriptor sentences (variant "descriptors":
+``summaries_descriptors.parquet``, ``calibrated_descriptors.parquet``, ConceptSet method
+``OCP+descriptors``, adjectives only). Module A (closed concepts) lives in
+:mod:`and_toolkit.pipeline.closed_stage`.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import polars as pl
@@ -13,18 +20,41 @@ from tqdm.auto import tqdm
 
 from and_toolkit.pipeline.backends import llm, tagger, text_encoder
 from and_toolkit.pipeline.context import Context
-from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet, Summary
+from and_toolkit.records.models import (
+    CAPTION_VARIANTS,
+    NEURON_KEY,
+    POS_METHODS,
+    CalibratedSummary,
+    ConceptSet,
+    Summary,
+    open_method,
+)
 
 KEY = list(NEURON_KEY)
-POS_METHODS = {"NOUN": "POS:NOUN", "VERB": "POS:VERB", "ADP": "POS:ADP"}
-"""ConceptSet ``method`` of the non-adjective part-of-speech lists of Module C."""
 
 
-def _summaries_extractive(caption_lists: list[list[str]]) -> list[tuple[str, list[str], str]]:
+def _variants(ctx: Context) -> dict[str, str]:
+    """Caption variant -> captioner id the dissection reads for it."""
+    from and_toolkit.dissect.captions import caption_variants
+
+    return caption_variants(ctx.cfg.captions.captioner_id, ctx.cfg.captions.descriptors)
+
+
+def _drop_stale(ctx: Context, record: type[Summary] | type[CalibratedSummary],
+                variants: dict[str, str]) -> None:
+    """Delete variant files of a variant that is no longer configured."""
+    for v in CAPTION_VARIANTS:
+        if v and v not in variants:
+            ctx.run.remove(record, v)
+
+
+def _summaries_extractive(ctx: Context, caption_lists: list[list[str]]) -> list[
+        tuple[str, list[str], str]]:
+    """Extractive summaries with the POS tagger, so shared nouns become word points too."""
     from and_toolkit.dissect.extractive import ExtractiveConfig, summarise_many
 
     cfg = ExtractiveConfig()
-    out = summarise_many(caption_lists, cfg)
+    out = summarise_many(caption_lists, cfg, tagger=tagger(ctx))
     return [(s.text, list(s.points), "") for s in out]
 
 
@@ -43,14 +73,28 @@ def _summaries_llm(ctx: Context, caption_lists: list[list[str]]) -> tuple[
 
 
 def stage_summaries(ctx: Context) -> dict[str, Any]:
-    """Summaries of every neuron's top-K (S_h) and bottom-K (S_l) captions."""
+    """Summaries of every neuron's top-K (S_h) and bottom-K (S_l) captions, per caption
+    variant (stage info: the primary's counts, and ``variants.<v>`` with each pass's counts
+    and wall seconds)."""
+    variants = _variants(ctx)
+    _drop_stale(ctx, Summary, variants)
+    out: dict[str, Any] = {"variants": {}}
+    for variant, captioner in variants.items():
+        start = time.perf_counter()
+        info = _summaries_variant(ctx, variant, captioner)
+        info["wall_s"] = round(time.perf_counter() - start, 2)
+        out["variants"][variant or "captions"] = info
+    return {**out["variants"]["captions"], "variants": out["variants"]}
+
+
+def _summaries_variant(ctx: Context, variant: str, captioner: str) -> dict[str, Any]:
     ex = ctx.run.extremes()
-    captions = ctx.run.captions(ctx.active_captioner())
+    captions = ctx.run.captions(captioner)
     lists = [[captions[c] for c in clips] for clips in ex["clip_ids"].to_list()]
     cfg = ctx.cfg.summaries
     extra: dict[str, Any] = {}
     if cfg.summarizer == "extractive":
-        results = _summaries_extractive(lists)
+        results = _summaries_extractive(ctx, lists)
         summarizer, sampling = "extractive-v1", "{}"
     else:
         results, extra = _summaries_llm(ctx, lists)
@@ -62,22 +106,31 @@ def stage_summaries(ctx: Context) -> dict[str, Any]:
         pl.lit(sampling).alias("sampling"),
         pl.Series("prompt_sha256", [r[2] for r in results], dtype=pl.String),
     ).select(list(Summary.model_fields))
-    ctx.run.write(Summary, frame, summarizer=summarizer)
+    ctx.run.write(Summary, frame, variant, summarizer=summarizer, captioner=captioner)
     distinct = len({tuple(x) for x in lists})
     return {"summaries": frame.height, "distinct_caption_lists": distinct,
-            "summarizer": summarizer, **extra}
+            "summarizer": summarizer, "captioner": captioner, **extra}
 
 
 def stage_calibrate(ctx: Context) -> dict[str, Any]:
-    """Module B: drop S_h points similar to a point of S_l."""
+    """Module B per caption variant: drop S_h points similar to a point of S_l."""
+    variants = _variants(ctx)
+    _drop_stale(ctx, CalibratedSummary, variants)
+    infos = {v or "captions": _calibrate_variant(ctx, v) for v in variants}
+    return {**infos["captions"], "variants": infos}
+
+
+def _calibrate_variant(ctx: Context, variant: str) -> dict[str, Any]:
     from and_toolkit.dissect.calibrate import CalibrationConfig, calibrate_many
 
+    start = time.perf_counter()
     cfg = ctx.cfg.calibrate
-    sm = ctx.run.read(Summary)
+    sm = ctx.run.read(Summary, variant)
     high = sm.filter(pl.col("side") == "high").sort(KEY)
     low = sm.filter(pl.col("side") == "low").sort(KEY)
     if not high.select(KEY).equals(low.select(KEY)):
-        raise ValueError(f"{ctx.run.path(Summary)}: high and low summaries cover other neurons")
+        raise ValueError(f"{ctx.run.path(Summary, variant)}: high and low summaries cover "
+                         "other neurons")
     enc = text_encoder(ctx, cfg.encoder)
     ccfg = CalibrationConfig(compat="reference" if cfg.rule == "reference" else "none",
                              threshold=cfg.threshold)
@@ -93,11 +146,13 @@ def stage_calibrate(ctx: Context) -> dict[str, Any]:
         pl.lit(ccfg.rule).alias("rule"),
         pl.lit(enc.id).alias("encoder"),
     )
-    ctx.run.write(CalibratedSummary, frame, rule=ccfg.rule, threshold=ccfg.t, encoder=enc.id)
+    ctx.run.write(CalibratedSummary, frame, variant, rule=ccfg.rule, threshold=ccfg.t,
+                  encoder=enc.id)
     n_dropped = sum(len(r.dropped) for r in result)
     return {"neurons": frame.height, "dropped_points": n_dropped,
             "kept_points": sum(len(r.kept) for r in result), "threshold": ccfg.t,
-            "encoder_inputs": enc.n_inputs, "encoded": enc.n_encoded}
+            "encoder_inputs": enc.n_inputs, "encoded": enc.n_encoded,
+            "wall_s": round(time.perf_counter() - start, 2)}
 
 
 def _acoustic_filter(ctx: Context) -> tuple[Any, str]:
@@ -116,28 +171,43 @@ def _acoustic_filter(ctx: Context) -> tuple[Any, str]:
 
 
 def stage_open(ctx: Context) -> dict[str, Any]:
-    """Module C: adjectives (C_open-set) with filter verdicts, and noun / verb / prep lists."""
+    """Module C per caption variant: adjectives (C_open-set) with filter verdicts (method
+    ``open_method(variant)``) and, for the captions alone, the noun / verb / prep lists."""
+    many, filter_id = _acoustic_filter(ctx)
+    frames, info = [], {}
+    for variant in _variants(ctx):
+        start = time.perf_counter()
+        rows, kept, n = _open_rows(ctx, variant, many)
+        frames.append(ConceptSet.frame(rows) if rows else ConceptSet.empty())
+        info[variant or "captions"] = {"neurons": n, "kept_adjectives": kept,
+                                       "wall_s": round(time.perf_counter() - start, 2)}
+    ctx.run.replace_concepts("open", pl.concat(frames), adjective_filter=filter_id)
+    return {**info["captions"], "adjective_filter": filter_id, "variants": info}
+
+
+def _open_rows(ctx: Context, variant: str, many: Any) -> tuple[list[dict[str, Any]], int, int]:
+    """ConceptSet rows of one caption variant, kept adjectives and neurons."""
     from and_toolkit.dissect.open_concepts import OpenConceptsConfig, open_concepts_many
 
-    cal = ctx.run.read(CalibratedSummary).sort(KEY)
-    many, filter_id = _acoustic_filter(ctx)
+    cal = ctx.run.read(CalibratedSummary, variant).sort(KEY)
     cfg = OpenConceptsConfig(include_vbn=ctx.cfg.open.include_vbn)
-    points = cal["kept"].to_list()
-    results = open_concepts_many(points, tagger(ctx), cfg=cfg, is_acoustic_many=many)
+    results = open_concepts_many(cal["kept"].to_list(), tagger(ctx), cfg=cfg,
+                                 is_acoustic_many=many)
+    method = open_method(variant)
     rows: list[dict[str, Any]] = []
     keys = cal.select(KEY).rows()
-    for (model, layer, unit), res in tqdm(list(zip(keys, results, strict=True)), desc="open",
-                                          unit="neuron", disable=not ctx.progress):
+    for (model, layer, unit), res in tqdm(list(zip(keys, results, strict=True)),
+                                          desc=f"open {method}", unit="neuron",
+                                          disable=not ctx.progress):
         base = {"model": model, "layer": layer, "unit": unit, "kind": "open", "score": None,
                 "similarity": ""}
         for rank, c in enumerate(res.concepts):
-            rows.append({**base, "method": "OCP", "concept": c.concept, "rank": rank,
+            rows.append({**base, "method": method, "concept": c.concept, "rank": rank,
                          "pos": "ADJ", "verdict": c.verdict})
+        if variant:  # the descriptor sentences add adjectives only
+            continue
         for pos, words in (("NOUN", res.nouns), ("VERB", res.verbs), ("ADP", res.preps)):
             for rank, w in enumerate(dict.fromkeys(words)):
                 rows.append({**base, "method": POS_METHODS[pos], "concept": w, "rank": rank,
                              "pos": pos, "verdict": "kept"})
-    frame = ConceptSet.frame(rows) if rows else ConceptSet.empty()
-    ctx.run.replace_concepts("open", frame, adjective_filter=filter_id)
-    kept = sum(len(r.kept) for r in results)
-    return {"neurons": len(results), "kept_adjectives": kept, "adjective_filter": filter_id}
+    return rows, sum(len(r.kept) for r in results), len(results)

@@ -21,9 +21,11 @@ from and_toolkit.dissect.closed import CLOSED_METHODS
 from and_toolkit.dissect.icl import ICL_SIMILARITY
 from and_toolkit.errors import ConfigError
 from and_toolkit.experiments.masks import mask_sha
+from and_toolkit.experiments.rows import result_key, result_row
 from and_toolkit.pipeline.backends import text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.targets import check_weights, load_target, logits_on, train_config
+from and_toolkit.records.models import CAPTION_VARIANTS, ResultRow, open_method
 
 
 @dataclass
@@ -98,6 +100,46 @@ def select_models(infos: Sequence[ModelInfo], ids: Sequence[str] | None, default
     if bad:
         raise ConfigError(f"{field_name}: unknown target ids {bad}; targets are {known}")
     return [i for i in infos if i.id in chosen]
+
+
+@dataclass
+class Inputs:
+    """Records and facts shared by the jobs (read once per stage)."""
+
+    ctx: Context
+    infos: list[ModelInfo]
+    concepts: pl.DataFrame
+    extremes: pl.DataFrame
+    reasons: dict[str, str]
+    evaluators: dict[str, CachedEvaluate] = field(default_factory=dict)
+
+    @property
+    def paper_models(self) -> dict[str, str]:
+        return {i.id: i.paper_model for i in self.infos}
+
+    def neurons(self, infos: list[ModelInfo] | None = None) -> pl.DataFrame:
+        return pl.concat([i.neurons for i in (self.infos if infos is None else infos)])
+
+    def evaluate(self, info: ModelInfo) -> CachedEvaluate:
+        return self.evaluators.setdefault(info.id, CachedEvaluate(self.ctx, info))
+
+
+@dataclass
+class JobResult:
+    """Frames by experiment id, the provenance written with them, and stage-info extras."""
+
+    frames: dict[str, pl.DataFrame]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def not_run_frame(experiment: str, reason: str, model: str = "") -> pl.DataFrame:
+    """One ResultRow saying ``not run: <reason>``."""
+    return ResultRow.frame([result_row(experiment, result_key(model or "all", "not_run"), "not_run", None,
+                                       model=model, note=f"not run: {reason}")])
+
+
+def concat_results(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(frames) if frames else ResultRow.empty()
 
 
 # ----- pruning evaluation ---------------------------------------------------------------------
@@ -291,3 +333,54 @@ def random_budget(concepts: pl.DataFrame, info: ModelInfo, cfg: Any,
     if counts and sum(counts):
         return max(1, round(sum(counts) / len(counts)))
     return max(1, round(sum(hidden.values()) * 3000 / 55296))
+
+
+# ----- caption variants of the adjective-based results --------------------------------------------
+def variant_suffix(variant: str) -> str:
+    """Experiment-id suffix of a caption variant: "" for the captions alone (the paper's
+    setting, under the paper's id), ``report.sections.DESCRIPTOR_SUFFIX`` for descriptors."""
+    from and_toolkit.report.sections import DESCRIPTOR_SUFFIX
+
+    return DESCRIPTOR_SUFFIX if variant == "descriptors" else ""
+
+
+def variant_concepts(concepts: pl.DataFrame, variant: str) -> pl.DataFrame:
+    """The ConceptSet rows an experiment of one caption variant reads, with that variant's
+    Module C adjectives under method "OCP" (so every experiment function reads one method).
+
+    Variant "": every row except other variants' adjectives (closed concepts, OCP, POS:*).
+    Variant "descriptors": closed concepts and the OCP+descriptors adjectives relabelled OCP
+    (the variant has no POS lists of its own: its sentences add adjectives only).
+    """
+    others = [open_method(v) for v in CAPTION_VARIANTS if v]
+    if not variant:
+        return concepts.filter(~pl.col("method").is_in(others))
+    method = open_method(variant)
+    return concepts.filter((pl.col("kind") == "closed") | (pl.col("method") == method)) \
+        .with_columns(pl.when(pl.col("method") == method).then(pl.lit(open_method("")))
+                      .otherwise(pl.col("method")).alias("method"))
+
+
+def variant_reason(ctx: Context, concepts: pl.DataFrame, variant: str) -> str | None:
+    """Why a caption variant's results are not run (None: they run)."""
+    if not variant:
+        return None
+    if not ctx.cfg.captions.descriptors:
+        return "captions.descriptors is off (no captions + descriptors variant)"
+    if concepts.filter(pl.col("method") == open_method(variant)).height == 0:
+        return f"no {open_method(variant)} concepts (re-run the open stage)"
+    return None
+
+
+def adjective_source(ctx: Context, variant: str) -> str:
+    """Where the adjectives of a variant come from, and whether Fig 8 may count as a finding
+    (only when the adjective source is independent of the clip measurements)."""
+    if variant:
+        return ("sanity check of the descriptor captioner, not a finding: 'loud' / "
+                "'high-pitched' come from our RMS / median-frequency percentile rules on these "
+                "clips")
+    if ctx.cfg.captions.source == "synthetic":
+        return ("adjectives from captions generated from the synthetic clips' parameters "
+                "(loudness, pitch): not independent of the measurement, a sanity check")
+    return ("adjectives from the imported captions alone, independent of the measured "
+            "amplitude / RMS / MDF")

@@ -12,7 +12,6 @@ import fnmatch
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -25,61 +24,28 @@ from and_toolkit.experiments.rows import result_key, result_row
 from and_toolkit.pipeline.backends import loaded_text_encoder, text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.experiment_inputs import (
-    CachedEvaluate,
+    Inputs,
+    JobResult,
     ModelInfo,
+    adjective_source,
     caption_lengths,
     clip_measures,
     closed_not_run,
     closed_reasons,
+    concat_results,
     minilm_cos,
     model_info,
+    not_run_frame,
     random_budget,
     select_models,
     strategy_not_run,
     target_subset,
+    variant_concepts,
+    variant_reason,
+    variant_suffix,
     word_cos,
 )
-from and_toolkit.records.models import CalibratedSummary, ConceptSet, ResultRow
-
-
-@dataclass
-class Inputs:
-    """Records and facts shared by the jobs (read once per stage)."""
-
-    ctx: Context
-    infos: list[ModelInfo]
-    concepts: pl.DataFrame
-    extremes: pl.DataFrame
-    reasons: dict[str, str]
-    evaluators: dict[str, CachedEvaluate] = field(default_factory=dict)
-
-    @property
-    def paper_models(self) -> dict[str, str]:
-        return {i.id: i.paper_model for i in self.infos}
-
-    def neurons(self, infos: list[ModelInfo] | None = None) -> pl.DataFrame:
-        return pl.concat([i.neurons for i in (self.infos if infos is None else infos)])
-
-    def evaluate(self, info: ModelInfo) -> CachedEvaluate:
-        return self.evaluators.setdefault(info.id, CachedEvaluate(self.ctx, info))
-
-
-@dataclass
-class JobResult:
-    """Frames by experiment id, the provenance written with them, and stage-info extras."""
-
-    frames: dict[str, pl.DataFrame]
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-
-def not_run_frame(experiment: str, reason: str, model: str = "") -> pl.DataFrame:
-    """One ResultRow saying ``not run: <reason>``."""
-    return ResultRow.frame([result_row(experiment, result_key(model or "all", "not_run"), "not_run", None,
-                                       model=model, note=f"not run: {reason}")])
-
-
-def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    return pl.concat(frames) if frames else ResultRow.empty()
+from and_toolkit.records.models import CAPTION_VARIANTS, CalibratedSummary, ConceptSet, ResultRow
 
 
 # ----- Tables 7 / 2 -------------------------------------------------------------------------
@@ -98,7 +64,7 @@ def job_last_layer(inp: Inputs) -> JobResult:
         t7 = table7(inp.concepts, info.class_names, cos, cfg, not_run=not_run)
         t7s.append(t7)
         t2s.append(table2(t7, cfg))
-    return JobResult({"table7": _concat(t7s), "table2": _concat(t2s)},
+    return JobResult({"table7": concat_results(t7s), "table2": concat_results(t2s)},
                      {"cos_encoder": "minilm", "layers": {i.id: i.classifier for i in inp.infos}})
 
 
@@ -149,8 +115,8 @@ def job_unlearning(inp: Inputs) -> JobResult:
             f10s.append(enc.fig10_rows(fig10(inp.concepts, info.layers, names, info.test_clips,
                                             evaluate, cfg, similarity=similarity)))
         prov[info.id] = cfg.model_dump(mode="json")
-    summary, classes = split_table4(_concat(t4s))
-    return JobResult({"table4": summary, "table4_classes": classes, "fig10": _concat(f10s)},
+    summary, classes = split_table4(concat_results(t4s))
+    return JobResult({"table4": summary, "table4_classes": classes, "fig10": concat_results(f10s)},
                      {"configs": prov})
 
 
@@ -168,16 +134,45 @@ def job_ablation(inp: Inputs) -> JobResult:
                "no target stands for the paper's AST (set experiments.fig4_models)")
         return JobResult({e: not_run_frame(e, why) for e in ids})
     calibrated = inp.ctx.run.read(CalibratedSummary)
+    concepts = variant_concepts(inp.concepts, "")  # the captions alone: the paper's setting
     frames, prov = [], {}
     for info in infos:
         cfg = AblationConfig(model=info.id, classifier_layer=info.classifier,
                              seeds=tuple(exp.seeds),
                              paper_model=info.paper_model)  # type: ignore[arg-type]
-        counts = neuron_counts(inp.concepts, info.layers, cfg,
+        counts = neuron_counts(concepts, info.layers, cfg,
                                caption_len=caption_lengths(calibrated, info.id))
         frames.append(fig4(counts, info.layers, info.test_clips, inp.evaluate(info), cfg))
         prov[info.id] = cfg.model_dump(mode="json")
-    return JobResult(enc.split_fig4(_concat(frames)), {"configs": prov})
+    return JobResult(enc.split_fig4(concat_results(frames)), {"configs": prov})
+
+
+def job_ablation_descriptors(inp: Inputs) -> JobResult:
+    """Fig 4b/c on the captions + descriptors variant (``fig4b_descriptors``, ...): the same
+    models, seeds and budgets, neurons ranked by the variant's adjectives."""
+    from and_toolkit.experiments.ablation import AblationConfig, fig4, neuron_counts
+
+    exp, suffix = inp.ctx.cfg.experiments, variant_suffix("descriptors")
+    ids = [f"{e}{suffix}" for e in ("fig4b", "fig4c", "fig4_seeds")]
+    ast = [i.id for i in inp.infos if i.paper_model == "AST"]
+    infos = select_models(inp.infos, exp.fig4_models, ast, "experiments.fig4_models")
+    why = variant_reason(inp.ctx, inp.concepts, "descriptors") or (
+        None if infos else "no Fig 4 model (see fig4a)")
+    if why is not None:
+        return JobResult({e: not_run_frame(e, why) for e in ids})
+    concepts = variant_concepts(inp.concepts, "descriptors")
+    frames = []
+    for info in infos:
+        cfg = AblationConfig(model=info.id, classifier_layer=info.classifier,
+                             seeds=tuple(exp.seeds), panels=("4b", "4c"),
+                             paper_model=info.paper_model)  # type: ignore[arg-type]
+        counts = neuron_counts(concepts, info.layers, cfg)
+        frames.append(fig4(counts, info.layers, info.test_clips, inp.evaluate(info), cfg))
+    split = enc.split_fig4(concat_results(frames))
+    return JobResult({f"{e}{suffix}": split[e].with_columns(pl.lit(f"{e}{suffix}")
+                                                            .alias("experiment"))
+                      for e in ("fig4b", "fig4c", "fig4_seeds")},
+                     {"variant": "descriptors", "models": [i.id for i in infos]})
 
 
 def job_dose(inp: Inputs) -> JobResult:
@@ -193,7 +188,7 @@ def job_dose(inp: Inputs) -> JobResult:
                          paper_model=info.paper_model)  # type: ignore[arg-type]
         frames.append(dose_response(info.layers, info.test_clips, inp.evaluate(info), cfg))
         prov[info.id] = cfg.model_dump(mode="json")
-    return JobResult({"ablation_dose": _concat(frames)}, {"configs": prov})
+    return JobResult({"ablation_dose": concat_results(frames)}, {"configs": prov})
 
 
 # ----- Figs 3, 9, 5 -------------------------------------------------------------------------
@@ -207,17 +202,27 @@ def job_adjectives(inp: Inputs) -> JobResult:
     )
 
     pm = inp.paper_models
-    fig9, _ = top_adjectives(inp.concepts, AdjectiveConfig(top_n=20, experiment="fig9",
-                                                           paper_model=pm))
     ast = [m for m, p in pm.items() if p == "AST"]
-    if ast:
-        fig3, _ = top_adjectives(inp.concepts.filter(pl.col("model").is_in(ast)),
-                                 AdjectiveConfig(top_n=10, experiment="fig3", paper_model=pm))
-    else:
-        fig3 = not_run_frame("fig3", "no target stands for the paper's AST")
-    fig5, _ = adjectives_per_block(inp.concepts, inp.neurons(),
-                                   BlockAdjectiveConfig(paper_model=pm))
-    return JobResult({"fig3": fig3, "fig9": fig9, "fig5": fig5}, {"paper_models": pm})
+    out: dict[str, pl.DataFrame] = {}
+    for variant in CAPTION_VARIANTS:
+        fig3, fig9, fig5 = (f"{e}{variant_suffix(variant)}" for e in ("fig3", "fig9", "fig5"))
+        why = variant_reason(inp.ctx, inp.concepts, variant)
+        if why is not None:
+            out.update({e: not_run_frame(e, why) for e in (fig3, fig9, fig5)})
+            continue
+        concepts = variant_concepts(inp.concepts, variant)
+        out[fig9], _ = top_adjectives(concepts, AdjectiveConfig(top_n=20, experiment=fig9,
+                                                                paper_model=pm))
+        if ast:
+            out[fig3], _ = top_adjectives(concepts.filter(pl.col("model").is_in(ast)),
+                                          AdjectiveConfig(top_n=10, experiment=fig3,
+                                                          paper_model=pm))
+        else:
+            out[fig3] = not_run_frame(fig3, "no target stands for the paper's AST")
+        out[fig5], _ = adjectives_per_block(concepts, inp.neurons(),
+                                            BlockAdjectiveConfig(paper_model=pm,
+                                                                 experiment=fig5))
+    return JobResult(out, {"paper_models": pm})
 
 
 # ----- Figs 6, 11-13, Table 8 ---------------------------------------------------------------
@@ -263,11 +268,33 @@ def job_interpretability(inp: Inputs) -> JobResult:
             table8, _ = interp.cluster_words(pool, labels, clustering=label, top_n=40,
                                              extra_stopwords=("sound", "sounds", "audio"))
     fig6.append(interp.pool_rows(pool, caps["clip_id"].to_list(), label=captioner))
-    return JobResult({"elbow": interp.elbow_rows(curve, elbow), "fig6": _concat(fig6),
-                      "fig11_13": _concat(fig11), "fig6_sublayers": _concat(sublayers),
+    return JobResult({"elbow": interp.elbow_rows(curve, elbow), "fig6": concat_results(fig6),
+                      "fig11_13": concat_results(fig11),
+                      "fig6_sublayers": concat_results(sublayers),
                       "table8": table8},
                      {"captioner": captioner, "sentences": pool.height, "elbow_k": elbow,
                       "clusterings": ks, "encoder": text_encoder(ctx, "minilm").id})
+
+
+def job_table8_descriptors(inp: Inputs) -> JobResult:
+    """Table 8 on the captions + descriptors variant: the configured k-means clustering of the
+    sentence pool of the captions with descriptor sentences (``table8_descriptors``)."""
+    from and_toolkit.experiments import interpretability as interp
+    from and_toolkit.records.models import Caption
+
+    ctx, exp = inp.ctx, inp.ctx.cfg.experiments
+    name = f"table8{variant_suffix('descriptors')}"
+    if not ctx.cfg.captions.descriptors:
+        return JobResult({name: not_run_frame(name, "captions.descriptors is off")})
+    captioner = ctx.active_captioner()
+    pool = interp.build_sentence_pool(ctx.run.read(Caption).filter(
+        pl.col("captioner") == captioner))
+    emb = text_encoder(ctx, "minilm").encode(pool["sentence"].to_list())
+    labels = interp.kmeans_labels(emb, exp.clusters, interp.ClusterConfig(seed=ctx.cfg.seed))
+    rows, _ = interp.cluster_words(pool, labels, clustering=f"k={exp.clusters}", top_n=40,
+                                   extra_stopwords=("sound", "sounds", "audio"),
+                                   experiment=name)
+    return JobResult({name: rows}, {"captioner": captioner, "sentences": pool.height})
 
 
 # ----- Fig 8 --------------------------------------------------------------------------------
@@ -275,9 +302,20 @@ def job_acoustic(inp: Inputs) -> JobResult:
     """Fig 8: amplitude / MDF of top-K clips for neurons with vs without 'loud' / 'high-pitched'."""
     from and_toolkit.experiments.acoustic import AcousticConfig, acoustic_groups
 
-    rows, _ = acoustic_groups(inp.extremes, inp.concepts, clip_measures(inp.ctx),
-                              AcousticConfig(paper_model=inp.paper_models))
-    return JobResult({"fig8": rows}, {"k": inp.ctx.cfg.record.k})
+    out: dict[str, pl.DataFrame] = {}
+    sources: dict[str, str] = {}
+    for variant in CAPTION_VARIANTS:
+        exp = f"fig8{variant_suffix(variant)}"
+        why = variant_reason(inp.ctx, inp.concepts, variant)
+        if why is not None:
+            out[exp] = not_run_frame(exp, why)
+            continue
+        sources[exp] = adjective_source(inp.ctx, variant)
+        out[exp], _ = acoustic_groups(
+            inp.extremes, variant_concepts(inp.concepts, variant), clip_measures(inp.ctx),
+            AcousticConfig(paper_model=inp.paper_models, experiment=exp,
+                           adjective_source=sources[exp]))
+    return JobResult(out, {"k": inp.ctx.cfg.record.k, "adjective_source": sources})
 
 
 # ----- Table 6, Table 3, annotation sheet ---------------------------------------------------
@@ -340,11 +378,15 @@ JOBS: tuple[tuple[tuple[str, ...], Callable[[Inputs], JobResult]], ...] = (
     (("target_accuracy",), job_accuracy),
     (("table7", "table2"), job_last_layer),
     (("table4", "table4_classes", "fig10"), job_unlearning),
-    (("fig3", "fig9", "fig5"), job_adjectives),
+    (("fig3", "fig9", "fig5", "fig3_descriptors", "fig9_descriptors", "fig5_descriptors"),
+     job_adjectives),
     (("ablation_dose",), job_dose),
     (("fig4a", "fig4b", "fig4c", "fig4_seeds"), job_ablation),
+    (("fig4b_descriptors", "fig4c_descriptors", "fig4_seeds_descriptors"),
+     job_ablation_descriptors),
     (("elbow", "fig6", "fig11_13", "fig6_sublayers", "table8"), job_interpretability),
-    (("fig8",), job_acoustic),
+    (("table8_descriptors",), job_table8_descriptors),
+    (("fig8", "fig8_descriptors"), job_acoustic),
     (("table6", "table3"), job_qualitative),
 )
 """Every job and the experiment ids it writes, in run order."""

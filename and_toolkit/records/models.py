@@ -18,6 +18,27 @@ Side = Literal["high", "low"]
 
 
 NEURON_KEY: tuple[str, str, str] = ("model", "layer", "unit")
+
+CAPTION_VARIANTS: tuple[str, ...] = ("", "descriptors")
+"""The caption variants the dissection runs on: ``""`` = the imported captions alone (the
+paper's setting, the primary result) and ``"descriptors"`` = those captions extended by our
+acoustic-descriptor sentences (a separately labelled variant)."""
+
+
+def open_method(variant: str) -> str:
+    """ConceptSet ``method`` of Module C's adjectives of a caption variant: ``"OCP"`` for the
+    captions alone, ``"OCP+descriptors"`` for captions + descriptors.
+
+    Raises:
+        ValueError: an unknown variant.
+    """
+    if variant not in CAPTION_VARIANTS:
+        raise ValueError(f"unknown caption variant {variant!r} (known: {CAPTION_VARIANTS})")
+    return f"OCP+{variant}" if variant else "OCP"
+
+
+POS_METHODS: dict[str, str] = {"NOUN": "POS:NOUN", "VERB": "POS:VERB", "ADP": "POS:ADP"}
+"""ConceptSet ``method`` of Module C's non-adjective part-of-speech lists (captions alone)."""
 """The key of one neuron in every neuron-level record: target id, module path, channel index."""
 
 
@@ -130,7 +151,9 @@ class ConceptSet(Record):
     model: NonEmpty = Field(description="Target-network id.")
     layer: NonEmpty = Field(description="Torch module path.")
     unit: Annotated[int, I32, Field(ge=0)] = Field(description="Output channel index.")
-    method: NonEmpty = Field(description="'DB', 'TAB', 'ICL' (closed) or 'OCP' (open).")
+    method: NonEmpty = Field(description="'DB', 'TAB', 'ICL' (closed); 'OCP' / "
+                            "'OCP+descriptors' (open adjectives of the captions alone / with "
+                            "descriptor sentences) or 'POS:NOUN' / 'POS:VERB' / 'POS:ADP'.")
     similarity: str = Field(description="Similarity function for DB/TAB ('' otherwise).")
     concept: NonEmpty = Field(description="Concept name (closed: from D_c; open: a word).")
     kind: Literal["closed", "open"] = Field(description="Closed- or open-set concept.")

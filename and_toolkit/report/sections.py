@@ -8,7 +8,7 @@ difference). docs/report.md lists the row encoding each section expects.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal
 
@@ -157,9 +157,11 @@ SECTIONS: tuple[SectionSpec, ...] = (
         toc="Ablation by one adjective"),
     SectionSpec(
         "fig5", "Figure 5 \u00b7 Adjectives per neuron by block",
-        "Mean number of open-set adjectives per linear-layer neuron in each transformer block; "
-        "the table holds the fitted slopes and p-values.", "line",
-        x_label="transformer block", y_label="adjectives per neuron", toc="Adjectives per block"),
+        "Mean number of open-set adjectives per linear-layer neuron in each transformer block, "
+        "at relative depth b / B (block b of B; the paper's 12 blocks at k / 12); the table "
+        "holds the slopes and p-values fitted on relative depth.", "line",
+        x_label="relative depth (block / number of blocks)", y_label="adjectives per neuron",
+        toc="Adjectives per block"),
     SectionSpec(
         "fig6", "Figure 6 \u00b7 Uninterpretable neurons by block",
         "Percentage of neurons judged uninterpretable (polysemantic) per transformer block "
@@ -193,14 +195,29 @@ SECTIONS: tuple[SectionSpec, ...] = (
 SECTIONS_BY_ID: Mapping[str, SectionSpec] = MappingProxyType({s.id: s for s in SECTIONS})
 
 
+DESCRIPTOR_SUFFIX = "_descriptors"
+"""Experiment-id suffix of an adjective-based result computed on captions + our descriptor
+sentences (the primary id holds the imported captions alone, the paper's setting)."""
+
+
 def generic_spec(section_id: str) -> SectionSpec:
-    """Spec for a result frame that is not a paper section: a plain table.
+    """Spec for a result frame that is not a paper section.
 
     Args:
         section_id: the experiment id.
 
     Returns:
-        A table spec titled with the id.
+        For ``<paper id>_descriptors``: the paper section's spec, retitled as the
+        captions + descriptors variant. Otherwise a table spec titled with the id.
     """
+    base = section_id.removesuffix(DESCRIPTOR_SUFFIX)
+    if section_id.endswith(DESCRIPTOR_SUFFIX) and base in SECTIONS_BY_ID:
+        spec = SECTIONS_BY_ID[base]
+        return replace(
+            spec, id=section_id, title=f"{spec.title} \u00b7 captions + descriptors (variant)",
+            caption=f"{spec.caption} Variant: the adjectives come from the captions extended by "
+            "our acoustic-descriptor sentences (percentile rules on loudness, pitch, ...), not "
+            f"from the captions alone as in {base}; our own template, never a finding.",
+            toc=f"{spec.toc or spec.title} (+ descriptors)")
     return SectionSpec(section_id, f"Additional result \u00b7 {section_id}",
                        "A result frame without a paper counterpart.", "table", toc=section_id)

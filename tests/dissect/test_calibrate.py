@@ -102,3 +102,38 @@ def test_calibrate_points_matches_many_and_validates() -> None:
         calibrate_many([high], [], enc)
     with pytest.raises(ValueError, match="not a string"):
         calibrate_many(["a dog"], [low], enc)  # type: ignore[list-item]
+
+
+# "It is loud." and "It is quiet." as a sentence encoder sees them: nearly the same sentence
+# (MiniLM: 0.78 > t); here cos 0.8 (same vector family as P / X above).
+ADJ_VECTORS = {**VECTORS, "It is loud.": [0.8, 0.6, 0.0], "It is quiet.": E1,
+               "It is loud and brief.": [0.8, 0.6, 0.0], "A brief knock.": E3,
+               "A dog barks.": E2, "Dogs bark loudly.": E2}
+
+
+@pytest.mark.parametrize("cfg", [PAPER, REF], ids=["paper", "reference"])
+def test_adjective_lists_are_calibrated_by_word_not_as_sentences(cfg: CalibrationConfig) -> None:
+    enc = LookupEncoder(ADJ_VECTORS, "lk")
+    # an antonym on the low side never drops an adjective (as sentences: cos 0.8 > t)
+    out = calibrate_many([["It is loud."]], [["It is quiet."]], enc, cfg)[0]
+    assert out.kept == ("It is loud.",) and out.dropped == ()
+    # the same word on the low side drops just that word, in place
+    out = calibrate_many([["A dog barks.", "It is loud and brief."]],
+                         [["A brief knock.", "It is quiet."]], enc, cfg)[0]
+    assert out.kept == ("A dog barks.", "It is loud.")
+    assert (out.dropped, out.dropped_match, out.dropped_cos) == (
+        ("It is brief.",), ("A brief knock.",), (1.0,))
+    # sentences are still compared as sentences, never with an adjective list
+    out = calibrate_many([["A dog barks.", "It is loud."]], [["Dogs bark loudly.", "It is loud."]],
+                         enc, cfg)[0]
+    assert out.kept == () and out.dropped_match == ("Dogs bark loudly.", "It is loud.")
+
+
+def test_adjective_list_parses_only_the_template() -> None:
+    from and_toolkit.dissect.calibrate import adjective_list
+
+    assert adjective_list("It is loud, high-pitched and brief.") == (
+        "loud", "high-pitched", "brief")
+    assert adjective_list("it is loud.") == ("loud",)
+    assert adjective_list("It is a loud dog.") is None
+    assert adjective_list("A loud dog.") is None

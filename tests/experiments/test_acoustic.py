@@ -127,3 +127,16 @@ def test_empty_group_is_not_computable() -> None:
                               AcousticConfig())
     p = rows.filter(pl.col("key") == "toy/loud/amplitude/p_value")
     assert p["value"][0] is None and p["note"][0].startswith("not computable")
+
+
+def test_adjective_source_ends_every_summary_note() -> None:
+    ex, concepts, measures = fixture(2)
+    src = "sanity check of the descriptor captioner, not a finding"
+    rows, _ = acoustic_groups(ex, concepts.filter(pl.col("concept") != "loud"), measures,
+                              AcousticConfig(adjective_source=src))
+    summary, dist = rows.filter(pl.col("x").is_null()), rows.filter(pl.col("x").is_not_null())
+    assert summary["note"].str.ends_with(src).all()
+    # an existing note keeps its place (a "not computable" note still starts the note)
+    p = summary.filter(pl.col("key") == "toy/loud/amplitude/p_value")["note"][0]
+    assert p.startswith("not computable") and p.endswith(src)
+    assert not dist["note"].str.contains(src).any()

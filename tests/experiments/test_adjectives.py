@@ -99,20 +99,39 @@ def test_fig5_means_and_fits_match_hand_computation() -> None:
     def val(key: str) -> float:
         return rows.filter(pl.col("key") == key)["value"][0]
 
-    # per-neuron pairs: Sxx = 15, Sxy = -15, SSE = 8, Syy = 23, n = 12
-    assert val("toy/fit/per_neuron/slope") == pytest.approx(-1.0)
+    # x = relative depth b / 4. In blocks: Sxx = 15, Sxy = -15, SSE = 8, Syy = 23, n = 12;
+    # on depth d = b / 4 the slope is -4 per unit depth, the intercept 5, r and p unchanged
+    assert val("toy/fit/per_neuron/slope") == pytest.approx(-4.0)
     assert val("toy/fit/per_neuron/intercept") == pytest.approx(5.0)
     r = -math.sqrt(15 / 23)
     assert val("toy/fit/per_neuron/r") == pytest.approx(r)
     t = r * math.sqrt(10) / math.sqrt(1 - r * r)
     assert val("toy/fit/per_neuron/p_value") == pytest.approx(2 * stats.t.sf(abs(t), 10))
     assert val("toy/fit/per_neuron/n") == 12.0
-    # block means lie exactly on y = 5 - b
-    assert val("toy/fit/block_means/slope") == pytest.approx(-1.0)
+    # block means lie exactly on y = 5 - 4 d
+    assert val("toy/fit/block_means/slope") == pytest.approx(-4.0)
     assert val("toy/fit/block_means/r") == pytest.approx(-1.0)
     assert val("toy/fit/block_means/p_value") == pytest.approx(0.0, abs=1e-9)
-    block1 = rows.filter(pl.col("key") == "toy/block=1/mean")
-    assert block1["paper_value"][0] == 3.44 and block1["x"][0] == 1.0
+    # the paper's slope on k/12 over its 12 AST block means, as the paper value
+    paper_ast = (3.44, 3.76, 3.50, 3.46, 3.55, 3.52, 3.44, 3.04, 3.20, 3.30, 3.06, 2.95)
+    fit = stats.linregress([k / 12 for k in range(1, 13)], paper_ast)
+    for metric, want in (("slope", fit.slope), ("r", fit.rvalue), ("p_value", fit.pvalue)):
+        got = rows.filter(pl.col("key") == f"toy/fit/block_means/{metric}")["paper_value"][0]
+        assert got == pytest.approx(want)
+    assert rows.filter(pl.col("key") == "toy/fit/per_neuron/slope")["paper_value"][0] is None
+    # block b of 4 sits at depth b / 4 beside the paper's block 3b (same relative depth)
+    blocks = rows.filter(pl.col("group") == "block").sort("x")
+    assert blocks["x"].to_list() == [0.25, 0.5, 0.75, 1.0]
+    assert blocks["paper_value"].to_list() == pytest.approx([3.50, 3.52, 3.20, 2.95])
+    assert blocks["note"].to_list() == [f"block {b} of 4" for b in range(1, 5)]
+
+
+def test_paper_fig5_interpolates_between_blocks() -> None:
+    from and_toolkit.experiments.adjectives import paper_fig5_at
+
+    assert paper_fig5_at("AST", 1 / 12) == pytest.approx(3.44)
+    assert paper_fig5_at("AST", 0.2) == pytest.approx(3.76 + (0.2 - 2 / 12) * 12 * (3.50 - 3.76))
+    assert paper_fig5_at("unknown", 0.5) is None
 
 
 def test_fig5_head_goes_to_last_block_or_is_excluded() -> None:

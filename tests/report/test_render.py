@@ -225,3 +225,14 @@ def test_summary_line_counts_sections_and_verdicts(sample_results: dict[str, pl.
         "14/16 paper sections with results \u00b7 3 claims: 1 holds, 1 does not hold, 1 not run")
     assert summary_line({}, ReportContext(run_name="r", title="t")) == (
         "0/16 paper sections with results")
+
+
+def test_descriptor_variant_ids_reuse_the_paper_section_spec() -> None:
+    from and_toolkit.report.sections import SECTIONS_BY_ID, generic_spec
+
+    spec = generic_spec("fig8_descriptors")
+    assert spec.kind == SECTIONS_BY_ID["fig8"].kind == "distribution"
+    assert spec.id == "fig8_descriptors" and "captions + descriptors (variant)" in spec.title
+    assert "never a finding" in spec.caption
+    assert generic_spec("elbow").kind == "table"
+    assert generic_spec("nothing_descriptors").kind == "table"
