@@ -18,9 +18,18 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-from and_toolkit.report.svg import (PALETTE, PAPER_COLOR, color, finish_svg, marker, nan_array,
-                                    style, to_svg)
+from and_toolkit.report.svg import (
+    PALETTE,
+    PAPER_COLOR,
+    color,
+    finish_svg,
+    marker,
+    nan_array,
+    style,
+    to_svg,
+)
 
 __all__ = ["BarPanel", "DistPanel", "DumbbellPanel", "LinePanel", "LineSeries", "bar_chart",
            "distribution_plot", "dumbbell_plot", "finish_svg", "line_plot", "word_cloud"]
@@ -140,6 +149,8 @@ def line_plot(panels: Sequence[LinePanel], *, x_label: str, y_label: str, fig_id
                     any_paper = True
                     ax.plot(x, nan_array(s.paper_y), color=color(i), ls="--", lw=1.1,
                             marker=marker(i), ms=4, mfc="white")
+            if all(float(v).is_integer() for s in panel.series for v in s.x):
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(panel.title)
             ax.set_xlabel(x_label)
             ax.set_ylabel(panel.y_label or y_label)

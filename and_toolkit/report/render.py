@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from urllib.parse import quote
 
 import jinja2
 import polars as pl
 
 from and_toolkit.records.models import ResultRow
-from and_toolkit.report.context import (VERDICTS, IndexEntry, Provenance, ReportContext,
-                                        check_section_id)
+from and_toolkit.report.context import (
+    VERDICTS,
+    IndexEntry,
+    Provenance,
+    ReportContext,
+    check_section_id,
+)
 from and_toolkit.report.sections import RESERVED_IDS, SECTIONS, SECTIONS_BY_ID, generic_spec
 from and_toolkit.report.views import SectionView, build_section, not_run_reason
 
@@ -114,6 +120,10 @@ def render_report(results: Mapping[str, pl.DataFrame], context: ReportContext) -
         jinja2.UndefinedError: if a template refers to a variable that is not provided.
     """
     sections = build_sections(results, context)
+    if context.not_graded:
+        sections = [replace(s, caption=f"Pipeline demo on {context.not_graded}: not graded "
+                            f"against the paper. {s.caption}") if s.id in SECTIONS_BY_ID else s
+                    for s in sections]
     paper = [s for s in sections if s.id in SECTIONS_BY_ID]
     counts = {k: sum(s.status == v for s in paper)
               for k, v in (("ok", "ok"), ("not_run", "not run"), ("error", "error"))}

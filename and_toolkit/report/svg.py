@@ -43,8 +43,9 @@ PALETTE: tuple[str, ...] = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00
                             "#000000", "#7F7F7F")
 """Series colours: the Okabe\u2013Ito colour-blind-safe palette (its yellow dropped: too light on
 white), in series order."""
-MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "*")
-"""Series markers, paired with :data:`PALETTE` so series differ without colour too."""
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X")
+"""Series markers, paired with :data:`PALETTE` so series differ without colour too (7 markers
+against 8 colours: the first 56 series all get a distinct colour-marker pair)."""
 PAPER_COLOR = "#000000"
 """Colour of the paper's values where they share an axes with ours."""
 
@@ -129,7 +130,7 @@ def legend_overlaps(fig: Figure) -> list[str]:
     """
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)  # the same constrained layout as the SVG just written
-    legends = list(fig.legends) + [a.get_legend() for a in fig.axes if a.get_legend()]
+    legends = list(fig.legends) + [leg for a in fig.axes if (leg := a.get_legend()) is not None]
     out = []
     for i, leg in enumerate(legends):
         box = leg.get_window_extent(renderer)

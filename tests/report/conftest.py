@@ -11,8 +11,7 @@ import polars as pl
 import pytest
 
 from and_toolkit.records.models import ResultRow
-from and_toolkit.report.context import (ExtraTable, Finding, Provenance, ReportContext,
-                                        SetupItem)
+from and_toolkit.report.context import ExtraTable, Finding, Provenance, ReportContext, SetupItem
 
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_IMG = "<img src=x onerror=alert(1)>"

@@ -301,3 +301,11 @@ def test_index_row_has_models_and_verdicts() -> None:
     assert "<li>ast (AST): 37.5 % (paper 95.0 %)</li>" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert html.count("<tr>") == 2  # header + one row per report
+
+
+def test_synthetic_captions_say_not_graded(sample_results: dict[str, pl.DataFrame],
+                                           sample_context: ReportContext) -> None:
+    ctx = sample_context.model_copy(update={"not_graded": "synthetic data"})
+    html = render_report(sample_results, ctx)
+    for spec in SECTIONS:
+        assert "Pipeline demo on synthetic data: not graded" in section_html(html, spec.id)
