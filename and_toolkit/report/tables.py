@@ -107,8 +107,9 @@ def decimals_for(values: Sequence[float], unit: object = "",
     if str(unit).lower() in P_VALUE_UNITS:
         return None
     finite = [v for v in values if math.isfinite(v)]
-    if not finite or all(float(v).is_integer() and abs(v) < 1e15 for v in finite):
-        return 0
+    if not finite or all(abs(v - round(v)) <= 1e-9 * max(1.0, abs(v)) and abs(v) < 1e15
+                         for v in finite):
+        return 0  # integers up to float noise (58.000000000000007 is a count of 29 / 50)
     largest = max(abs(v) for v in finite)
     if largest < 1e-3:
         return None

@@ -28,8 +28,13 @@ _PAPER_KEY = {
     "dumbbell": "Black dots \u2192 blue triangles: this run; hollow markers: the paper's "
                 "values.",
 }
-_PAPER_PANEL = ("The paper's values are drawn in their own panel: their scale differs from this "
-                "run's, so one axis would flatten one of them.")
+_PAPER_PANEL = {
+    "line": "Panels marked 'this run': our values (error bars: \u00b1 1 SD over seeds where there "
+            "are several); panels marked 'paper': the paper's values, on their own axis because "
+            "the scales differ (one shared axis would flatten one of them).",
+    "dumbbell": "Black dots \u2192 blue triangles: this run; the right-hand panel: the paper's "
+                "values (hollow), on their own axis because the scales differ.",
+}
 Results = Mapping[str, pl.DataFrame]
 
 
@@ -236,7 +241,7 @@ def _figure_part(spec: SectionSpec, rows: pl.DataFrame, tabled: pl.DataFrame
     caption = (_PAPER_KEY.get(spec.kind, "") if has_paper
                else "No paper values to compare with.")
     if has_paper and spec.paper_panel:
-        caption = f"{caption} {_PAPER_PANEL}"
+        caption = _PAPER_PANEL.get(spec.kind, caption)
     piv = partial(pivot_table, order=ORDER, labels=LABELS, where=spec.id)
 
     def one(svg: str) -> list[FigureView]:

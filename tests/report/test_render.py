@@ -270,7 +270,7 @@ def test_seed_rows_become_mean_with_error_bars_and_paper_gets_its_own_panel(
     fig4a = section_html(sample_html, "fig4a")
     assert "this run" in fig4a and "\u00b1 1 SD over seeds" in fig4a
     assert "mean of 3 seeds" in fig4a  # figure data: one mean per x, the note says so
-    assert "their own panel" in fig4a
+    assert "on their own axis because the scales differ" in fig4a
     fig10 = section_html(sample_html, "fig10")
     assert "target class" in fig10 and "paper (read-off)" in fig10
 

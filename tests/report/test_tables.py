@@ -142,3 +142,9 @@ def test_distinct_values_never_print_identically() -> None:
 def test_thousands_separators_are_consistent() -> None:
     assert fmt(55346.0, 0) == "55,346" and fmt(-2358.0, 0, signed=True) == "-2,358"
     assert fmt(12307.7, 1) == "12,307.7" and fmt(2651.0, 0, signed=True) == "+2,651"
+
+
+def test_float_noise_on_integers_keeps_zero_decimals() -> None:
+    assert decimals_for([57.99999999999999, 56.00000000000001, 90.0]) == 0
+    assert fmt(57.99999999999999, 0) == "58"
+    assert decimals_for([57.5, 90.0]) == 2
