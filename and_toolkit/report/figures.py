@@ -36,6 +36,8 @@ __all__ = ["BarPanel", "DistPanel", "DumbbellPanel", "LinePanel", "LineSeries", 
 
 TARGET_SHADE = "#d9d9d9"
 """Background of the marked (target) category in a dumbbell plot."""
+WORD_COLORS: tuple[str, ...] = ("#0072B2", "#A94800", "#00704F", "#9E4A7D", "#7A5A00")
+"""Word-cloud colours: Okabe–Ito hues darkened to >= 5:1 on white (small words stay legible)."""
 DROP_COLOR = "#B3261E"
 """Tick-label colour of the largest drops in a dumbbell plot (6.0:1 on white)."""
 
@@ -350,7 +352,7 @@ def word_cloud(frequencies: Mapping[str, float], *, fig_id: str, title: str = ""
         return finish_svg(raw, fig_id, title)
 
     def word_color(word: str, **_: object) -> str:
-        return PALETTE[zlib.crc32(word.encode("utf-8")) % 4]  # the four darkest: >= 3:1 on white
+        return WORD_COLORS[zlib.crc32(word.encode("utf-8")) % len(WORD_COLORS)]
 
     wc = WordCloud(width=width, height=height, background_color="white", random_state=seed,
                    max_words=max_words, color_func=word_color, prefer_horizontal=0.9, margin=3,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -174,3 +175,23 @@ def test_finish_svg_prefixes_ids_but_not_text() -> None:
     assert '<path id="fx-p1"/>' in out and 'href="#fx-p1"' in out and "url(#fx-p1)" in out
     assert '<text>id="p1" url(#p1)</text>' in out
     assert 'style="max-width:13px"' in out and "<title>T</title>" in out
+
+
+def test_word_cloud_colours_meet_aa_contrast_on_white() -> None:
+    def luminance(hex_colour: str) -> float:
+        c = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    assert all(1.05 / (luminance(c) + 0.05) >= 4.5 for c in F.WORD_COLORS)
+    svg = _cloud("wc")
+    used = set(re.findall(r'fill="(#[0-9A-Fa-f]{6})"', svg)) | set(
+        re.findall(r"fill:(#[0-9A-Fa-f]{6})", svg))
+    assert used and used <= {c.lower() for c in F.WORD_COLORS} | set(F.WORD_COLORS)
+
+
+def test_every_figure_has_an_accessible_title(rendered: dict[str, str]) -> None:
+    for name, svg in rendered.items():
+        root = ET.fromstring(svg)
+        title = root.find(f"{SVG}title")
+        assert root.get("role") == "img" and title is not None and title.text, name
