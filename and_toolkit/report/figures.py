@@ -21,7 +21,6 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from and_toolkit.report.svg import (
-    PALETTE,
     PAPER_COLOR,
     color,
     finish_svg,
