@@ -31,12 +31,14 @@ IMPLIES: dict[str, str] = {
                             "such as 'loud' or 'high-pitched' partly come from our template, "
                             "not from a model: Figs 3, 4c, 8, 9 count them, and none of them "
                             "is evidence for the paper's claims.",
-    "summariser": "extractive summaries copy caption sentences instead of abstracting them: "
-                  "SUM and ICL see less general text than the paper's.",
-    "ICL LLM": "a far smaller LLM than the paper's: ICL accuracy (Tables 2, 7) tests the pipeline "
-               "more than the method and is expected well below the paper's.",
-    "text encoder": "the encoder sets every description-to-class similarity: DB / TAB scores "
-                    "shift, and Cos is comparable with the paper only under MiniLM.",
+    "summariser": "SUM and ICL read other summaries than the paper's: extractive summaries copy "
+                  "caption sentences, a smaller LLM abstracts less; Table 3 and the ICL rows "
+                  "reflect that.",
+    "ICL LLM": "ICL accuracy (Tables 2, 7) rests on the LLM's knowledge and instruction "
+               "following: a model smaller than Llama-2-13B tests the pipeline more than the "
+               "method.",
+    "text encoder": "the encoder sets every description-to-class similarity: DB scores shift, "
+                    "and Cos is comparable with the paper's only under all-MiniLM.",
     "TAB audio-text model": "TAB needs an audio-text model: without one its rows are not run.",
     "K": "K sets how many top clips describe a neuron (Figs 6, 11-13, Table 6).",
     "classes": "fewer target classes make the Table 4 / Fig 10 means noisier.",
