@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from and_toolkit.experiments.paper import PAPER_SETUP
-from and_toolkit.report.setup import (IMPLIES, SAME, RunFacts, TargetFacts, setup_items,
-                                      target_line)
+from and_toolkit.report.setup import IMPLIES, SAME, RunFacts, TargetFacts, setup_items, target_line
 
 
 def test_one_row_per_target_then_one_per_paper_item() -> None:
