@@ -86,7 +86,13 @@ LABELS: Mapping[str, str] = MappingProxyType({
     "n_neurons": "neurons (count)", "n_pruned": "neurons pruned (count)",
     "own_logit": "own-class logit", "mean_adjectives": "adjectives per neuron",
     "p_value": "p-value", "slope": "slope (per block)", "intercept": "intercept",
-    "n_points": "points (count)", "r": "Pearson r",
+    "n_points": "points (count)", "r": "Pearson r", "pct_uninterpretable":
+    "uninterpretable neurons (%)", "amplitude": "mean amplitude (full scale)",
+    "mdf_hz": "median frequency (Hz)", "rms_db": "RMS level (dB)", "auc": "AUC (0\u20131)",
+    "n_with": "neurons with (count)", "n_without": "neurons without (count)",
+    "acc_before": "accuracy before (fraction)", "acc_after": "accuracy after (fraction)",
+    "inertia": "K-means inertia", "elbow_k": "elbow k", "frequency": "frequency (count)",
+    "n_captions": "captions (count)", "n_sentences": "sentences (count)",
 })
 """Display labels of metric and series ids (units included); unknown ids show as they are."""
 
