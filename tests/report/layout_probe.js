@@ -59,6 +59,12 @@
       legends.push({figure: id, legend: lg.id, box: box(lg), areas: areas});
     });
   }
+  var cells = [];  // table cells whose content spills over their box (text drawn over neighbours)
+  document.querySelectorAll("td, th").forEach(function (cell) {
+    if (cell.scrollWidth > cell.clientWidth + 1)
+      cells.push(label(cell) + " " + cell.textContent.trim().slice(0, 40) + ": " +
+                 cell.scrollWidth + " > " + cell.clientWidth);
+  });
   var main = document.querySelector("main");
   var out = {
     innerWidth: window.innerWidth,
@@ -66,7 +72,7 @@
     main: main ? {scrollWidth: main.scrollWidth, clientWidth: main.clientWidth,
                   right: main.getBoundingClientRect().right} : null,
     ids: Array.prototype.map.call(document.querySelectorAll("[id]"), function (e) { return e.id; }),
-    text: text, legends: legends
+    text: text, legends: legends, cells: cells
   };
   var pre = document.createElement("pre");
   pre.id = "probe-out";

@@ -100,7 +100,9 @@ def _bad_page() -> str:
     fig.savefig(buf, format="svg")
     svg = finish_svg(buf.getvalue(), "bad", "bad")
     return ("<!DOCTYPE html><html><body><main><p style='color:#aaaaaa'>too light</p>"
-            f"<div style='width:2000px'>too wide</div>{svg}</main></body></html>")
+            f"<div style='width:2000px'>too wide</div>{svg}<table style='table-layout:fixed;"
+            "width:100px'><tr><td style='white-space:nowrap'>a cell far too long for its column"
+            "</td></tr></table></main></body></html>")
 
 
 def _luminance(rgb: list[float]) -> float:
@@ -144,7 +146,7 @@ def problems(data: dict[str, Any]) -> dict[str, list[str]]:
         wide.append(f"page scrolls horizontally: {data['docScrollWidth']} > {WIDTH}")
     overlaps = [f"{lg['legend']} over {a['axes']}" for lg in data["legends"]
                 for a in lg["areas"] if _intersects(lg["box"], a["box"])]
-    return {"contrast": low, "overflow": wide, "legend": overlaps}
+    return {"contrast": low, "overflow": wide + data["cells"], "legend": overlaps}
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -216,7 +218,8 @@ def test_screenshot_is_non_trivial(served: tuple[str, Path], tmp_path: Path) -> 
 def test_rendered_styles_contrast_layout_and_every_paper_item(served: tuple[str, Path],
                                                               tmp_path: Path) -> None:
     """At 1200 px: every text/background pair >= 4.5:1 (WCAG AA, from the computed styles), no
-    horizontal overflow of the main column, no legend over a data area, every paper item's id."""
+    horizontal overflow of the main column nor text spilling out of a table cell, no legend over
+    a data area, every paper item's id."""
     url, _ = served
     data = probe(f"{url}/probed.html", tmp_path)
     assert len(data["text"]) > 500 and data["legends"]  # the probe saw the page and its legends
@@ -231,5 +234,6 @@ def test_layout_probe_catches_each_broken_rule(served: tuple[str, Path], tmp_pat
     url, _ = served
     found = problems(probe(f"{url}/probe-control.html", tmp_path))
     assert any("too light" in p for p in found["contrast"]), found
-    assert found["overflow"], found
+    assert any("too wide" in p or "scrollWidth" in p for p in found["overflow"]), found
+    assert any(p.startswith("td a cell far too long") for p in found["overflow"]), found
     assert found["legend"] == ["bad-legend_1 over bad-axes_1"], found
