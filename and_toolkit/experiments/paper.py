@@ -217,3 +217,28 @@ FIG6: Final[Mapping[PaperModel, tuple[float, ...]]] = MappingProxyType({
     "BEATs-frozen": (70, 71, 70, 68, 67, 65, 67, 66, 67, 68, 67, 68),
 })
 """Fig 6 (τ = 4, K = 5): % uninterpretable neurons for blocks 1..12."""
+
+PAPER_TEST_ACCURACY: Final[Mapping[PaperModel, float]] = MappingProxyType({
+    "AST": 0.95, "BEATs-finetuned": 0.8975, "BEATs-frozen": 0.8475})
+"""Fold-1 top-1 accuracy (fraction) of the paper's target models (reference spec §0)."""
+PAPER_MODEL_NAMES: Final[Mapping[PaperModel, str]] = MappingProxyType({
+    "AST": "AST (Evan-Lin/ast-esc50: 12 blocks, d=768)",
+    "BEATs-finetuned": "BEATs fine-tuned on ESC-50 (12 layers, d=768)",
+    "BEATs-frozen": "BEATs frozen, linear classifier trained (12 layers, d=768)"})
+"""What each paper model is (reference spec §0)."""
+PAPER_NEURONS: Final[Mapping[PaperModel, int]] = MappingProxyType({
+    "AST": 55346, "BEATs-finetuned": 46130, "BEATs-frozen": 46130})
+"""Linear-layer neurons incl. the 50-way classifier (reference spec §0)."""
+PAPER_SETUP: Final[Mapping[str, str]] = MappingProxyType({
+    "probing set": "ESC-50, all 2,000 clips (50 classes, 5 folds); accuracy on fold 1",
+    "captioner": "SALMONN-13B (\"Please describe the audio in detail.\")",
+    "descriptor sentences": "no: captions only",
+    "summariser": "Llama-2-13b-chat (abstractive summaries)",
+    "ICL LLM": "Llama-2-13b-chat",
+    "text encoder": "CLIP ViT-B/32 text (Module A); all-MiniLM-L12-v2 (Cos metric, calibration)",
+    "TAB audio-text model": "LAION-CLAP 630k-audioset-best",
+    "K": "5 top clips (10 and 20 in Figs 12-13)",
+    "classes": "all 50 classes; Table 4 / Fig 10 over all 50 target classes",
+})
+"""The paper's setup, item by item (reference spec §0, Appendix A), for the report's setup
+section."""

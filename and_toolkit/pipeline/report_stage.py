@@ -16,13 +16,21 @@ from typing import Any
 
 from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.cache import sha256_file
+from and_toolkit.errors import DataError
 from and_toolkit.pipeline.context import Context
 from and_toolkit.records.models import CalibratedSummary, Caption, ProbeClip, ResultRow
-from and_toolkit.report.context import ExtraTable, Provenance, ReportContext
+from and_toolkit.report.context import ExtraTable, IndexEntry, Provenance, ReportContext
 from and_toolkit.report.findings import ModelFacts, paper_findings
+from and_toolkit.report.setup import RunFacts, TargetFacts, setup_items, target_line
 from and_toolkit.store import write_records
 
-__all__ = ["build_report_context", "stage_report", "write_reports_index"]
+__all__ = ["build_report_context", "run_facts", "stage_report", "write_reports_index"]
+
+SUMMARY_FILE = "summary.json"
+"""Beside each published report: its run name, models with accuracy and summary line (the index
+of reports is built from these)."""
+NOT_GRADED = {"synthetic": "synthetic data"}
+"""Probe kinds whose runs grade none of the paper's claims, with the reason shown."""
 
 BACKEND_KEYS = ("captioners", "summarizer", "adjective_filter", "encoder", "llm", "icl_llm",
                 "tagger", "text_encoder", "audio_text_encoder", "backend")
@@ -131,6 +139,57 @@ def record_backends(ctx: Context) -> dict[str, str]:
     return {"calibrate.encoder": str(enc)} if enc else {}
 
 
+def _neurons(results: Mapping[str, Any]) -> dict[str, int]:
+    frame = results.get("target_accuracy")
+    if frame is None:
+        return {}
+    rows = frame.filter(frame["metric"] == "neurons").select("model", "value").rows()
+    return {m: int(v) for m, v in rows if v is not None}
+
+
+def run_facts(ctx: Context, results: Mapping[str, Any]) -> RunFacts:
+    """This run's side of the setup section, from its config, manifest and result frames."""
+    cfg = ctx.cfg
+    stages = ctx.run.manifest().get("stages") or {}
+    targets = stages.get("targets") or {}
+    neurons = _neurons(results)
+    facts = tuple(TargetFacts(t.id, t.arch, t.paper_model_id,
+                              (targets.get(t.id) or {}).get("test_accuracy"), neurons.get(t.id))
+                  for t in cfg.targets)
+    probe = stages.get("probe") or {}
+    clips, classes = probe.get("clips"), probe.get("classes")
+    size = (f"{clips:,} clips, {classes} classes" if isinstance(clips, int)
+            and isinstance(classes, int) else "size not recorded")
+    caps = cfg.captions
+    summarizer = (f"LLM {cfg.summaries.llm}" if cfg.summaries.summarizer == "llm"
+                  else "extractive (sentences copied from the captions)")
+    icl = cfg.closed.icl_llm if "ICL" in cfg.closed.methods else "ICL not run"
+    subset = ", ".join(cfg.probe.classes) if cfg.probe.classes else "all classes of the probe"
+    unlearning = cfg.experiments.unlearning_classes
+    items = {
+        "probing set": f"{cfg.probe.kind}: {size}",
+        "captioner": f"{caps.captioner_id} ({'caption file' if caps.source == 'file' else caps.source})",
+        "descriptor sentences": "yes: captions + our acoustic-descriptor sentence"
+                                if caps.descriptors else "no: captions only",
+        "summariser": summarizer,
+        "ICL LLM": icl,
+        "text encoder": f"{cfg.closed.encoder} (Module A, Cos); {cfg.calibrate.encoder} "
+                        "(calibration)",
+        "TAB audio-text model": cfg.closed.clap_path or "none (TAB not run)",
+        "K": f"{cfg.record.k} top clips (more K: {', '.join(map(str, cfg.record.extra_k)) or 'none'})",
+        "classes": f"{subset}; Table 4 / Fig 10 over "
+                   f"{unlearning if unlearning else 'all'} target classes",
+    }
+    same = {"K"} if cfg.record.k == 5 and {10, 20} <= set(cfg.record.extra_k) else set()
+    if cfg.probe.kind == "esc50" and clips == 2000:
+        same.add("probing set")
+    if not caps.descriptors:
+        same.add("descriptor sentences")
+    if not cfg.probe.classes and not unlearning:
+        same.add("classes")
+    return RunFacts(targets=facts, items=items, same=frozenset(same))
+
+
 def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportContext:
     """Provenance, findings, extra tables and notes of the run's report (no timestamps).
 
@@ -166,7 +225,9 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
         extra["table6"] = (*t6, *extra.get("table6", ()))
     return ReportContext(run_name=ctx.cfg.name, title="AND reproduction report",
                          provenance=provenance, findings=tuple(paper_findings(results, facts)),
-                         extra_tables=extra, notes=tuple(notes))
+                         extra_tables=extra, notes=tuple(notes),
+                         setup=setup_items(run_facts(ctx, results)),
+                         not_graded=NOT_GRADED.get(ctx.cfg.probe.kind, ""))
 
 
 def publish_data(ctx: Context, results: Mapping[str, Any], folder: Path) -> list[Path]:
@@ -203,20 +264,42 @@ def stage_report(ctx: Context) -> dict[str, Any]:
     published = Path("reports") / ctx.cfg.name / "index.html"
     atomic_write_bytes(published, lambda tmp: shutil.copyfile(ctx.run.report_path, tmp))
     data_files = publish_data(ctx, results, published.parent / "data")
+    summary = {"name": ctx.cfg.name, "summary": summary_line(results, context),
+               "models": [target_line(t) for t in run_facts(ctx, results).targets]}
+    text = json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    atomic_write_bytes(published.parent / SUMMARY_FILE,
+                       lambda tmp: tmp.write_text(text, "utf-8"))
     index = write_reports_index(Path("reports"))
     return {"report": str(ctx.run.report_path), "published": str(published),
             "data": len(data_files),
             "index": str(index), "summary": summary_line(results, context),
             "sha256": hashlib.sha256(data).hexdigest(),
-            "verdicts": {f.claim: f.verdict for f in context.findings}}
+            "verdicts": {f.claim: "not graded" if context.not_graded else f.verdict
+                         for f in context.findings}}
+
+
+def _index_entry(page: Path) -> IndexEntry:
+    """The index row of one published report, from the ``summary.json`` beside it."""
+    name, path = page.parent.name, f"{page.parent.name}/index.html"
+    meta = page.parent / SUMMARY_FILE
+    if not meta.is_file():
+        return IndexEntry(name=name, path=path, summary=f"no {SUMMARY_FILE} beside this report: "
+                          "re-render it with this version (and-toolkit run CONFIG)")
+    try:
+        data = json.loads(meta.read_text("utf-8"))
+        return IndexEntry(name=name, path=path, summary=str(data["summary"]),
+                          models=tuple(str(m) for m in data["models"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{meta}: not a report summary (expected JSON with 'summary' and "
+                        f"'models'): {exc}") from None
 
 
 def write_reports_index(reports: Path) -> Path:
-    """Write ``reports/index.html`` listing every ``reports/<run>/index.html``."""
+    """Write ``reports/index.html``: one row per ``reports/<run>/index.html`` with its models,
+    their accuracy and the verdict summary (from ``summary.json`` beside each report)."""
     from and_toolkit.report.render import render_index
 
-    entries = [(page.parent.name, f"{page.parent.name}/index.html", "")
-               for page in sorted(reports.glob("*/index.html"))]
+    entries = [_index_entry(page) for page in sorted(reports.glob("*/index.html"))]
     out = reports / "index.html"
     html = render_index(entries)
     atomic_write_bytes(out, lambda tmp: tmp.write_text(html, "utf-8"))

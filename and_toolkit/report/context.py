@@ -15,6 +15,9 @@ Verdict = Literal["holds", "does not hold", "inconclusive", "partially tested", 
 """How a paper claim fared in this run: ``inconclusive`` = the difference lies within the seed
 or class spread (or too few classes were tested); ``partially tested`` = a method or figure the
 claim needs did not run and the tested part holds."""
+VERDICTS: tuple[str, ...] = ("holds", "does not hold", "inconclusive", "partially tested",
+                             "not run")
+"""Every verdict, in display order (tiles and summaries count them in this order)."""
 
 CellValue = str | int | float | bool | None | list[str]
 """A cell of an extra table: scalar text / number, or a list of strings (rendered as a list)."""
@@ -79,6 +82,23 @@ class Finding(_Frozen):
     @classmethod
     def _section(cls, v: str | None) -> str | None:
         return None if v is None else check_section_id(v, "Finding.section")
+
+
+class SetupItem(_Frozen):
+    """One line of the setup section: what this run used beside what the paper used.
+
+    Attributes:
+        item: what is compared (e.g. ``"captioner"``, ``"target ast"``).
+        ours: this run's choice, with numbers where they matter (e.g. fold-1 accuracy).
+        paper: the paper's choice.
+        implication: one sentence on what the difference implies for the results
+            ("same as the paper" when there is none).
+    """
+
+    item: str = Field(min_length=1)
+    ours: str
+    paper: str
+    implication: str = ""
 
 
 class ExtraTable(_Frozen):
@@ -146,6 +166,9 @@ class ReportContext(_Frozen):
         extra_tables: section id -> extra tables rendered inside that section (ids that are not
             a paper section get their own "Additional tables" section).
         notes: free-text notes shown at the top of the report.
+        setup: what was run beside what the paper ran (the first section of the page).
+        not_graded: when non-empty, the run grades none of the paper's claims and this is why
+            (e.g. ``"synthetic data"``): every verdict tile and caption says "not graded".
     """
 
     run_name: str = Field(min_length=1)
@@ -154,6 +177,8 @@ class ReportContext(_Frozen):
     findings: tuple[Finding, ...] = ()
     extra_tables: dict[str, tuple[ExtraTable, ...]] = Field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    setup: tuple[SetupItem, ...] = ()
+    not_graded: str = ""
 
     @field_validator("extra_tables")
     @classmethod
@@ -169,12 +194,14 @@ class IndexEntry(_Frozen):
     Attributes:
         name: run name.
         path: path of the run's report relative to the index (no scheme, not absolute).
-        summary: one line of text (untrusted).
+        summary: one line of text (untrusted): sections with results and the verdicts.
+        models: the targets with their accuracy, e.g. ``"ast (AST): 37.5 %"`` (untrusted).
     """
 
     name: str = Field(min_length=1)
     path: str = Field(min_length=1)
     summary: str = ""
+    models: tuple[str, ...] = ()
 
     @field_validator("path")
     @classmethod

@@ -1,64 +1,56 @@
 """Figure renderers: plain data in, one inline SVG string out (no files, no pyplot, no globals).
 
-matplotlib runs through :class:`matplotlib.figure.Figure` with the SVG backend inside an
-``rc_context`` that fixes ``svg.hashsalt``, keeps text as ``<text>`` (escaped by matplotlib) and
-drops the date metadata, so the same data always gives byte-identical SVG. Element ids are
-prefixed with the figure id, so several figures can live in one HTML page.
+Every series has its own colour (Okabe–Ito) and marker; legends sit outside the data area (one
+shared legend under the panels), which :func:`svg.to_svg` checks when the figure is drawn. The
+SVG plumbing (style, ids, determinism) lives in :mod:`and_toolkit.report.svg`.
 """
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import zlib
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from xml.sax.saxutils import escape
 
-import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
 
-RC: dict[str, object] = {
-    "svg.hashsalt": "and-toolkit-report",
-    "svg.fonttype": "none",
-    "font.family": "DejaVu Sans",
-    "font.size": 9.0,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.color": "#e3e6ea",
-    "grid.linewidth": 0.7,
-    "axes.edgecolor": "#8a929b",
-    "axes.titlesize": 10.0,
-    "axes.titleweight": "bold",
-    "legend.fontsize": 7.5,
-    "legend.frameon": False,
-}
-"""matplotlib settings of every report figure."""
+from and_toolkit.report.svg import (
+    PAPER_COLOR,
+    color,
+    finish_svg,
+    marker,
+    nan_array,
+    style,
+    to_svg,
+)
 
-PALETTE: tuple[str, ...] = ("#1f77b4", "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e",
-                            "#a6761d", "#e6ab02", "#17becf", "#666666")
-"""Series colours (colour-blind-friendly, in series order)."""
+__all__ = ["BarPanel", "DistPanel", "DumbbellPanel", "LinePanel", "LineSeries", "bar_chart",
+           "distribution_plot", "dumbbell_plot", "finish_svg", "line_plot", "word_cloud"]
 
-_METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
-_TAG = re.compile(r"<[^<>]+>")
-_ID_ATTR = re.compile(r'\bid="([^"]+)"')
-_REF = re.compile(r'(href="#|url\(#)([^")]+)')
+TARGET_SHADE = "#d9d9d9"
+"""Background of the marked (target) category in a dumbbell plot."""
+WORD_COLORS: tuple[str, ...] = ("#0072B2", "#A94800", "#00704F", "#9E4A7D", "#7A5A00")
+"""Word-cloud colours: Okabe–Ito hues darkened to >= 5:1 on white (small words stay legible)."""
+DROP_COLOR = "#B3261E"
+"""Tick-label colour of the largest drops in a dumbbell plot (6.0:1 on white)."""
 
 
 @dataclass(frozen=True)
 class LineSeries:
-    """One line: ``y`` (ours) over ``x``, optionally the paper's ``paper_y`` drawn dashed."""
+    """One line: ``y`` (ours) over ``x``; optional ``err`` (± one standard deviation over seeds,
+    drawn as error bars) and the paper's ``paper_y`` (drawn dashed in the same axes)."""
 
     label: str
     x: tuple[float, ...]
     y: tuple[float | None, ...]
     paper_y: tuple[float | None, ...] | None = None
+    err: tuple[float | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +85,8 @@ class DistPanel:
 class DumbbellPanel:
     """Per category a start and an end value (e.g. logit before / after ablation).
 
-    ``paper_start`` / ``paper_end`` map categories to the paper's values where known.
+    ``paper_start`` / ``paper_end`` map categories to the paper's values where known; ``marked``
+    names categories to shade (e.g. the target class of Fig 10).
     """
 
     title: str
@@ -104,85 +97,33 @@ class DumbbellPanel:
     end_label: str = "after"
     paper_start: Mapping[str, float] | None = None
     paper_end: Mapping[str, float] | None = None
-
-
-def _style() -> AbstractContextManager[None]:
-    """The report's matplotlib settings, scoped to a ``with`` block."""
-    return matplotlib.rc_context(RC)  # type: ignore[arg-type]
-
-
-def _nan(values: Sequence[float | None]) -> np.ndarray:
-    arr = np.array([math.nan if v is None else float(v) for v in values], dtype=float)
-    arr[~np.isfinite(arr)] = math.nan
-    return arr
-
-
-def _color(i: int) -> str:
-    return PALETTE[i % len(PALETTE)]
-
-
-def finish_svg(raw: str, fig_id: str, title: str) -> str:
-    """Make a standalone SVG document inline-ready.
-
-    Drops the XML prolog / DOCTYPE and matplotlib's global ``<style>``, prefixes every id (and
-    reference to it) with ``fig_id``, replaces fixed width / height by a responsive max-width and
-    adds an escaped ``<title>``.
-
-    Args:
-        raw: the SVG document.
-        fig_id: a page-unique id (letters, digits, ``-``, ``_``).
-        title: accessible title (untrusted text; escaped here).
-
-    Returns:
-        The ``<svg ...>...</svg>`` element as a string.
-
-    Raises:
-        ValueError: if ``fig_id`` has other characters or ``raw`` holds no ``<svg`` element.
-    """
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", fig_id):
-        raise ValueError(f"fig_id: {fig_id!r} must match [A-Za-z][A-Za-z0-9_-]*")
-    start = raw.find("<svg")
-    if start < 0:
-        raise ValueError(f"figure {fig_id}: renderer produced no <svg> element")
-    svg = re.sub(r"<style[^>]*>.*?</style>", "", raw[start:], flags=re.S)
-
-    def fix_tag(m: re.Match[str]) -> str:
-        tag = _ID_ATTR.sub(lambda a: f'id="{fig_id}-{a.group(1)}"', m.group(0))
-        return _REF.sub(lambda a: f"{a.group(1)}{fig_id}-{a.group(2)}", tag)
-
-    svg = _TAG.sub(fix_tag, svg)
-    root = re.match(r"<svg\b[^>]*>", svg)
-    assert root is not None
-    head = root.group(0)
-    width = re.search(r'\bwidth="([\d.]+)(pt|px)?"', head)
-    max_w = ""
-    if width:
-        px = float(width.group(1)) * (4 / 3 if width.group(2) == "pt" else 1)
-        max_w = f' style="max-width:{px:.0f}px"'
-    head = re.sub(r'\s(width|height)="[^"]*"', "", head)
-    head = head[:-1] + f' id="{fig_id}" class="chart" role="img"{max_w}>'
-    return f"{head}<title>{escape(title)}</title>{svg[root.end():].strip()}"
-
-
-def _to_svg(fig: Figure, fig_id: str, title: str) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata=_METADATA)
-    return finish_svg(buf.getvalue(), fig_id, title)
+    marked: tuple[str, ...] = ()
 
 
 def _grid(n: int, panel_w: float, panel_h: float, min_w: float = 6.4) -> tuple[Figure, list[Axes]]:
     ncols = min(max(n, 1), 3)
     nrows = max(1, math.ceil(n / ncols))
-    fig = Figure(figsize=(max(min_w, panel_w * ncols), panel_h * nrows), layout="constrained")
+    fig = Figure(figsize=(max(min_w, panel_w * ncols), panel_h * nrows + 0.5),
+                 layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel().tolist()
     for ax in axes[n:]:
         ax.set_visible(False)
     return fig, axes[: max(n, 1)]
 
 
+def _legend(fig: Figure, handles: Sequence[object]) -> None:
+    """One legend for the whole figure, under the panels (never over data)."""
+    if handles:
+        fig.legend(handles=list(handles), loc="outside lower center",
+                   ncols=min(len(handles), 4))
+
+
 def line_plot(panels: Sequence[LinePanel], *, x_label: str, y_label: str, fig_id: str,
               title: str = "") -> str:
-    """Lines of ours (solid, markers) and the paper's values (dashed, same colour).
+    """Lines of ours (solid, markers, error bars where given) and the paper's (dashed).
+
+    A label keeps its colour and marker in every panel, so one legend under the panels serves
+    them all (small multiples).
 
     Args:
         panels: one or more axes; up to three per row.
@@ -194,27 +135,39 @@ def line_plot(panels: Sequence[LinePanel], *, x_label: str, y_label: str, fig_id
     Returns:
         The inline SVG.
     """
-    with _style():
+    labels = list(dict.fromkeys(s.label for p in panels for s in p.series))
+    slot = {lab: i for i, lab in enumerate(labels)}
+    any_paper = False
+    with style():
         fig, axes = _grid(len(panels), 4.2, 3.1)
         for ax, panel in zip(axes, panels, strict=False):
-            any_paper = False
-            for i, s in enumerate(panel.series):
-                x = np.array(s.x, dtype=float)
-                ax.plot(x, _nan(s.y), color=_color(i), marker="o", ms=3.5, lw=1.6, label=s.label)
+            for s in panel.series:
+                i, x = slot[s.label], np.array(s.x, dtype=float)
+                err = None if s.err is None else nan_array(s.err)
+                ax.errorbar(x, nan_array(s.y), yerr=err, color=color(i), marker=marker(i),
+                            ms=4, lw=1.6, capsize=2.5, elinewidth=1)
                 if s.paper_y is not None and any(v is not None for v in s.paper_y):
                     any_paper = True
-                    ax.plot(x, _nan(s.paper_y), color=_color(i), ls="--", lw=1.1, alpha=0.8,
-                            marker="x", ms=3)
-            handles, _ = ax.get_legend_handles_labels()
-            if any_paper:
-                handles.append(Line2D([], [], color="#555555", ls="--", marker="x", ms=3,
-                                      label="paper (dashed)"))
-            if handles:
-                ax.legend(handles=handles, loc="best")
+                    ax.plot(x, nan_array(s.paper_y), color=color(i), ls="--", lw=1.1,
+                            marker=marker(i), ms=4, mfc="white")
+            if all(float(v).is_integer() for s in panel.series for v in s.x):
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_title(panel.title)
             ax.set_xlabel(x_label)
             ax.set_ylabel(panel.y_label or y_label)
-        return _to_svg(fig, fig_id, title)
+        handles: list[object] = [Line2D([], [], color=color(slot[lab]), marker=marker(slot[lab]),
+                                        ms=4, lw=1.6, label=lab) for lab in labels]
+        if any_paper:
+            handles.append(Line2D([], [], color="#555555", ls="--", marker="o", mfc="white",
+                                  ms=4, label="paper (dashed, hollow)"))
+        _legend(fig, handles)
+        return to_svg(fig, fig_id, title)
+
+
+def _bar_text(v: float) -> str:
+    if not np.isfinite(v):
+        return ""
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}"
 
 
 def bar_chart(panels: Sequence[BarPanel], *, value_label: str, fig_id: str, title: str = "") -> str:
@@ -230,26 +183,30 @@ def bar_chart(panels: Sequence[BarPanel], *, value_label: str, fig_id: str, titl
         The inline SVG.
     """
     n_bars = max((len(p.labels) for p in panels), default=1)
-    with _style():
+    any_paper = False
+    with style():
         fig, axes = _grid(len(panels), 3.6, 0.9 + 0.2 * n_bars)
         for ax, panel in zip(axes, panels, strict=False):
             pos = np.arange(len(panel.labels))
-            vals = _nan(panel.values)
-            bars = ax.barh(pos, np.nan_to_num(vals), color=_color(0), height=0.7, label="ours")
-            ax.bar_label(bars, labels=[f"{v:,.0f}" if np.isfinite(v) and abs(v) >= 100
-                                       else ("" if not np.isfinite(v) else f"{v:.3g}")
-                                       for v in vals], fontsize=7, padding=2)
+            vals = nan_array(panel.values)
+            bars = ax.barh(pos, np.nan_to_num(vals), color=color(0), height=0.7)
+            ax.bar_label(bars, labels=[_bar_text(v) for v in vals], fontsize=7, padding=2)
             if panel.paper is not None and any(v is not None for v in panel.paper):
-                ax.plot(_nan(panel.paper), pos, ls="none", marker="|", ms=12, mew=2,
-                        color="#222222", label="paper")
-                ax.legend(loc="lower right")
+                any_paper = True
+                ax.plot(nan_array(panel.paper), pos, ls="none", marker="|", ms=12, mew=2,
+                        color=PAPER_COLOR)
             ax.set_yticks(pos, list(panel.labels))
             ax.invert_yaxis()
             ax.grid(axis="y", visible=False)
             ax.margins(x=0.15)
             ax.set_title(panel.title)
             ax.set_xlabel(value_label)
-        return _to_svg(fig, fig_id, title)
+        handles: list[object] = [Patch(color=color(0), label="this run")]
+        if any_paper:
+            handles.append(Line2D([], [], ls="none", marker="|", ms=10, mew=2,
+                                  color=PAPER_COLOR, label="paper"))
+        _legend(fig, handles)
+        return to_svg(fig, fig_id, title)
 
 
 def distribution_plot(panels: Sequence[DistPanel], *, fig_id: str, title: str = "") -> str:
@@ -266,7 +223,7 @@ def distribution_plot(panels: Sequence[DistPanel], *, fig_id: str, title: str = 
     Returns:
         The inline SVG.
     """
-    with _style():
+    with style():
         fig, axes = _grid(len(panels), 3.6, 3.2)
         for ax, panel in zip(axes, panels, strict=False):
             data = [v[np.isfinite(v)] for _, v in panel.groups]
@@ -277,27 +234,41 @@ def distribution_plot(panels: Sequence[DistPanel], *, fig_id: str, title: str = 
                     kde = np.quantile(d, np.linspace(0, 1, 2000)) if d.size > 2000 else d
                     parts = ax.violinplot([kde], positions=[p], showextrema=False, widths=0.8)
                     for body in parts["bodies"]:  # type: ignore[attr-defined]
-                        body.set_facecolor(_color(i))
+                        body.set_facecolor(color(i))
                         body.set_alpha(0.35)
                 if d.size:
                     ax.boxplot([d], positions=[p], widths=0.22, showfliers=False,
                                patch_artist=True, boxprops={"facecolor": "white"},
-                               medianprops={"color": _color(i), "lw": 2})
+                               medianprops={"color": color(i), "lw": 2})
             ax.set_xticks(pos, [f"{lab}\n(n={d.size:,})" for (lab, _), d
                                 in zip(panel.groups, data, strict=True)])
             ax.set_xlim(0.4, len(data) + 0.6)
             ax.grid(axis="x", visible=False)
             ax.set_title(panel.title)
             ax.set_ylabel(panel.y_label)
-        return _to_svg(fig, fig_id, title)
+        return to_svg(fig, fig_id, title)
+
+
+def _dumbbells(ax: Axes, cats: Sequence[str], start: np.ndarray, end: np.ndarray,
+               hollow: bool) -> None:
+    pos = np.arange(len(cats))
+    ax.vlines(pos, start, end, color="#8a8a8a", lw=1.2)
+    face = "white" if hollow else color(6)
+    ax.plot(pos, start, ls="none", marker="o", ms=4.5, color=color(6), mfc=face)
+    face = "white" if hollow else color(0)
+    ax.plot(pos, end, ls="none", marker="v", ms=5.5, color=color(0), mfc=face)
+    ax.set_xticks(pos, list(cats), rotation=90, fontsize=7)
+    ax.grid(axis="x", visible=False)
+    ax.set_xlim(-0.7, len(cats) - 0.3)
 
 
 def dumbbell_plot(panel: DumbbellPanel, *, y_label: str, fig_id: str, highlight: int = 5,
                   title: str = "") -> str:
     """Start -> end value per category, categories sorted by change (largest drop first).
 
-    The ``highlight`` categories with the largest drop get red tick labels; the paper's values,
-    where given, are hollow markers.
+    The ``highlight`` categories with the largest drop get red bold tick labels; ``marked``
+    categories are shaded. The paper's values, where given, get their own panel on the right
+    (hollow markers, their own y scale).
 
     Args:
         panel: the data.
@@ -309,36 +280,44 @@ def dumbbell_plot(panel: DumbbellPanel, *, y_label: str, fig_id: str, highlight:
     Returns:
         The inline SVG.
     """
-    start, end = _nan(panel.start), _nan(panel.end)
+    start, end = nan_array(panel.start), nan_array(panel.end)
     delta = np.where(np.isfinite(end - start), end - start, np.inf)
     idx = np.argsort(delta, kind="stable")
     cats = [panel.categories[i] for i in idx]
-    with _style():
-        fig = Figure(figsize=(max(6.4, 0.16 * len(cats) + 1.2), 3.8), layout="constrained")
-        ax = fig.add_subplot()
-        pos = np.arange(len(cats))
-        ax.vlines(pos, start[idx], end[idx], color="#9aa3ad", lw=1.2)
-        ax.plot(pos, start[idx], ls="none", marker="o", ms=4, color="#7f8790",
-                label=panel.start_label)
-        ax.plot(pos, end[idx], ls="none", marker="v", ms=5, color=_color(0), label=panel.end_label)
-        for mapping, marker, lab in ((panel.paper_start, "o", f"paper {panel.start_label}"),
-                                     (panel.paper_end, "v", f"paper {panel.end_label}")):
-            if mapping:
-                ys = _nan([mapping.get(c) for c in cats])
-                ax.plot(pos, ys, ls="none", marker=marker, ms=7, mfc="none", mec="#c0392b",
-                        label=lab)
-        ax.set_xticks(pos, cats, rotation=90, fontsize=7)
+    paper = [c for c in panel.categories
+             if c in (panel.paper_start or {}) or c in (panel.paper_end or {})]
+    with style():
+        width = max(6.4, 0.16 * len(cats) + 1.2) + (0.35 * len(paper) + 1.2 if paper else 0)
+        fig = Figure(figsize=(width, 4.2), layout="constrained")
+        ratios = [max(len(cats), 1), max(len(paper) + 2, 4)] if paper else [1]
+        axes = fig.subplots(1, len(ratios), width_ratios=ratios, squeeze=False).ravel()
+        ax = axes[0]
+        _dumbbells(ax, cats, start[idx], end[idx], hollow=False)
+        handles: list[object] = [
+            Line2D([], [], ls="none", marker="o", ms=4.5, color=color(6), label=panel.start_label),
+            Line2D([], [], ls="none", marker="v", ms=5.5, color=color(0), label=panel.end_label)]
+        for i, c in enumerate(cats):
+            if c in panel.marked:
+                ax.axvspan(i - 0.5, i + 0.5, color=TARGET_SHADE, zorder=0, lw=0)
+        if any(c in panel.marked for c in cats):
+            handles.append(Patch(color=TARGET_SHADE, label="target class"))
         n_red = sum(1 for d in delta if np.isfinite(d) and d < 0)
         for i, tick in enumerate(ax.get_xticklabels()):
             if i < min(highlight, n_red):
-                tick.set_color("#c0392b")
+                tick.set_color(DROP_COLOR)
                 tick.set_fontweight("bold")
-        ax.grid(axis="x", visible=False)
-        ax.set_xlim(-0.7, len(cats) - 0.3)
         ax.set_ylabel(y_label)
-        ax.set_title(panel.title)
-        ax.legend(loc="lower right", ncols=2)
-        return _to_svg(fig, fig_id, title)
+        ax.set_title(f"{panel.title} \u00b7 this run" if paper else panel.title)
+        if paper:
+            ps = nan_array([(panel.paper_start or {}).get(c) for c in paper])
+            pe = nan_array([(panel.paper_end or {}).get(c) for c in paper])
+            _dumbbells(axes[1], paper, ps, pe, hollow=True)
+            axes[1].set_title("paper (read-off)")
+            axes[1].set_ylabel(y_label)
+            handles.append(Line2D([], [], ls="none", marker="o", mfc="white", color=color(0),
+                                  label="paper (hollow)"))
+        _legend(fig, handles)
+        return to_svg(fig, fig_id, title)
 
 
 def word_cloud(frequencies: Mapping[str, float], *, fig_id: str, title: str = "",
@@ -367,15 +346,15 @@ def word_cloud(frequencies: Mapping[str, float], *, fig_id: str, title: str = ""
              if w.strip() and math.isfinite(f) and f > 0}
     if not words:
         raw = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
-               f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#777">'
+               f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" fill="#595959">'
                "no words</text></svg>")
         return finish_svg(raw, fig_id, title)
 
-    def color(word: str, **_: object) -> str:
-        return PALETTE[zlib.crc32(word.encode("utf-8")) % 8]
+    def word_color(word: str, **_: object) -> str:
+        return WORD_COLORS[zlib.crc32(word.encode("utf-8")) % len(WORD_COLORS)]
 
     wc = WordCloud(width=width, height=height, background_color="white", random_state=seed,
-                   max_words=max_words, color_func=color, prefer_horizontal=0.9, margin=3,
+                   max_words=max_words, color_func=word_color, prefer_horizontal=0.9, margin=3,
                    max_font_size=height // 3)
     wc.generate_from_frequencies(words)
     svg = wc.to_svg()

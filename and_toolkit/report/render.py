@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from urllib.parse import quote
 
 import jinja2
 import polars as pl
 
 from and_toolkit.records.models import ResultRow
-from and_toolkit.report.context import IndexEntry, Provenance, ReportContext, check_section_id
+from and_toolkit.report.context import (
+    VERDICTS,
+    IndexEntry,
+    Provenance,
+    ReportContext,
+    check_section_id,
+)
 from and_toolkit.report.sections import RESERVED_IDS, SECTIONS, SECTIONS_BY_ID, generic_spec
 from and_toolkit.report.views import SectionView, build_section, not_run_reason
 
@@ -82,10 +89,10 @@ def build_sections(results: Mapping[str, pl.DataFrame], context: ReportContext
     """
     frames = _check_results(results)
     extra = context.extra_tables
-    views = [build_section(spec, frames.get(spec.id), extra.get(spec.id, ()))
+    views = [build_section(spec, frames.get(spec.id), extra.get(spec.id, ()), frames)
              for spec in SECTIONS]
     for name in sorted(set(frames) - set(SECTIONS_BY_ID)):
-        views.append(build_section(generic_spec(name), frames[name], extra.get(name, ())))
+        views.append(build_section(generic_spec(name), frames[name], extra.get(name, ()), frames))
     leftover = sorted(set(extra) - set(SECTIONS_BY_ID) - set(frames))
     if leftover:
         tables = tuple(t for name in leftover for t in extra[name])
@@ -113,17 +120,34 @@ def render_report(results: Mapping[str, pl.DataFrame], context: ReportContext) -
         jinja2.UndefinedError: if a template refers to a variable that is not provided.
     """
     sections = build_sections(results, context)
-    counts = {k: sum(s.status == v for s in sections)
+    if context.not_graded:
+        sections = [replace(s, caption=f"Pipeline demo on {context.not_graded}: not graded "
+                            f"against the paper. {s.caption}") if s.id in SECTIONS_BY_ID else s
+                    for s in sections]
+    paper = [s for s in sections if s.id in SECTIONS_BY_ID and SECTIONS_BY_ID[s.id].paper]
+    counts = {k: sum(s.status == v for s in paper)
               for k, v in (("ok", "ok"), ("not_run", "not run"), ("error", "error"))}
-    verdicts = {k: sum(f.verdict == v for f in context.findings)
-                for k, v in (("holds", "holds"), ("does_not_hold", "does not hold"),
-                             ("inconclusive", "inconclusive"),
-                             ("partially_tested", "partially tested"), ("not_run", "not run"))}
+    counts["paper"] = sum(s.paper for s in SECTIONS)
+    titles = {s.id: s.title.split(" \u00b7 ")[0] for s in sections}
+    tiles = [{"claim": f.claim, "verdict": f"not graded: {context.not_graded}"
+              if context.not_graded else f.verdict, "cls": "not-graded" if context.not_graded
+              else f.verdict.replace(" ", "-"), "evidence": f.evidence, "section": f.section,
+              "ref": titles.get(f.section or "", f.section or "")} for f in context.findings]
     template = make_environment().get_template("report.html.j2")
     return template.render(
         title=context.title, run_name=context.run_name, sections=sections, counts=counts,
-        verdicts=verdicts, findings=context.findings, notes=context.notes,
-        provenance=_provenance(context.provenance))
+        verdicts=verdict_counts(context), findings=context.findings, notes=context.notes,
+        provenance=_provenance(context.provenance), setup=context.setup, tiles=tiles,
+        not_graded=context.not_graded)
+
+
+def verdict_counts(context: ReportContext) -> list[tuple[str, int]]:
+    """``[(verdict, count)]`` of the verdicts present, in :data:`VERDICTS` order; a run that
+    grades nothing gives ``[("not graded", n)]``."""
+    verdicts = [f.verdict for f in context.findings]
+    if context.not_graded:
+        return [("not graded", len(verdicts))] if verdicts else []
+    return [(v, verdicts.count(v)) for v in VERDICTS if v in verdicts]
 
 
 def summary_line(results: Mapping[str, pl.DataFrame], context: ReportContext) -> str:
@@ -140,13 +164,12 @@ def summary_line(results: Mapping[str, pl.DataFrame], context: ReportContext) ->
     paper = [s for s in SECTIONS if s.paper]
     done = sum(not_run_reason(results.get(s.id), s.id) is None or bool(
         context.extra_tables.get(s.id)) for s in paper)
-    verdicts = [f.verdict for f in context.findings]
     parts = [f"{done}/{len(paper)} paper sections with results"]
-    if verdicts:
-        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in (
-            "holds", "does not hold", "inconclusive", "partially tested", "not run")
-            if v in verdicts)
-        parts.append(f"{len(verdicts)} claim{'s' if len(verdicts) > 1 else ''}: {counts}")
+    n = len(context.findings)
+    if n:
+        counts = ", ".join(f"{c} {v}" for v, c in verdict_counts(context))
+        parts.append(f"{n} claim{'s' if n > 1 else ''}: {counts}"
+                     + (f" ({context.not_graded})" if context.not_graded else ""))
     return " \u00b7 ".join(parts)
 
 
@@ -167,5 +190,6 @@ def render_index(runs: Sequence[IndexEntry | tuple[str, str, str]],
     entries = sorted((r if isinstance(r, IndexEntry) else IndexEntry(name=r[0], path=r[1],
                                                                      summary=r[2])
                       for r in runs), key=lambda e: (e.name, e.path))
-    rows = [{"name": e.name, "href": quote(e.path), "summary": e.summary} for e in entries]
+    rows = [{"name": e.name, "href": quote(e.path), "summary": e.summary, "models": e.models}
+            for e in entries]
     return make_environment().get_template("index.html.j2").render(title=title, runs=rows)

@@ -16,7 +16,7 @@ Kind = Literal["table", "line", "bar", "dumbbell", "distribution", "wordcloud", 
 """How a section draws its plotted rows (tables are drawn for every kind)."""
 
 RESERVED_IDS: frozenset[str] = frozenset({"findings", "provenance", "notes", "toc", "additional",
-                                          "summary", "top"})
+                                          "summary", "top", "setup"})
 """Section ids used by the page itself; result frames may not use them."""
 
 
@@ -38,6 +38,14 @@ class SectionSpec:
         toc: short entry for the table of contents (default: the title).
         paper: the section reproduces a paper table / figure (False: our own check, e.g.
             the pruning sanity check; not counted as a paper section).
+        explain: known reasons our numbers differ from the paper's, shown beside the result.
+        absent: why the section is not run when the run has no frame for it (e.g. Fig 14).
+        paper_panel: line / dumbbell plots draw the paper's values in their own panel (scales
+            differ too much to share an axis).
+        share_of: ``(experiment, metric)`` whose per-model value divides the plotted values
+            (bars become % of that model's neurons; the paper's values use its paper value).
+        mark_table_groups: dumbbell plots mark the ``group`` of the tabulated rows (the target
+            class of Fig 10) on the axis.
     """
 
     id: str
@@ -52,6 +60,11 @@ class SectionSpec:
     series_pair: tuple[str, str] = ("before", "after")
     toc: str = ""
     paper: bool = True
+    explain: tuple[str, ...] = ()
+    absent: str = ""
+    paper_panel: bool = False
+    share_of: tuple[str, str] | None = None
+    mark_table_groups: bool = False
 
 
 ORDER: Mapping[str, tuple[str, ...]] = MappingProxyType({
@@ -78,11 +91,25 @@ LABELS: Mapping[str, str] = MappingProxyType({
     "natural_count": "natural count", "matched_count": "matched count", "cos_cubed": "cos\u00b3",
     "rank_reorder": "rank reorder", "wpmi": "WPMI", "soft_wpmi": "soft-WPMI",
     "caption_len": "caption length", "basic_adj": "basic adjectives",
-    "high_adj": "high-level adjectives",
+    "high_adj": "high-level adjectives", "accuracy": "top-1 accuracy (fraction)",
+    "test_accuracy": "fold-1 accuracy (fraction)", "neurons": "neurons (count)",
+    "n_neurons": "neurons (count)", "n_pruned": "neurons pruned (count)",
+    "own_logit": "own-class logit", "mean_adjectives": "adjectives per neuron",
+    "p_value": "p-value", "slope": "slope (per unit of the x axis)", "intercept": "intercept",
+    "n_points": "points (count)", "r": "Pearson r", "pct_uninterpretable":
+    "uninterpretable neurons (%)", "amplitude": "mean amplitude (full scale)",
+    "mdf_hz": "median frequency (Hz)", "rms_db": "RMS level (dB)", "auc": "AUC (0\u20131)",
+    "n_with": "neurons with (count)", "n_without": "neurons without (count)",
+    "acc_before": "accuracy before (fraction)", "acc_after": "accuracy after (fraction)",
+    "inertia": "K-means inertia", "elbow_k": "elbow k", "frequency": "frequency (count)",
+    "n_captions": "captions (count)", "n_sentences": "sentences (count)",
 })
 """Display labels of metric and series ids (units included); unknown ids show as they are."""
 
 _TABLE_HEADERS = MappingProxyType({"group": "method", "series": "similarity"})
+_NEURON_SHARE = ("target_accuracy", "neurons")
+_ICL_TOP5 = ("ICL top-5 can be below its top-1: they come from two separate prompts (one asks "
+             "for one label, the other for five), not from one ranked list.")
 
 SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec(
@@ -90,11 +117,18 @@ SECTIONS: tuple[SectionSpec, ...] = (
         "Closed-set concept identification of the classifier neurons (ESC-50): top-1 / top-5 "
         "accuracy in % and cosine similarity between the predicted and the true class name; per "
         "method the best of the five similarity functions.", "table", headers=_TABLE_HEADERS,
-        toc="Last-layer accuracy"),
+        toc="Last-layer accuracy",
+        explain=("The similarity column names the function picked for each cell: the best of "
+                 "the five by top-1 (ties by top-5), as the paper reports each method's best; "
+                 "Table 7 lists all five.", _ICL_TOP5)),
     SectionSpec(
         "table7", "Table 7 \u00b7 Last-layer accuracy per similarity function",
         "ICL, TAB and DB with each of the five similarity functions (Appendix E); same metrics "
-        "as Table 2.", "table", headers=_TABLE_HEADERS, toc="Accuracy per similarity"),
+        "as Table 2.", "table", headers=_TABLE_HEADERS, toc="Accuracy per similarity",
+        explain=("The paper's DB soft-WPMI row (2 / 10 / 0.23) comes from the authors' code "
+                 "scoring each neuron on its own population, which makes soft-WPMI identically "
+                 "0 (reference spec \u00a715 item 6); ours scores the whole layer, so this row is "
+                 "expected to differ.", _ICL_TOP5)),
     SectionSpec(
         "table3", "Table 3 \u00b7 Description quality of middle-layer neurons",
         "Mean rating (1\u20135), cosine similarity and BERTScore F1 between each method's "
@@ -129,32 +163,37 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec(
         "fig10", "Figure 10 \u00b7 Confidence before and after ablating one concept",
         "Mean own-class logit per class before and after pruning the neurons associated with the "
-        "target class (open-concept pruning); the largest drops are labelled red.", "dumbbell",
-        y_label="mean own-class logit", headers={"group": "class"}, toc="Ablating one concept"),
+        "target class (open-concept pruning); the largest drops are labelled red; the shaded "
+        "column is the target class.", "dumbbell",
+        y_label="mean own-class logit", headers={"group": "class"}, toc="Ablating one concept",
+        paper_panel=True, mark_table_groups=True),
     SectionSpec(
         "fig3", "Figure 3 \u00b7 Most frequent adjectives (AST)",
-        "Number of AST linear-layer neurons whose open-set concepts contain each adjective "
-        "(top 10).", "bar", y_label="neurons", toc="Top adjectives (AST)"),
+        "Share of AST linear-layer neurons (%) whose open-set concepts contain each adjective "
+        "(top 10).", "bar", y_label="neurons with the adjective (%)",
+        toc="Top adjectives (AST)", share_of=_NEURON_SHARE),
     SectionSpec(
         "fig9", "Figure 9 \u00b7 Most frequent adjectives per model",
-        "Top-20 adjectives of the open-set concepts across all linear-layer neurons, per model.",
-        "bar", y_label="neurons", toc="Top adjectives per model"),
+        "Top-20 adjectives of the open-set concepts across all linear-layer neurons, per model, "
+        "as a share of that model's neurons (%): the models differ in size.",
+        "bar", y_label="neurons with the adjective (%)", toc="Top adjectives per model",
+        share_of=_NEURON_SHARE),
     SectionSpec(
         "fig4a", "Figure 4a \u00b7 Ablation by caption statistics",
         "Top-1 accuracy on ESC-50 fold 1 after ablating the linear-layer neurons ranked highest "
         "by each criterion (mean over seeds).", "line",
-        x_label="linear-layer neurons ablated (%)", y_label="top-1 accuracy",
-        toc="Ablation by caption stats"),
+        x_label="linear-layer neurons ablated (%)", y_label="top-1 accuracy (fraction)",
+        toc="Ablation by caption stats", paper_panel=True),
     SectionSpec(
         "fig4b", "Figure 4b \u00b7 Ablation by basic vs. high-level adjectives",
         "As Figure 4a, ranking neurons by the number of basic / high-level adjectives.", "line",
-        x_label="linear-layer neurons ablated (%)", y_label="top-1 accuracy",
-        toc="Ablation by adjective kind"),
+        x_label="linear-layer neurons ablated (%)", y_label="top-1 accuracy (fraction)",
+        toc="Ablation by adjective kind", paper_panel=True),
     SectionSpec(
         "fig4c", "Figure 4c \u00b7 Ablation by single adjectives",
         "As Figure 4a, ablating neurons whose open-set concepts contain one adjective.", "line",
-        x_label="linear-layer neurons ablated (%)", y_label="top-1 accuracy",
-        toc="Ablation by one adjective"),
+        x_label="linear-layer neurons ablated (%)", y_label="top-1 accuracy (fraction)",
+        toc="Ablation by one adjective", paper_panel=True),
     SectionSpec(
         "fig5", "Figure 5 \u00b7 Adjectives per neuron by block",
         "Mean number of open-set adjectives per linear-layer neuron in each transformer block, "
@@ -184,11 +223,22 @@ SECTIONS: tuple[SectionSpec, ...] = (
         "table6", "Table 6 \u00b7 Example neuron descriptions",
         "Top-5 clip labels of sampled neurons with their TAB, DB and calibrated-summary "
         "descriptions. Descriptions are model output, shown verbatim.", "qualitative",
-        toc="Example descriptions"),
+        toc="Example descriptions",
+        explain=("An empty TAB or ICL cell means that method was not run for that neuron: TAB "
+                 "needs CLAP weights, and ICL labels only the classifier layer "
+                 "(closed.icl_layers = 'classifier'); see the notes at the top.",)),
     SectionSpec(
         "table8", "Table 8 \u00b7 Word clouds of the caption clusters",
         "Word frequencies of the caption sentences of each K-means cluster (Appendix G.2).",
         "wordcloud", toc="Cluster word clouds"),
+    SectionSpec(
+        "fig14", "Figure 14 \u00b7 Uninterpretable neurons on GTZAN",
+        "As Figure 6 with GTZAN Music Genre as the probing and training set (Appendix G.4).",
+        "line", x_label="transformer block", y_label="uninterpretable neurons (%)",
+        panel_by=("group",), toc="GTZAN (Appendix G.4)",
+        absent="the toolkit runs one probing set per run and this run's is not GTZAN; GTZAN "
+               "(marsyas/gtzan) is not available offline here, so the models were not trained "
+               "or probed on it."),
 )
 """Every paper section, in the paper's order."""
 

@@ -70,29 +70,62 @@ def ordered(values: Sequence[str], hints: Sequence[str] = ()) -> list[str]:
     return sorted(seen, key=lambda v: (rank.get(_norm(v), len(rank)), seen.index(v)))
 
 
-def decimals_for(values: Sequence[float]) -> int | None:
+P_VALUE_UNITS: frozenset[str] = frozenset({"p_value", "p", "pvalue"})
+"""Metric ids holding p-values: always shown in scientific notation (never "0.000")."""
+
+MAX_DECIMALS = 4
+"""Most decimals a column gets while making distinct values print distinctly."""
+SMALL_SET = 8
+"""Up to this many distinct values, a column makes all of them print distinctly (a short row of
+statistics); larger columns only separate the pairs they are given (ours vs. the paper)."""
+
+
+def _fixed(value: float, decimals: int) -> str:
+    return f"{value:,.{decimals}f}"
+
+
+def decimals_for(values: Sequence[float], unit: object = "",
+                 pairs: Sequence[tuple[float, float]] = ()) -> int | None:
     """Sensible number of decimals for a column of numbers (``None`` = scientific notation).
 
     Integers get 0 decimals; otherwise 1 decimal from 100 up, 2 from 1 up, 3 below 1, and
-    scientific notation when every non-zero magnitude is below 0.001 (e.g. p-values).
+    scientific notation when every non-zero magnitude is below 0.001 or ``unit`` is a p-value
+    metric (:data:`P_VALUE_UNITS`). Decimals are then added (up to :data:`MAX_DECIMALS`) until
+    the two values of every differing pair print differently, and, for at most
+    :data:`SMALL_SET` distinct values, until all of them do ("0.1 0.1" never stands for 0.104
+    and 0.096).
 
     Args:
         values: the column's numbers (non-finite ones are ignored).
+        unit: the metric id of the column (e.g. ``"p_value"``).
+        pairs: values shown side by side that must not look equal when they differ
+            (e.g. ours and the paper's).
 
     Returns:
         The number of decimals, or ``None`` for scientific notation.
     """
-    finite = [abs(v) for v in values if math.isfinite(v)]
-    if not finite or all(float(v).is_integer() and v < 1e15 for v in finite):
-        return 0
-    largest = max(finite)
-    if largest >= 100:
-        return 1
-    if largest >= 1:
-        return 2
-    if largest >= 1e-3:
-        return 3
-    return None
+    if str(unit).lower() in P_VALUE_UNITS:
+        return None
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite or all(abs(v - round(v)) <= 1e-9 * max(1.0, abs(v)) and abs(v) < 1e15
+                         for v in finite):
+        return 0  # integers up to float noise (58.000000000000007 is a count of 29 / 50)
+    largest = max(abs(v) for v in finite)
+    if largest < 1e-3:
+        return None
+    decimals = 1 if largest >= 100 else 2 if largest >= 1 else 3
+    distinct = {round(v, 12) for v in finite}
+    distinct = distinct if len(distinct) <= SMALL_SET else set()
+    apart = [(a, b) for a, b in pairs if math.isfinite(a) and math.isfinite(b)
+             and not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)]  # float noise is equal
+
+    def clash(d: int) -> bool:
+        return (len({_fixed(v, d) for v in distinct}) < len(distinct)
+                or any(_fixed(a, d) == _fixed(b, d) for a, b in apart))
+
+    while decimals < MAX_DECIMALS and clash(decimals):
+        decimals += 1
+    return decimals
 
 
 def fmt(value: float | None, decimals: int | None, *, signed: bool = False) -> str:
@@ -235,10 +268,14 @@ def pivot_table(
         return ck if columns == "metric" else ""
 
     numbers: dict[object, list[float]] = {}
+    pairs: dict[object, list[tuple[float, float]]] = {}
     for (rk, ck), e in cells.items():
         numbers.setdefault(unit_of(rk, ck), []).extend(
             v for v in (e.value, e.paper) if v is not None)
-    digits = {unit: decimals_for(vals) for unit, vals in numbers.items()}
+        if e.value is not None and e.paper is not None:
+            pairs.setdefault(unit_of(rk, ck), []).append((e.value, e.paper))
+    digits = {unit: decimals_for(vals, unit, pairs.get(unit, ()))
+              for unit, vals in numbers.items()}
 
     def triple(rk: tuple[object, ...], ck: object) -> tuple[Cell, Cell, Cell]:
         e = cells.get((rk, ck))
@@ -317,6 +354,6 @@ def stats_table(groups: Sequence[tuple[str, str, np.ndarray]], value_label: str)
                  if v.size else [math.nan] * 4)
         d = decimals_for(stats)
         body.append((Cell("" if panel == prev else panel, "label"), Cell(group, "label"),
-                     Cell(str(int(v.size)), "num"), *(Cell(fmt(s, d), "num") for s in stats)))
+                     Cell(f"{int(v.size):,}", "num"), *(Cell(fmt(s, d), "num") for s in stats)))
         prev = panel
     return Table(header=header, body=tuple(body))

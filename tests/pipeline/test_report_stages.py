@@ -21,7 +21,7 @@ from and_toolkit.experiments.masks import mask_sha
 from and_toolkit.pipeline.backends import loaded_text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.experiment_inputs import caption_lengths, closed_reasons, word_cos
-from and_toolkit.pipeline.report_stage import manifest_backends, stage_report
+from and_toolkit.pipeline.report_stage import manifest_backends, stage_report, write_reports_index
 from and_toolkit.probe.subset import class_names
 from and_toolkit.records.models import ProbeClip, ResultRow
 from and_toolkit.report.findings import ModelFacts, paper_findings
@@ -321,8 +321,8 @@ CONFIG = {"name": "tiny-report", "targets": [
     {"id": "ast", "arch": "ast"}, {"id": "cnn", "arch": "cnn"}, {"id": "fz", "arch": "ast-frozen"}]}
 
 
-def _tiny_run(root: Path) -> Context:
-    cfg = parse_config(CONFIG)
+def _tiny_run(root: Path, probe_kind: str = "esc50") -> Context:
+    cfg = parse_config({**CONFIG, "probe": {"kind": probe_kind}})
     run = Run.at(root)
     probe = ProbeClip.frame([{"dataset": "synthetic", "clip_id": f"c{i}", "index": i,
                               "path": "", "label": "ab"[i % 2], "target": i % 2,
@@ -373,6 +373,33 @@ def test_report_stage_is_byte_identical_and_publishes(tmp_path: Path,
     stage_report(Context(cfg=ctx.cfg, run=ctx.run, cache=ctx.cache, progress=False))
     assert ctx.run.report_path.read_bytes() == first
     assert published.read_bytes() == first
+
+
+def test_setup_summary_and_index_come_from_the_run(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Setup rows carry this run's facts (accuracy from the manifest, encoders from the config);
+    summary.json feeds one index row per report; a synthetic run grades nothing."""
+    monkeypatch.chdir(tmp_path)
+    ctx = _tiny_run(tmp_path / "run")
+    stage_report(ctx)
+    page = (tmp_path / "reports" / "tiny-report" / "index.html").read_text()
+    setup = page[page.index('id="setup"'):page.index('id="table2"')]
+    for text in ("fold-1 accuracy 60.0 %", "fold-1 accuracy 20.0 %", "95.0 %", "84.8 %",
+                 "SALMONN-13B", "extractive", "smollm2", "minilm (Module A, Cos)"):
+        assert text in setup, text
+    summary = json.loads((tmp_path / "reports" / "tiny-report" / "summary.json").read_text())
+    assert summary["models"][0] == "ast \u2192 AST: 60.0 % (paper 95.0 %)"
+    index = (tmp_path / "reports" / "index.html").read_text()
+    assert "<li>cnn \u2192 BEATs-finetuned: 40.0 % (paper 89.8 %)</li>" in index
+    assert summary["summary"] in index and index.count('<tr><td class="label">') == 1
+    (tmp_path / "reports" / "old").mkdir()
+    (tmp_path / "reports" / "old" / "index.html").write_text("<html></html>")
+    index = write_reports_index(tmp_path / "reports").read_text()
+    assert "no summary.json beside this report" in index
+    synthetic = _tiny_run(tmp_path / "run-synthetic", probe_kind="synthetic")
+    info = stage_report(synthetic)
+    assert set(info["verdicts"].values()) == {"not graded"}
+    assert "not graded: synthetic data" in synthetic.run.report_path.read_text()
 
 
 def test_report_ships_the_data_of_every_result(tmp_path: Path,

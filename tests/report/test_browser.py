@@ -8,6 +8,8 @@ The page is served from 127.0.0.1 on an ephemeral port by ``http.server`` in a t
 from __future__ import annotations
 
 import functools
+import html
+import json
 import os
 import re
 import shutil
@@ -17,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -53,6 +56,9 @@ def served(tmp_path_factory: pytest.TempPathFactory, sample_results: dict[str, p
     (root / "control.html").write_text(
         "<!DOCTYPE html><html><body><p>control</p><script>console.error('control-marker');"
         "</script></body></html>", encoding="utf-8")
+    (root / "probed.html").write_text(_with_probe(render_report(sample_results, sample_context)),
+                                      encoding="utf-8")
+    (root / "probe-control.html").write_text(_with_probe(_bad_page()), encoding="utf-8")
     handler = functools.partial(_QuietHandler, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -63,6 +69,84 @@ def served(tmp_path_factory: pytest.TempPathFactory, sample_results: dict[str, p
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+PROBE = (Path(__file__).parent / "layout_probe.js").read_text("utf-8")
+WIDTH = 1200
+"""Viewport width (CSS px) at which the main column must not scroll horizontally."""
+AA = 4.5
+"""WCAG 2 AA minimum contrast of normal text."""
+
+
+def _with_probe(html: str) -> str:
+    """The page with the layout probe appended (it writes JSON into <pre id="probe-out">)."""
+    return html.replace("</body>", f"<script>{PROBE}</script></body>")
+
+
+def _bad_page() -> str:
+    """A control page breaking every rule the probe checks: low contrast, a main column wider
+    than the viewport, and a legend drawn inside the data area (bypassing the render check)."""
+    from matplotlib.figure import Figure
+
+    from and_toolkit.report.svg import finish_svg
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], label="a legend in the middle")
+    ax.legend(loc="center")
+    import io
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    svg = finish_svg(buf.getvalue(), "bad", "bad")
+    return ("<!DOCTYPE html><html><body><main><p style='color:#aaaaaa'>too light</p>"
+            f"<div style='width:2000px'>too wide</div>{svg}<table style='table-layout:fixed;"
+            "width:100px'><tr><td style='white-space:nowrap'>a cell far too long for its column"
+            "</td></tr></table></main></body></html>")
+
+
+def _luminance(rgb: list[float]) -> float:
+    def channel(c: float) -> float:
+        c = c / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (channel(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(fg: list[float], bg: list[float]) -> float:
+    """WCAG 2 contrast ratio of two sRGB colours (0-255 channels)."""
+    hi, lo = sorted((_luminance(fg), _luminance(bg)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _intersects(a: list[float], b: list[float]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def probe(url: str, tmp_path: Path) -> dict[str, Any]:
+    """Load ``url`` at WIDTH px in Chromium and return the probe's measurements."""
+    proc = chromium(tmp_path, f"--window-size={WIDTH},900", "--dump-dom", url)
+    m = re.search(r'<pre id="probe-out">(.*?)</pre>', proc.stdout, re.S)
+    assert m, "the layout probe wrote nothing:\n" + proc.stdout[-1000:]
+    data: dict[str, Any] = json.loads(html.unescape(m.group(1)))
+    assert data["innerWidth"] == WIDTH
+    return data
+
+
+def problems(data: dict[str, Any]) -> dict[str, list[str]]:
+    """Every broken rule in a probe's measurements, by rule."""
+    low = [f"{t['el']} {t['text']!r}: {contrast(t['fg'], t['bg']):.2f}:1"
+           for t in data["text"] if contrast(t["fg"], t["bg"]) < AA]
+    main = data["main"]
+    wide = []
+    if main["scrollWidth"] > main["clientWidth"] or main["right"] > WIDTH:
+        wide.append(f"main: scrollWidth {main['scrollWidth']} > clientWidth "
+                    f"{main['clientWidth']} or right edge {main['right']} > {WIDTH}")
+    if data["docScrollWidth"] > WIDTH:
+        wide.append(f"page scrolls horizontally: {data['docScrollWidth']} > {WIDTH}")
+    overlaps = [f"{lg['legend']} over {a['axes']}" for lg in data["legends"]
+                for a in lg["areas"] if _intersects(lg["box"], a["box"])]
+    return {"contrast": low, "overflow": wide + data["cells"], "legend": overlaps}
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -129,3 +213,27 @@ def test_screenshot_is_non_trivial(served: tuple[str, Path], tmp_path: Path) -> 
     with Image.open(shot) as im:
         colours = im.convert("RGB").resize((320, 1000)).getcolors(maxcolors=1_000_000)
     assert colours is not None and len(colours) > 200
+
+
+def test_rendered_styles_contrast_layout_and_every_paper_item(served: tuple[str, Path],
+                                                              tmp_path: Path) -> None:
+    """At 1200 px: every text/background pair >= 4.5:1 (WCAG AA, from the computed styles), no
+    horizontal overflow of the main column nor text spilling out of a table cell, no legend over
+    a data area, every paper item's id."""
+    url, _ = served
+    data = probe(f"{url}/probed.html", tmp_path)
+    assert len(data["text"]) > 500 and data["legends"]  # the probe saw the page and its legends
+    found = problems(data)
+    assert found == {"contrast": [], "overflow": [], "legend": []}, found
+    ids = set(data["ids"])
+    assert {"setup", "findings", "provenance", *(s.id for s in SECTIONS)} <= ids
+
+
+def test_layout_probe_catches_each_broken_rule(served: tuple[str, Path], tmp_path: Path) -> None:
+    """Control: a page breaking each rule is caught (so the silence above means something)."""
+    url, _ = served
+    found = problems(probe(f"{url}/probe-control.html", tmp_path))
+    assert any("too light" in p for p in found["contrast"]), found
+    assert any("too wide" in p or "scrollWidth" in p for p in found["overflow"]), found
+    assert any(p.startswith("td a cell far too long") for p in found["overflow"]), found
+    assert found["legend"] == ["bad-legend_1 over bad-axes_1"], found

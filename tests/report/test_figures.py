@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 
@@ -113,9 +114,50 @@ def test_dumbbell_sorts_by_drop_and_highlights_largest(rendered: dict[str, str])
     root = ET.fromstring(rendered["dumbbell"])
     labels = [el for el in root.iter(f"{SVG}text")
               if el.text in ("dog", XSS, "rain", "water_drops")]
-    assert [el.text for el in labels] == ["water_drops", XSS, "dog", "rain"]
-    red = [el.text for el in labels if "#c0392b" in (el.get("style") or "")]
+    # this run's axes first; then the paper's own panel with its one category
+    assert [el.text for el in labels] == ["water_drops", XSS, "dog", "rain", "water_drops"]
+    red = [el.text for el in labels if F.DROP_COLOR.lower() in (el.get("style") or "").lower()]
     assert red == ["water_drops", XSS]
+    assert "paper (read-off)" in [el.text for el in root.iter(f"{SVG}text")]
+
+
+def test_dumbbell_shades_the_marked_category() -> None:
+    panel = F.DumbbellPanel("AST", ("dog", "rain"), (1.0, 2.0), (0.0, 2.5), marked=("rain",))
+    svg = F.dumbbell_plot(panel, y_label="logit", fig_id="m", title="t")
+    assert "target class" in svg and F.TARGET_SHADE in svg
+    plain = F.dumbbell_plot(F.DumbbellPanel("AST", ("dog", "rain"), (1.0, 2.0), (0.0, 2.5)),
+                            y_label="logit", fig_id="m", title="t")
+    assert "target class" not in plain and F.TARGET_SHADE not in plain
+
+
+def test_line_plot_draws_error_bars_and_one_shared_legend() -> None:
+    series = F.LineSeries("random", (0.0, 2.0), (0.9, 0.8), err=(0.0, 0.05))
+    panels = [F.LinePanel(f"K={k}", (series, F.LineSeries("nouns", (0.0, 2.0), (0.9, 0.7))))
+              for k in (5, 10, 20)]
+    svg = F.line_plot(panels, x_label="x", y_label="y", fig_id="e", title="t")
+    texts = [el.text for el in ET.fromstring(svg).iter(f"{SVG}text")]
+    assert texts.count("random") == 1 and texts.count("nouns") == 1  # one legend for 3 panels
+    no_err = F.line_plot([F.LinePanel("a", (F.LineSeries("random", (0.0, 2.0), (0.9, 0.8)),))],
+                         x_label="x", y_label="y", fig_id="e", title="t")
+    assert svg.count("<path") > no_err.count("<path")  # the error bar segments and caps
+
+
+def test_legend_inside_the_data_area_is_refused() -> None:
+    from matplotlib.figure import Figure
+
+    from and_toolkit.report.svg import legend_overlaps, to_svg
+
+    fig = Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], label="a long legend label")
+    ax.legend(loc="center")
+    assert legend_overlaps(fig)
+    with pytest.raises(ValueError, match="figure bad: legend 0 overlaps axes 0"):
+        to_svg(fig, "bad", "t")
+    fig2 = Figure(figsize=(4, 3), layout="constrained")
+    fig2.add_subplot().plot([0, 1], [0, 1], label="a")
+    fig2.legend(loc="outside lower center")
+    assert legend_overlaps(fig2) == []
 
 
 def test_finish_svg_rejects_bad_ids_and_non_svg() -> None:
@@ -133,3 +175,23 @@ def test_finish_svg_prefixes_ids_but_not_text() -> None:
     assert '<path id="fx-p1"/>' in out and 'href="#fx-p1"' in out and "url(#fx-p1)" in out
     assert '<text>id="p1" url(#p1)</text>' in out
     assert 'style="max-width:13px"' in out and "<title>T</title>" in out
+
+
+def test_word_cloud_colours_meet_aa_contrast_on_white() -> None:
+    def luminance(hex_colour: str) -> float:
+        c = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = (x / 12.92 if x <= 0.04045 else ((x + 0.055) / 1.055) ** 2.4 for x in c)
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    assert all(1.05 / (luminance(c) + 0.05) >= 4.5 for c in F.WORD_COLORS)
+    svg = _cloud("wc")
+    used = set(re.findall(r'fill="(#[0-9A-Fa-f]{6})"', svg)) | set(
+        re.findall(r"fill:(#[0-9A-Fa-f]{6})", svg))
+    assert used and used <= {c.lower() for c in F.WORD_COLORS} | set(F.WORD_COLORS)
+
+
+def test_every_figure_has_an_accessible_title(rendered: dict[str, str]) -> None:
+    for name, svg in rendered.items():
+        root = ET.fromstring(svg)
+        title = root.find(f"{SVG}title")
+        assert root.get("role") == "img" and title is not None and title.text, name

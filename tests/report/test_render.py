@@ -25,7 +25,8 @@ from and_toolkit.report.sections import SECTIONS
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_IMG = "<img src=x onerror=alert(1)>"
 PAPER_IDS = ["table2", "table7", "table3", "ablation_dose", "table4", "fig10", "fig3", "fig9",
-             "fig4a", "fig4b", "fig4c", "fig5", "fig6", "fig11_13", "fig8", "table6", "table8"]
+             "fig4a", "fig4b", "fig4c", "fig5", "fig6", "fig11_13", "fig8", "table6", "table8",
+             "fig14"]
 
 
 class _Tags(HTMLParser):
@@ -54,7 +55,7 @@ def section_html(html: str, section_id: str) -> str:
 def test_sections_follow_the_paper_order_with_stable_ids(sample_html: str) -> None:
     assert [s.id for s in SECTIONS] == PAPER_IDS
     ids = re.findall(r'<section class="result" id="([^"]+)">', sample_html)
-    assert ids == [*PAPER_IDS, "findings", "provenance"]
+    assert ids == ["setup", *PAPER_IDS, "target_accuracy", "findings", "provenance"]
     for sid in PAPER_IDS:
         assert f'href="#{sid}"' in sample_html  # table of contents
 
@@ -66,7 +67,7 @@ def test_untrusted_text_renders_inert(sample_html: str) -> None:
     assert not [(t, a) for t, attrs in found for a in attrs if a.lower().startswith("on")]
     assert XSS_SCRIPT not in sample_html and XSS_IMG not in sample_html
     escaped_script = "&lt;script&gt;alert(1)&lt;/script&gt;"
-    for where in ("table6", "table8", "notes", "provenance"):
+    for where in ("setup", "table6", "table8", "notes", "provenance"):
         part = (section_html(sample_html, where) if where != "notes"
                 else sample_html[sample_html.index('id="notes"'):])
         assert escaped_script in part, where
@@ -222,9 +223,93 @@ def test_report_structure_matches_baseline(sample_results: dict[str, pl.DataFram
 def test_summary_line_counts_sections_and_verdicts(sample_results: dict[str, pl.DataFrame],
                                                   sample_context: ReportContext) -> None:
     assert summary_line(sample_results, sample_context) == (
-        "14/16 paper sections with results \u00b7 3 claims: 1 holds, 1 does not hold, 1 not run")
+        "14/17 paper sections with results \u00b7 3 claims: 1 holds, 1 does not hold, 1 not run")
     assert summary_line({}, ReportContext(run_name="r", title="t")) == (
-        "0/16 paper sections with results")
+        "0/17 paper sections with results")
+    ungraded = sample_context.model_copy(update={"not_graded": "synthetic data"})
+    assert summary_line(sample_results, ungraded) == (
+        "14/17 paper sections with results \u00b7 3 claims: 3 not graded (synthetic data)")
+
+
+def test_setup_comes_first_with_one_tile_per_finding(sample_html: str,
+                                                     sample_context: ReportContext) -> None:
+    first = re.search(r'<section class="result" id="([^"]+)">', sample_html)
+    assert first and first.group(1) == "setup"
+    setup = section_html(sample_html, "setup")
+    assert setup.count('<li class="tile ') == len(sample_context.findings)
+    for f in sample_context.findings:
+        assert f'class="tile {f.verdict.replace(" ", "-")}"' in setup
+    assert 'href="#table2">evidence: Table 2<' in setup
+    for item in sample_context.setup:
+        assert f"<td class=\"label\">{item.item}</td>" in setup
+
+
+def test_every_paper_item_is_accounted_for(sample_html: str) -> None:
+    """A section per paper table / figure; Fig 14 (never in a run) says why it is not run."""
+    for spec in SECTIONS:
+        part = section_html(sample_html, spec.id)
+        if 'class="notrun"' in part:
+            assert re.search(r"<strong>not run:</strong> \S", part), spec.id
+    fig14 = section_html(sample_html, "fig14")
+    assert "GTZAN" in fig14 and "not available offline" in fig14
+    counts = re.search(r"<b>(\d+) / (\d+)</b>paper items with results", sample_html)
+    assert counts and int(counts.group(2)) == sum(s.paper for s in SECTIONS)
+    ok = sum('badge ok">ok<' in section_html(sample_html, s.id) for s in SECTIONS if s.paper)
+    assert int(counts.group(1)) == ok
+
+
+def test_known_differences_show_where_the_numbers_are(sample_html: str) -> None:
+    t7 = section_html(sample_html, "table7")
+    assert 'class="explain"' in t7 and "per-neuron" not in t7.split("explain")[0]
+    assert "2 / 10 / 0.23" in t7 and "two separate prompts" in t7
+    assert "picked for each cell" in section_html(sample_html, "table2")
+    assert "TAB" in section_html(sample_html, "table6").split('class="explain"')[1][:400]
+
+
+def test_seed_rows_become_mean_with_error_bars_and_paper_gets_its_own_panel(
+        sample_html: str) -> None:
+    fig4a = section_html(sample_html, "fig4a")
+    assert "this run" in fig4a and "\u00b1 1 SD over seeds" in fig4a
+    assert "mean of 3 seeds" in fig4a  # figure data: one mean per x, the note says so
+    assert "on their own axis because the scales differ" in fig4a
+    fig10 = section_html(sample_html, "fig10")
+    assert "target class" in fig10 and "paper (read-off)" in fig10
+
+
+def test_shares_of_neurons_for_figures_3_and_9(sample_html: str, sample_results: dict[
+        str, pl.DataFrame], sample_context: ReportContext) -> None:
+    assert "neurons with the adjective (%)" in section_html(sample_html, "fig9")
+    without = {k: v for k, v in sample_results.items() if k != "target_accuracy"}
+    html = render_report(without, sample_context)
+    part = section_html(html, "fig9")
+    assert "could not render" in part and "target_accuracy" in part
+
+
+def test_synthetic_run_grades_nothing(sample_results: dict[str, pl.DataFrame],
+                                      sample_context: ReportContext) -> None:
+    ctx = sample_context.model_copy(update={"not_graded": "synthetic data"})
+    html = render_report(sample_results, ctx)
+    setup = section_html(html, "setup")
+    assert setup.count("not graded: synthetic data</span>") == len(ctx.findings)
+    assert 'badge holds' not in html and 'badge does-not-hold' not in html
+    assert "<strong>not graded: synthetic data.</strong>" in html
+
+
+def test_index_row_has_models_and_verdicts() -> None:
+    html = render_index([IndexEntry(name="esc50", path="esc50/index.html",
+                                    summary="14/17 paper sections with results",
+                                    models=("ast (AST): 37.5 % (paper 95.0 %)", XSS_IMG))])
+    assert "<li>ast (AST): 37.5 % (paper 95.0 %)</li>" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert html.count("<tr>") == 2  # header + one row per report
+
+
+def test_synthetic_captions_say_not_graded(sample_results: dict[str, pl.DataFrame],
+                                           sample_context: ReportContext) -> None:
+    ctx = sample_context.model_copy(update={"not_graded": "synthetic data"})
+    html = render_report(sample_results, ctx)
+    for spec in SECTIONS:
+        assert "Pipeline demo on synthetic data: not graded" in section_html(html, spec.id)
 
 
 def test_descriptor_variant_ids_reuse_the_paper_section_spec() -> None:

@@ -117,3 +117,34 @@ def test_stats_table_summarises_each_group() -> None:
     _, body = texts(t)
     assert body[0] == ["loud", "with", "3", "2.00", "2.00", "1.50", "2.50"]
     assert body[1] == ["", "without", "0", "NaN", "NaN", "NaN", "NaN"]
+
+
+def test_p_values_are_scientific_never_zero() -> None:
+    d = decimals_for([0.41, 2.1e-5], "p_value")
+    assert d is None
+    assert fmt(0.41, d) == "4.10e-01" and fmt(2.1e-5, d) == "2.10e-05"
+    assert fmt(3e-20, d) != "0.000" and fmt(0.0004, decimals_for([0.0004, 0.5])) == "4.00e-04"
+
+
+def test_distinct_values_never_print_identically() -> None:
+    # ours vs the paper: 0.104 and 0.096 would both be "0.10" at 2 decimals
+    d = decimals_for([1.5, 0.104, 0.096], "x", pairs=[(0.104, 0.096)])
+    assert fmt(0.104, d) != fmt(0.096, d)
+    # a short row of statistics: every distinct value distinct
+    d = decimals_for([0.0502, 0.0496, 0.0365])
+    assert len({fmt(v, d) for v in (0.0502, 0.0496, 0.0365)}) == 3
+    # equal up to float noise (a mean of three equal seeds) is not "distinct"
+    assert decimals_for([0.95, 0.5], pairs=[(0.95, (0.95 + 0.95 + 0.95) / 3)]) == 3
+    # capped: values equal to 12 places stay at the cap, no runaway precision
+    assert decimals_for([0.1, 0.2], pairs=[(0.1, 0.1 + 1e-8)]) == 4
+
+
+def test_thousands_separators_are_consistent() -> None:
+    assert fmt(55346.0, 0) == "55,346" and fmt(-2358.0, 0, signed=True) == "-2,358"
+    assert fmt(12307.7, 1) == "12,307.7" and fmt(2651.0, 0, signed=True) == "+2,651"
+
+
+def test_float_noise_on_integers_keeps_zero_decimals() -> None:
+    assert decimals_for([57.99999999999999, 56.00000000000001, 90.0]) == 0
+    assert fmt(57.99999999999999, 0) == "58"
+    assert decimals_for([57.5, 90.0]) == 2
