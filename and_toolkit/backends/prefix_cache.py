@@ -55,12 +55,13 @@ def prefill(model: Any, prefix: Sequence[int], device: str) -> Any:
         device: torch device string.
 
     Returns:
-        The model's cache object (``past_key_values`` of the forward pass).
+        The model's key/value cache object of the forward pass.
     """
     ids = torch.tensor([list(prefix)], dtype=torch.long, device=device)
     with torch.inference_mode():
         out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
-    return out.past_key_values
+    # transformers >= 5 names it ``cache`` (``past_key_values`` is a deprecated alias)
+    return out["cache"] if "cache" in out else out.past_key_values
 
 
 def batch_inputs(prefix: Sequence[int], suffixes: Sequence[Sequence[int]], pad_id: int,
