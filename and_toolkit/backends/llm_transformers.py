@@ -197,8 +197,9 @@ class TransformersLLM:
         batch_size: prompts per ``model.generate`` call.
         device: torch device string.
         reuse_prefix: prefill the prompts' shared token prefix once per :meth:`generate` call
-            and reuse its key/value cache for every batch (:mod:`~and_toolkit.backends.
-            prefix_cache`); outputs are the same, prefill work drops by the prefix share.
+            and reuse its key/value cache for every batch, and for later calls that share it
+            (:mod:`~and_toolkit.backends.prefix_cache`); outputs are the same, prefill work drops
+            by the prefix share.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str, weights_id: str,
@@ -217,6 +218,9 @@ class TransformersLLM:
         self.reuse_prefix = reuse_prefix
         self.last_prefix_tokens = 0
         """Shared prefix length (tokens) the last :meth:`generate` call reused (0: none)."""
+        self.prefills = 0
+        """Shared prefixes prefilled so far (a prefix kept from an earlier call is reused)."""
+        self._kept_prefix: tuple[tuple[int, ...], Any] | None = None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, gguf_file: str | None = None,
@@ -289,6 +293,21 @@ class TransformersLLM:
         start = enc["input_ids"].shape[1]
         return [self.tokenizer.decode(row[start:], skip_special_tokens=True) for row in out]
 
+    def _prefix_cache(self, first: list[int], shared: int) -> tuple[int, Any]:
+        """(prefix length, key/value cache) for a call whose prompts share ``shared`` tokens.
+
+        The last prefix is kept across calls (callers send few-shot prompts in chunks): when it
+        is a prefix of this call's shared tokens it is reused as it is, else this call's shared
+        prefix is prefilled (``prefills`` counts them) and kept instead.
+        """
+        kept = self._kept_prefix
+        if kept is not None and len(kept[0]) <= shared and tuple(first[:len(kept[0])]) == kept[0]:
+            return len(kept[0]), kept[1]
+        cache = prefix_cache.prefill(self.model, first[:shared], self.device)
+        self._kept_prefix = (tuple(first[:shared]), cache)
+        self.prefills += 1
+        return shared, cache
+
     def _padded(self, ids: list[list[int]]) -> dict[str, Any]:
         """Left-padded ``input_ids`` / ``attention_mask`` [B, L] for the plain path."""
         enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
@@ -307,9 +326,10 @@ class TransformersLLM:
         seeds = [prompt_seed(sampling.seed, p) for p in batch]
         ids = [list(x) for x in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
         shared = prefix_cache.shared_prefix_length(ids) if self.reuse_prefix else 0
+        cache = None
+        if shared:
+            shared, cache = self._prefix_cache(ids[0], shared)
         self.last_prefix_tokens = shared
-        cache = (prefix_cache.prefill(self.model, ids[0][:shared], self.device)
-                 if shared else None)
         order = list(np.argsort(-np.asarray([len(x) for x in ids]), kind="stable"))
         out: list[str] = [""] * len(batch)
         for lo in range(0, len(order), self.batch_size):

@@ -30,7 +30,9 @@ def _evidence_db(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
     from and_toolkit.dissect.closed import db_evidence
 
     enc = text_encoder(ctx, ctx.cfg.closed.encoder)
-    caps = ctx.run.captions(ctx.active_captioner())
+    # the imported captions alone (the paper's setting): descriptor sentences would add our
+    # own template's words to every clip's evidence
+    caps = ctx.run.captions(ctx.cfg.captions.captioner_id)
     clips = ctx.probe()["clip_id"].to_list()
     cap_emb = enc.encode([caps[c] for c in clips])
     con_emb = enc.encode(concept_texts(names))

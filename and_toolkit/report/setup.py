@@ -27,10 +27,11 @@ IMPLIES: dict[str, str] = {
                    "below is comparable with the paper's; only the pipeline is exercised.",
     "captioner": "captions feed DB, the summaries and every open-set concept: the words found "
                  "(Figs 3, 5, 8, 9, Table 8) reflect this captioner's vocabulary.",
-    "descriptor sentences": "each caption ends with our acoustic-descriptor sentence, so words "
-                            "such as 'loud' or 'high-pitched' partly come from our template, "
-                            "not from a model: Figs 3, 4c, 8, 9 count them, and none of them "
-                            "is evidence for the paper's claims.",
+    "descriptor sentences": "the paper's tables and figures use the imported captions alone; "
+                            "our acoustic-descriptor sentence (words such as 'loud' or "
+                            "'high-pitched' measured from the signal by our template) feeds only "
+                            "the sections marked '+ descriptors', which measure that template "
+                            "and are never evidence for the paper's claims.",
     "summariser": "SUM and ICL read other summaries than the paper's: extractive summaries copy "
                   "caption sentences, a smaller LLM abstracts less; Table 3 and the ICL rows "
                   "reflect that.",

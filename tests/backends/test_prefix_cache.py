@@ -57,6 +57,10 @@ def test_tiny_llm_reuse_equals_plain(tiny_llm: TransformersLLM, sampling: Sampli
     reused = tiny_llm.generate(prompts, sampling)
     assert tiny_llm.last_prefix_tokens >= MIN
     assert reused == plain
+    # a later call sharing the kept prefix reuses it: no new prefill, same outputs
+    prefills = tiny_llm.prefills
+    assert tiny_llm.generate(prompts[2:5], sampling) == plain[2:5]
+    assert tiny_llm.prefills == prefills and tiny_llm.last_prefix_tokens >= MIN
     # unrelated prompts: nothing shared, the plain path runs
     tiny_llm.generate(["hello there", "The quick brown fox"], sampling)
     assert tiny_llm.last_prefix_tokens == 0
