@@ -211,15 +211,15 @@ def yamnet_state_from_onnx(model) -> dict[str, torch.Tensor]:  # type: ignore[no
         if node.op_type != "DequantizeLinear":
             raise ValueError(f"weight {name!r}: produced by {node.op_type}, not DequantizeLinear")
         quant = producer[node.input[0]]
-        w = inits[quant.input[0]].astype(np.float64)
-        scale = inits[quant.input[1]].astype(np.float64)
+        w = inits[quant.input[0]].astype(np.float32)  # float32 arithmetic, as onnxruntime
+        scale = inits[quant.input[1]].astype(np.float32)
         zp = inits[quant.input[2]]
         info = np.iinfo(zp.dtype)
         axis = next((a.i for a in quant.attribute if a.name == "axis"), 1)
         shape = [1] * w.ndim
         if scale.ndim == 1:
             shape[axis] = -1
-        s, z = scale.reshape(shape), zp.astype(np.float64).reshape(shape)
+        s, z = scale.reshape(shape), zp.astype(np.float32).reshape(shape)
         q = np.clip(np.round(w / s) + z, info.min, info.max)  # round half to even, as ONNX
         return ((q - z) * s).astype(np.float32)
 
