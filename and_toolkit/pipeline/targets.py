@@ -107,12 +107,22 @@ def _labels(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     return probe["target"].to_numpy().astype(np.int64), probe["fold"].to_numpy().astype(np.int64)
 
 
+def inputs_of(ctx: Context, cfg: TrainConfig) -> np.ndarray:
+    """The model input of every probe clip: log-mel features [N, T, F], or waveforms [N, S]
+    (16 kHz) for pretrained archs (which compute their own front end)."""
+    return ctx.waveform_matrix() if cfg.takes_waveforms else ctx.features()
+
+
 def weights_key_of(ctx: Context, cfg: TrainConfig) -> str:
-    """The cache key of the weights ``cfg`` trains on the run's features and labels."""
+    """The cache key of the weights ``cfg`` trains on the run's inputs and labels (waveform
+    inputs are identified by the probe and data hashes, not hashed byte by byte)."""
+    from and_toolkit.cache import cache_key
     from and_toolkit.targets import features_sha, labels_sha, weights_key
 
     targets, folds = _labels(ctx)
-    return str(weights_key(cfg, features_sha(ctx.features()), labels_sha(targets, folds)))
+    inputs = (cache_key(kind="waveforms", probe=ctx.probe_sha(), data=ctx.data_sha())
+              if cfg.takes_waveforms else features_sha(ctx.features()))
+    return str(weights_key(cfg, inputs, labels_sha(targets, folds)))
 
 
 def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> LoadedTarget:
@@ -134,7 +144,8 @@ def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> 
         curve = ctx.cache.get_json("curves", key)
         if raw is None or curve is None:
             targets, folds = _labels(ctx)
-            trained = train_target(cfg, ctx.features(), targets, folds, progress=ctx.progress)
+            trained = train_target(cfg, inputs_of(ctx, cfg), targets, folds,
+                                   progress=ctx.progress)
             save_weights(trained.model, path)
             ctx.cache.put_bytes("weights", key, path.read_bytes())
             curve = trained.curve
@@ -176,7 +187,7 @@ def logits_on(ctx: Context, loaded: LoadedTarget, rows: np.ndarray,
     from and_toolkit.targets import logits_of
     from and_toolkit.targets.precision import autocast
 
-    feats = ctx.features()[rows]
+    feats = inputs_of(ctx, loaded.train_config)[rows]
     out = []
     with torch.inference_mode(), pruned(loaded.model, dict(mask or {})), \
             autocast(loaded.train_config.precision):

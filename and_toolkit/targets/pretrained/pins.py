@@ -14,6 +14,7 @@ from and_toolkit.cache import sha256_file
 from and_toolkit.errors import DataError
 
 __all__ = ["WHISPER_BASE_PARTS", "WHISPER_BASE_TOKENIZER", "YAMNET_ONNX_ZIP", "PinnedFile",
+           "backbone_sha256",
            "verified_path"]
 
 
@@ -84,3 +85,16 @@ def verified_path(pin: PinnedFile) -> Path:
         raise DataError(f"{path}: sha256 {digest[:12]} is not the pinned {pin.sha256[:12]} of "
                         f"{pin.package!r} (reinstall: {pin.install})")
     return path
+
+
+def backbone_sha256(arch: str) -> str:
+    """The pinned sha256 of a pretrained arch's weight files (``+``-joined when split).
+
+    Raises:
+        ValueError: ``arch`` has no packaged weights.
+    """
+    if arch.startswith("yamnet"):
+        return YAMNET_ONNX_ZIP.sha256
+    if arch.startswith("whisper"):
+        return "+".join(p.sha256 for p in WHISPER_BASE_PARTS)
+    raise ValueError(f"arch {arch!r}: no packaged pretrained weights")
