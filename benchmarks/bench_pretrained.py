@@ -107,14 +107,17 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/pretrained.json")
     args = ap.parse_args()
     waves, targets, folds = _esc50()
-    results = {a: bench(a, waves, targets, folds, args) for a in args.archs}
+    results = {}
+    for arch in args.archs:
+        results[arch] = bench(arch, waves, targets, folds, args)
+        print(json.dumps(results[arch], indent=2), flush=True)
     results["_machine"] = {"cpu_count": os.cpu_count(), "platform": platform.platform(),
                            "torch": torch.__version__,
-                           "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="s"),
+                           "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                            "command": "python benchmarks/bench_pretrained.py " + " ".join(
                                f"{k}={v}" for k, v in vars(args).items())}
     Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(results, indent=2))
+
 
 
 if __name__ == "__main__":

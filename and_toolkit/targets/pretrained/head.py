@@ -84,7 +84,7 @@ def train_frozen_head(cfg: TrainConfig, waveforms: np.ndarray, targets: np.ndarr
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         with torch.no_grad():
             acc = float((head(x[test]).argmax(1) == y[test]).float().mean()) if test.any() \
                 else float("nan")
