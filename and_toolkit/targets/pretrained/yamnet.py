@@ -180,7 +180,11 @@ class YAMNet(nn.Module):
 
 
 def _onnx_model(zip_path: Path):  # type: ignore[no-untyped-def]
-    import onnx
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError("YAMNet targets read their weights with onnx: "
+                          "pip install 'and-toolkit[pretrained]'") from e
 
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(zip_path) as zf:
         names = [n for n in zf.namelist() if n.endswith(".onnx")]
