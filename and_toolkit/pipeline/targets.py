@@ -24,6 +24,14 @@ from and_toolkit.targets.config import TrainConfig
 
 EVAL_BATCH = 64
 """Clips per forward pass when evaluating a target."""
+WAVEFORM_BATCH = 8
+"""At most this many clips per forward pass of a pretrained (waveform) target: Whisper's 30 s
+window holds 1,500 frames, so one attention map is 1,500^2 floats per head and clip."""
+
+
+def batch_size_of(cfg: TrainConfig, default: int) -> int:
+    """Clips per forward pass for a target: ``default``, capped for waveform targets."""
+    return min(default, WAVEFORM_BATCH) if cfg.takes_waveforms else default
 
 
 @dataclass(frozen=True)
@@ -191,8 +199,9 @@ def logits_on(ctx: Context, loaded: LoadedTarget, rows: np.ndarray,
     out = []
     with torch.inference_mode(), pruned(loaded.model, dict(mask or {})), \
             autocast(loaded.train_config.precision):
-        for i in range(0, len(feats), EVAL_BATCH):
-            out.append(logits_of(loaded.model, torch.from_numpy(feats[i:i + EVAL_BATCH])).float())
+        step = batch_size_of(loaded.train_config, EVAL_BATCH)
+        for i in range(0, len(feats), step):
+            out.append(logits_of(loaded.model, torch.from_numpy(feats[i:i + step])).float())
     return torch.cat(out).numpy()
 
 

@@ -86,8 +86,8 @@ def train_frozen_head(cfg: TrainConfig, waveforms: np.ndarray, targets: np.ndarr
             sched.step()
             total += float(loss.detach()) * len(idx)
         with torch.no_grad():
-            acc = float((head(x[test]).argmax(1) == y[test]).float().mean()) if test.any() \
-                else float("nan")
+            hits = int((head(x[test]).argmax(1) == y[test]).sum())
+            acc = hits / int(test.sum()) if test.any() else float("nan")
         now = time.perf_counter()
         curve.append({"epoch": epoch, "train_loss": total / len(xtr), "test_accuracy": acc,
                       "seconds": now - start})
