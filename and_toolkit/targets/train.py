@@ -16,8 +16,8 @@ from transformers import ASTForAudioClassification
 from and_toolkit.targets.ast import freeze_encoder
 from and_toolkit.targets.augment import mixup, spec_augment, time_shift
 from and_toolkit.targets.config import FROZEN_PRETRAINED_ARCHS, TrainConfig, build_model
-from and_toolkit.targets.pretrained.head import train_frozen_head
 from and_toolkit.targets.pretrain import pretrain_encoder
+from and_toolkit.targets.pretrained.head import train_frozen_head
 from and_toolkit.targets.timing import autocast, torch_threads
 
 __all__ = ["TrainedTarget", "evaluate", "logits_of", "train_target"]
@@ -208,7 +208,8 @@ def train_target(
         )
     if cfg.arch in FROZEN_PRETRAINED_ARCHS:
         with torch_threads(cfg.threads):
-            model, curve = train_frozen_head(cfg, features, targets, folds, progress)
+            model, curve = train_frozen_head(build_model(cfg), cfg, features, targets, folds,
+                                             progress)
         return TrainedTarget(model=model, config=cfg, curve=curve)
     x_train = torch.from_numpy(np.ascontiguousarray(features[~test], dtype=np.float32))
     y_train = torch.from_numpy(targets[~test].astype(np.int64))

@@ -18,16 +18,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from and_toolkit.targets.config import TrainConfig, build_model
-
 __all__ = ["clip_embeddings", "train_frozen_head"]
 
 EMBED_BATCH = 8
 """Clips per backbone forward pass while embedding."""
 
 
-def clip_embeddings(model: nn.Module, waveforms: np.ndarray, progress: bool = False
-                    ) -> np.ndarray:
+def clip_embeddings(model: Any, waveforms: np.ndarray, progress: bool = False) -> np.ndarray:
     """``model.embed`` of every clip: float32 [N, D] from waveforms float32 [N, S] (16 kHz)."""
     out = []
     steps = range(0, len(waveforms), EMBED_BATCH)
@@ -37,14 +34,15 @@ def clip_embeddings(model: nn.Module, waveforms: np.ndarray, progress: bool = Fa
     return torch.cat(out).numpy()
 
 
-def train_frozen_head(cfg: TrainConfig, waveforms: np.ndarray, targets: np.ndarray,
+def train_frozen_head(model: Any, cfg: Any, waveforms: np.ndarray, targets: np.ndarray,
                       folds: np.ndarray, progress: bool = False
                       ) -> tuple[nn.Module, list[dict[str, Any]]]:
-    """Build the frozen target of ``cfg`` and train its ``classifier`` on fold != test_fold.
+    """Train the ``classifier`` of a frozen pretrained target on fold != test_fold.
 
     Args:
-        cfg: a config of a frozen pretrained arch (``cfg.epochs``, ``lr``, ``batch_size``,
-            ``weight_decay``, ``label_smoothing``, ``seed`` are used).
+        model: the target as built (``embed(wav) -> [B, D]`` and ``classifier``), modified.
+        cfg: its ``TrainConfig`` (``test_fold``, ``n_classes``, ``epochs``, ``lr``,
+            ``batch_size``, ``weight_decay``, ``label_smoothing``, ``seed`` are used).
         waveforms: float32 [N, S] at 16 kHz.
         targets: int [N] class ids; folds: int [N].
 
@@ -56,7 +54,7 @@ def train_frozen_head(cfg: TrainConfig, waveforms: np.ndarray, targets: np.ndarr
         raise ValueError(f"waveforms: expected [N, S] with N = {len(targets)}, got "
                          f"{waveforms.shape}")
     start = time.perf_counter()
-    model = build_model(cfg).eval()
+    model.eval()
     emb = torch.from_numpy(clip_embeddings(model, waveforms, progress)).double()
     train = torch.from_numpy(folds != cfg.test_fold)
     test = ~train

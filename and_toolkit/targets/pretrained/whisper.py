@@ -118,7 +118,8 @@ def whisper_state(ct2: CT2Model, encoder_only: bool = False) -> dict[str, torch.
         fused(f"{d}.self_attn", f"{s}/self_attention/linear_0", ("q_proj", "k_proj", "v_proj"))
         lin(f"{d}.self_attn.out_proj", f"{s}/self_attention/linear_1")
         norm(f"{d}.self_attn_layer_norm", f"{s}/self_attention/layer_norm")
-        lin(f"{d}.fc1", f"{s}/ffn/linear_0"), lin(f"{d}.fc2", f"{s}/ffn/linear_1")
+        lin(f"{d}.fc1", f"{s}/ffn/linear_0")
+        lin(f"{d}.fc2", f"{s}/ffn/linear_1")
         norm(f"{d}.final_layer_norm", f"{s}/ffn/layer_norm")
     if not encoder_only:
         m = "model.decoder"
@@ -138,7 +139,8 @@ def whisper_state(ct2: CT2Model, encoder_only: bool = False) -> dict[str, torch.
             fused(f"{d}.encoder_attn", f"{s}/attention/linear_1", ("k_proj", "v_proj"))
             lin(f"{d}.encoder_attn.out_proj", f"{s}/attention/linear_2")
             norm(f"{d}.encoder_attn_layer_norm", f"{s}/attention/layer_norm")
-            lin(f"{d}.fc1", f"{s}/ffn/linear_0"), lin(f"{d}.fc2", f"{s}/ffn/linear_1")
+            lin(f"{d}.fc1", f"{s}/ffn/linear_0")
+            lin(f"{d}.fc2", f"{s}/ffn/linear_1")
             norm(f"{d}.final_layer_norm", f"{s}/ffn/layer_norm")
     return {k: torch.from_numpy(np.asarray(a, dtype=np.float32).copy()) for k, a in out.items()}
 
@@ -163,6 +165,9 @@ def convert_whisper(out_dir: Path) -> Path:
 class WhisperLogMel(nn.Module):
     """Whisper's front end: waveforms [B, S] -> log-mel float32 [B, 80, 100 * window seconds]
     (zero-padded or cut to the window), as ``WhisperFeatureExtractor`` computes it in torch."""
+
+    mel: torch.Tensor
+    window: torch.Tensor
 
     def __init__(self, window_seconds: float = WINDOW_SECONDS) -> None:
         super().__init__()
@@ -191,7 +196,8 @@ class WhisperClassifier(nn.Module):
         super().__init__()
         self.frontend = WhisperLogMel(window_seconds)
         self.encoder = encoder
-        self.classifier = nn.Linear(int(encoder.config.d_model), n_classes)
+        d_model = int(encoder.config.d_model)  # type: ignore[union-attr,arg-type]
+        self.classifier = nn.Linear(d_model, n_classes)
 
     def embed(self, wav: torch.Tensor) -> torch.Tensor:
         """Clip embeddings [B, 512]: the mean over the encoder frames that hold audio."""

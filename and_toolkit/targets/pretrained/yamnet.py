@@ -79,6 +79,9 @@ def n_patches(n_samples: int) -> int:
 class LogMelPatches(nn.Module):
     """Waveforms float [B, S] at 16 kHz -> log-mel patches float32 [B, 1, P * 96, 64]."""
 
+    window: torch.Tensor
+    mel: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("window", torch.hann_window(WINDOW, periodic=True), persistent=False)
@@ -109,6 +112,8 @@ class PatchConv2d(nn.Conv2d):
     Output ``[B, C_out, P * rows_out, W_out]``.
     """
 
+    relu_max: torch.Tensor
+
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, groups: int,
                  rows_in: int) -> None:
         super().__init__(c_in, c_out, kernel, stride=stride, groups=groups, bias=True)
@@ -129,6 +134,15 @@ class PatchConv2d(nn.Conv2d):
         z = F.conv2d(F.pad(z, self.same), self.weight, self.bias, self.stride, 0, 1, self.groups)
         c2, h2, w2 = z.shape[1:]
         return z.view(b, p, c2, h2, w2).transpose(1, 2).reshape(b, c2, p * h2, w2)
+
+
+class _Stem(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = PatchConv2d(1, 32, 3, 2, 1, PATCH_FRAMES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv.activate(self.conv(x))
 
 
 class _Separable(nn.Module):
@@ -152,15 +166,14 @@ class YAMNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.frontend = LogMelPatches()
-        stem = nn.Module()
-        stem.conv = PatchConv2d(1, 32, 3, 2, 1, PATCH_FRAMES)  # type: ignore[assignment]
-        layers: list[nn.Module] = [stem]
+        layers: list[nn.Module] = [_Stem()]
         c, rows = 32, PATCH_FRAMES // 2
         for c_out, stride in _SEPARABLE:
             layers.append(_Separable(c, c_out, stride, rows))
             c, rows = c_out, rows // stride
         self.layers = nn.ModuleList(layers)
         self.classifier = nn.Linear(EMBEDDING_DIM, N_AUDIOSET)
+        self.input_range: torch.Tensor
         self.register_buffer("input_range", torch.tensor([-math.inf, math.inf]))
 
     def clip_input(self, patches: torch.Tensor) -> torch.Tensor:
@@ -169,9 +182,8 @@ class YAMNet(nn.Module):
 
     def embed(self, wav: torch.Tensor) -> torch.Tensor:
         """Clip embeddings [B, 1024]: the last layer's mean over patches and positions."""
-        stem = self.layers[0].conv
-        x = stem.activate(stem(self.clip_input(self.frontend(wav))))
-        for layer in self.layers[1:]:
+        x = self.clip_input(self.frontend(wav))
+        for layer in self.layers:
             x = layer(x)
         return x.mean(dim=(2, 3))
 
