@@ -64,3 +64,15 @@ def test_yamnet_records_conv_channels_and_prunes_them() -> None:
     assert np.all(cut["layers.1.pointwise"][:, 5] == 0)
     np.testing.assert_array_equal(cut["layers.1.pointwise"][:, :5],
                                   rec["layers.1.pointwise"][:, :5])
+
+
+def test_fine_tuned_yamnet_trains_its_backbone_on_waveforms() -> None:
+    waves, targets, folds = _clips()
+    cfg = DEFAULT_TARGETS["yamnet"].model_copy(update={"n_classes": 3, "epochs": 1,
+                                                       "batch_size": 6})
+    trained = train_target(cfg, waves, targets, folds, progress=False)
+    fresh = build_model(cfg)
+    changed = {k.rsplit(".", 1)[0] for k, v in trained.model.state_dict().items()
+               if not torch.equal(v, fresh.state_dict()[k])}
+    assert {"layers.0.conv", "layers.13.pointwise", "classifier"} <= changed
+    assert len(trained.curve) == 1
