@@ -23,6 +23,12 @@ PAPER_MODEL_BY_ARCH: dict[str, PaperModel] = {
 of the fine-tuned BEATs; the frozen random-encoder AST stands for the frozen BEATs; YAMNet,
 supervised on AudioSet, for the AudioSet-pretrained AST; the frozen Whisper encoder, weakly
 supervised on speech, for the frozen self-supervised BEATs)."""
+PRETRAINING_BY_ARCH: dict[str, str] = {
+    "yamnet-frozen": "YAMNet, supervised on AudioSet, frozen; linear head trained here",
+    "yamnet": "YAMNet, supervised on AudioSet, fine-tuned here",
+    "whisper-frozen": "Whisper-base encoder, weakly supervised on speech, frozen; linear head "
+                      "trained here"}
+"""How each pretrained architecture was pretrained (archs trained here from scratch: absent)."""
 STAGES = (
     "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
     "open", "closed", "experiments", "report",
@@ -76,6 +82,11 @@ class TargetSection(_Section):
     def paper_model_id(self) -> PaperModel:
         """The paper model this target stands for: ``paper_model`` or the arch's default."""
         return self.paper_model or PAPER_MODEL_BY_ARCH[self.arch]
+
+    @property
+    def pretraining(self) -> str | None:
+        """How the target's network was pretrained, None when trained here from scratch."""
+        return PRETRAINING_BY_ARCH.get(self.arch)
 
 
 class FeatureSection(_Section):
