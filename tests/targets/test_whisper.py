@@ -174,8 +174,8 @@ def test_greedy_transcription_matches_ctranslate2(ct2_dir: Path, tmp_path: Path)
     import soundfile as sf
     from transformers import WhisperForConditionalGeneration
 
-    from and_toolkit.signal import resample
     from and_toolkit.cli import main
+    from and_toolkit.signal import resample
     from and_toolkit.targets.pretrained.whisper import WhisperLogMel
 
     clip = tmp_path / "speech.wav"
