@@ -158,7 +158,8 @@ DEFAULT_TARGETS: dict[str, TrainConfig] = {
     "ast": TrainConfig(arch="ast"),
     "ast-frozen": TrainConfig(arch="ast-frozen"),
     "cnn": TrainConfig(arch="cnn"),
-    # a linear head on frozen clip embeddings: cheap epochs, no augmentation (see head.py)
+    # a linear head on frozen float32 clip embeddings: cheap epochs, no augmentation, fp32
+    # (pruned evaluations then run the backbone as it was embedded; see head.py)
     "yamnet-frozen": TrainConfig(arch="yamnet-frozen", epochs=60, lr=1e-3, batch_size=64,
                                  precision="fp32",
                                  weight_decay=1e-2, mixup_alpha=0.0, time_masks=0,
@@ -167,7 +168,7 @@ DEFAULT_TARGETS: dict[str, TrainConfig] = {
                                   precision="fp32",
                                   weight_decay=1e-2, mixup_alpha=0.0, time_masks=0,
                                   freq_masks=0),
+    # fine-tuned end to end on waveforms (SpecAugment works on log-mel inputs: off)
     "yamnet": TrainConfig(arch="yamnet", epochs=8, lr=3e-4, batch_size=32, weight_decay=1e-2,
-                          precision="fp32",
                           mixup_alpha=0.0, time_masks=0, freq_masks=0),
 }

@@ -53,8 +53,9 @@ def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _check_data(features: np.ndarray, targets: np.ndarray, n_classes: int | None = None) -> None:
-    if features.ndim not in (2, 3):
+def _check_data(features: np.ndarray, targets: np.ndarray, n_classes: int | None = None,
+                ndims: tuple[int, ...] = (2, 3)) -> None:
+    if features.ndim not in ndims:
         raise ValueError(f"features: expected log-mel [N, T, F] (or waveforms [N, S] for "
                          f"pretrained archs), got shape {features.shape}")
     if targets.shape != (features.shape[0],):
@@ -197,7 +198,7 @@ def train_target(
             "train_target: precision 'auto' is unresolved; train the config returned by "
             "and_toolkit.targets.precision.resolve_train_config(cfg) (and key it with that)"
         )
-    _check_data(features, targets, cfg.n_classes)
+    _check_data(features, targets, cfg.n_classes, (2,) if cfg.takes_waveforms else (3,))
     if folds.shape != targets.shape:
         raise ValueError(f"folds: expected shape {targets.shape}, got {folds.shape}")
     test = folds == cfg.test_fold

@@ -69,7 +69,7 @@ def test_yamnet_records_conv_channels_and_prunes_them() -> None:
 def test_fine_tuned_yamnet_trains_its_backbone_on_waveforms() -> None:
     waves, targets, folds = _clips()
     cfg = DEFAULT_TARGETS["yamnet"].model_copy(update={"n_classes": 3, "epochs": 1,
-                                                       "batch_size": 6})
+                                                       "batch_size": 6, "precision": "fp32"})
     trained = train_target(cfg, waves, targets, folds, progress=False)
     fresh = build_model(cfg)
     changed = {k.rsplit(".", 1)[0] for k, v in trained.model.state_dict().items()
