@@ -35,6 +35,18 @@ from and_toolkit.targets.config import DEFAULT_TARGETS, build_model
 from and_toolkit.targets.pretrained.head import train_frozen_head
 
 
+class _Replay(torch.nn.Module):
+    """Replays computed embeddings (input: clip indices [B, 1]): the head recipe, no re-run."""
+
+    def __init__(self, emb: np.ndarray, n_classes: int) -> None:
+        super().__init__()
+        self.emb = emb
+        self.classifier = torch.nn.Linear(emb.shape[1], n_classes)
+
+    def embed(self, idx: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.emb[idx[:, 0].long().numpy()])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--classes", type=int, default=6)
@@ -70,15 +82,7 @@ def main() -> None:
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         embeddings[seconds] = emb
 
-        class _Fixed(torch.nn.Module):  # replays the embeddings: same head recipe, no re-run
-            def __init__(self) -> None:
-                super().__init__()
-                self.classifier = torch.nn.Linear(emb.shape[1], args.classes)
-
-            def embed(self, idx: torch.Tensor) -> torch.Tensor:
-                return torch.from_numpy(emb[idx[:, 0].long().numpy()])
-
-        _, curve = train_frozen_head(_Fixed(), cfg, np.arange(len(emb), dtype=np.float32)[:, None],
+        _, curve = train_frozen_head(_Replay(emb, args.classes), cfg, np.arange(len(emb), dtype=np.float32)[:, None],
                                      targets, folds)
         out[f"window_{seconds:g}s"] = {
             "forward_wall_s_per_clip": round(wall / len(waves), 4),
