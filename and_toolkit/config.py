@@ -17,9 +17,18 @@ from and_toolkit.recording.hooks import DEFAULT_EXCLUDE, DEFAULT_POOLING, Poolin
 
 PaperModel = Literal["AST", "BEATs-finetuned", "BEATs-frozen"]
 PAPER_MODEL_BY_ARCH: dict[str, PaperModel] = {
-    "ast": "AST", "ast-frozen": "BEATs-frozen", "cnn": "BEATs-finetuned"}
+    "ast": "AST", "ast-frozen": "BEATs-frozen", "cnn": "BEATs-finetuned",
+    "yamnet-frozen": "AST", "yamnet": "AST", "whisper-frozen": "BEATs-frozen"}
 """Default paper model of each target architecture (the CNN is the closest supervised analog
-of the fine-tuned BEATs; the frozen random-encoder AST stands for the frozen BEATs)."""
+of the fine-tuned BEATs; the frozen random-encoder AST stands for the frozen BEATs; YAMNet,
+supervised on AudioSet, for the AudioSet-pretrained AST; the frozen Whisper encoder, weakly
+supervised on speech, for the frozen self-supervised BEATs)."""
+PRETRAINING_BY_ARCH: dict[str, str] = {
+    "yamnet-frozen": "YAMNet, supervised on AudioSet, frozen; linear head trained here",
+    "yamnet": "YAMNet, supervised on AudioSet, fine-tuned here",
+    "whisper-frozen": "Whisper-base encoder, weakly supervised on speech, frozen; linear head "
+                      "trained here"}
+"""How each pretrained architecture was pretrained (archs trained here from scratch: absent)."""
 STAGES = (
     "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
     "open", "closed", "experiments", "report",
@@ -60,7 +69,10 @@ class TargetSection(_Section):
     """One target network to train (or reuse from the cache) and dissect."""
 
     id: str = Field(description="Model id used in neuron keys, e.g. 'cnn'.")
-    arch: Literal["ast", "ast-frozen", "cnn"]
+    arch: Literal["ast", "ast-frozen", "cnn", "yamnet-frozen", "yamnet", "whisper-frozen"] = Field(
+        description="Trained here: ast, ast-frozen, cnn; from packaged pretrained weights: "
+        "yamnet-frozen (frozen YAMNet + linear head), yamnet (fine-tuned), whisper-frozen "
+        "(frozen Whisper-base encoder + linear head).")
     epochs: int | None = Field(None, ge=1, description="Override the default epoch count.")
     seed: int = 0
     overrides: dict[str, Any] = Field(
@@ -69,12 +81,18 @@ class TargetSection(_Section):
     paper_model: PaperModel | None = Field(
         None, description="The paper's model this target stands for (its numbers go beside "
         "ours). Default by arch: ast -> AST, ast-frozen -> BEATs-frozen, cnn -> "
-        "BEATs-finetuned (the closest supervised analog).")
+        "BEATs-finetuned (the closest supervised analog), yamnet(-frozen) -> AST, "
+        "whisper-frozen -> BEATs-frozen.")
 
     @property
     def paper_model_id(self) -> PaperModel:
         """The paper model this target stands for: ``paper_model`` or the arch's default."""
         return self.paper_model or PAPER_MODEL_BY_ARCH[self.arch]
+
+    @property
+    def pretraining(self) -> str | None:
+        """How the target's network was pretrained, None when trained here from scratch."""
+        return PRETRAINING_BY_ARCH.get(self.arch)
 
 
 class FeatureSection(_Section):

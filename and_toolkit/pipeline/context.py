@@ -21,7 +21,7 @@ import polars as pl
 
 from and_toolkit.cache import Cache, cache_key
 from and_toolkit.config import RunConfig
-from and_toolkit.errors import ConfigError
+from and_toolkit.errors import ConfigError, DataError
 from and_toolkit.records.models import ProbeClip
 from and_toolkit.run import Run
 
@@ -72,6 +72,7 @@ class Context:
     _waveforms: list[np.ndarray] | None = field(default=None, repr=False)
     _synthetic: SyntheticProbe | None = field(default=None, repr=False)
     _features: np.ndarray | None = field(default=None, repr=False)
+    _waveform_matrix: np.ndarray | None = field(default=None, repr=False)
     _data_sha: str | None = field(default=None, repr=False)
     _backends: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -91,6 +92,7 @@ class Context:
     def forget_probe(self) -> None:
         """Drop the loaded probe table and everything derived from it (after it is rewritten)."""
         self._probe = self._waveforms = self._data_sha = self._features = None
+        self._waveform_matrix = None
 
     def probe_sha(self) -> str:
         """Hash of the ordered clip ids (ties activations to the probe set)."""
@@ -135,6 +137,25 @@ class Context:
                     self.dataset_root(), probe["path"].to_list(), self.sample_rate(),
                     self.cfg.probe.resample, downmix=self.cfg.probe.downmix)
         return self._waveforms
+
+    def waveform_matrix(self) -> np.ndarray:
+        """Waveforms float32 [N, S] at 16 kHz, zero-padded at the end to the longest clip (the
+        input of pretrained targets).
+
+        Raises:
+            DataError: the probe set is not at 16 kHz.
+        """
+        if self._waveform_matrix is None:
+            rates = set(self.probe()["sample_rate"].to_list())
+            if rates != {16000}:
+                raise DataError(f"{self.run.root / 'probe.parquet'}: field 'sample_rate': "
+                                f"pretrained targets need 16 kHz clips, got {sorted(rates)} Hz")
+            waves = self.waveforms()
+            out = np.zeros((len(waves), max(len(w) for w in waves)), np.float32)
+            for i, w in enumerate(waves):
+                out[i, :len(w)] = w
+            self._waveform_matrix = out
+        return self._waveform_matrix
 
     def dataset_root(self) -> Path:
         """Folder that ProbeClip paths are relative to."""

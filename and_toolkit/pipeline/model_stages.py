@@ -10,7 +10,7 @@ import torch
 
 from and_toolkit.cache import cache_key
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.targets import load_target, recorded_layers
+from and_toolkit.pipeline.targets import batch_size_of, inputs_of, load_target, recorded_layers
 from and_toolkit.records.models import Extremes, TrainingCurve
 from and_toolkit.resources import measured
 
@@ -34,6 +34,8 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
             "test_fold": loaded.train_config.test_fold,
             "precision": loaded.train_config.precision,
         }
+        if loaded.train_config.takes_waveforms:  # pinned sha256 of the packaged weights
+            record["backbone_sha256"] = loaded.train_config.arch_payload()["backbone_sha256"]
         provenance[target.id] = record
         # the thread count and the measurements behind the choices may differ from process to
         # process (they never change the weights key): manifest only, not the records
@@ -52,11 +54,11 @@ def stage_record(ctx: Context) -> dict[str, Any]:
     """
     from and_toolkit.recording.record import record_to_run
 
-    feats = ctx.features()
-    bs = ctx.cfg.record.batch_size
     info: dict[str, Any] = {}
     for target in ctx.cfg.targets:
         loaded = load_target(ctx, target)
+        feats = inputs_of(ctx, loaded.train_config)
+        bs = batch_size_of(loaded.train_config, ctx.cfg.record.batch_size)
         layers = recorded_layers(ctx, loaded)
         batches = (torch.from_numpy(feats[i:i + bs]) for i in range(0, len(feats), bs))
         with measured() as usage:

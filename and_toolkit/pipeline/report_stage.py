@@ -205,9 +205,14 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
     targets = stages.get("targets") or {}
     facts = {t.id: ModelFacts(t.paper_model_id, (targets.get(t.id) or {}).get("test_accuracy"))
              for t in ctx.cfg.targets}
-    mapping = ", ".join(f"{t.id} → {t.paper_model_id}" for t in ctx.cfg.targets)
+    mapping = ", ".join(f"{t.id} → {t.paper_model_id}"
+                        + (f" ({t.pretraining})" if t.pretraining else "")
+                        for t in ctx.cfg.targets)
+    ours = ("ours from small models trained here" if not any(
+        t.pretraining for t in ctx.cfg.targets) else "ours from small models trained here "
+        "and from the pretrained networks named")
     notes = [f"Targets and the paper models they stand in for: {mapping}. The paper's numbers "
-             "come from pretrained AST / BEATs on ESC-50; ours from small models trained here."]
+             f"come from pretrained AST / BEATs on ESC-50; {ours}."]
     closed = stages.get("closed") or {}
     for method, reason in sorted((closed.get("not_run") or {}).items()):
         notes.append(f"{method} not run: {reason}")

@@ -24,6 +24,14 @@ from and_toolkit.targets.config import TrainConfig
 
 EVAL_BATCH = 64
 """Clips per forward pass when evaluating a target."""
+WAVEFORM_BATCH = 8
+"""At most this many clips per forward pass of a pretrained (waveform) target: Whisper's 30 s
+window holds 1,500 frames, so one attention map is 1,500^2 floats per head and clip."""
+
+
+def batch_size_of(cfg: TrainConfig, default: int) -> int:
+    """Clips per forward pass for a target: ``default``, capped for waveform targets."""
+    return min(default, WAVEFORM_BATCH) if cfg.takes_waveforms else default
 
 
 @dataclass(frozen=True)
@@ -107,12 +115,22 @@ def _labels(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     return probe["target"].to_numpy().astype(np.int64), probe["fold"].to_numpy().astype(np.int64)
 
 
+def inputs_of(ctx: Context, cfg: TrainConfig) -> np.ndarray:
+    """The model input of every probe clip: log-mel features [N, T, F], or waveforms [N, S]
+    (16 kHz) for pretrained archs (which compute their own front end)."""
+    return ctx.waveform_matrix() if cfg.takes_waveforms else ctx.features()
+
+
 def weights_key_of(ctx: Context, cfg: TrainConfig) -> str:
-    """The cache key of the weights ``cfg`` trains on the run's features and labels."""
+    """The cache key of the weights ``cfg`` trains on the run's inputs and labels (waveform
+    inputs are identified by the probe and data hashes, not hashed byte by byte)."""
+    from and_toolkit.cache import cache_key
     from and_toolkit.targets import features_sha, labels_sha, weights_key
 
     targets, folds = _labels(ctx)
-    return str(weights_key(cfg, features_sha(ctx.features()), labels_sha(targets, folds)))
+    inputs = (cache_key(kind="waveforms", probe=ctx.probe_sha(), data=ctx.data_sha())
+              if cfg.takes_waveforms else features_sha(ctx.features()))
+    return str(weights_key(cfg, inputs, labels_sha(targets, folds)))
 
 
 def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> LoadedTarget:
@@ -134,7 +152,8 @@ def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> 
         curve = ctx.cache.get_json("curves", key)
         if raw is None or curve is None:
             targets, folds = _labels(ctx)
-            trained = train_target(cfg, ctx.features(), targets, folds, progress=ctx.progress)
+            trained = train_target(cfg, inputs_of(ctx, cfg), targets, folds,
+                                   progress=ctx.progress)
             save_weights(trained.model, path)
             ctx.cache.put_bytes("weights", key, path.read_bytes())
             curve = trained.curve
@@ -176,12 +195,13 @@ def logits_on(ctx: Context, loaded: LoadedTarget, rows: np.ndarray,
     from and_toolkit.targets import logits_of
     from and_toolkit.targets.precision import autocast
 
-    feats = ctx.features()[rows]
+    feats = inputs_of(ctx, loaded.train_config)[rows]
     out = []
     with torch.inference_mode(), pruned(loaded.model, dict(mask or {})), \
             autocast(loaded.train_config.precision):
-        for i in range(0, len(feats), EVAL_BATCH):
-            out.append(logits_of(loaded.model, torch.from_numpy(feats[i:i + EVAL_BATCH])).float())
+        step = batch_size_of(loaded.train_config, EVAL_BATCH)
+        for i in range(0, len(feats), step):
+            out.append(logits_of(loaded.model, torch.from_numpy(feats[i:i + step])).float())
     return torch.cat(out).numpy()
 
 

@@ -12,9 +12,16 @@ from and_toolkit.targets.ast import ASTArchConfig, build_ast, build_ast_frozen
 from and_toolkit.targets.cnn import CNNArchConfig, build_cnn
 from and_toolkit.targets.pretrain import PretrainConfig
 
-__all__ = ["DEFAULT_TARGETS", "Arch", "TrainConfig", "build_model"]
+__all__ = ["DEFAULT_TARGETS", "FROZEN_PRETRAINED_ARCHS", "PRETRAINED_ARCHS", "Arch", "TrainConfig",
+           "build_model"]
 
-Arch = Literal["ast", "ast-frozen", "cnn"]
+Arch = Literal["ast", "ast-frozen", "cnn", "yamnet-frozen", "yamnet", "whisper-frozen"]
+
+PRETRAINED_ARCHS: frozenset[str] = frozenset({"yamnet-frozen", "yamnet", "whisper-frozen"})
+"""Archs built from packaged pretrained weights; they take waveforms [B, S] at 16 kHz."""
+FROZEN_PRETRAINED_ARCHS: frozenset[str] = frozenset({"yamnet-frozen", "whisper-frozen"})
+"""Pretrained archs whose backbone is frozen: only a linear head is trained (on cached
+clip embeddings, see ``targets/pretrained/head.py``)."""
 
 
 class TrainConfig(BaseModel):
@@ -22,7 +29,10 @@ class TrainConfig(BaseModel):
 
     Attributes:
         arch: ``"ast"`` (all layers trained), ``"ast-frozen"`` (random frozen encoder, trained
-            classifier) or ``"cnn"``.
+            classifier), ``"cnn"``, or a pretrained backbone from packaged weights (inputs are
+            then waveforms [B, S] at 16 kHz, see :data:`PRETRAINED_ARCHS`):
+            ``"yamnet-frozen"`` / ``"whisper-frozen"`` (frozen, linear head on the clip
+            embedding) or ``"yamnet"`` (all layers fine-tuned).
         ast: AST architecture (used by ``ast`` and ``ast-frozen``).
         cnn: CNN architecture (used by ``cnn``).
         n_classes: Number of classes; targets must lie in ``0..n_classes-1``.
@@ -55,6 +65,10 @@ class TrainConfig(BaseModel):
             ``resolve_train_config`` time 1, half (>= 4 cores) and all usable cores. Not part
             of the weights key: results are bitwise reproducible only at a fixed thread count.
         eval_batch_size: Clips per evaluation batch.
+        whisper_window_seconds: ``whisper-frozen`` only: the encoder's input window in
+            seconds. 30 (Whisper's, the faithful default) or shorter, e.g. the clip's 5 s
+            (6x less compute, the encoder keeps its first position embeddings; its effect on
+            accuracy is measured in benchmarks/results/pretrained.json).
         pretrain: If set (AST archs only), the encoder is first pretrained by masked-patch
             reconstruction on the unlabelled features (SSAST-style), then fine-tuned (``ast``)
             or frozen with a trained head (``ast-frozen``).
@@ -87,6 +101,7 @@ class TrainConfig(BaseModel):
     threads: int | None = Field(default=None, ge=1)
     eval_batch_size: int = Field(default=64, ge=1)
     pretrain: PretrainConfig | None = None
+    whisper_window_seconds: float = Field(default=30.0, gt=0, le=30)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -94,9 +109,24 @@ class TrainConfig(BaseModel):
             raise ValueError(f"pretrain: only AST archs can be pretrained, not {self.arch!r}")
         return self
 
+    @property
+    def takes_waveforms(self) -> bool:
+        """True when the model's input is waveforms [B, S] (16 kHz), not log-mel [B, T, F]."""
+        return self.arch in PRETRAINED_ARCHS
+
     def arch_payload(self) -> dict[str, object]:
-        """The config as a dict without the architecture block the ``arch`` does not use."""
-        drop = {"cnn"} if self.arch.startswith("ast") else {"ast"}
+        """The config as a dict without the architecture blocks the ``arch`` does not use;
+        pretrained archs add the pinned sha256 of their weight files (``backbone_sha256``)."""
+        if self.arch in PRETRAINED_ARCHS:
+            from and_toolkit.targets.pretrained.pins import backbone_sha256
+
+            drop = {"cnn", "ast"} | ({"whisper_window_seconds"} if self.arch.startswith("yamnet")
+                                     else set())
+            payload = self.model_dump(mode="json", exclude=drop)
+            payload["backbone_sha256"] = backbone_sha256(self.arch)
+            return payload
+        drop = {"cnn", "whisper_window_seconds"} if self.arch.startswith("ast") else {
+            "ast", "whisper_window_seconds"}
         return self.model_dump(mode="json", exclude=drop)
 
 
@@ -107,7 +137,8 @@ def build_model(cfg: TrainConfig) -> nn.Module:
         cfg: Training configuration.
 
     Returns:
-        The model in train mode (``ast-frozen``: only ``classifier.*`` requires grad).
+        The model in train mode (``ast-frozen``, ``*-frozen`` pretrained: only
+        ``classifier.*`` requires grad; pretrained backbones carry their packaged weights).
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
@@ -115,6 +146,10 @@ def build_model(cfg: TrainConfig) -> nn.Module:
             return build_ast(cfg.ast, cfg.n_classes)
         if cfg.arch == "ast-frozen":
             return build_ast_frozen(cfg.ast, cfg.n_classes)
+        if cfg.arch in PRETRAINED_ARCHS:
+            from and_toolkit.targets.pretrained.build import build_pretrained
+
+            return build_pretrained(cfg.arch, cfg.n_classes, cfg.whisper_window_seconds)
         return build_cnn(cfg.cnn, cfg.n_classes)
 
 
@@ -123,4 +158,17 @@ DEFAULT_TARGETS: dict[str, TrainConfig] = {
     "ast": TrainConfig(arch="ast"),
     "ast-frozen": TrainConfig(arch="ast-frozen"),
     "cnn": TrainConfig(arch="cnn"),
+    # a linear head on frozen float32 clip embeddings: cheap epochs, no augmentation, fp32
+    # (pruned evaluations then run the backbone as it was embedded; see head.py)
+    "yamnet-frozen": TrainConfig(arch="yamnet-frozen", epochs=60, lr=1e-3, batch_size=64,
+                                 precision="fp32",
+                                 weight_decay=1e-2, mixup_alpha=0.0, time_masks=0,
+                                 freq_masks=0),
+    "whisper-frozen": TrainConfig(arch="whisper-frozen", epochs=60, lr=1e-3, batch_size=64,
+                                  precision="fp32",
+                                  weight_decay=1e-2, mixup_alpha=0.0, time_masks=0,
+                                  freq_masks=0),
+    # fine-tuned end to end on waveforms (SpecAugment works on log-mel inputs: off)
+    "yamnet": TrainConfig(arch="yamnet", epochs=8, lr=3e-4, batch_size=32, weight_decay=1e-2,
+                          mixup_alpha=0.0, time_masks=0, freq_masks=0),
 }

@@ -15,8 +15,9 @@ from transformers import ASTForAudioClassification
 
 from and_toolkit.targets.ast import freeze_encoder
 from and_toolkit.targets.augment import mixup, spec_augment, time_shift
-from and_toolkit.targets.config import TrainConfig, build_model
+from and_toolkit.targets.config import FROZEN_PRETRAINED_ARCHS, TrainConfig, build_model
 from and_toolkit.targets.pretrain import pretrain_encoder
+from and_toolkit.targets.pretrained.head import train_frozen_head
 from and_toolkit.targets.timing import autocast, torch_threads
 
 __all__ = ["TrainedTarget", "evaluate", "logits_of", "train_target"]
@@ -43,7 +44,8 @@ class TrainedTarget:
 
 
 def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Forward features [B, T, F] and return logits [B, C] (handles transformers outputs)."""
+    """Forward features [B, T, F] (waveforms [B, S] for pretrained archs) and return logits
+    [B, C] (handles transformers outputs)."""
     out = model(x)
     logits = getattr(out, "logits", out)
     if not isinstance(logits, torch.Tensor):
@@ -51,9 +53,11 @@ def logits_of(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _check_data(features: np.ndarray, targets: np.ndarray, n_classes: int | None = None) -> None:
-    if features.ndim != 3:
-        raise ValueError(f"features: expected [N, T, F], got shape {features.shape}")
+def _check_data(features: np.ndarray, targets: np.ndarray, n_classes: int | None = None,
+                ndims: tuple[int, ...] = (2, 3)) -> None:
+    if features.ndim not in ndims:
+        raise ValueError(f"features: expected log-mel [N, T, F] (or waveforms [N, S] for "
+                         f"pretrained archs), got shape {features.shape}")
     if targets.shape != (features.shape[0],):
         raise ValueError(f"targets: expected shape ({features.shape[0]},), got {targets.shape}")
     if n_classes is not None and targets.size and (targets.min() < 0 or targets.max() >= n_classes):
@@ -194,7 +198,7 @@ def train_target(
             "train_target: precision 'auto' is unresolved; train the config returned by "
             "and_toolkit.targets.precision.resolve_train_config(cfg) (and key it with that)"
         )
-    _check_data(features, targets, cfg.n_classes)
+    _check_data(features, targets, cfg.n_classes, (2,) if cfg.takes_waveforms else (3,))
     if folds.shape != targets.shape:
         raise ValueError(f"folds: expected shape {targets.shape}, got {folds.shape}")
     test = folds == cfg.test_fold
@@ -203,6 +207,11 @@ def train_target(
             f"test_fold: fold {cfg.test_fold} must hold some but not all clips "
             f"(folds present: {sorted(set(folds.tolist()))})"
         )
+    if cfg.arch in FROZEN_PRETRAINED_ARCHS:
+        with torch_threads(cfg.threads):
+            model, curve = train_frozen_head(build_model(cfg), cfg, features, targets, folds,
+                                             progress)
+        return TrainedTarget(model=model, config=cfg, curve=curve)
     x_train = torch.from_numpy(np.ascontiguousarray(features[~test], dtype=np.float32))
     y_train = torch.from_numpy(targets[~test].astype(np.int64))
     x_test, y_test = np.ascontiguousarray(features[test], dtype=np.float32), targets[test]

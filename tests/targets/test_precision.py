@@ -99,7 +99,13 @@ def test_auto_uses_the_probe(no_env: None, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_default_targets_are_auto() -> None:
-    assert all(c.precision == "auto" and c.threads is None for c in DEFAULT_TARGETS.values())
+    """Every default is "auto", except frozen pretrained targets: their head is trained on
+    float32 embeddings, so they evaluate in fp32 too."""
+    from and_toolkit.targets.config import FROZEN_PRETRAINED_ARCHS
+
+    assert all(c.threads is None for c in DEFAULT_TARGETS.values())
+    assert all(c.precision == ("fp32" if a in FROZEN_PRETRAINED_ARCHS else "auto")
+               for a, c in DEFAULT_TARGETS.items())
 
 
 # ----- the pure rules ---------------------------------------------------------------------------

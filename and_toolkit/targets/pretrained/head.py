@@ -1,0 +1,97 @@
+"""Training the linear head of a frozen pretrained target on its clip embeddings.
+
+The frozen backbone's clip embeddings (``model.embed``: YAMNet's 1024-d mean over patches,
+Whisper's 512-d mean over the encoder frames that hold audio) are computed once; the head is
+trained on them with AdamW (seeded shuffling, label smoothing, cosine decay), on inputs
+standardised with the training folds' mean and std, which are then folded into the head's weight
+and bias so the model maps raw waveforms to logits. The head starts at zero (deterministic).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+__all__ = ["clip_embeddings", "train_frozen_head"]
+
+EMBED_BATCH = 8
+"""Clips per backbone forward pass while embedding."""
+
+
+def clip_embeddings(model: Any, waveforms: np.ndarray, progress: bool = False) -> np.ndarray:
+    """``model.embed`` of every clip: float32 [N, D] from waveforms float32 [N, S] (16 kHz)."""
+    out = []
+    steps = range(0, len(waveforms), EMBED_BATCH)
+    with torch.inference_mode():
+        for i in tqdm(steps, desc="embed", disable=not progress, leave=False):
+            out.append(model.embed(torch.from_numpy(waveforms[i:i + EMBED_BATCH])).float())
+    return torch.cat(out).numpy()
+
+
+def train_frozen_head(model: Any, cfg: Any, waveforms: np.ndarray, targets: np.ndarray,
+                      folds: np.ndarray, progress: bool = False
+                      ) -> tuple[nn.Module, list[dict[str, Any]]]:
+    """Train the ``classifier`` of a frozen pretrained target on fold != test_fold.
+
+    Args:
+        model: the target as built (``embed(wav) -> [B, D]`` and ``classifier``), modified.
+        cfg: its ``TrainConfig`` (``test_fold``, ``n_classes``, ``epochs``, ``lr``,
+            ``batch_size``, ``weight_decay``, ``label_smoothing``, ``seed`` are used).
+        waveforms: float32 [N, S] at 16 kHz.
+        targets: int [N] class ids; folds: int [N].
+
+    Returns:
+        (model in eval mode, per-epoch ``{epoch, train_loss, test_accuracy, seconds}``; epoch
+        1's seconds include computing the embeddings).
+    """
+    if waveforms.ndim != 2 or len(waveforms) != len(targets):
+        raise ValueError(f"waveforms: expected [N, S] with N = {len(targets)}, got "
+                         f"{waveforms.shape}")
+    start = time.perf_counter()
+    model.eval()
+    emb = torch.from_numpy(clip_embeddings(model, waveforms, progress)).double()
+    train = torch.from_numpy(folds != cfg.test_fold)
+    test = ~train
+    mu = emb[train].mean(0)
+    sd = emb[train].std(0) + 1e-6
+    x = ((emb - mu) / sd).float()
+    y = torch.from_numpy(targets.astype(np.int64))
+    head = nn.Linear(x.shape[1], cfg.n_classes)
+    nn.init.zeros_(head.weight), nn.init.zeros_(head.bias)
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    xtr, ytr = x[train], y[train]
+    steps = cfg.epochs * math.ceil(len(xtr) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    curve: list[dict[str, Any]] = []
+    for epoch in range(1, cfg.epochs + 1):
+        perm = torch.randperm(len(xtr), generator=gen)
+        total = 0.0
+        for i in range(0, len(xtr), cfg.batch_size):
+            idx = perm[i:i + cfg.batch_size]
+            loss = loss_fn(head(xtr[idx]), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        with torch.no_grad():
+            hits = int((head(x[test]).argmax(1) == y[test]).sum())
+            acc = hits / int(test.sum()) if test.any() else float("nan")
+        now = time.perf_counter()
+        curve.append({"epoch": epoch, "train_loss": total / len(xtr), "test_accuracy": acc,
+                      "seconds": now - start})
+        start = now
+    with torch.no_grad():  # fold the standardisation into the head: W (e - mu) / sd + b
+        w = head.weight.double() / sd
+        model.classifier.weight.copy_(w.float())
+        model.classifier.bias.copy_((head.bias.double() - w @ mu).float())
+    return model.eval(), curve
