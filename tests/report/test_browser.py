@@ -237,3 +237,20 @@ def test_layout_probe_catches_each_broken_rule(served: tuple[str, Path], tmp_pat
     assert any("too wide" in p or "scrollWidth" in p for p in found["overflow"]), found
     assert any(p.startswith("td a cell far too long") for p in found["overflow"]), found
     assert found["legend"] == ["bad-legend_1 over bad-axes_1"], found
+
+
+COMMITTED = sorted((Path(__file__).resolve().parents[2] / "reports").glob("*/index.html"))
+"""The reports committed to the repository (reports/<run>/index.html)."""
+
+
+@pytest.mark.parametrize("page", COMMITTED, ids=[p.parent.name for p in COMMITTED])
+def test_committed_reports_pass_the_layout_probe(page: Path, tmp_path: Path) -> None:
+    """The committed pages themselves (not only the sample): contrast, no horizontal overflow
+    of the main column, no legend over a data area, every paper item's section id."""
+    probed = tmp_path / "probed.html"
+    probed.write_text(_with_probe(page.read_text("utf-8")), "utf-8")
+    data = probe(probed.as_uri(), tmp_path)
+    assert len(data["text"]) > 500 and data["legends"]  # the probe saw the page and its legends
+    found = problems(data)
+    assert found == {"contrast": [], "overflow": [], "legend": []}, found
+    assert {"setup", "findings", "provenance", *(s.id for s in SECTIONS)} <= set(data["ids"])
