@@ -26,9 +26,7 @@ from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.experiment_inputs import (
     Inputs,
     JobResult,
-    ModelInfo,
     adjective_source,
-    caption_lengths,
     clip_measures,
     closed_not_run,
     closed_reasons,
@@ -36,14 +34,15 @@ from and_toolkit.pipeline.experiment_inputs import (
     minilm_cos,
     model_info,
     not_run_frame,
-    random_budget,
-    select_models,
-    strategy_not_run,
-    target_subset,
     variant_concepts,
     variant_reason,
     variant_suffix,
-    word_cos,
+)
+from and_toolkit.pipeline.pruning_jobs import (
+    job_ablation,
+    job_ablation_descriptors,
+    job_dose,
+    job_unlearning,
 )
 from and_toolkit.records.models import CAPTION_VARIANTS, CalibratedSummary, ConceptSet, ResultRow
 
@@ -66,129 +65,6 @@ def job_last_layer(inp: Inputs) -> JobResult:
         t2s.append(table2(t7, cfg))
     return JobResult({"table7": concat_results(t7s), "table2": concat_results(t2s)},
                      {"cos_encoder": "minilm", "layers": {i.id: i.classifier for i in inp.infos}})
-
-
-# ----- Table 4 / Fig 10 ---------------------------------------------------------------------
-def _fig10_target(info: ModelInfo) -> str:
-    """Fig 10's class: water_drops (the paper's) if it has test clips, else the first class
-    that has."""
-    present = set(info.test_clips["label"].to_list())
-    if "water_drops" in present:
-        return "water_drops"
-    return next((c for c in info.class_names if c in present), info.class_names[0])
-
-
-def job_unlearning(inp: Inputs) -> JobResult:
-    """Table 4 (strategy summary; per-class rows go to ``table4_classes``) and Fig 10."""
-    from and_toolkit.experiments.unlearning import UnlearningConfig, fig10, split_table4, table4
-
-    exp = inp.ctx.cfg.experiments
-    infos = select_models(inp.infos, exp.table4_models, [i.id for i in inp.infos],
-                          "experiments.table4_models")
-    if not infos:
-        why = "experiments.table4_models is empty"
-        return JobResult({e: not_run_frame(e, why) for e in ("table4", "table4_classes",
-                                                             "fig10")})
-    ocp = {k: v for k, v in (("ocp_match", exp.ocp_match), ("ocp_threshold", exp.ocp_threshold),
-                             ("matched_count", exp.unlearning_matched_count)) if v is not None}
-    encoder = inp.ctx.cfg.calibrate.encoder
-    similarity = word_cos(inp.ctx, encoder) if exp.ocp_match == "meaning" else None
-    t4s, f10s, prov = [], [], {}
-    for info in infos:
-        names = info.class_names
-        base = UnlearningConfig(
-            model=info.id, classifier_layer=info.classifier,
-            paper_model=info.paper_model,  # type: ignore[arg-type]
-            target_classes=target_subset(names, exp.unlearning_classes, inp.ctx.cfg.seed),
-            random_seed=exp.seeds[0], fig10_target=_fig10_target(info),
-            ocp_encoder=text_encoder(inp.ctx, encoder).id if similarity else None, **ocp)
-        not_run = strategy_not_run(inp.concepts, inp.reasons, info, base)
-        runnable = [s for s in base.strategies if s != "Random" and s not in not_run]
-        budget = random_budget(inp.concepts, info, base, runnable, similarity)
-        cfg = base.model_copy(update={"random_count": budget})
-        evaluate = inp.evaluate(info)
-        t4s.append(table4(inp.concepts, info.layers, names, info.test_clips, evaluate, cfg,
-                          not_run=not_run, similarity=similarity))
-        if cfg.fig10_strategy in not_run:
-            f10s.append(not_run_frame("fig10", not_run[cfg.fig10_strategy], info.id))
-        else:
-            f10s.append(enc.fig10_rows(fig10(inp.concepts, info.layers, names, info.test_clips,
-                                            evaluate, cfg, similarity=similarity)))
-        prov[info.id] = cfg.model_dump(mode="json")
-    summary, classes = split_table4(concat_results(t4s))
-    return JobResult({"table4": summary, "table4_classes": classes, "fig10": concat_results(f10s)},
-                     {"configs": prov})
-
-
-# ----- Fig 4 --------------------------------------------------------------------------------
-def job_ablation(inp: Inputs) -> JobResult:
-    """Fig 4a/b/c (mean over the configured seeds) on the Fig 4 models."""
-    from and_toolkit.experiments.ablation import AblationConfig, fig4, neuron_counts
-
-    exp = inp.ctx.cfg.experiments
-    ast = [i.id for i in inp.infos if i.paper_model == "AST"]
-    infos = select_models(inp.infos, exp.fig4_models, ast, "experiments.fig4_models")
-    ids = ("fig4a", "fig4b", "fig4c", "fig4_seeds")
-    if not infos:
-        why = ("experiments.fig4_models is empty" if exp.fig4_models is not None else
-               "no target stands for the paper's AST (set experiments.fig4_models)")
-        return JobResult({e: not_run_frame(e, why) for e in ids})
-    calibrated = inp.ctx.run.read(CalibratedSummary)
-    concepts = variant_concepts(inp.concepts, "")  # the captions alone: the paper's setting
-    frames, prov = [], {}
-    for info in infos:
-        cfg = AblationConfig(model=info.id, classifier_layer=info.classifier,
-                             seeds=tuple(exp.seeds),
-                             paper_model=info.paper_model)  # type: ignore[arg-type]
-        counts = neuron_counts(concepts, info.layers, cfg,
-                               caption_len=caption_lengths(calibrated, info.id))
-        frames.append(fig4(counts, info.layers, info.test_clips, inp.evaluate(info), cfg))
-        prov[info.id] = cfg.model_dump(mode="json")
-    return JobResult(enc.split_fig4(concat_results(frames)), {"configs": prov})
-
-
-def job_ablation_descriptors(inp: Inputs) -> JobResult:
-    """Fig 4b/c on the captions + descriptors variant (``fig4b_descriptors``, ...): the same
-    models, seeds and budgets, neurons ranked by the variant's adjectives."""
-    from and_toolkit.experiments.ablation import AblationConfig, fig4, neuron_counts
-
-    exp, suffix = inp.ctx.cfg.experiments, variant_suffix("descriptors")
-    ids = [f"{e}{suffix}" for e in ("fig4b", "fig4c", "fig4_seeds")]
-    ast = [i.id for i in inp.infos if i.paper_model == "AST"]
-    infos = select_models(inp.infos, exp.fig4_models, ast, "experiments.fig4_models")
-    why = variant_reason(inp.ctx, inp.concepts, "descriptors") or (
-        None if infos else "no Fig 4 model (see fig4a)")
-    if why is not None:
-        return JobResult({e: not_run_frame(e, why) for e in ids})
-    concepts = variant_concepts(inp.concepts, "descriptors")
-    frames = []
-    for info in infos:
-        cfg = AblationConfig(model=info.id, classifier_layer=info.classifier,
-                             seeds=tuple(exp.seeds), panels=("4b", "4c"),
-                             paper_model=info.paper_model)  # type: ignore[arg-type]
-        counts = neuron_counts(concepts, info.layers, cfg)
-        frames.append(fig4(counts, info.layers, info.test_clips, inp.evaluate(info), cfg))
-    split = enc.split_fig4(concat_results(frames))
-    return JobResult({f"{e}{suffix}": split[e].with_columns(pl.lit(f"{e}{suffix}")
-                                                            .alias("experiment"))
-                      for e in ("fig4b", "fig4c", "fig4_seeds")},
-                     {"variant": "descriptors", "models": [i.id for i in infos]})
-
-
-def job_dose(inp: Inputs) -> JobResult:
-    """Pruning sanity check: random ablation from 0 % to 100 % of every target's hidden
-    neurons (same masks and cached evaluation as Fig 4); accuracy must reach chance."""
-    from and_toolkit.experiments.dose_response import DoseConfig, dose_response
-
-    seeds = tuple(inp.ctx.cfg.experiments.seeds)
-    frames, prov = [], {}
-    for info in inp.infos:
-        cfg = DoseConfig(model=info.id, classifier_layer=info.classifier, seeds=seeds,
-                         group=info.paper_model,
-                         paper_model=info.paper_model)  # type: ignore[arg-type]
-        frames.append(dose_response(info.layers, info.test_clips, inp.evaluate(info), cfg))
-        prov[info.id] = cfg.model_dump(mode="json")
-    return JobResult({"ablation_dose": concat_results(frames)}, {"configs": prov})
 
 
 # ----- Figs 3, 9, 5 -------------------------------------------------------------------------
