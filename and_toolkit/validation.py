@@ -143,12 +143,14 @@ def info_text(info: dict[str, Any]) -> str:
     out = [f"run {info['run']} ({info.get('name') or 'no name'})", ""]
     if info["targets"]:
         rows = [[tid, str(t.get("arch")), str(t.get("precision")), str(t.get("threads")),
-                 _num(t.get("test_accuracy"), ".3f"),
-                 _num((t.get("resources") or {}).get("wall_s", t.get("train_seconds")), ".1f"),
+                 _num(t.get("test_accuracy"), ".3f"), _num(t.get("train_seconds"), ".1f"),
+                 _num((t.get("resources") or {}).get("wall_s"), ".1f"),
                  _num((t.get("resources") or {}).get("peak_rss_mib"), ".0f")]
                 for tid, t in info["targets"].items()]
         out += _table(["target", "arch", "precision", "threads", "accuracy", "train s",
-                       "peak MiB"], rows) + [""]
+                       "this run s", "peak MiB"], rows)
+        out += ["(train s: the training that produced the weights; this run s: this run's "
+                "targets stage for the target, a cache read when the weights were cached)", ""]
     if info["timings"]:
         rows = [[stage, _num(t.get("wall_s"), ".1f"), _num(t.get("cpu_s"), ".1f"),
                  _num(t.get("peak_rss_mib"), ".0f")] for stage, t in info["timings"].items()]

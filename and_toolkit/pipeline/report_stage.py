@@ -16,12 +16,14 @@ from typing import Any
 
 from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.cache import sha256_file
+from and_toolkit.config import STAGES
 from and_toolkit.errors import DataError
 from and_toolkit.pipeline.context import Context
 from and_toolkit.records.models import CalibratedSummary, Caption, ProbeClip, ResultRow
 from and_toolkit.report.context import ExtraTable, IndexEntry, Provenance, ReportContext
 from and_toolkit.report.findings import ModelFacts, paper_findings
 from and_toolkit.report.setup import RunFacts, TargetFacts, setup_items, target_line
+from and_toolkit.report.timings import stage_times
 from and_toolkit.store import write_records
 
 __all__ = ["build_report_context", "run_facts", "stage_report", "write_reports_index"]
@@ -232,6 +234,8 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
                          provenance=provenance, findings=tuple(paper_findings(results, facts)),
                          extra_tables=extra, notes=tuple(notes),
                          setup=setup_items(run_facts(ctx, results)),
+                         timings=stage_times({k: v for k, v in stages.items() if k != "report"},
+                                             STAGES),
                          not_graded=NOT_GRADED.get(ctx.cfg.probe.kind, ""))
 
 
