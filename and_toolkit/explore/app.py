@@ -244,6 +244,7 @@ def create_app(run: Run | str | Path, *, data_root: Path | None = None) -> Starl
         Route("/api/ratings", ex.api_post_rating, methods=["POST"]),
         Route("/clips/{clip_id}", ex.clip_audio),
         Route("/clips/{clip_id}/spectrogram.png", ex.clip_spectrogram),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes)

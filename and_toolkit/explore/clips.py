@@ -73,11 +73,12 @@ class ClipSource:
         self._synthetic: dict[str, np.ndarray] | None = None
         self._lock = threading.Lock()
         self._wav, self._png = _Lru(CACHE_SIZE), _Lru(CACHE_SIZE)
+        self._feature_cfg = self._features()  # imports the front end (torch) now, not mid-request
 
     @property
     def sample_rate(self) -> int:
         """The front end's rate in Hz (``FeatureConfig.sample_rate``)."""
-        return self._features().sample_rate
+        return int(self._feature_cfg.sample_rate)
 
     def row(self, clip_id: str) -> dict[str, Any]:
         """The probe row of a clip.
@@ -164,7 +165,7 @@ class ClipSource:
     def spectrogram(self, clip_id: str) -> bytes:
         """PNG of the clip's log-mel features (the run's front end), 640 x 200 px."""
         self.row(clip_id)
-        return self._png.get(clip_id, lambda: _png(self.waveform(clip_id), self._features()))
+        return self._png.get(clip_id, lambda: _png(self.waveform(clip_id), self._feature_cfg))
 
 
 def _png(wave: np.ndarray, cfg: Any) -> bytes:
