@@ -245,6 +245,9 @@ def test_rating_walk_is_seeded_and_hides_method_names(client: TestClient) -> Non
             assert not re.search(r">\s*(TAB|DB|SUM)\b", shown)
         return out
 
+    blind = client.get("/rate", params={"seed": 0, "n": 1, "i": 0}).text
+    assert re.findall(r"<figcaption>([^<]*)</figcaption>", blind) == ["clip 1", "clip 2",
+                                                                      "clip 3"]  # no labels
     first = walk(0)
     assert walk(0) == first
     assert {m for _, methods in first for m in methods} == {"TAB", "DB", "SUM"}
