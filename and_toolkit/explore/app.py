@@ -23,10 +23,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -122,6 +125,13 @@ class Explorer:
                             headers=SECURITY_HEADERS)
 
     async def api_post_rating(self, request: Request) -> Response:
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            return JSONResponse({"detail": f"origin {origin!r} is not this server"},
+                                status_code=403, headers=SECURITY_HEADERS)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "application/json":  # also keeps cross-site form posts out (CORS preflight)
+            return _unprocessable(f"body: Content-Type must be application/json, got {ctype!r}")
         raw = await request.body()
         try:
             body = json.loads(raw)
@@ -219,12 +229,15 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def create_app(run: Run | str | Path, *, data_root: Path | None = None) -> Starlette:
+def create_app(run: Run | str | Path, *, data_root: Path | None = None,
+               allowed_hosts: list[str] | None = None) -> Starlette:
     """The explorer app over one run (tables read once, here).
 
     Args:
         run: the run directory (or its :class:`Run`).
         data_root: dataset root of the probe clips (default: from the run's configuration).
+        allowed_hosts: answer only requests whose Host header names one of these (without
+            port; keeps DNS-rebinding pages out of a loopback server); None: any.
 
     Raises:
         DataError: not a run, or the run holds no neurons yet.
@@ -247,6 +260,8 @@ def create_app(run: Run | str | Path, *, data_root: Path | None = None) -> Starl
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    app = Starlette(routes=routes)
+    middleware = ([Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)]
+                  if allowed_hosts else [])
+    app = Starlette(routes=routes, middleware=middleware)
     app.state.explorer = ex
     return app

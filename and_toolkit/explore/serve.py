@@ -42,6 +42,8 @@ def serve(run: str | Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -
     warning = loopback_warning(host)
     if warning:
         print(warning, file=sys.stderr)
-    app = create_app(run)
+    loopback_names = ["127.0.0.1", "localhost", host] if is_loopback(host) and ":" not in host \
+        else None
+    app = create_app(run, allowed_hosts=loopback_names)
     print(f"explorer: http://{host}:{port}/ (Ctrl-C stops)", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -180,11 +180,32 @@ def test_rating_is_stored_as_a_typed_record(client: TestClient, explore_run: Run
 ])
 def test_malformed_rating_gets_422_and_writes_nothing(client: TestClient, explore_run: Run,
                                                       body: object, field: str) -> None:
-    kwargs = {"content": body} if isinstance(body, str) else {"json": body}
+    kwargs = ({"content": body, "headers": {"Content-Type": "application/json"}}
+              if isinstance(body, str) else {"json": body})
     r = client.post("/api/ratings", **kwargs)  # type: ignore[arg-type]
     assert r.status_code == 422
     assert field in r.json()["detail"]
     assert not explore_run.ratings_path.exists()
+
+
+def test_cross_site_posts_are_refused(client: TestClient, explore_run: Run) -> None:
+    form = client.post("/api/ratings", content="model=toy",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 422 and "Content-Type" in form.json()["detail"]
+    plain = client.post("/api/ratings", content=str(GOOD).replace("'", '"'),
+                        headers={"Content-Type": "text/plain"})
+    assert plain.status_code == 422
+    other = client.post("/api/ratings", json=GOOD, headers={"Origin": "http://evil.example"})
+    assert other.status_code == 403
+    assert not explore_run.ratings_path.exists()
+    same = client.post("/api/ratings", json=GOOD, headers={"Origin": "http://testserver"})
+    assert same.status_code == 201
+
+
+def test_loopback_server_refuses_other_host_headers(explore_run: Run) -> None:
+    app = create_app(explore_run, allowed_hosts=["127.0.0.1", "localhost"])
+    assert TestClient(app, base_url="http://127.0.0.1:8765").get("/").status_code == 200
+    assert TestClient(app, base_url="http://rebound.example").get("/").status_code == 400
 
 
 def test_rating_a_missing_description_is_422(client: TestClient, explore_run: Run) -> None:
