@@ -1,4 +1,4 @@
-"""The ``and-toolkit`` command: run, validate, schemas, info, index, diff."""
+"""The ``and-toolkit`` command: run, validate, schemas, info, index, diff, explore."""
 
 from __future__ import annotations
 
@@ -101,6 +101,13 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from and_toolkit.explore.serve import serve
+
+    serve(args.run, host=args.host, port=args.port)
+    return 0
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -148,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--top", type=_non_negative, default=20, metavar="N",
                    help="most-changed neurons listed (default 20)")
     d.set_defaults(func=_cmd_diff)
+    e = sub.add_parser("explore", help="serve a local web app over a run: search neurons, "
+                       "listen to their clips, rate their descriptions (Table 3)")
+    e.add_argument("run", metavar="RUN", help="run directory")
+    e.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; others print a warning)")
+    e.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    e.set_defaults(func=_cmd_explore)
     w = sub.add_parser("convert-whisper", help="write the packaged Whisper base (CTranslate2, "
                        "sha256-pinned) as a transformers directory")
     w.add_argument("out_dir", help="output directory (config, safetensors, feature-extractor "

@@ -10,6 +10,7 @@ Layout (see docs/architecture.md)::
     <run>/results/<experiment>.parquet
     <run>/experiments/table6_neurons.json, <run>/annotation_sheet.csv
     <run>/report/index.html
+    <run>/ratings.parquet                            (human ratings, from the explorer)
 
 :class:`Run` is the one place that knows this layout: every path is built here, and every
 record is read through its typed readers (which go through :mod:`and_toolkit.store`).
@@ -41,6 +42,7 @@ from and_toolkit.records.models import (
     ConceptSet,
     Extremes,
     ProbeClip,
+    Rating,
     ResultRow,
     Summary,
     TrainingCurve,
@@ -55,6 +57,7 @@ FILES: dict[type[Record], str] = {
     CalibratedSummary: "calibrated.parquet",
     ConceptSet: "concepts.parquet",
     TrainingCurve: "training.parquet",
+    Rating: "ratings.parquet",
 }
 """Record kinds stored as one file per run."""
 
@@ -343,6 +346,16 @@ class Run:
     def remove_result(self, experiment: str) -> None:
         """Delete one experiment's result file, if any."""
         self.result_path(experiment).unlink(missing_ok=True)
+
+    # ----- human ratings ----------------------------------------------------------------------
+    @property
+    def ratings_path(self) -> Path:
+        """The Rating file (human ratings appended by the explorer, read by Table 3)."""
+        return self.path(Rating)
+
+    def ratings(self) -> pl.DataFrame:
+        """The run's validated Rating rows (an empty frame when nobody has rated yet)."""
+        return self.read(Rating) if self.has(Rating) else Rating.empty()
 
     # ----- other files ------------------------------------------------------------------------
     def write_text(self, path: Path, text: str) -> Path:

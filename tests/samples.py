@@ -13,6 +13,7 @@ from and_toolkit.records import (
     ConceptSet,
     Extremes,
     ProbeClip,
+    Rating,
     Record,
     ResultRow,
     Summary,
@@ -76,6 +77,12 @@ def sample_rows(record: type[Record]) -> list[dict[str, Any]]:
              "series": "cos", "x": None, "metric": m, "value": 80.0, "paper_value": 82.0,
              "note": ""}
             for m in ("top1", "top5")
+        ],
+        Rating: [
+            {**neuron, "unit": 0, "rating_id": f"{i:032x}", "method": m, "description": "dog",
+             "rating": 1 + i, "rater": "r1", "comment": None if i else "<b>ok</b>",
+             "created": "2026-01-01T00:00:00Z"}
+            for i, m in enumerate(("TAB", "DB", "SUM"))
         ],
     }
     return rows[record]

@@ -16,9 +16,9 @@ from typing import Any
 
 import polars as pl
 
-from and_toolkit.dissect.icl import ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
 from and_toolkit.experiments import encoding as enc
+from and_toolkit.experiments.human_ratings import DESCRIBED_SIMILARITY, rating_table
 from and_toolkit.experiments.paper import SIMILARITIES
 from and_toolkit.experiments.rows import result_key, result_row
 from and_toolkit.pipeline.backends import loaded_text_encoder, text_encoder
@@ -44,7 +44,13 @@ from and_toolkit.pipeline.pruning_jobs import (
     job_dose,
     job_unlearning,
 )
-from and_toolkit.records.models import CAPTION_VARIANTS, CalibratedSummary, ConceptSet, ResultRow
+from and_toolkit.records.models import (
+    CAPTION_VARIANTS,
+    CalibratedSummary,
+    ConceptSet,
+    Rating,
+    ResultRow,
+)
 
 
 # ----- Tables 7 / 2 -------------------------------------------------------------------------
@@ -203,7 +209,7 @@ def job_qualitative(inp: Inputs) -> JobResult:
     ctx, exp = inp.ctx, inp.ctx.cfg.experiments
     run = ctx.run
     calibrated, probe = run.read(CalibratedSummary), ctx.probe()
-    sims = {"DB": "cos_cubed", "TAB": "wpmi", "ICL": ICL_SIMILARITY[1]}
+    sims = dict(DESCRIBED_SIMILARITY)
     rows6, table = Q.qualitative_table(
         inp.neurons(), inp.extremes, probe, run.read(Summary), calibrated, inp.concepts,
         Q.QualitativeConfig(n_per_model=exp.qualitative_neurons, seed=ctx.cfg.seed,
@@ -226,9 +232,14 @@ def job_qualitative(inp: Inputs) -> JobResult:
         ann = Q.load_annotations(exp.annotations)
         table3 = Q.human_evaluation(ann, text_encoder(ctx, "minilm"), Q.HumanEvalConfig())
         prov["annotations"] = exp.annotations
+    elif run.has(Rating):  # the explorer's rating mode (and-toolkit explore RUN)
+        table3 = rating_table(run.ratings(), Q.HumanEvalConfig(), inp.paper_models,
+                              run.ratings_path.name)
+        prov["ratings"] = {"file": run.ratings_path.name, "rows": run.rows(Rating)}
     else:
-        table3 = not_run_frame("table3", "no human ratings (experiments.annotations is not set); "
-                               f"rate <run>/{sheet_name} and set it")
+        table3 = not_run_frame("table3", "no human ratings (experiments.annotations is not set "
+                               f"and the run has no ratings); rate <run>/{sheet_name} and set "
+                               "it, or rate in `and-toolkit explore RUN`")
     return JobResult({"table6": rows6, "table3": table3}, prov)
 
 

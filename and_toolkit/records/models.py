@@ -200,8 +200,30 @@ class ResultRow(Record):
     note: str = Field(description="Free text: 'not run: <why>', config notes.")
 
 
+class Rating(Record):
+    """One human rating of one method's description of one neuron (the explorer's rating mode,
+    Table 3's human study). Appended to ``<run>/ratings.parquet``; never edited."""
+
+    record_name: ClassVar[str] = "Rating"
+    primary_key: ClassVar[tuple[str, ...]] = (*NEURON_KEY, "method", "rater", "rating_id")
+
+    rating_id: NonEmpty = Field(description="Unique id of this rating (32 hex digits, uuid4).")
+    model: NonEmpty = Field(description="Target-network id.")
+    layer: NonEmpty = Field(description="Torch module path.")
+    unit: Annotated[int, I32, Field(ge=0)] = Field(description="Output channel index.")
+    method: NonEmpty = Field(description="Method whose description was rated: 'TAB', 'DB', "
+                             "'ICL' (rank-0 closed concept) or 'SUM' (S_h^c).")
+    description: NonEmpty = Field(description="The description text shown to the rater "
+                                  "(untrusted), as the run held it when rated.")
+    rating: Annotated[int, I32, Field(ge=1, le=5)] = Field(
+        description="Rating on the paper's 1-5 scale (5 = describes the clips best).")
+    rater: NonEmpty = Field(description="Rater id as typed by the rater (untrusted).")
+    comment: str | None = Field(description="Free-text comment (untrusted); null if none.")
+    created: NonEmpty = Field(description="UTC time of the rating, ISO 8601 with seconds.")
+
+
 ALL_RECORDS: tuple[type[Record], ...] = (
     ProbeClip, Caption, ActivationTable, Extremes, Summary, CalibratedSummary, ConceptSet,
-    TrainingCurve, ResultRow,
+    TrainingCurve, ResultRow, Rating,
 )
 RECORDS_BY_NAME: dict[str, type[Record]] = {r.record_name: r for r in ALL_RECORDS}

@@ -133,7 +133,11 @@ SECTIONS: tuple[SectionSpec, ...] = (
         "table3", "Table 3 \u00b7 Description quality of middle-layer neurons",
         "Mean rating (1\u20135), cosine similarity and BERTScore F1 between each method's "
         "description and a reference summary, over sampled AST neurons.", "table",
-        headers={"group": "method"}, toc="Middle-layer descriptions"),
+        headers={"group": "method"}, toc="Middle-layer descriptions",
+        explain=("Ratings collected with `and-toolkit explore` (the run's ratings.parquet) are "
+                 "our own raters' ratings of this run's descriptions, not the paper's "
+                 "annotators' ratings of theirs; rating_sd is the SD over neurons of each "
+                 "neuron's mean rating, n_rating the neurons rated.",)),
     SectionSpec(
         "ablation_dose", "Pruning sanity check \u00b7 random ablation up to 100 %",
         "Top-1 accuracy on the test fold after zeroing a random x % of each target's hidden "
