@@ -20,7 +20,7 @@ from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
 from and_toolkit.pipeline.backends import clap, llm, text_encoder
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.targets import load_audio_text
+from and_toolkit.pipeline.targets import audio_text_zero_shot, load_audio_text
 from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet
 
 ICL_CHUNK = 8
@@ -50,17 +50,9 @@ def _evidence_tab(ctx: Context, names: list[str], info: dict[str, Any]
 
     text = concept_texts(names)
     if ctx.cfg.closed.tab_model == "trained":
-        from and_toolkit.targets.audio_text import zero_shot_accuracy
-
         trained = load_audio_text(ctx, text_encoder(ctx, ctx.cfg.closed.encoder))
-        audio = trained.encoder.encode_features(ctx.features())  # = logmel of ctx.waveforms()
-        concepts = trained.encoder.encode_text(text)
-        probe = ctx.probe()
-        test = probe["fold"].to_numpy() == ctx.cfg.closed.audio_text.test_fold
-        zero_shot = (zero_shot_accuracy(audio[test], concepts, probe["target"].to_numpy()[test])
-                     if test.any() else None)
-        info["tab_model"] = {**trained.provenance, "zero_shot_accuracy": zero_shot,
-                             "zero_shot_clips": int(test.sum()),
+        audio, concepts, zero_shot = audio_text_zero_shot(ctx, trained, text)
+        info["tab_model"] = {**trained.provenance, **zero_shot,
                              "zero_shot_prompt": "the class name, underscores as spaces "
                                                  "(the concept texts TAB scores)"}
         return np.asarray(tab_evidence(audio, concepts)), str(trained.encoder.id)

@@ -274,7 +274,8 @@ def load_audio_text(ctx: Context, text_encoder: Any) -> LoadedAudioText:
             model = trained.model
         else:
             path.write_bytes(raw)
-            model = load_weights(build_audio_text(cfg, int(made["text_dim"])), path)
+            model = build_audio_text(cfg, int(made["text_dim"]))
+            load_weights(model, path)
     curve = list(made["curve"])
     encoder = TrainedAudioTextEncoder(model, text_encoder, ctx.feature_config(),
                                       model_id=f"audio-text-cnn@{key[:12]}")
@@ -292,3 +293,26 @@ def load_audio_text(ctx: Context, text_encoder: Any) -> LoadedAudioText:
     loaded = LoadedAudioText(encoder=encoder, provenance=provenance)
     ctx.targets[key_ctx] = loaded
     return loaded
+
+
+def audio_text_zero_shot(ctx: Context, loaded: LoadedAudioText, texts: list[str]
+                         ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Embed every probe clip and one text per class; zero-shot accuracy on the held-out fold.
+
+    Args:
+        loaded: the trained model (:func:`load_audio_text`).
+        texts: one text per class id 0..C-1 (TAB's concept texts: the class names).
+
+    Returns:
+        (audio float32 [N, d], texts float32 [C, d], both L2-normalised;
+        ``{"zero_shot_accuracy": fraction or None when the fold is empty, "zero_shot_clips"}``).
+    """
+    from and_toolkit.targets.audio_text import zero_shot_accuracy
+
+    audio = loaded.encoder.encode_features(ctx.features())  # = logmel of ctx.waveforms()
+    concepts = loaded.encoder.encode_text(texts)
+    probe = ctx.probe()
+    test = probe["fold"].to_numpy() == ctx.cfg.closed.audio_text.test_fold
+    acc = (zero_shot_accuracy(audio[test], concepts, probe["target"].to_numpy()[test])
+           if test.any() else None)
+    return audio, concepts, {"zero_shot_accuracy": acc, "zero_shot_clips": int(test.sum())}

@@ -40,6 +40,8 @@ __all__ = ["AUDIO_TEXT_CODE_VERSION", "AudioTextConfig", "AudioTextModel", "Trai
 #: Bump when a change to this module changes the weights a config produces.
 AUDIO_TEXT_CODE_VERSION = 1
 
+WARMUP_FRAC = 0.1
+"""Share of all steps with a linear learning-rate warm-up (then cosine decay to 0)."""
 MAX_LOGIT_SCALE = 100.0
 """Upper clamp of the learnable inverse temperature exp(s) (CLIP's)."""
 
@@ -51,11 +53,12 @@ class AudioTextConfig(BaseModel):
         cnn: the audio tower's CNN trunk (``time_pool`` averages input frames first: 4 turns
             512 frames of 10 ms into 128 of 40 ms, a quarter of the cost).
         embed_dim: width d of the joint embedding space.
-        text_projection: ``"linear"`` (a trained Linear D -> d on the frozen text embeddings)
-            or ``"mlp"`` (Linear, GELU, Linear).
+        text_projection: ``"linear"`` (a trained Linear D -> d on the frozen text embeddings),
+            ``"mlp"`` (Linear, GELU, Linear) or ``"none"`` (the frozen space itself: the audio
+            tower maps into the text encoder's D dimensions and ``embed_dim`` is unused).
         epochs: passes over the training clips.
         batch_size: clip-caption pairs per step (the in-batch negatives are the others).
-        lr: peak learning rate (AdamW, one-cycle schedule).
+        lr: peak learning rate (AdamW; linear warm-up over 10 % of the steps, then cosine).
         weight_decay: AdamW decoupled weight decay on matrices / kernels.
         init_temperature: initial softmax temperature tau (logit scale 1 / tau, learnable,
             clamped to <= 100).
@@ -75,7 +78,7 @@ class AudioTextConfig(BaseModel):
 
     cnn: CNNArchConfig = CNNArchConfig(channels=(32, 64, 128, 256), time_pool=4)
     embed_dim: int = Field(default=256, ge=2)
-    text_projection: Literal["linear", "mlp"] = "linear"
+    text_projection: Literal["linear", "mlp", "none"] = "linear"
     epochs: int = Field(default=30, ge=1)
     batch_size: int = Field(default=64, ge=2)
     lr: float = Field(default=2e-3, gt=0)
@@ -96,8 +99,9 @@ class AudioTextModel(nn.Module):
     """Audio tower (log-mel CNN) and text projection into one L2-normalised space.
 
     Module paths: ``audio`` (a :class:`LogMelCNN` whose ``head`` is the audio projection to
-    d), ``text`` (the text projection from the frozen encoder's D), ``logit_scale`` (log of
-    the inverse temperature).
+    d), ``text`` (the text projection from the frozen encoder's D; identity for
+    ``text_projection = "none"``, then d = D), ``logit_scale`` (log of the inverse
+    temperature).
 
     Args:
         cfg: the configuration.
@@ -108,9 +112,12 @@ class AudioTextModel(nn.Module):
         super().__init__()
         if text_dim < 1:
             raise ValueError(f"text_dim: expected >= 1, got {text_dim}")
-        self.audio = LogMelCNN(cfg.cnn, cfg.embed_dim)
+        dim = text_dim if cfg.text_projection == "none" else cfg.embed_dim
+        self.audio = LogMelCNN(cfg.cnn, dim)
         self.text: nn.Module
-        if cfg.text_projection == "mlp":
+        if cfg.text_projection == "none":
+            self.text = nn.Identity()
+        elif cfg.text_projection == "mlp":
             self.text = nn.Sequential(nn.Linear(text_dim, cfg.embed_dim), nn.GELU(),
                                       nn.Linear(cfg.embed_dim, cfg.embed_dim))
         else:
@@ -236,8 +243,15 @@ def _fit(model: AudioTextModel, cfg: AudioTextConfig, x: torch.Tensor, t: torch.
                              {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
     n = x.shape[0]
     steps = sum(1 for s in range(0, n, cfg.batch_size) if min(cfg.batch_size, n - s) >= 2)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr,
-                                                total_steps=cfg.epochs * steps, pct_start=0.1)
+    total_steps = cfg.epochs * steps
+    warm = max(1, int(WARMUP_FRAC * total_steps))
+
+    def factor(step: int) -> float:  # linear warm-up, then cosine to 0
+        if step < warm:
+            return (step + 1) / warm
+        return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total_steps - warm)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     curve: list[dict[str, float]] = []
     bar = tqdm(total=cfg.epochs * steps, disable=not progress, desc="audio-text")
     for epoch in range(1, cfg.epochs + 1):
