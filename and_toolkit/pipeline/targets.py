@@ -248,6 +248,8 @@ def load_audio_text(ctx: Context, text_encoder: Any) -> LoadedAudioText:
     from and_toolkit.targets.audio_text_encoder import TrainedAudioTextEncoder
 
     cfg = ctx.cfg.closed.audio_text
+    cnn = cfg.cnn.model_copy(update={"num_mel_bins": ctx.cfg.features.num_mel_bins})
+    cfg = cfg.model_copy(update={"cnn": cnn})  # the run's mel bins, like the targets'
     captioner = ctx.cfg.captions.captioner_id
     caps = ctx.run.captions(captioner)
     clips = ctx.probe()["clip_id"].to_list()

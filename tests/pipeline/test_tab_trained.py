@@ -19,7 +19,7 @@ from and_toolkit.pipeline.report_stage import run_facts
 from and_toolkit.run import Run
 from and_toolkit.store import provenance_of
 
-AUDIO_TEXT = {"cnn": {"channels": [4, 8], "num_mel_bins": 32, "time_pool": 2}, "embed_dim": 8,
+AUDIO_TEXT = {"cnn": {"channels": [4, 8], "time_pool": 2}, "embed_dim": 8,
               "epochs": 2, "batch_size": 8, "threads": 1}
 TINY: dict[str, Any] = {
     "name": "tiny-tab",
@@ -58,6 +58,7 @@ def test_tab_rows_and_provenance(tab_run: tuple[Path, Path]) -> None:
     assert made["model"].startswith("audio-text-cnn@")
     assert made["model"].endswith(made["weights_key"][:12])
     assert made["epochs"] == 2 and made["seed"] == 0 and made["test_fold"] == 1
+    assert made["config"]["cnn"]["num_mel_bins"] == 32  # the run's features, not the default
     assert "fold 1" in made["trained_on"] and "synthetic-params" in made["trained_on"]
     assert 0.0 <= made["zero_shot_accuracy"] <= 1.0 and made["zero_shot_clips"] > 0
     # the synthetic set has folds 1..4: the model trained on folds 2-4 only
