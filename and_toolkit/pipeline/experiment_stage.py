@@ -19,6 +19,7 @@ import polars as pl
 from and_toolkit.dissect.icl import ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
 from and_toolkit.experiments import encoding as enc
+from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
 from and_toolkit.experiments.paper import SIMILARITIES
 from and_toolkit.experiments.rows import result_key, result_row
 from and_toolkit.pipeline.backends import loaded_text_encoder, text_encoder
@@ -264,7 +265,7 @@ def tab_model_note(ctx: Context) -> str | None:
         return None
     zs = made.get("zero_shot_accuracy")
     acc = f"{100 * zs:.1f} %" if isinstance(zs, float) else "not measured"
-    return (f"TAB model: {made['model']}, trained here on the {made['trained_on']}, "
+    return (f"{TAB_MODEL_NOTE} {made['model']}, trained here on the {made['trained_on']}, "
             f"{made['train_clips']} clips, {made['epochs']} epochs, seed {made['seed']} "
             f"(the paper's CLAP never saw ESC-50); zero-shot fold-{made['test_fold']} "
             f"accuracy {acc}")
