@@ -130,17 +130,6 @@ SECTIONS: tuple[SectionSpec, ...] = (
                  "0 (reference spec \u00a715 item 6); ours scores the whole layer, so this row is "
                  "expected to differ.", _ICL_TOP5)),
     SectionSpec(
-        "tab_model", "TAB's audio-text model \u00b7 zero-shot accuracy",
-        "Zero-shot classification of the held-out fold by the audio-text model TAB used when it "
-        "was trained here (closed.tab_model = 'trained'): each clip is given the class whose "
-        "name (the concept text TAB scores) is most similar to its audio embedding; chance "
-        "is 1 / classes. The model was trained on the imported captions of the probe set's "
-        "other folds, unlike the paper's CLAP (LAION-Audio-630K, never ESC-50), so TAB here "
-        "has seen clips of the same classes described in words. Not a paper table.",
-        "table", paper=False, toc="TAB model",
-        explain=("With CLAP (closed.tab_model = 'clap') no model is trained here and this "
-                 "section is not run.",)),
-    SectionSpec(
         "table3", "Table 3 \u00b7 Description quality of middle-layer neurons",
         "Mean rating (1\u20135), cosine similarity and BERTScore F1 between each method's "
         "description and a reference summary, over sampled AST neurons.", "table",
