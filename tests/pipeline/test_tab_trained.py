@@ -34,7 +34,8 @@ TINY: dict[str, Any] = {
     "closed": {"methods": ["DB", "TAB"], "encoder": "hashing", "tab_model": "trained",
                "audio_text": AUDIO_TEXT},
     "calibrate": {"encoder": "hashing"},
-    "experiments": {"include": ["tab_model", "table7", "table2"]},
+    "experiments": {"include": ["tab_model", "table7", "table2", "table4", "table4_classes",
+                                "fig10"], "unlearning_classes": 2},
     "stages": ["probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
                "open", "closed", "experiments"],
 }
@@ -87,6 +88,9 @@ def test_zero_shot_result_table7_notes_and_setup(tab_run: tuple[Path, Path]) -> 
     t7 = pl.read_parquet(run / "results" / "table7.parquet").filter(pl.col("group") == "TAB")
     assert t7.height and all(made["model"] in n for n in t7["note"].to_list())
     assert all(v is not None for v in t7["value"].to_list())
+    # Table 4 prunes by TAB's ranking too
+    t4 = pl.read_parquet(run / "results" / "table4.parquet").filter(pl.col("group") == "TAB")
+    assert t4.height and not any(n.startswith("not run") for n in t4["note"].to_list())
     ctx = Context(cfg=parse_config(TINY), run=Run.at(run), cache=Cache(cache), progress=False)
     line = run_facts(ctx, {}).items["TAB audio-text model"]
     assert made["model"] in line and "other folds" in line
