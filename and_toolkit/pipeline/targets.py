@@ -240,7 +240,7 @@ def load_audio_text(ctx: Context, text_encoder: Any) -> LoadedAudioText:
     Raises:
         DataError: a probe clip has no caption of that captioner.
     """
-    key_ctx = "audio-text"
+    key_ctx = "<closed.tab_model: trained>"  # not a valid target id: no clash in ctx.targets
     if key_ctx in ctx.targets:
         return ctx.targets[key_ctx]  # type: ignore[no-any-return]
     from and_toolkit.targets import features_sha, load_weights, save_weights
@@ -284,8 +284,9 @@ def load_audio_text(ctx: Context, text_encoder: Any) -> LoadedAudioText:
     provenance = {
         "model": encoder.id, "architecture": "log-mel CNN audio tower + frozen "
         f"{text_encoder.id} text tower, projection heads, symmetric InfoNCE",
-        "trained_on": f"captions {captioner!r} of the probe clips outside fold "
-                      f"{cfg.test_fold} (no class labels)",
+        "trained_on": f"captions {captioner!r} of the {ctx.cfg.probe.kind} clips of folds "
+                      f"{', '.join(map(str, sorted(set(folds.tolist()) - {cfg.test_fold})))} "
+                      f"(all but test fold {cfg.test_fold}; no class labels)",
         "train_clips": int(made["n_train"]), "test_fold": cfg.test_fold,
         "epochs": cfg.epochs, "seed": cfg.seed, "precision": cfg.precision,
         "weights_key": key, "config": cfg.model_dump(mode="json"),
