@@ -19,7 +19,6 @@ import polars as pl
 from and_toolkit.dissect.icl import ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
 from and_toolkit.experiments import encoding as enc
-from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
 from and_toolkit.experiments.paper import SIMILARITIES
 from and_toolkit.experiments.rows import result_key, result_row
 from and_toolkit.pipeline.backends import loaded_text_encoder, text_encoder
@@ -259,6 +258,8 @@ def job_accuracy(inp: Inputs) -> JobResult:
 def tab_model_note(ctx: Context) -> str | None:
     """One line naming TAB's trained audio-text model (None for CLAP or when TAB did not run):
     what it is, what it was trained on, its zero-shot fold accuracy."""
+    from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
+
     made = (ctx.run.stage_info("closed") if ctx.run.stage_done("closed") else {}).get(
         "tab_model")
     if not made:
