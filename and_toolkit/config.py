@@ -10,10 +10,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from and_toolkit.errors import ConfigError
 from and_toolkit.recording.hooks import DEFAULT_EXCLUDE, DEFAULT_POOLING, PoolingName
+from and_toolkit.targets.audio_text import AudioTextConfig
 
 PaperModel = Literal["AST", "BEATs-finetuned", "BEATs-frozen"]
 PAPER_MODEL_BY_ARCH: dict[str, PaperModel] = {
@@ -160,7 +161,24 @@ class ClosedSection(_Section):
     population: Literal["per_layer", "per_neuron"] = "per_layer"
     icl_llm: str = "smollm2"
     icl_layers: Literal["classifier", "all"] = "classifier"
-    clap_path: str | None = Field(None, description="Local CLAP weights for TAB.")
+    clap_path: str | None = Field(
+        None, description="Local CLAP directory for TAB (tab_model = 'clap'): config.json, "
+        "model.safetensors (or pytorch_model.bin), preprocessor_config.json and the tokenizer "
+        "files (vocab.json, merges.txt, tokenizer_config.json / tokenizer.json).")
+    tab_model: Literal["clap", "trained"] = Field(
+        "clap", description="TAB's audio-text model: 'clap' (the paper's; weights from "
+        "clap_path) or 'trained' (a small CNN + frozen-MiniLM model trained here on the "
+        "captions of every fold but the test fold, targets/audio_text.py).")
+    audio_text: AudioTextConfig = Field(
+        default_factory=AudioTextConfig,
+        description="Training of the tab_model = 'trained' model (defaults: AudioTextConfig).")
+
+    @model_validator(mode="after")
+    def _tab_model(self) -> ClosedSection:
+        if self.tab_model == "trained" and self.clap_path:
+            raise ValueError("clap_path: set, but tab_model = 'trained' does not use CLAP; "
+                             "drop one of them")
+        return self
 
 
 class ExperimentSection(_Section):

@@ -20,13 +20,15 @@ from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
 from and_toolkit.pipeline.backends import clap, llm, text_encoder
 from and_toolkit.pipeline.context import Context
+from and_toolkit.pipeline.targets import audio_text_zero_shot, load_audio_text
 from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet
 
 ICL_CHUNK = 8
 """Summaries per LLM call (the unit of caching)."""
 
 
-def _evidence_db(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
+def _evidence_db(ctx: Context, names: list[str], info: dict[str, Any]
+                 ) -> tuple[np.ndarray, str]:
     from and_toolkit.dissect.closed import db_evidence
 
     enc = text_encoder(ctx, ctx.cfg.closed.encoder)
@@ -39,14 +41,25 @@ def _evidence_db(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
     return np.asarray(db_evidence(cap_emb, con_emb, mode=ctx.cfg.closed.db_evidence)), enc.id
 
 
-def _evidence_tab(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
+def _evidence_tab(ctx: Context, names: list[str], info: dict[str, Any]
+                  ) -> tuple[np.ndarray, str]:
+    """TAB's evidence P [N clips, C concepts]: CLAP (``closed.tab_model = "clap"``) or the
+    audio-text model trained here ("trained"; its provenance and fold zero-shot accuracy go
+    into ``info["tab_model"]``)."""
     from and_toolkit.dissect.closed import tab_evidence
 
+    text = concept_texts(names)
+    if ctx.cfg.closed.tab_model == "trained":
+        trained = load_audio_text(ctx, text_encoder(ctx, ctx.cfg.closed.encoder))
+        audio, concepts, zero_shot = audio_text_zero_shot(ctx, trained, text)
+        info["tab_model"] = {**trained.provenance, **zero_shot,
+                             "zero_shot_prompt": "the class name, underscores as spaces "
+                                                 "(the concept texts TAB scores)"}
+        return np.asarray(tab_evidence(audio, concepts)), str(trained.encoder.id)
     encoder = clap(ctx, ctx.cfg.closed.clap_path)
     sr = ctx.sample_rate()  # waveforms are at the front end's rate
     audio = encoder.encode_audio(ctx.waveforms(), sr)
-    text = encoder.encode_text(concept_texts(names))
-    return np.asarray(tab_evidence(audio, text)), str(encoder.id)
+    return np.asarray(tab_evidence(audio, encoder.encode_text(text))), str(encoder.id)
 
 
 def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
@@ -60,7 +73,7 @@ def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[p
             continue
         make = evidence[method]
         try:
-            P, encoder_id = make(ctx, names)
+            P, encoder_id = make(ctx, names, info)
         except StageNotRun as exc:
             info["not_run"][method] = str(exc)
             continue
@@ -123,7 +136,8 @@ def stage_closed(ctx: Context) -> dict[str, Any]:
     info: dict[str, Any] = {"not_run": {}, "backends": {}, "concepts": len(names)}
     frames = _db_tab_rows(ctx, names, info) + _icl_rows(ctx, names, info)
     closed = pl.concat(frames) if frames else ConceptSet.empty()
+    extra = {"tab_model": info["tab_model"]} if "tab_model" in info else {}
     ctx.run.replace_concepts("closed", closed, closed_backends=info["backends"],
-                             not_run=info["not_run"])
+                             not_run=info["not_run"], **extra)
     info["rows"] = closed.height
     return info

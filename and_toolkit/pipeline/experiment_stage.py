@@ -69,6 +69,11 @@ def job_last_layer(inp: Inputs) -> JobResult:
         t7 = table7(inp.concepts, info.class_names, cos, cfg, not_run=not_run)
         t7s.append(t7)
         t2s.append(table2(t7, cfg))
+    tab = tab_model_note(inp.ctx)
+    if tab:  # TAB's rows say which audio-text model made them
+        t7s, t2s = ([f.with_columns(pl.when(pl.col("group") == "TAB").then(
+            pl.concat_str(pl.col("note"), pl.lit(f"; {tab}"))).otherwise(pl.col("note"))
+            .alias("note")) for f in frames] for frames in (t7s, t2s))
     return JobResult({"table7": concat_results(t7s), "table2": concat_results(t2s)},
                      {"cos_encoder": "minilm", "layers": {i.id: i.classifier for i in inp.infos}})
 
@@ -261,8 +266,51 @@ def job_accuracy(inp: Inputs) -> JobResult:
     return JobResult({"target_accuracy": ResultRow.frame(rows)})
 
 
+def tab_model_note(ctx: Context) -> str | None:
+    """One line naming TAB's trained audio-text model (None for CLAP or when TAB did not run):
+    what it is, what it was trained on, its zero-shot fold accuracy."""
+    from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
+
+    made = (ctx.run.stage_info("closed") if ctx.run.stage_done("closed") else {}).get(
+        "tab_model")
+    if not made:
+        return None
+    zs = made.get("zero_shot_accuracy")
+    acc = f"{100 * zs:.1f} %" if isinstance(zs, float) else "not measured"
+    return (f"{TAB_MODEL_NOTE} {made['model']}, trained here on the {made['trained_on']}, "
+            f"{made['train_clips']} clips, {made['epochs']} epochs, seed {made['seed']} "
+            f"(the paper's CLAP never saw ESC-50); zero-shot fold-{made['test_fold']} "
+            f"accuracy {acc}")
+
+
+def job_tab_model(inp: Inputs) -> JobResult:
+    """Zero-shot accuracy of TAB's trained audio-text model on the held-out fold (one text
+    per class: the class name), beside chance (1 / classes)."""
+    ctx = inp.ctx
+    made = (ctx.run.stage_info("closed") if ctx.run.stage_done("closed") else {}).get(
+        "tab_model")
+    if not made:
+        reason = closed_reasons(ctx).get("TAB") if "TAB" in ctx.cfg.closed.methods else None
+        why = ("TAB uses CLAP (closed.tab_model = 'clap'), no model was trained here"
+               if ctx.cfg.closed.tab_model == "clap" else reason or "TAB did not run")
+        return JobResult({"tab_model": not_run_frame("tab_model", why)})
+    model, classes = str(made["model"]), len(ctx.class_names())
+    note = (f"{made['zero_shot_clips']} clips of fold {made['test_fold']}; prompt: "
+            f"{made['zero_shot_prompt']}; trained on the {made['trained_on']} "
+            f"({made['train_clips']} clips, {made['epochs']} epochs, seed {made['seed']}, "
+            f"{made['train_seconds']} s); no paper value: the paper used LAION-CLAP")
+    rows = [result_row("tab_model", result_key(model, "zero_shot_accuracy"),
+                       "zero_shot_accuracy", made.get("zero_shot_accuracy"), model=model,
+                       group="trained audio-text", series="zero-shot", note=note),
+            result_row("tab_model", result_key(model, "chance"), "zero_shot_accuracy",
+                       1.0 / classes, model=model, group="chance", series="zero-shot",
+                       note=f"1 / {classes} classes")]
+    return JobResult({"tab_model": ResultRow.frame(rows)}, {"tab_model": made})
+
+
 JOBS: tuple[tuple[tuple[str, ...], Callable[[Inputs], JobResult]], ...] = (
     (("target_accuracy",), job_accuracy),
+    (("tab_model",), job_tab_model),
     (("table7", "table2"), job_last_layer),
     (("table4", "table4_classes", "fig10"), job_unlearning),
     (("fig3", "fig9", "fig5", "fig3_descriptors", "fig9_descriptors", "fig5_descriptors"),

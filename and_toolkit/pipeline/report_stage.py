@@ -149,6 +149,24 @@ def _neurons(results: Mapping[str, Any]) -> dict[str, int]:
     return {m: int(v) for m, v in rows if v is not None}
 
 
+def _tab_model_fact(ctx: Context) -> str:
+    """The setup line of TAB's audio-text model (CLAP path, or the model trained here)."""
+    closed = ctx.cfg.closed
+    if "TAB" not in closed.methods:
+        return "none (TAB not in closed.methods)"
+    if closed.tab_model == "clap":
+        return f"CLAP from {closed.clap_path}" if closed.clap_path else "none (TAB not run)"
+    made = (ctx.run.manifest().get("stages") or {}).get("closed", {}).get("tab_model")
+    if not made:
+        return "trained here (closed.tab_model = 'trained'), not recorded: TAB did not run"
+    zs = made.get("zero_shot_accuracy")
+    acc = f"{100 * zs:.1f} %" if isinstance(zs, float) else "not measured"
+    return (f"{made['model']}: {made['architecture']}; trained here on the "
+            f"{made['trained_on']} ({made['train_clips']} clips: the probe set's other folds, "
+            f"unlike the paper's CLAP), {made['epochs']} epochs, seed {made['seed']}; zero-shot "
+            f"fold-{made['test_fold']} accuracy {acc}")
+
+
 def run_facts(ctx: Context, results: Mapping[str, Any]) -> RunFacts:
     """This run's side of the setup section, from its config, manifest and result frames."""
     cfg = ctx.cfg
@@ -177,7 +195,7 @@ def run_facts(ctx: Context, results: Mapping[str, Any]) -> RunFacts:
         "ICL LLM": icl,
         "text encoder": f"{cfg.closed.encoder} (Module A, Cos); {cfg.calibrate.encoder} "
                         "(calibration)",
-        "TAB audio-text model": cfg.closed.clap_path or "none (TAB not run)",
+        "TAB audio-text model": _tab_model_fact(ctx),
         "K": f"{cfg.record.k} top clips (more K: {', '.join(map(str, cfg.record.extra_k)) or 'none'})",
         "classes": f"{subset}; Table 4 / Fig 10 over "
                    f"{unlearning if unlearning else 'all'} target classes",

@@ -229,7 +229,8 @@ SECTIONS: tuple[SectionSpec, ...] = (
         "descriptions. Descriptions are model output, shown verbatim.", "qualitative",
         toc="Example descriptions",
         explain=("An empty TAB or ICL cell means that method was not run for that neuron: TAB "
-                 "needs CLAP weights, and ICL labels only the classifier layer "
+                 "needs an audio-text model (closed.tab_model: CLAP weights or the model "
+                 "trained here), and ICL labels only the classifier layer "
                  "(closed.icl_layers = 'classifier'); see the notes at the top.",)),
     SectionSpec(
         "table8", "Table 8 \u00b7 Word clouds of the caption clusters",

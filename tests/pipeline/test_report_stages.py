@@ -444,3 +444,16 @@ def test_paper_model_defaults_by_arch() -> None:
         {"id": "f", "arch": "ast-frozen"}, {"id": "x", "arch": "cnn", "paper_model": "AST"}]})
     assert [t.paper_model_id for t in cfg.targets] == [
         "AST", "BEATs-finetuned", "BEATs-frozen", "AST"]
+
+
+def test_claim_1_names_tabs_trained_model_from_its_table2_note() -> None:
+    from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
+
+    res = paper_like()
+    assert TAB_MODEL_NOTE not in paper_findings(res, FACTS)[0].evidence
+    line = f"{TAB_MODEL_NOTE} audio-text-cnn@abc, trained here on folds 2-5"
+    res["table2"] = res["table2"].with_columns(
+        pl.when(pl.col("group") == "TAB").then(pl.lit(f"best of 5; {line}"))
+        .otherwise(pl.col("note")).alias("note"))
+    found = paper_findings(res, FACTS)[0]
+    assert found.verdict == "holds" and f" {line}." in found.evidence
