@@ -4,7 +4,7 @@ Layout (see docs/architecture.md)::
 
     <run>/manifest.json
     <run>/probe.parquet, captions.parquet, extremes.parquet, summaries.parquet,
-          calibrated.parquet, concepts.parquet, training.parquet
+          calibrated.parquet, concepts.parquet, training.parquet, scores.parquet
     <run>/extremes_k<K>.parquet                      (extra K)
     <run>/activations/model=<m>/layer=<l>/data.parquet
     <run>/results/<experiment>.parquet
@@ -39,6 +39,7 @@ from and_toolkit.records.models import (
     CalibratedSummary,
     Caption,
     ConceptSet,
+    ExplanationScore,
     Extremes,
     ProbeClip,
     ResultRow,
@@ -55,6 +56,7 @@ FILES: dict[type[Record], str] = {
     CalibratedSummary: "calibrated.parquet",
     ConceptSet: "concepts.parquet",
     TrainingCurve: "training.parquet",
+    ExplanationScore: "scores.parquet",
 }
 """Record kinds stored as one file per run."""
 

@@ -11,6 +11,7 @@ from and_toolkit.records import (
     CalibratedSummary,
     Caption,
     ConceptSet,
+    ExplanationScore,
     Extremes,
     ProbeClip,
     Record,
@@ -76,6 +77,14 @@ def sample_rows(record: type[Record]) -> list[dict[str, Any]]:
              "series": "cos", "x": None, "metric": m, "value": 80.0, "paper_value": 82.0,
              "note": ""}
             for m in ("top1", "top5")
+        ],
+        ExplanationScore: [
+            {**neuron, "unit": 0, "kind": k, "method": m, "similarity": sim, "variant": "",
+             "source": "caption", "description": d, "encoder": "minilm", "q": 0.05,
+             "n_heldout": 96, "n_positive": 5, "auc": auc, "spearman": 0.1, "null_auc": 0.5,
+             "null_spearman": 0.0, "null_unit": 1}
+            for k, m, sim, d, auc in [("closed", "DB", "cos", "dog", 0.9),
+                                      ("summary", "SUM", "", "a dog barks loudly", None)]
         ],
     }
     return rows[record]
