@@ -235,7 +235,8 @@ def score_layer(clip_emb: np.ndarray, clip_rows: np.ndarray, desc_emb: np.ndarra
         clip_emb: float32 [C, d] L2-normalised embeddings of the distinct clip texts (or audio).
         clip_rows: int [N] row of ``clip_emb`` for each probe clip (duplicate captions share a
             row, so their similarities tie exactly).
-        desc_emb: float32 [U, d] L2-normalised embeddings of the distinct descriptions.
+        desc_emb: float32 [U, d] L2-normalised embeddings of distinct descriptions (only the
+            rows ``desc_of`` uses are read).
         desc_of: int [n] row of ``desc_emb`` describing each neuron, -1 = no description.
         act: the layer's :func:`activation_ranks` (n x N).
         seed: seed of the null's shuffle (e.g. :func:`layer_seed`).
@@ -245,11 +246,13 @@ def score_layer(clip_emb: np.ndarray, clip_rows: np.ndarray, desc_emb: np.ndarra
     """
     desc_of = np.asarray(desc_of, dtype=np.int64)
     cols = np.flatnonzero(desc_of >= 0)
-    sims = (desc_emb @ clip_emb.T)[:, np.asarray(clip_rows, dtype=np.int64)]  # [U, N]
+    used, which = np.unique(desc_of[cols], return_inverse=True)
+    # each distinct description used here against each distinct clip text, once: [u, N]
+    sims = (desc_emb[used] @ clip_emb.T)[:, np.asarray(clip_rows, dtype=np.int64)]
     part = act.rows(cols)
-    real = detection(sims[desc_of[cols]], part)
+    real = detection(sims[which], part)
     local = shuffle_donors(cols.size, seed)
-    null = detection(sims[desc_of[cols][local]], part)
+    null = detection(sims[which[local]], part)
     if cols.size < 2:
         null = Detection(np.full(cols.size, np.nan), np.full(cols.size, np.nan),
                          null.n_heldout, null.n_positive)
