@@ -322,7 +322,8 @@ class Run:
         view = neuron_view(
             activations=self.scan_activations() if self.activation_files() else None,
             extremes=scan(Extremes), summaries=scan(Summary),
-            calibrated=scan(CalibratedSummary), concepts=scan(ConceptSet))
+            calibrated=scan(CalibratedSummary), concepts=scan(ConceptSet),
+            scores=scan(ExplanationScore))
         if view is None:
             raise FileNotFoundError(f"{self.root}: the run holds no neuron records yet")
         return view

@@ -79,13 +79,16 @@ def row_ranks(values: np.ndarray, keep: np.ndarray) -> np.ndarray:
         return np.zeros(x.shape, dtype=np.float64)
     order = np.argsort(x, axis=1)
     srt = np.take_along_axis(x, order, axis=1)
+    ranks = np.empty((n_rows, n_clips), dtype=np.float64)
+    ordinal = np.arange(1, n_clips + 1, dtype=np.float64)
     # tie groups: a new group starts at clip 0 of every row and wherever the value changes
     start = np.ones_like(srt, dtype=bool)
     start[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    if start[np.isfinite(srt)].all():  # no tie among kept entries: ordinal ranks
+        np.put_along_axis(ranks, order, np.broadcast_to(ordinal, srt.shape), axis=1)
+        return ranks
     gid = np.cumsum(start.ravel()) - 1  # row-major, so groups never span two rows
-    ordinal = np.tile(np.arange(1, n_clips + 1, dtype=np.float64), n_rows)
-    mean_rank = np.bincount(gid, weights=ordinal) / np.bincount(gid)
-    ranks = np.empty((n_rows, n_clips), dtype=np.float64)
+    mean_rank = np.bincount(gid, weights=np.tile(ordinal, n_rows)) / np.bincount(gid)
     np.put_along_axis(ranks, order, mean_rank[gid].reshape(n_rows, n_clips), axis=1)
     return ranks
 
@@ -125,6 +128,12 @@ class ActivationRanks:
         """The same for the neurons ``idx`` only."""
         return ActivationRanks(self.keep[idx], self.ranks[idx], self.positive[idx])
 
+    def centred(self) -> np.ndarray:
+        """float64 [n, N]: ranks minus their held-out mean (n_heldout + 1) / 2; 0 where
+        excluded."""
+        mid = (self.keep.sum(axis=1) + 1) / 2.0
+        return np.where(self.keep, self.ranks - mid[:, None], 0.0)
+
 
 def activation_ranks(acts: np.ndarray, keep: np.ndarray, q: float = DEFAULT_Q) -> ActivationRanks:
     """Ranks and positives of a layer's activations over each neuron's held-out clips.
@@ -155,12 +164,14 @@ def activation_ranks(acts: np.ndarray, keep: np.ndarray, q: float = DEFAULT_Q) -
     return ActivationRanks(keep, row_ranks(acts, keep), positive)
 
 
-def detection(sim: np.ndarray, act: ActivationRanks) -> Detection:
+def detection(sim: np.ndarray, act: ActivationRanks, centred: np.ndarray | None = None
+              ) -> Detection:
     """AUC and Spearman of similarities against activations, neuron by neuron.
 
     Args:
         sim: float [n, N]: similarity of each clip to the description scored for each neuron.
         act: the neurons' :func:`activation_ranks`.
+        centred: ``act.centred()`` if already computed (it is reused by real and null).
 
     Returns:
         :class:`Detection` of the n neurons.
@@ -174,14 +185,14 @@ def detection(sim: np.ndarray, act: ActivationRanks) -> Detection:
     n_held = keep.sum(axis=1)
     n_pos = act.positive.sum(axis=1)
     n_neg = n_held - n_pos
-    rank_sum = np.where(act.positive, r, 0.0).sum(axis=1)
+    rank_sum = np.einsum("ij,ij->i", r, act.positive)
+    da = act.centred() if centred is None else centred
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
-        mid = ((n_held + 1) / 2.0)[:, None]  # mean of the ranks 1..n_held, ties averaged
-        ds = np.where(keep, r - mid, 0.0)
-        da = np.where(keep, act.ranks - mid, 0.0)
-        den = np.sqrt((ds * ds).sum(axis=1) * (da * da).sum(axis=1))
-        rho = (ds * da).sum(axis=1) / den
+        r -= ((n_held + 1) / 2.0)[:, None]  # centred: the mean of the ranks 1..n_held
+        r[~keep] = 0.0
+        den = np.sqrt(np.einsum("ij,ij->i", r, r) * np.einsum("ij,ij->i", da, da))
+        rho = np.einsum("ij,ij->i", r, da) / den
     auc = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
     rho = np.where(den > 0, np.clip(rho, -1.0, 1.0), np.nan)
     return Detection(auc, rho, n_held.astype(np.int64), n_pos.astype(np.int64))
@@ -250,9 +261,10 @@ def score_layer(clip_emb: np.ndarray, clip_rows: np.ndarray, desc_emb: np.ndarra
     # each distinct description used here against each distinct clip text, once: [u, N]
     sims = (desc_emb[used] @ clip_emb.T)[:, np.asarray(clip_rows, dtype=np.int64)]
     part = act.rows(cols)
-    real = detection(sims[which], part)
+    centred = part.centred()
+    real = detection(sims[which], part, centred)
     local = shuffle_donors(cols.size, seed)
-    null = detection(sims[which[local]], part)
+    null = detection(sims[which[local]], part, centred)
     if cols.size < 2:
         null = Detection(np.full(cols.size, np.nan), np.full(cols.size, np.nan),
                          null.n_heldout, null.n_positive)

@@ -114,6 +114,10 @@ def quality_rows(scores: pl.DataFrame, index: pl.DataFrame,
     return ResultRow.frame(rows) if rows else ResultRow.empty()
 
 
+def _r3(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 3)
+
+
 def best_worst(scores: pl.DataFrame, index: pl.DataFrame, n: int = 3) -> list[dict[str, Any]]:
     """The n best- and n worst-scored neurons of every description kind (captions alone).
 
@@ -134,6 +138,6 @@ def best_worst(scores: pl.DataFrame, index: pl.DataFrame, n: int = 3) -> list[di
         for rank, r in picks:
             out.append({"description kind": label, "rank": rank, "model": r["model"],
                         "neuron": f"{r['alias'] or r['layer']} #{r['unit']}",
-                        "description": r["description"], "AUC": r["auc"],
-                        "null AUC": r["null_auc"], "Spearman": r["spearman"]})
+                        "description": r["description"], "AUC": _r3(r["auc"]),
+                        "null AUC": _r3(r["null_auc"]), "Spearman": _r3(r["spearman"])})
     return out

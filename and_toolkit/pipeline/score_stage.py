@@ -11,7 +11,9 @@ it is recorded under ``not_run`` with the reason.
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,8 @@ from and_toolkit.records.models import CalibratedSummary, ConceptSet, Explanatio
 RESULT_ID = "explanation_scores"
 """Experiment id of the report's "Explanation quality" rows."""
 GROUP = ["kind", "method", "similarity", "variant"]
+SCORE_THREADS = max(1, min(4, os.cpu_count() or 1))
+"""Layers scored at once (threads; the result does not depend on it)."""
 
 
 @dataclass(frozen=True)
@@ -118,12 +122,15 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
                       for v in variants])
     texts, inverse = distinct_texts(desc["description"].to_list())
     desc = desc.with_columns(pl.Series("text_row", inverse))
+    t0 = time.perf_counter()
     sides = _caption_sides(ctx, variants, texts)
     try:
         sides |= _audio_sides(ctx, variants, texts)
     except StageNotRun as exc:
         info["not_run"]["audio"] = str(exc)
     info["encoders"] = sorted({s.encoder for s in sides.values()})
+    info["texts"] = {"descriptions": len(texts), "encode_s": round(time.perf_counter() - t0, 2)}
+    t0 = time.perf_counter()
     clip_index = {c: i for i, c in enumerate(ctx.probe()["clip_id"].to_list())}
     extremes = [run.extremes()] + [run.extremes(k) for k in ctx.cfg.record.extra_k
                                    if run.has_extremes(k)]
@@ -133,11 +140,9 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
         pl.col("clip_id").replace_strict(clip_index, return_dtype=pl.Int64).alias("clip_idx"))
     ex_by_layer = excluded.partition_by(["model", "layer"], as_dict=True)
     desc_by_layer = desc.partition_by(["model", "layer"], as_dict=True)
-    frames: list[pl.DataFrame] = []
     n_clips = len(clip_index)
-    for model, layer in run.activation_layers():
-        if (model, layer) not in desc_by_layer:
-            continue
+
+    def one_layer(model: str, layer: str) -> list[pl.DataFrame]:
         acts = run.activation_matrix(model, layer)
         units = acts.units
         ex = ex_by_layer.get((model, layer))
@@ -146,6 +151,7 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
         keep = heldout_mask(n_clips, units.size, _rows(units, ex["unit"], layer),
                             ex["clip_idx"].to_numpy())
         ranks = activation_ranks(np.ascontiguousarray(acts.values.T), keep, cfg.q)
+        out = []
         for group, g in sorted(desc_by_layer[(model, layer)].partition_by(
                 GROUP, as_dict=True).items()):
             desc_of = np.full(units.size, -1, dtype=np.int64)
@@ -157,8 +163,15 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
                     continue
                 s = score_layer(side.clip_emb, side.clip_rows, side.desc_emb, desc_of, ranks,
                                 seed)
-                frames.append(_frame(model, layer, units, tuple(map(str, group)), source,
-                                     side, desc_of, texts, s, cfg.q))
+                out.append(_frame(model, layer, units, tuple(map(str, group)), source,
+                                  side, desc_of, texts, s, cfg.q))
+        return out
+
+    layers = [ml for ml in run.activation_layers() if ml in desc_by_layer]
+    # numpy sorts and reductions release the GIL: layers in parallel threads, results in order
+    with ThreadPoolExecutor(max_workers=SCORE_THREADS) as pool:
+        frames = [f for part in pool.map(lambda ml: one_layer(*ml), layers) for f in part]
+    info["layers_s"] = round(time.perf_counter() - t0, 2)
     return pl.concat(frames) if frames else ExplanationScore.empty()
 
 
