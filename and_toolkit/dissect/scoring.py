@@ -176,26 +176,84 @@ def detection(sim: np.ndarray, act: ActivationRanks, centred: np.ndarray | None 
     Returns:
         :class:`Detection` of the n neurons.
     """
-    keep = act.keep
-    if sim.shape != keep.shape:
-        raise ValueError(f"detection: similarities {sim.shape} vs mask {keep.shape}")
-    if not np.isfinite(sim[keep]).all():
+    if sim.shape != act.keep.shape:
+        raise ValueError(f"detection: similarities {sim.shape} vs mask {act.keep.shape}")
+    if not np.isfinite(sim[act.keep]).all():
         raise ValueError("detection: non-finite similarity on a held-out clip")
-    r = row_ranks(sim, keep)
+    return _scores(row_ranks(sim, act.keep), act, centred)
+
+
+def _scores(r: np.ndarray, act: ActivationRanks, centred: np.ndarray | None) -> Detection:
+    """AUC and Spearman from similarity ranks ``r`` [n, N] among held-out clips (overwritten)."""
+    keep = act.keep
     n_held = keep.sum(axis=1)
     n_pos = act.positive.sum(axis=1)
     n_neg = n_held - n_pos
-    rank_sum = np.einsum("ij,ij->i", r, act.positive)
+    rank_sum = r.sum(axis=1, where=act.positive)
     da = act.centred() if centred is None else centred
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
         r -= ((n_held + 1) / 2.0)[:, None]  # centred: the mean of the ranks 1..n_held
-        r[~keep] = 0.0
+        r *= keep
         den = np.sqrt(np.einsum("ij,ij->i", r, r) * np.einsum("ij,ij->i", da, da))
         rho = np.einsum("ij,ij->i", r, da) / den
     auc = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
     rho = np.where(den > 0, np.clip(rho, -1.0, 1.0), np.nan)
     return Detection(auc, rho, n_held.astype(np.int64), n_pos.astype(np.int64))
+
+
+@dataclass(frozen=True)
+class SortedSimilarities:
+    """Each distinct description's similarities to all N clips, sorted once.
+
+    Attributes:
+        order: int32 [u, N] clip order by ascending similarity.
+        start: bool [u, N] True where a new group of tied similarities starts in that order.
+        ties: whether any description has tied similarities (duplicate clip texts).
+    """
+
+    order: np.ndarray
+    start: np.ndarray
+    ties: bool
+
+
+def sort_similarities(sims: np.ndarray) -> SortedSimilarities:
+    """Sort ``sims`` (float32 [u, N], finite) per row; see :class:`SortedSimilarities`."""
+    if not np.isfinite(sims).all():
+        raise ValueError("sort_similarities: non-finite similarity")
+    order = np.argsort(sims, axis=1).astype(np.int32)
+    srt = np.take_along_axis(sims, order, axis=1)
+    start = np.ones(srt.shape, dtype=bool)
+    start[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    return SortedSimilarities(order, start, not bool(start.all()))
+
+
+def ranks_among_kept(srt: SortedSimilarities, which: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Ranks (ties averaged) of neuron i's held-out clips by the similarity of description
+    ``which[i]``: the description's sorted order with the neuron's excluded clips skipped, so
+    no per-neuron sort.
+
+    Args:
+        srt: :func:`sort_similarities` of the u distinct descriptions.
+        which: int [n] description of each neuron (row of ``srt``).
+        keep: bool [n, N] held-out clips.
+
+    Returns:
+        float64 [n, N]: ranks 1..n_heldout on held-out clips (others meaningless).
+    """
+    order = srt.order[which]
+    kept = np.take_along_axis(keep, order, axis=1)
+    ordinal = np.cumsum(kept, axis=1, dtype=np.float64)  # rank among kept, in sorted order
+    if srt.ties:
+        # average over the kept members of each tie group (groups never span two rows)
+        gid = np.cumsum(srt.start[which].ravel()) - 1
+        flat_kept = kept.ravel()
+        mean = (np.bincount(gid, weights=ordinal.ravel() * flat_kept)
+                / np.maximum(np.bincount(gid, weights=flat_kept), 1))
+        ordinal = mean[gid].reshape(ordinal.shape)
+    ranks = np.empty(ordinal.shape, dtype=np.float64)
+    np.put_along_axis(ranks, order, ordinal, axis=1)
+    return ranks
 
 
 def shuffle_donors(n: int, seed: int) -> np.ndarray:
@@ -262,9 +320,10 @@ def score_layer(clip_emb: np.ndarray, clip_rows: np.ndarray, desc_emb: np.ndarra
     sims = (desc_emb[used] @ clip_emb.T)[:, np.asarray(clip_rows, dtype=np.int64)]
     part = act.rows(cols)
     centred = part.centred()
-    real = detection(sims[which], part, centred)
+    srt = sort_similarities(sims)  # one sort per distinct description, shared by the null
+    real = _scores(ranks_among_kept(srt, which, part.keep), part, centred)
     local = shuffle_donors(cols.size, seed)
-    null = detection(sims[which[local]], part, centred)
+    null = _scores(ranks_among_kept(srt, which[local], part.keep), part, centred)
     if cols.size < 2:
         null = Detection(np.full(cols.size, np.nan), np.full(cols.size, np.nan),
                          null.n_heldout, null.n_positive)

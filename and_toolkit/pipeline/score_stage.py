@@ -91,9 +91,9 @@ def _frame(model: str, layer: str, units: np.ndarray, group: tuple[str, ...], so
     m = s.rows.size
 
     def score(a: np.ndarray) -> pl.Series:
-        return pl.Series(a, dtype=pl.Float64).fill_nan(None)
+        return pl.Series(values=np.asarray(a, dtype=np.float64), nan_to_null=True)
 
-    donors = np.where(s.donors >= 0, units[np.maximum(s.donors, 0)], -1)
+    donors = np.where(s.donors >= 0, units[np.maximum(s.donors, 0)], np.nan)
     return pl.DataFrame({
         "model": [model] * m, "layer": [layer] * m,
         "unit": pl.Series(units[s.rows], dtype=pl.Int32),
@@ -104,7 +104,7 @@ def _frame(model: str, layer: str, units: np.ndarray, group: tuple[str, ...], so
         "n_positive": pl.Series(s.real.n_positive, dtype=pl.Int32),
         "auc": score(s.real.auc), "spearman": score(s.real.spearman),
         "null_auc": score(s.null.auc), "null_spearman": score(s.null.spearman),
-        "null_unit": pl.Series(donors, dtype=pl.Int32).replace(-1, None),
+        "null_unit": score(donors).cast(pl.Int32),
     })
 
 

@@ -57,6 +57,27 @@ def test_ties_at_the_boundary_are_negative_and_constant_neurons_unscored() -> No
     assert math.isnan(d.auc[1]) and math.isnan(d.spearman[1])
 
 
+def test_shared_sort_gives_the_same_scores_as_one_sort_per_neuron() -> None:
+    """score_layer sorts each distinct description once and skips a neuron's excluded clips;
+    the result must equal ranking every neuron's held-out similarities on its own (with ties:
+    duplicate clip texts)."""
+    rng = np.random.default_rng(5)
+    n, n_clips, n_texts = 30, 80, 25
+    clip_emb = rng.normal(size=(n_texts, 8)).astype(np.float32)
+    clip_rows = rng.integers(0, n_texts, n_clips)  # duplicates -> exact ties
+    desc_emb = rng.normal(size=(6, 8)).astype(np.float32)
+    desc_of = rng.integers(-1, 6, n)
+    keep = rng.random((n, n_clips)) > 0.15
+    act = activation_ranks(rng.normal(size=(n, n_clips)).astype(np.float32), keep, q=0.1)
+    s = score_layer(clip_emb, clip_rows, desc_emb, desc_of, act, seed=1)
+    sims = (desc_emb @ clip_emb.T)[:, clip_rows]
+    part = act.rows(s.rows)
+    for got, used in ((s.real, desc_of[s.rows]), (s.null, desc_of[s.donors])):
+        ref = detection(sims[used], part)
+        np.testing.assert_allclose(got.auc, ref.auc, rtol=1e-12)
+        np.testing.assert_allclose(got.spearman, ref.spearman, rtol=1e-9)
+
+
 def test_shuffle_donors_is_a_seeded_derangement() -> None:
     a = shuffle_donors(50, seed=3)
     assert sorted(a.tolist()) == list(range(50)) and (a != np.arange(50)).all()
