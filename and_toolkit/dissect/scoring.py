@@ -19,8 +19,10 @@ neuron's activation on clips that did not produce the description:
   activations and held-out clips.
 
 Everything here is pure numpy: arrays in, arrays out, laid out neurons x clips ([n, N], each
-neuron's clips contiguous). Ranks are computed per neuron by one ``argsort`` plus a tie pass
-(:func:`row_ranks`), excluded clips placed above every held-out clip.
+neuron's clips contiguous). Activation ranks: one ``argsort`` per neuron plus a tie pass
+(:func:`row_ranks`, excluded clips placed above every held-out clip), once per layer.
+Similarity ranks: one sort per distinct description (:func:`sort_similarities`), each neuron's
+excluded clips skipped in that order (:func:`ranks_among_kept`), shared by score and null.
 """
 
 from __future__ import annotations
