@@ -21,8 +21,9 @@ neuron's activation on clips that did not produce the description:
 Everything here is pure numpy: arrays in, arrays out, laid out neurons x clips ([n, N], each
 neuron's clips contiguous). Activation ranks: one ``argsort`` per neuron plus a tie pass
 (:func:`row_ranks`, excluded clips placed above every held-out clip), once per layer.
-Similarity ranks: one sort per distinct description (:func:`sort_similarities`), each neuron's
-excluded clips skipped in that order (:func:`ranks_among_kept`), shared by score and null.
+Similarity ranks: one sort per distinct description over the distinct clip texts
+(:func:`sort_similarities`); a neuron's ranks follow from its held-out clips per text
+(:func:`kept_per_text`, :func:`ranks_among_kept`), shared by score and null.
 """
 
 from __future__ import annotations
@@ -206,56 +207,67 @@ def _scores(r: np.ndarray, act: ActivationRanks, centred: np.ndarray | None) -> 
 
 @dataclass(frozen=True)
 class SortedSimilarities:
-    """Each distinct description's similarities to all N clips, sorted once.
+    """Each distinct description's similarities to the C distinct clip texts, sorted once.
 
     Attributes:
-        order: int32 [u, N] clip order by ascending similarity.
-        start: bool [u, N] True where a new group of tied similarities starts in that order.
-        ties: whether any description has tied similarities (duplicate clip texts).
+        order: int64 [u, C] text order by ascending similarity.
+        first, last: int64 [u, C] first / last sorted position of the group of equal
+            similarities each sorted position belongs to (itself when untied).
     """
 
     order: np.ndarray
-    start: np.ndarray
-    ties: bool
+    first: np.ndarray
+    last: np.ndarray
 
 
 def sort_similarities(sims: np.ndarray) -> SortedSimilarities:
-    """Sort ``sims`` (float32 [u, N], finite) per row; see :class:`SortedSimilarities`."""
+    """Sort ``sims`` (float32 [u, C], finite) per row; see :class:`SortedSimilarities`."""
     if not np.isfinite(sims).all():
         raise ValueError("sort_similarities: non-finite similarity")
-    order = np.argsort(sims, axis=1).astype(np.int32)
+    order = np.argsort(sims, axis=1)
     srt = np.take_along_axis(sims, order, axis=1)
-    start = np.ones(srt.shape, dtype=bool)
-    start[:, 1:] = srt[:, 1:] != srt[:, :-1]
-    return SortedSimilarities(order, start, not bool(start.all()))
+    u, c = srt.shape
+    pos = np.broadcast_to(np.arange(c), (u, c))
+    new = np.ones((u, c), dtype=bool)
+    new[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    first = np.maximum.accumulate(np.where(new, pos, 0), axis=1)
+    end = np.ones((u, c), dtype=bool)
+    end[:, :-1] = new[:, 1:]
+    last = np.minimum.accumulate(np.where(end, pos, c - 1)[:, ::-1], axis=1)[:, ::-1]
+    return SortedSimilarities(order, first, np.ascontiguousarray(last))
 
 
-def ranks_among_kept(srt: SortedSimilarities, which: np.ndarray, keep: np.ndarray) -> np.ndarray:
+def kept_per_text(keep: np.ndarray, clip_rows: np.ndarray, n_texts: int) -> np.ndarray:
+    """float64 [n, C]: how many of each neuron's held-out clips carry each distinct text."""
+    n, n_clips = keep.shape
+    flat = (np.arange(n, dtype=np.int64)[:, None] * n_texts + clip_rows[None, :]).ravel()
+    return np.bincount(flat, weights=keep.ravel(), minlength=n * n_texts).reshape(n, n_texts)
+
+
+def ranks_among_kept(srt: SortedSimilarities, which: np.ndarray, counts: np.ndarray,
+                     clip_rows: np.ndarray) -> np.ndarray:
     """Ranks (ties averaged) of neuron i's held-out clips by the similarity of description
-    ``which[i]``: the description's sorted order with the neuron's excluded clips skipped, so
-    no per-neuron sort.
+    ``which[i]``, from the description's sorted text order and the neuron's held-out clips per
+    text: no per-neuron sort, and clips sharing a text (tied by construction) handled as one.
 
     Args:
         srt: :func:`sort_similarities` of the u distinct descriptions.
         which: int [n] description of each neuron (row of ``srt``).
-        keep: bool [n, N] held-out clips.
+        counts: float64 [n, C] :func:`kept_per_text`.
+        clip_rows: int [N] distinct text of each clip.
 
     Returns:
         float64 [n, N]: ranks 1..n_heldout on held-out clips (others meaningless).
     """
     order = srt.order[which]
-    kept = np.take_along_axis(keep, order, axis=1)
-    ordinal = np.cumsum(kept, axis=1, dtype=np.float64)  # rank among kept, in sorted order
-    if srt.ties:
-        # average over the kept members of each tie group (groups never span two rows)
-        gid = np.cumsum(srt.start[which].ravel()) - 1
-        flat_kept = kept.ravel()
-        mean = (np.bincount(gid, weights=ordinal.ravel() * flat_kept)
-                / np.maximum(np.bincount(gid, weights=flat_kept), 1))
-        ordinal = mean[gid].reshape(ordinal.shape)
-    ranks = np.empty(ordinal.shape, dtype=np.float64)
-    np.put_along_axis(ranks, order, ordinal, axis=1)
-    return ranks
+    cnt = np.take_along_axis(counts, order, axis=1)  # held-out clips per text, sorted order
+    cum = np.zeros((cnt.shape[0], cnt.shape[1] + 1))
+    np.cumsum(cnt, axis=1, out=cum[:, 1:])
+    before = np.take_along_axis(cum, srt.first[which], axis=1)  # kept clips below the group
+    upto = np.take_along_axis(cum, srt.last[which] + 1, axis=1)  # ... up to its end
+    by_text = np.empty(cnt.shape)
+    np.put_along_axis(by_text, order, before + (upto - before + 1) / 2.0, axis=1)
+    return by_text[:, clip_rows]
 
 
 def shuffle_donors(n: int, seed: int) -> np.ndarray:
@@ -317,15 +329,16 @@ def score_layer(clip_emb: np.ndarray, clip_rows: np.ndarray, desc_emb: np.ndarra
     """
     desc_of = np.asarray(desc_of, dtype=np.int64)
     cols = np.flatnonzero(desc_of >= 0)
+    clip_rows = np.asarray(clip_rows, dtype=np.int64)
     used, which = np.unique(desc_of[cols], return_inverse=True)
-    # each distinct description used here against each distinct clip text, once: [u, N]
-    sims = (desc_emb[used] @ clip_emb.T)[:, np.asarray(clip_rows, dtype=np.int64)]
+    # each distinct description used here against each distinct clip text, once: [u, C]
+    srt = sort_similarities(desc_emb[used] @ clip_emb.T)  # shared by the score and the null
     part = act.rows(cols)
     centred = part.centred()
-    srt = sort_similarities(sims)  # one sort per distinct description, shared by the null
-    real = _scores(ranks_among_kept(srt, which, part.keep), part, centred)
+    counts = kept_per_text(part.keep, clip_rows, clip_emb.shape[0])
+    real = _scores(ranks_among_kept(srt, which, counts, clip_rows), part, centred)
     local = shuffle_donors(cols.size, seed)
-    null = _scores(ranks_among_kept(srt, which[local], part.keep), part, centred)
+    null = _scores(ranks_among_kept(srt, which[local], counts, clip_rows), part, centred)
     if cols.size < 2:
         null = Detection(np.full(cols.size, np.nan), np.full(cols.size, np.nan),
                          null.n_heldout, null.n_positive)
