@@ -58,9 +58,9 @@ def test_ties_at_the_boundary_are_negative_and_constant_neurons_unscored() -> No
 
 
 def test_shared_sort_gives_the_same_scores_as_one_sort_per_neuron() -> None:
-    """score_layer sorts each distinct description once and skips a neuron's excluded clips;
-    the result must equal ranking every neuron's held-out similarities on its own (with ties:
-    duplicate clip texts)."""
+    """score_layer sorts each distinct description once over the distinct clip texts and
+    counts each neuron's held-out clips per text; the result must equal ranking every neuron's
+    held-out similarities on its own (with ties: duplicate clip texts)."""
     rng = np.random.default_rng(5)
     n, n_clips, n_texts = 30, 80, 25
     clip_emb = rng.normal(size=(n_texts, 8)).astype(np.float32)
