@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from and_toolkit.dissect.scoring import DEFAULT_Q
 from and_toolkit.errors import ConfigError
 from and_toolkit.recording.hooks import DEFAULT_EXCLUDE, DEFAULT_POOLING, PoolingName
 from and_toolkit.targets.audio_text import AudioTextConfig
@@ -32,11 +33,11 @@ PRETRAINING_BY_ARCH: dict[str, str] = {
 """How each pretrained architecture was pretrained (archs trained here from scratch: absent)."""
 STAGES = (
     "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
-    "open", "closed", "experiments", "report",
+    "open", "closed", "score", "experiments", "report",
 )
 Stage = Literal[
     "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
-    "open", "closed", "experiments", "report",
+    "open", "closed", "score", "experiments", "report",
 ]
 
 
@@ -181,6 +182,19 @@ class ClosedSection(_Section):
         return self
 
 
+class ScoreSection(_Section):
+    """Scoring every description on held-out clips (``dissect/scoring.py``, issue 15)."""
+
+    q: float = Field(DEFAULT_Q, gt=0, lt=1, description="Share of each neuron's held-out clips "
+                     "counted as its top activations (the AUC's positives).")
+    seed: int = Field(0, description="Seed of the null's shuffle of descriptions per layer.")
+    encoder: Literal["minilm", "hashing", "clip"] = Field(
+        "minilm", description="Text encoder of description / caption similarity.")
+    descriptors: bool = Field(
+        True, description="Also score the labelled variant with descriptor sentences in the "
+        "captions and descriptions (when the run has it).")
+
+
 class ExperimentSection(_Section):
     """Which experiments to run (default: all that the run's records allow)."""
 
@@ -228,6 +242,7 @@ class RunConfig(_Section):
     calibrate: CalibrateSection = CalibrateSection()
     open: OpenSection = OpenSection()
     closed: ClosedSection = ClosedSection()
+    score: ScoreSection = ScoreSection()
     experiments: ExperimentSection = ExperimentSection()
 
 

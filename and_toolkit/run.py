@@ -4,7 +4,7 @@ Layout (see docs/architecture.md)::
 
     <run>/manifest.json
     <run>/probe.parquet, captions.parquet, extremes.parquet, summaries.parquet,
-          calibrated.parquet, concepts.parquet, training.parquet
+          calibrated.parquet, concepts.parquet, training.parquet, scores.parquet
     <run>/extremes_k<K>.parquet                      (extra K)
     <run>/activations/model=<m>/layer=<l>/data.parquet
     <run>/results/<experiment>.parquet
@@ -40,6 +40,7 @@ from and_toolkit.records.models import (
     CalibratedSummary,
     Caption,
     ConceptSet,
+    ExplanationScore,
     Extremes,
     ProbeClip,
     Rating,
@@ -58,6 +59,7 @@ FILES: dict[type[Record], str] = {
     ConceptSet: "concepts.parquet",
     TrainingCurve: "training.parquet",
     Rating: "ratings.parquet",
+    ExplanationScore: "scores.parquet",
 }
 """Record kinds stored as one file per run."""
 
@@ -323,7 +325,8 @@ class Run:
         view = neuron_view(
             activations=self.scan_activations() if self.activation_files() else None,
             extremes=scan(Extremes), summaries=scan(Summary),
-            calibrated=scan(CalibratedSummary), concepts=scan(ConceptSet))
+            calibrated=scan(CalibratedSummary), concepts=scan(ConceptSet),
+            scores=scan(ExplanationScore))
         if view is None:
             raise FileNotFoundError(f"{self.root}: the run holds no neuron records yet")
         return view

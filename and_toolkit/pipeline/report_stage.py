@@ -19,7 +19,13 @@ from and_toolkit.cache import sha256_file
 from and_toolkit.config import STAGES
 from and_toolkit.errors import DataError
 from and_toolkit.pipeline.context import Context
-from and_toolkit.records.models import CalibratedSummary, Caption, ProbeClip, ResultRow
+from and_toolkit.records.models import (
+    CalibratedSummary,
+    Caption,
+    ExplanationScore,
+    ProbeClip,
+    ResultRow,
+)
 from and_toolkit.report.context import ExtraTable, IndexEntry, Provenance, ReportContext
 from and_toolkit.report.findings import ModelFacts, paper_findings
 from and_toolkit.report.setup import RunFacts, TargetFacts, setup_items, target_line
@@ -101,6 +107,22 @@ def _table6(ctx: Context) -> tuple[ExtraTable, ...]:
                        "clips, the calibrated summary, the top closed-set concept of each "
                        "method and the kept open-set adjectives.")
     return (table,)
+
+
+def _best_worst(ctx: Context) -> tuple[ExtraTable, ...]:
+    """The best- and worst-scored neurons of each description kind (score stage)."""
+    from and_toolkit.experiments.explanation_quality import best_worst
+
+    if not ctx.run.has(ExplanationScore):
+        return ()
+    rows = best_worst(ctx.run.read(ExplanationScore), ctx.run.neuron_index())
+    if not rows:
+        return ()
+    return (ExtraTable.from_rows(
+        "Best- and worst-scored neurons", rows,
+        caption="Per description kind (captions alone), the 3 neurons whose description best "
+        "and worst predicts their held-out activations (AUC), with the null AUC of a shuffled "
+        "description on the same neuron. Descriptions are model output, shown verbatim."),)
 
 
 def _settings(prov: Mapping[str, Any]) -> list[str]:
@@ -248,6 +270,8 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
     extra = result_provenance(ctx, results)
     if t6 := _table6(ctx):
         extra["table6"] = (*t6, *extra.get("table6", ()))
+    if scored := _best_worst(ctx):
+        extra["explanation_scores"] = (*scored, *extra.get("explanation_scores", ()))
     return ReportContext(run_name=ctx.cfg.name, title="AND reproduction report",
                          provenance=provenance, findings=tuple(paper_findings(results, facts)),
                          extra_tables=extra, notes=tuple(notes),

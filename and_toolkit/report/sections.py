@@ -103,6 +103,10 @@ LABELS: Mapping[str, str] = MappingProxyType({
     "acc_before": "accuracy before (fraction)", "acc_after": "accuracy after (fraction)",
     "inertia": "K-means inertia", "elbow_k": "elbow k", "frequency": "frequency (count)",
     "n_captions": "captions (count)", "n_sentences": "sentences (count)",
+    "n_scored": "neurons scored (count)", "median_auc": "median AUC (0\u20131)",
+    "null_median_auc": "null median AUC (0\u20131)", "null_iqr_auc": "null AUC IQR",
+    "pct_above_chance": "above chance (% of neurons)", "median_spearman": "median Spearman",
+    "null_median_spearman": "null median Spearman",
 })
 """Display labels of metric and series ids (units included); unknown ids show as they are."""
 
@@ -244,8 +248,28 @@ SECTIONS: tuple[SectionSpec, ...] = (
         absent="the toolkit runs one probing set per run and this run's is not GTZAN; GTZAN "
                "(marsyas/gtzan) is not available offline here, so the models were not trained "
                "or probed on it."),
+    SectionSpec(
+        "explanation_scores", "Explanation quality · beyond the paper",
+        "Beyond the paper (issue 15): does a neuron's description predict its activations on "
+        "clips that did not produce it? Per neuron and description (top-1 closed concept per "
+        "method × similarity, calibrated summary S_h, open concepts as one phrase), the "
+        "AUC of the text encoder's description–caption similarity predicting 'clip in the "
+        "neuron's top q of activations' (q = 5 % by default) over its held-out clips (every "
+        "top-K / bottom-K clip of the run's K and extra K excluded), and the Spearman "
+        "correlation of similarity and activation. Null: the same score with the description "
+        "of another neuron of the same layer (seeded shuffle). Above chance = AUC above the "
+        "95th percentile of the null AUCs of the neuron's own layer and description kind "
+        "(about 5 % of null scores pass it by construction). Plotted per block (captions "
+        "alone; classifier = last block + 1): median AUC of the descriptions vs. the null, "
+        "and the share above chance. 'captions + descriptors' is the labelled variant with "
+        "our descriptor sentences in captions and descriptions: it partly scores our template "
+        "against itself. No paper values exist.",
+        "line", x_label="block (classifier = last block + 1)", panel_by=("group",),
+        headers={"group": "description", "series": "clip side"},
+        toc="Explanation quality (beyond the paper)", paper=False,
+        absent="the score stage did not run (add \"score\" to the run's stages)."),
 )
-"""Every paper section, in the paper's order."""
+"""Every paper section, in the paper's order, then our own checks beyond the paper."""
 
 SECTIONS_BY_ID: Mapping[str, SectionSpec] = MappingProxyType({s.id: s for s in SECTIONS})
 
