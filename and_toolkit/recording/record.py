@@ -38,17 +38,23 @@ from and_toolkit.recording.hooks import (
     pool_output,
     pooling_label,
     resolve_modules,
+    time_dim,
 )
 from and_toolkit.records import ActivationTable
 from and_toolkit.run import Run
 
 __all__ = [
-    "Batch", "activation_frame", "probe_sha256", "record_activations",
+    "Batch", "FramedBatch", "activation_frame", "probe_sha256", "record_activations",
     "record_to_run",
 ]
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
 """One model input: a tensor passed positionally, or a dict of tensors passed as keywords."""
+FramedBatch = tuple[Batch, Mapping[int, Any]]
+"""A model input with its valid frames: ``(batch, {T: int [B]})``. An output whose time axis
+(:func:`~and_toolkit.recording.hooks.time_dim`) has padded length T is pooled over the first
+``frames[T][b]`` frames of clip b only (wav2vec2 / HuBERT padding, Whisper's 30 s window);
+outputs of other lengths over every frame."""
 
 def probe_sha256(clip_ids: Sequence[str]) -> str:
     """SHA-256 of the ordered clip ids (JSON array, UTF-8): identifies a probe set and its order.
@@ -102,14 +108,17 @@ class _LayerBuffer:
         return self.array
 
 
-def _make_hook(layer: str, buf: _LayerBuffer, pooling: Pooling) -> Callable[..., None]:
+def _make_hook(layer: str, buf: _LayerBuffer, pooling: Pooling,
+               frames: dict[int, torch.Tensor]) -> Callable[..., None]:
     def hook(module: nn.Module, inputs: Any, output: Any) -> None:
         out = output[0] if isinstance(output, (tuple, list)) else output
         if not isinstance(out, torch.Tensor):
             raise ValueError(f"layer {layer!r}: output is {type(output).__name__}, not a tensor")
         if not buf.label:
             buf.label = pooling_label(out.ndim, pooling, buf.channels_first)
-        pooled = pool_output(out, pooling, buf.channels_first)
+        dim = time_dim(out.ndim, buf.channels_first)
+        valid = frames.get(out.shape[dim]) if dim is not None and frames else None
+        pooled = pool_output(out, pooling, buf.channels_first, valid)
         buf.add(pooled.detach().to(device="cpu", dtype=torch.float32).numpy())
     return hook
 
@@ -124,7 +133,7 @@ def _to_device(batch: Batch, device: torch.device) -> Batch:
 
 def _run(
     model: nn.Module,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch | FramedBatch],
     layers: Sequence[str],
     pooling: Pooling | str,
     n_clips: int | None,
@@ -138,12 +147,13 @@ def _run(
         raise ValueError(f"n_clips: must be positive, got {n_clips}")
     modules = resolve_modules(model, layers)
     buffers = {name: _LayerBuffer(is_channels_first(m), n_clips) for name, m in modules.items()}
-    handles = [m.register_forward_hook(_make_hook(name, buffers[name], pool))
+    frames: dict[int, torch.Tensor] = {}  # valid frames of the batch running, by padded length
+    handles = [m.register_forward_hook(_make_hook(name, buffers[name], pool, frames))
                for name, m in modules.items()]
     modes = {m: m.training for m in model.modules()}
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    iterator: Iterable[Batch] = batches
+    iterator: Iterable[Batch | FramedBatch] = batches
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(batches, desc="record", unit="batch", file=sys.stderr, leave=False)
@@ -151,6 +161,11 @@ def _run(
         model.eval()
         with torch.inference_mode():
             for i, batch in enumerate(iterator):
+                frames.clear()
+                if isinstance(batch, tuple):
+                    batch, valid = batch
+                    frames.update({int(t): torch.as_tensor(v, dtype=torch.long)
+                                   for t, v in valid.items()})
                 inp = _to_device(batch, device)
                 before = {n: (b.filled, b.calls) for n, b in buffers.items()}
                 if isinstance(inp, Mapping):
@@ -177,7 +192,7 @@ def _run(
 
 def record_activations(
     model: nn.Module,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch | FramedBatch],
     layers: Sequence[str],
     pooling: Pooling | str = DEFAULT_POOLING,
     progress: bool = True,
@@ -245,7 +260,7 @@ def activation_frame(
 
 def record_to_run(
     model: nn.Module,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch | FramedBatch],
     layers: Sequence[str],
     pooling: Pooling | str,
     run: Run,
