@@ -8,7 +8,7 @@ of the process.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -211,3 +211,47 @@ def recorded_layers(ctx: Context, loaded: LoadedTarget) -> list[str]:
 
     rec = ctx.cfg.record
     return select_layers(loaded.model, include=rec.include, exclude=rec.exclude)
+
+
+def external_audio(ctx: Context, target: TargetSection
+                   ) -> tuple[Iterator[np.ndarray], dict[str, Any]]:
+    """The probe clips of a user's model, one at a time at its declared rate, and the rate
+    plan (file rates vs the model's, resampled count, resampler, downmix) for provenance.
+
+    Clips are read from disk lazily, so a pass holds one batch of audio, whatever the probe
+    size. Files at another rate are resampled (``probe.resample``) or refused, multi-channel
+    files averaged (``probe.downmix``) or refused, each naming the file.
+    """
+    from and_toolkit.probe.audio import load_audio, rate_plan
+    from and_toolkit.signal import resample
+
+    ext = ctx.external_model(target)
+    probe = ctx.probe()
+    synthetic = ctx.cfg.probe.kind == "synthetic"
+    plan = rate_plan(probe["sample_rate"].to_list(), probe["path"].to_list(), ext.sample_rate,
+                     ctx.cfg.probe.resample or synthetic)
+    plan = {**plan, "downmix": ctx.cfg.probe.downmix and not synthetic}
+
+    def clips() -> Iterator[np.ndarray]:
+        if synthetic:
+            synth = ctx.synthetic()
+            for clip_id, sr in zip(probe["clip_id"], probe["sample_rate"], strict=True):
+                yield resample(synth.waveforms[clip_id], int(sr), ext.sample_rate)
+            return
+        root = ctx.dataset_root()
+        for path in probe["path"]:
+            yield load_audio(root / path, ext.sample_rate, ctx.cfg.probe.resample,
+                             downmix=ctx.cfg.probe.downmix)
+
+    return clips(), plan
+
+
+def external_layers(ctx: Context, target: TargetSection) -> list[str]:
+    """Layers of a user's model to record: the config's patterns over the family's default
+    selection (its module types; the run's exclusions plus the family's)."""
+    from and_toolkit.recording.hooks import select_layers
+
+    ext = ctx.external_model(target)
+    rec = ctx.cfg.record
+    return select_layers(ext.module, include=rec.include, types=ext.types,
+                         exclude=[*rec.exclude, *ext.exclude])

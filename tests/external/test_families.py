@@ -137,3 +137,31 @@ def test_recorded_equals_hand_written_forward(family: str, model_dirs: dict[str,
         scale = float(np.abs(want[name]).max())
         np.testing.assert_allclose(got[name], want[name], rtol=0, atol=1e-4 * scale,
                                    err_msg=f"{family} {name}")
+
+
+def test_factory_cnn_equals_hand_written(clip_files: list[Path]) -> None:
+    """A plain CNN through ``factory``: conv2d outputs [B, C, F, T] mean-pooled over F and T."""
+    from and_toolkit.targets.external import load_factory
+    from tests.external.factories import RATE, _waves_to_tensor, cnn
+
+    ext = load_factory("tests.external.factories:cnn")
+    waves = [load_audio(p, RATE, resample=True, downmix=True) for p in clip_files]
+    layers = select_layers(ext.module, types=ext.types, exclude=list(ext.exclude))
+    assert layers == ["conv1", "conv2", "head"]
+    got = record_activations(ext.module, ((p.inputs, p.frames) for p in batches_of(
+        ext, iter(waves), 2)), layers, "mean", progress=False, n_clips=len(waves))
+    net, _ = cnn()
+    net.eval()
+    seen: dict[str, list[np.ndarray]] = {n: [] for n in layers}
+    mods = dict(net.named_modules())
+    hooks = [mods[n].register_forward_hook(
+        lambda m, i, o, n=n: seen[n].append(o.mean(dim=(2, 3)).numpy() if o.ndim == 4
+                                            else o.numpy())) for n in layers]
+    with torch.no_grad():
+        for p in clip_files:
+            net(_waves_to_tensor([_by_hand_audio(p, RATE)]))
+    for h in hooks:
+        h.remove()
+    for n in layers:
+        want = np.concatenate(seen[n])
+        np.testing.assert_allclose(got[n], want, rtol=0, atol=1e-4 * float(np.abs(want).max()))

@@ -67,6 +67,9 @@ def load_pretrained(path: str | Path, *, online: bool = False) -> ExternalModel:
 
 def _load(name: str, *, online: bool) -> ExternalModel:
     from transformers import AutoConfig, AutoFeatureExtractor
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
     try:
         config = AutoConfig.from_pretrained(name, local_files_only=not online)
