@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
+
+import numpy as np
 
 import polars as pl
 import torch
@@ -89,6 +92,17 @@ def _record_external(ctx: Context, target: TargetSection) -> dict[str, Any]:
     return {"layers": list(layers), "audio": plan, "resources": usage.as_dict()}
 
 
+def _whisper_framed(ctx: Context, waves: Any, bs: int, window_seconds: float
+                    ) -> Iterator[Any]:
+    """Batches of the Whisper target with their valid frames (the clips' own lengths, not the
+    zero-padded 30 s window)."""
+    from and_toolkit.targets.pretrained.whisper import valid_frames
+
+    lengths = np.array([len(w) for w in ctx.waveforms()])
+    for i in range(0, len(waves), bs):
+        yield torch.from_numpy(waves[i:i + bs]), valid_frames(lengths[i:i + bs], window_seconds)
+
+
 def stage_record(ctx: Context) -> dict[str, Any]:
     """Record every chosen layer of every target over the whole probe set.
 
@@ -106,7 +120,10 @@ def stage_record(ctx: Context) -> dict[str, Any]:
         feats = inputs_of(ctx, loaded.train_config)
         bs = batch_size_of(loaded.train_config, ctx.cfg.record.batch_size)
         layers = recorded_layers(ctx, loaded)
-        batches = (torch.from_numpy(feats[i:i + bs]) for i in range(0, len(feats), bs))
+        batches: Iterator[Any] = (torch.from_numpy(feats[i:i + bs])
+                                  for i in range(0, len(feats), bs))
+        if loaded.train_config.arch == "whisper-frozen":  # pool only the frames holding audio
+            batches = _whisper_framed(ctx, feats, bs, loaded.train_config.whisper_window_seconds)
         with measured() as usage:
             record_to_run(
                 loaded.model, batches, layers, ctx.cfg.record.pooling, ctx.run, target.id,
