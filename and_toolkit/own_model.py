@@ -12,8 +12,8 @@ shows it). :func:`layer_table` lists what a model offers to record (``and-toolki
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 

@@ -250,7 +250,7 @@ class Run:
         )
 
     def write_activation_chunks(self, model: str, layer: str, chunks: Iterable[pl.DataFrame],
-                                **provenance: Any) -> Path:
+                                /, **provenance: Any) -> Path:
         """Write one (model, layer)'s ActivationTable rows arriving in unit-ordered chunks (one
         row group each; memory: one chunk)."""
         return write_record_chunks(ActivationTable, chunks, self.activation_path(model, layer),

@@ -120,7 +120,9 @@ def run_info(path: Path) -> dict[str, Any]:
     stages = manifest.get("stages") or {}
     info["warnings"] = [f"{stage}: {entry['warning']}" for stage, entry in stages.items()
                         if isinstance(entry, dict) and entry.get("warning")]
-    info["skipped"] = dict(manifest.get("skipped") or {})
+    info["skipped"] = {**{stage: entry["skipped"] for stage, entry in stages.items()
+                          if isinstance(entry, dict) and entry.get("skipped")},
+                       **dict(manifest.get("skipped") or {})}
     order = {name: i for i, name in enumerate(STAGES)}
     info["timings"] = {
         stage: {"wall_s": entry.get("seconds"), **(entry.get("resources") or {})}

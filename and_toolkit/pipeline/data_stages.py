@@ -14,7 +14,6 @@ from and_toolkit.pipeline.context import Context
 from and_toolkit.probe.subset import subset_probe
 from and_toolkit.records.models import Caption, ProbeClip
 
-
 DESCRIPTOR_ONLY_SOURCE = "acoustic-descriptor sentences only (no captioner)"
 DESCRIPTOR_ONLY_WARNING = (
     "captions are our acoustic-descriptor sentences only (no captioner, no caption file): "

@@ -7,13 +7,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-
 import polars as pl
 import torch
 
 from and_toolkit.cache import cache_key
-from and_toolkit.pipeline.context import Context
 from and_toolkit.config import TargetSection
+from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.targets import (
     batch_size_of,
     external_audio,

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from and_toolkit.config import TargetSection
-from and_toolkit.errors import DataError
+from and_toolkit.errors import ConfigError, DataError
 from and_toolkit.pipeline.context import Context
 from and_toolkit.targets.config import TrainConfig
 
@@ -73,6 +73,9 @@ def train_config(ctx: Context, target: TargetSection) -> TrainConfig:
 
     probe = ctx.probe()
     f = ctx.cfg.features
+    if target.arch is None:
+        raise ConfigError(f"target {target.id!r}: a user's model (pretrained / factory) is not "
+                          "trained here")
     base = DEFAULT_TARGETS[target.arch].model_dump(mode="json")
     n_classes = int(probe["target"].to_numpy().max()) + 1
     dims: dict[str, Any] = {"n_classes": n_classes, "seed": target.seed,
@@ -255,3 +258,13 @@ def external_layers(ctx: Context, target: TargetSection) -> list[str]:
     rec = ctx.cfg.record
     return select_layers(ext.module, include=rec.include, types=ext.types,
                          exclude=[*rec.exclude, *ext.exclude])
+
+
+def untrained_reason(ctx: Context) -> str | None:
+    """Why the paper's experiments / report cannot run on this config (a user's model among
+    the targets), or None."""
+    own = [t.id for t in ctx.cfg.targets if t.external]
+    if not own:
+        return None
+    return (f"targets {own} are users' models (pretrained / factory): the paper's experiments "
+            "and report need targets trained here on the probe's labels (arch)")

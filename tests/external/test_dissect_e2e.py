@@ -61,7 +61,7 @@ def test_dissect_family_end_to_end(family: str, folder: Path, models: Path, tmp_
                                    ) -> None:
     spec = "tests.external.factories:cnn" if family == "factory" else str(build(family, models))
     run_dir = tmp_path / "run"
-    run = dissect(spec, folder, run_dir=run_dir, overrides=FAST, cache=Cache(tmp_path / "c"))
+    dissect(spec, folder, run_dir=run_dir, overrides=FAST, cache=Cache(tmp_path / "c"))
     assert validate_path(run_dir) == []
     view = neurons(run_dir).collect()
     assert view.height == sum(len(u) for _, _, u in Run.at(run_dir).activation_units())
@@ -110,3 +110,17 @@ def test_unlabelled_folder_with_captions_and_concepts(models: Path, tmp_path: Pa
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["stages"]["closed"]["concept_source"] == "closed.concepts"
     assert run_info(run_dir)["warnings"] == []
+
+
+def test_paper_experiments_are_skipped_with_a_reason(folder: Path, tmp_path: Path) -> None:
+    from and_toolkit.own_model import DISSECT_STAGES
+
+    run_dir = tmp_path / "run"
+    stages = [*DISSECT_STAGES, "experiments", "report"]
+    dissect("tests.external.factories:cnn", folder, run_dir=run_dir,
+            overrides={**FAST, "stages": stages}, cache=Cache(tmp_path / "c"))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for stage in ("experiments", "report"):
+        assert "need targets trained here" in manifest["stages"][stage]["skipped"]
+    assert not (run_dir / "results").exists() and not (run_dir / "report").exists()
+    assert "skipped experiments:" in info_text(run_info(run_dir))

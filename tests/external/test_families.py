@@ -85,7 +85,7 @@ def _by_hand(family: str, model_dir: Path, waves: list[np.ndarray], layers: list
     for wave in waves:
         seen: dict[str, torch.Tensor] = {}
         hooks = [mods[name].register_forward_hook(
-            lambda m, i, o, name=name: seen.__setitem__(name, o[0] if isinstance(o, tuple)
+            lambda m, i, o, name=name, seen=seen: seen.__setitem__(name, o[0] if isinstance(o, tuple)
                                                         else o)) for name in layers]
         if family == "ast":
             x = {"input_values": fe([wave], sampling_rate=16000,

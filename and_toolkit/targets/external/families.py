@@ -27,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
 from torch import nn
 
 from and_toolkit.errors import ConfigError
@@ -78,7 +77,7 @@ def conv_lengths(lengths: np.ndarray, kernels: Sequence[int], strides: Sequence[
 
 def _wav2vec2(model: nn.Module, fe: Any, family: str, source: dict[str, Any]) -> ExternalModel:
     sr = int(fe.sampling_rate)
-    cfg = model.config  # type: ignore[union-attr]
+    cfg: Any = model.config
     masked = cfg.feat_extract_norm == "layer"
     kernels, strides = list(cfg.conv_kernel), list(cfg.conv_stride)
 
@@ -104,7 +103,7 @@ def _wav2vec2(model: nn.Module, fe: Any, family: str, source: dict[str, Any]) ->
 
 def _whisper(model: nn.Module, fe: Any, source: dict[str, Any]) -> ExternalModel:
     sr = int(fe.sampling_rate)
-    encoder = model.get_encoder() if hasattr(model, "get_encoder") else model
+    encoder: nn.Module = model.get_encoder() if hasattr(model, "get_encoder") else model  # type: ignore[operator]
     hop, window = int(fe.hop_length), int(fe.n_samples)
     n_frames = int(fe.nb_max_frames)
 
@@ -121,7 +120,7 @@ def _whisper(model: nn.Module, fe: Any, source: dict[str, Any]) -> ExternalModel
 
 def _clap(model: nn.Module, fe: Any, source: dict[str, Any]) -> ExternalModel:
     sr = int(fe.sampling_rate)
-    tower = model.audio_model if hasattr(model, "audio_model") else model
+    tower: Any = model.audio_model if hasattr(model, "audio_model") else model
     window = int(fe.nb_max_samples)
 
     def prepare(waves: Sequence[np.ndarray]) -> Prepared:
