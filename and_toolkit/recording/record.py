@@ -10,7 +10,7 @@ when ``n_clips`` is known; without it the per-batch pieces are concatenated at t
 per-layer scratch files on disk (in a temporary directory inside the run), one file per block of
 :func:`units_per_chunk` units, so after the pass a block is read back as ``[N, units]``,
 transposed and written as one Parquet row group of neuron-major rows. Memory beyond the forward
-pass is one batch of pooled outputs per layer plus one block (about 16 MiB), whatever N.
+pass is one batch of pooled outputs per layer plus one block (4 MiB of values), whatever N.
 
 The model is put in eval mode for the pass (dropout off) and its train/eval flags are restored
 afterwards; the forward pass runs under ``torch.inference_mode``.
@@ -72,8 +72,9 @@ def probe_sha256(clip_ids: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(clip_ids), ensure_ascii=False).encode()).hexdigest()
 
 
-CHUNK_BYTES = 16 << 20
-"""Bytes of one block of units read back from scratch when writing (N x units x 4)."""
+CHUNK_BYTES = 4 << 20
+"""Bytes of one block of units read back from scratch when writing (N x units x 4): small
+enough that its copies while writing (transpose, frame, Arrow) stay a few tens of MiB."""
 
 
 def units_per_chunk(n_clips: int) -> int:

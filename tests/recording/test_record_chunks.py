@@ -14,9 +14,10 @@ from and_toolkit.run import Run
 
 
 def test_units_per_chunk_bounds_the_block() -> None:
-    assert units_per_chunk(2000) == 1024 and units_per_chunk(8000) == 524
-    assert units_per_chunk(10**7) == 16
-    assert 4 * 8000 * units_per_chunk(8000) <= 16 << 20
+    assert units_per_chunk(2000) == 524 and units_per_chunk(8000) == 131
+    assert units_per_chunk(100) == 1024 and units_per_chunk(10**7) == 16
+    for n in (2000, 8000):  # one block is the same size whatever N
+        assert 4 * n * units_per_chunk(n) <= 4 << 20
 
 
 def test_blocks_are_row_groups_with_the_same_values(tmp_path: Path) -> None:
