@@ -119,7 +119,7 @@ def _cmd_dissect(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     try:
         run = dissect(args.model, args.probe, labels=args.labels, captions=args.captions,
-                      concepts=args.concepts, run_dir=args.run_dir, name=args.name,
+                      concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir, name=args.name,
                       online=args.online, include=args.include, progress=progress)
     except ValueError as exc:  # an include pattern that matches nothing
         raise DataError(str(exc)) from None
@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="filename,label (default: FOLDER/labels.csv if present)")
     ds.add_argument("--captions", default=None, metavar="CSV", help="filename,caption")
     ds.add_argument("--concepts", default=None, metavar="TXT", help="one concept per line")
+    ds.add_argument("--captioner", default=None, metavar="DIR",
+                    help="without --captions: a local transformers audio LM captions the clips")
     ds.add_argument("--run-dir", default=None, metavar="RUN")
     ds.add_argument("--name", default=None, help="run name (default dissect-<model>)")
     ds.add_argument("--include", action="append", default=None, metavar="PATTERN",

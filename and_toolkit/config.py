@@ -152,10 +152,13 @@ class RecordSection(_Section):
 class CaptionSection(_Section):
     """Where clip captions come from."""
 
-    source: Literal["file", "synthetic", "descriptors"] = Field(
-        "synthetic", description="'file' (captions.file), 'synthetic' (the synthetic set's), or "
+    source: Literal["file", "synthetic", "descriptors", "captioner"] = Field(
+        "synthetic", description="'file' (captions.file), 'synthetic' (the synthetic set's), "
+        "'captioner' (an audio LM through transformers from captions.captioner_path), or "
         "'descriptors': no captioner, each clip's acoustic-descriptor sentence alone (a "
         "template of ours: `info` warns that the descriptions measure it, not the network).")
+    captioner_path: str | None = Field(
+        None, description="Local directory of a transformers audio LM (source='captioner').")
     file: str | None = Field(None, description="Caption file, relative to $AND_DATA_DIR.")
     captioner_id: str = "imported"
     descriptors: bool = Field(True, description="Append the acoustic-descriptor sentence.")

@@ -70,7 +70,7 @@ def _model_id(spec: str, kind: str) -> str:
 
 def dissect_config(model: str, probe: str | Path, *, labels: str | Path | None = None,
                    captions: str | Path | None = None, concepts: str | Path | None = None,
-                   name: str | None = None, online: bool = False,
+                   captioner: str | None = None, name: str | None = None, online: bool = False,
                    include: list[str] | None = None,
                    overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """The run configuration of :func:`dissect` (arguments as there).
@@ -101,6 +101,9 @@ def dissect_config(model: str, probe: str | Path, *, labels: str | Path | None =
     if captions is not None:
         cap = {"source": "file", "file": str(Path(captions).resolve()),
                "captioner_id": "imported", "descriptors": True}
+    elif captioner is not None:
+        cap = {"source": "captioner", "captioner_path": captioner, "captioner_id": "audio-lm",
+               "descriptors": True}
     else:
         cap = {"source": "descriptors", "captioner_id": "descriptors-only",
                "descriptors": False}
@@ -119,7 +122,7 @@ def dissect_config(model: str, probe: str | Path, *, labels: str | Path | None =
 
 def dissect(model: str, probe: str | Path, *, labels: str | Path | None = None,
             captions: str | Path | None = None, concepts: str | Path | None = None,
-            run_dir: str | Path | None = None, name: str | None = None, online: bool = False,
+            captioner: str | None = None, run_dir: str | Path | None = None, name: str | None = None, online: bool = False,
             include: list[str] | None = None, overrides: Mapping[str, Any] | None = None,
             cache: Cache | None = None, progress: bool = False) -> Run:
     """Dissect a user's model on a folder of clips; returns the run.
@@ -130,8 +133,10 @@ def dissect(model: str, probe: str | Path, *, labels: str | Path | None = None,
         probe: folder of audio clips (any rate / channel count: resampled and downmixed to the
             model's declared rate, recorded in provenance).
         labels: ``filename,label`` CSV (default: ``<probe>/labels.csv`` if present).
-        captions: ``filename,caption`` CSV; without it the captions are our acoustic-descriptor
-            sentences only (a warning in ``and-toolkit info``).
+        captions: ``filename,caption`` CSV.
+        captioner: else, a local directory of a transformers audio LM that captions the clips;
+            without either, the captions are our acoustic-descriptor sentences only (a warning
+            in ``and-toolkit info``).
         concepts: text file, one concept per line (Module A's concept set); default: the label
             names, or without labels the open-set vocabulary (Module C's kept adjectives).
         run_dir: run directory (default ``runs/<name>``).
@@ -145,7 +150,7 @@ def dissect(model: str, probe: str | Path, *, labels: str | Path | None = None,
     from and_toolkit.pipeline import run_pipeline
 
     cfg = dissect_config(model, probe, labels=labels, captions=captions, concepts=concepts,
-                         name=name, online=online, include=include, overrides=overrides)
+                         captioner=captioner, name=name, online=online, include=include, overrides=overrides)
     run = run_pipeline(cfg, run_dir=run_dir, cache=cache, progress=progress)
     run.update_manifest(skipped={"experiments": SKIPPED_REASON, "report": SKIPPED_REASON})
     return run

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from and_toolkit.dissect.captions import DESCRIPTOR_ID, caption_frame, read_caption_file
 from and_toolkit.errors import ConfigError
+from and_toolkit.pipeline.backends import captioner
 from and_toolkit.pipeline.context import Context
 from and_toolkit.probe.subset import subset_probe
 from and_toolkit.records.models import Caption, ProbeClip
@@ -95,6 +96,13 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
         texts = dict(ctx.synthetic().captions)
         source = "generated from the synthetic set's parameters"
         prompt = ""
+        ignored = 0
+    elif cfg.source == "captioner":
+        model = captioner(ctx, cfg.captioner_path)
+        texts = dict(zip(probe["clip_id"].to_list(),
+                         model.caption(ctx.waveforms(), ctx.sample_rate()), strict=True))
+        source = f"captioner {model.id}"
+        prompt = str(getattr(model, "prompt", ""))
         ignored = 0
     elif descriptor_only:
         if cfg.descriptors:

@@ -124,3 +124,33 @@ def test_paper_experiments_are_skipped_with_a_reason(folder: Path, tmp_path: Pat
         assert "need targets trained here" in manifest["stages"][stage]["skipped"]
     assert not (run_dir / "results").exists() and not (run_dir / "report").exists()
     assert "skipped experiments:" in info_text(run_info(run_dir))
+
+
+def test_configured_captioner_captions_the_clips(folder: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --captions, a configured captioner (here the fake one) makes the captions."""
+    import and_toolkit.pipeline.data_stages as stages
+    from and_toolkit.backends.captioner import FakeCaptioner
+
+    seen: list[str | None] = []
+
+    def fake(ctx: Any, path: str | None) -> FakeCaptioner:
+        seen.append(path)
+        return FakeCaptioner()
+
+    monkeypatch.setattr(stages, "captioner", fake)
+    run_dir = tmp_path / "run"
+    dissect("tests.external.factories:cnn", folder, captioner="/models/audio-lm",
+            run_dir=run_dir, overrides=FAST, cache=Cache(tmp_path / "c"))
+    assert seen == ["/models/audio-lm"]
+    caps = Run.at(run_dir).captions("audio-lm")
+    assert len(caps) == 6 and all(caps.values())
+    assert run_info(run_dir)["warnings"] == []
+
+
+def test_captioner_that_cannot_load_is_named(folder: Path, tmp_path: Path) -> None:
+    from and_toolkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"nothing-here: cannot load the audio captioner"):
+        dissect("tests.external.factories:cnn", folder, captioner=str(tmp_path / "nothing-here"),
+                run_dir=tmp_path / "run", overrides=FAST, cache=Cache(tmp_path / "c"))
