@@ -80,3 +80,11 @@ def test_factory_cnn_records_conv2d() -> None:
     ext = load_factory("tests.external.factories:cnn")
     assert (ext.family, ext.sample_rate) == ("factory", 8000)
     assert ext.source["factory"] == "tests.external.factories:cnn"
+
+
+def test_clip_too_short_for_the_convolutions(tmp_path: Path) -> None:
+    import numpy as np
+
+    ext = load_pretrained(build("wav2vec2", tmp_path))
+    with pytest.raises(ValueError, match=r"clip 1 of the batch has 8 samples: too short"):
+        ext.prepare([np.zeros(16000, np.float32), np.zeros(8, np.float32)])

@@ -51,7 +51,8 @@ def load_pretrained(path: str | Path, *, online: bool = False) -> ExternalModel:
     if not d.is_dir():
         if online and not d.exists():
             return _load(str(path), online=True)
-        raise ConfigError(f"{d}: pretrained model directory does not exist")
+        raise ConfigError(f"{d}: pretrained model directory does not exist (a hub id is read "
+                          "only online: --online, or online = true in the target)")
     for name, what in ((CONFIG_FILE, "model config"),
                        (PREPROCESSOR_FILE, "feature-extractor config")):
         if not (d / name).is_file():
