@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -357,6 +358,8 @@ def record_to_run(
     paths = {layer: run.activation_path(model_id, layer) for layer in layers}
     names = layer_aliases(layers, aliases)
     run.root.mkdir(parents=True, exist_ok=True)
+    for stale in run.root.glob(".record-*"):  # scratch of a killed pass
+        shutil.rmtree(stale, ignore_errors=True)
     with tempfile.TemporaryDirectory(dir=run.root, prefix=".record-") as tmp:
         buffers = _run(model, batches, layers, pooling, n_clips, progress, scratch=Path(tmp))
         for layer, buf in buffers.items():  # check everything before writing anything
