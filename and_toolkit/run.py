@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import platform
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -48,7 +48,13 @@ from and_toolkit.records.models import (
     Summary,
     TrainingCurve,
 )
-from and_toolkit.store import provenance_of, read_records, scan_records, write_records
+from and_toolkit.store import (
+    provenance_of,
+    read_records,
+    scan_records,
+    write_record_chunks,
+    write_records,
+)
 
 FILES: dict[type[Record], str] = {
     ProbeClip: "probe.parquet",
@@ -247,6 +253,13 @@ class Run:
         return write_records(
             ActivationTable, df, self.activation_path(model, layer), provenance=provenance
         )
+
+    def write_activation_chunks(self, model: str, layer: str, chunks: Iterable[pl.DataFrame],
+                                /, **provenance: Any) -> Path:
+        """Write one (model, layer)'s ActivationTable rows arriving in unit-ordered chunks (one
+        row group each; memory: one chunk)."""
+        return write_record_chunks(ActivationTable, chunks, self.activation_path(model, layer),
+                                   provenance=provenance)
 
     def activation_files(self, model: str | None = None) -> list[Path]:
         """Activation files of one model (or all), sorted."""

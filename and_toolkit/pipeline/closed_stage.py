@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from and_toolkit.dissect.closed import CLOSED_METHODS, concept_texts
 from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
-from and_toolkit.errors import StageNotRun
+from and_toolkit.errors import DataError, StageNotRun
 from and_toolkit.pipeline.backends import clap, llm, text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.targets import audio_text_zero_shot, load_audio_text
@@ -65,7 +65,9 @@ def _evidence_tab(ctx: Context, names: list[str], info: dict[str, Any]
 def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
     from and_toolkit.dissect.closed import ClosedConfig, closed_concepts, concept_set_frame
 
-    cfg = ClosedConfig(population=ctx.cfg.closed.population)
+    # a concept set smaller than the default k keeps every concept, ranked
+    cfg = ClosedConfig(population=ctx.cfg.closed.population,
+                       k=min(ClosedConfig.model_fields["k"].default, len(names)))
     frames: list[pl.DataFrame] = []
     evidence = {"DB": _evidence_db, "TAB": _evidence_tab}
     for method in CLOSED_METHODS:
@@ -130,10 +132,36 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
     return [ConceptSet.frame(rows)] if rows else []
 
 
+def _concept_set(ctx: Context) -> tuple[list[str], str]:
+    """The concept set D_c and where it came from: ``closed.concepts``, else (with
+    ``concepts_from = "open"``) the adjectives Module C kept over all neurons, else the probe's
+    label names.
+
+    Raises:
+        DataError: fewer than two concepts (Module A ranks concepts against each other).
+    """
+    cfg = ctx.cfg.closed
+    if cfg.concepts is not None:
+        names, origin = list(dict.fromkeys(c.strip() for c in cfg.concepts if c.strip())), \
+            "closed.concepts"
+    elif cfg.concepts_from == "open":
+        open_rows = ctx.run.read(ConceptSet).filter(
+            (pl.col("method") == "OCP") & (pl.col("verdict") == "kept"))
+        names = sorted(set(open_rows["concept"].to_list()))
+        origin = "open-set vocabulary (Module C's kept adjectives)"
+    else:
+        names, origin = ctx.class_names(), "probe labels"
+    if len(names) < 2:
+        raise DataError(f"{ctx.run.root}: the concept set ({origin}) has {len(names)} "
+                        "concept(s); Module A needs at least two (give concepts, or labels)")
+    return names, origin
+
+
 def stage_closed(ctx: Context) -> dict[str, Any]:
     """Module A: ConceptSet(closed) rows for DB / TAB (all layers) and ICL."""
-    names = ctx.class_names()
-    info: dict[str, Any] = {"not_run": {}, "backends": {}, "concepts": len(names)}
+    names, origin = _concept_set(ctx)
+    info: dict[str, Any] = {"not_run": {}, "backends": {}, "concepts": len(names),
+                            "concept_source": origin}
     frames = _db_tab_rows(ctx, names, info) + _icl_rows(ctx, names, info)
     closed = pl.concat(frames) if frames else ConceptSet.empty()
     extra = {"tab_model": info["tab_model"]} if "tab_model" in info else {}

@@ -335,6 +335,10 @@ def stage_experiments(ctx: Context) -> dict[str, Any]:
         Stage info: rows and seconds per experiment, not-run reasons, pruning evaluations
         (calls / forward passes), backends used.
     """
+    from and_toolkit.pipeline.targets import untrained_reason
+
+    if (why := untrained_reason(ctx)) is not None:
+        return {"skipped": why}
     patterns = ctx.cfg.experiments.include
     wanted = [e for e in EXPERIMENT_IDS if any(fnmatch.fnmatchcase(e, p) for p in patterns)]
     mine = pl.col("model").is_in([t.id for t in ctx.cfg.targets])

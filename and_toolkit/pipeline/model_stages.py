@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import polars as pl
 import torch
 
 from and_toolkit.cache import cache_key
+from and_toolkit.config import TargetSection
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.targets import batch_size_of, inputs_of, load_target, recorded_layers
+from and_toolkit.pipeline.targets import (
+    batch_size_of,
+    external_audio,
+    external_layers,
+    inputs_of,
+    load_target,
+    recorded_layers,
+)
 from and_toolkit.records.models import Extremes, TrainingCurve
 from and_toolkit.resources import measured
 
@@ -21,6 +31,11 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
     info: dict[str, Any] = {}
     provenance: dict[str, Any] = {}
     for target in ctx.cfg.targets:
+        if target.external:
+            with measured() as usage:
+                provenance[target.id] = _external_provenance(ctx, target)
+            info[target.id] = {**provenance[target.id], "resources": usage.as_dict()}
+            continue
         with measured() as usage:
             loaded = load_target(ctx, target, fresh=True)
         curve = loaded.curve
@@ -46,6 +61,47 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
     return info
 
 
+def _external_provenance(ctx: Context, target: TargetSection) -> dict[str, Any]:
+    """What identifies a user's model: its source, class, family, declared rate and the
+    sha256 of its weights (nothing is trained)."""
+    from and_toolkit.targets.external import weights_sha256
+
+    ext = ctx.external_model(target)
+    return {**ext.source, "sample_rate": ext.sample_rate, "trained_here": False,
+            "weights_sha256": weights_sha256(ext.module)}
+
+
+def _record_external(ctx: Context, target: TargetSection) -> dict[str, Any]:
+    """Record a user's model: clips streamed from disk at its rate, batches prepared by its
+    family adapter, padded frames left out of every pooled value."""
+    from and_toolkit.recording.record import record_to_run
+    from and_toolkit.targets.external import batches_of
+
+    ext = ctx.external_model(target)
+    layers = external_layers(ctx, target)
+    clips, plan = external_audio(ctx, target)
+    n = ctx.probe().height
+    prepared = batches_of(ext, clips, ext.batch_size(ctx.cfg.record.batch_size))
+    with measured() as usage:
+        record_to_run(
+            ext.module, ((p.inputs, p.frames) for p in prepared), layers,
+            ctx.cfg.record.pooling, ctx.run, target.id, ctx.probe_sha(), n_clips=n,
+            progress=ctx.progress, provenance={"model": ext.source, "audio": plan},
+        )
+    return {"layers": list(layers), "audio": plan, "resources": usage.as_dict()}
+
+
+def _whisper_framed(ctx: Context, waves: Any, bs: int, window_seconds: float
+                    ) -> Iterator[Any]:
+    """Batches of the Whisper target with their valid frames (the clips' own lengths, not the
+    zero-padded 30 s window)."""
+    from and_toolkit.targets.pretrained.whisper import valid_frames
+
+    lengths = np.array([len(w) for w in ctx.waveforms()])
+    for i in range(0, len(waves), bs):
+        yield torch.from_numpy(waves[i:i + bs]), valid_frames(lengths[i:i + bs], window_seconds)
+
+
 def stage_record(ctx: Context) -> dict[str, Any]:
     """Record every chosen layer of every target over the whole probe set.
 
@@ -56,11 +112,17 @@ def stage_record(ctx: Context) -> dict[str, Any]:
 
     info: dict[str, Any] = {}
     for target in ctx.cfg.targets:
+        if target.external:
+            info[target.id] = _record_external(ctx, target)
+            continue
         loaded = load_target(ctx, target)
         feats = inputs_of(ctx, loaded.train_config)
         bs = batch_size_of(loaded.train_config, ctx.cfg.record.batch_size)
         layers = recorded_layers(ctx, loaded)
-        batches = (torch.from_numpy(feats[i:i + bs]) for i in range(0, len(feats), bs))
+        batches: Iterator[Any] = (torch.from_numpy(feats[i:i + bs])
+                                  for i in range(0, len(feats), bs))
+        if loaded.train_config.arch == "whisper-frozen":  # pool only the frames holding audio
+            batches = _whisper_framed(ctx, feats, bs, loaded.train_config.whisper_window_seconds)
         with measured() as usage:
             record_to_run(
                 loaded.model, batches, layers, ctx.cfg.record.pooling, ctx.run, target.id,

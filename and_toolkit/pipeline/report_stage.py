@@ -195,7 +195,7 @@ def run_facts(ctx: Context, results: Mapping[str, Any]) -> RunFacts:
     stages = ctx.run.manifest().get("stages") or {}
     targets = stages.get("targets") or {}
     neurons = _neurons(results)
-    facts = tuple(TargetFacts(t.id, t.arch, t.paper_model_id,
+    facts = tuple(TargetFacts(t.id, str(t.arch), t.paper_model_id,
                               (targets.get(t.id) or {}).get("test_accuracy"), neurons.get(t.id))
                   for t in cfg.targets)
     probe = stages.get("probe") or {}
@@ -305,6 +305,10 @@ def stage_report(ctx: Context) -> dict[str, Any]:
     Returns:
         Stage info: paths, section counts and verdicts (no timings).
     """
+    from and_toolkit.pipeline.targets import untrained_reason
+
+    if (why := untrained_reason(ctx)) is not None:
+        return {"skipped": why}
     from and_toolkit.report.render import render_report, summary_line
 
     results = ctx.run.results()

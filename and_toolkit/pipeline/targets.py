@@ -8,7 +8,7 @@ of the process.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from and_toolkit.config import TargetSection
-from and_toolkit.errors import DataError
+from and_toolkit.errors import ConfigError, DataError
 from and_toolkit.pipeline.context import Context
 from and_toolkit.targets.config import TrainConfig
 
@@ -73,6 +73,9 @@ def train_config(ctx: Context, target: TargetSection) -> TrainConfig:
 
     probe = ctx.probe()
     f = ctx.cfg.features
+    if target.arch is None:
+        raise ConfigError(f"target {target.id!r}: a user's model (pretrained / factory) is not "
+                          "trained here")
     base = DEFAULT_TARGETS[target.arch].model_dump(mode="json")
     n_classes = int(probe["target"].to_numpy().max()) + 1
     dims: dict[str, Any] = {"n_classes": n_classes, "seed": target.seed,
@@ -319,3 +322,55 @@ def audio_text_zero_shot(ctx: Context, loaded: LoadedAudioText, texts: list[str]
     acc = (zero_shot_accuracy(audio[test], concepts, probe["target"].to_numpy()[test])
            if test.any() else None)
     return audio, concepts, {"zero_shot_accuracy": acc, "zero_shot_clips": int(test.sum())}
+def external_audio(ctx: Context, target: TargetSection
+                   ) -> tuple[Iterator[np.ndarray], dict[str, Any]]:
+    """The probe clips of a user's model, one at a time at its declared rate, and the rate
+    plan (file rates vs the model's, resampled count, resampler, downmix) for provenance.
+
+    Clips are read from disk lazily, so a pass holds one batch of audio, whatever the probe
+    size. Files at another rate are resampled (``probe.resample``) or refused, multi-channel
+    files averaged (``probe.downmix``) or refused, each naming the file.
+    """
+    from and_toolkit.probe.audio import load_audio, rate_plan
+    from and_toolkit.signal import resample
+
+    ext = ctx.external_model(target)
+    probe = ctx.probe()
+    synthetic = ctx.cfg.probe.kind == "synthetic"
+    plan = rate_plan(probe["sample_rate"].to_list(), probe["path"].to_list(), ext.sample_rate,
+                     ctx.cfg.probe.resample or synthetic)
+    plan = {**plan, "downmix": ctx.cfg.probe.downmix and not synthetic}
+
+    def clips() -> Iterator[np.ndarray]:
+        if synthetic:
+            synth = ctx.synthetic()
+            for clip_id, sr in zip(probe["clip_id"], probe["sample_rate"], strict=True):
+                yield resample(synth.waveforms[clip_id], int(sr), ext.sample_rate)
+            return
+        root = ctx.dataset_root()
+        for path in probe["path"]:
+            yield load_audio(root / path, ext.sample_rate, ctx.cfg.probe.resample,
+                             downmix=ctx.cfg.probe.downmix)
+
+    return clips(), plan
+
+
+def external_layers(ctx: Context, target: TargetSection) -> list[str]:
+    """Layers of a user's model to record: the config's patterns over the family's default
+    selection (its module types; the run's exclusions plus the family's)."""
+    from and_toolkit.recording.hooks import select_layers
+
+    ext = ctx.external_model(target)
+    rec = ctx.cfg.record
+    return select_layers(ext.module, include=rec.include, types=ext.types,
+                         exclude=[*rec.exclude, *ext.exclude])
+
+
+def untrained_reason(ctx: Context) -> str | None:
+    """Why the paper's experiments / report cannot run on this config (a user's model among
+    the targets), or None."""
+    own = [t.id for t in ctx.cfg.targets if t.external]
+    if not own:
+        return None
+    return (f"targets {own} are users' models (pretrained / factory): the paper's experiments "
+            "and report need targets trained here on the probe's labels (arch)")
