@@ -19,11 +19,9 @@ record is read through its typed readers (which go through :mod:`and_toolkit.sto
 from __future__ import annotations
 
 import json
-import platform
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,23 +74,6 @@ VARIANT_FILES: dict[tuple[type[Record], str], str] = {
 """Files of the dissection's caption variant (``records.CAPTION_VARIANTS``): summaries and
 calibrated summaries of the captions + descriptor sentences. The primary files (variant "")
 hold the imported captions alone."""
-
-TRACKED_PACKAGES = (
-    "and-toolkit", "torch", "numpy", "polars", "pydantic", "transformers",
-    "sentence-transformers", "spacy", "scikit-learn", "scipy", "matplotlib", "jinja2",
-)
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that determine results (missing ones omitted)."""
-    out = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 

@@ -17,7 +17,8 @@ from and_toolkit.cache import Cache
 from and_toolkit.config import STAGES, RunConfig
 from and_toolkit.pipeline.context import Context, section_sha
 from and_toolkit.resources import measured
-from and_toolkit.run import Run, package_versions
+from and_toolkit.run import Run
+from and_toolkit.versions import package_versions
 
 StageFn = Callable[[Context], dict[str, Any]]
 
