@@ -78,13 +78,15 @@ def _summary(df: pl.DataFrame) -> dict[str, float | None]:
 
 
 def quality_rows(scores: pl.DataFrame, index: pl.DataFrame,
-                 not_run: Mapping[str, str] | None = None) -> pl.DataFrame:
+                 not_run: Mapping[str, str] | None = None, audio_note: str = "") -> pl.DataFrame:
     """The ``explanation_scores`` ResultRow frame (module docstring).
 
     Args:
         scores: ExplanationScore rows.
         index: ``model, layer, unit, block, alias`` of the recorded neurons.
         not_run: ``{"audio": reason}`` when the audio side did not run.
+        audio_note: what the audio side's encoder is and was trained on (the note of every
+            audio-side row; e.g. that it learned from the probe's captions).
     """
     df = with_chance(scores, index)
     rows: list[dict[str, Any]] = []
@@ -94,7 +96,8 @@ def quality_rows(scores: pl.DataFrame, index: pl.DataFrame,
         side = SIDE_LABELS[(str(source), str(variant))]
         for metric, value in _summary(part).items():
             rows.append(result_row(EXPERIMENT, result_key(str(model), label, side, metric),
-                                   metric, value, model=str(model), group=label, series=side))
+                                   metric, value, model=str(model), group=label, series=side,
+                                   note=audio_note if source == "audio" else ""))
         if (source, variant) != ("caption", ""):
             continue
         for (block,), b in sorted(part.partition_by(["block"], as_dict=True).items()):

@@ -4,9 +4,10 @@ Reads the run's descriptions (closed top-1 concepts, calibrated summaries, open 
 caption variant), its Extremes (the run's K and every extra K: the clips excluded per neuron),
 captions and activations; encodes each distinct description and each distinct caption once;
 scores every layer with ``dissect.scoring`` and writes ``scores.parquet`` (ExplanationScore)
-and the report's ``results/explanation_scores.parquet``. The audio-side variant runs when the
-run's audio-text encoder (``closed.clap_path``, the factory TAB uses) is available; otherwise
-it is recorded under ``not_run`` with the reason.
+and the report's ``results/explanation_scores.parquet``. The audio-side variant runs through
+TAB's audio-text model: the one trained here (``closed.tab_model = "trained"``; its rows say it
+learned from the probe's captions) or CLAP (``closed.clap_path``); without either it is
+recorded under ``not_run`` with the reason.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from and_toolkit.dissect.scoring import (
 from and_toolkit.errors import DataError, StageNotRun
 from and_toolkit.pipeline.backends import clap, text_encoder
 from and_toolkit.pipeline.context import Context
+from and_toolkit.pipeline.targets import load_audio_text
 from and_toolkit.records.models import CalibratedSummary, ConceptSet, ExplanationScore
 
 RESULT_ID = "explanation_scores"
@@ -75,12 +77,27 @@ def _caption_sides(ctx: Context, variants: dict[str, str], texts: list[str]
     return out
 
 
-def _audio_sides(ctx: Context, variants: dict[str, str], texts: list[str]
-                 ) -> dict[tuple[str, str], ClipSide]:
-    encoder = clap(ctx, ctx.cfg.closed.clap_path)  # StageNotRun when unavailable
-    audio = np.asarray(encoder.encode_audio(ctx.waveforms(), ctx.sample_rate()), np.float32)
-    desc_emb = np.asarray(encoder.encode_text(texts), dtype=np.float32)
-    side = ClipSide(audio, np.arange(audio.shape[0]), desc_emb, str(encoder.id))
+def _audio_sides(ctx: Context, variants: dict[str, str], texts: list[str],
+                 info: dict[str, Any]) -> dict[tuple[str, str], ClipSide]:
+    """The audio side through TAB's audio-text model: the one trained here
+    (``closed.tab_model = "trained"``, noted in ``info["audio_note"]``: it learned from the
+    probe's captions) or CLAP (StageNotRun when its weights are unavailable)."""
+    if ctx.cfg.closed.tab_model == "trained":
+        trained = load_audio_text(ctx, text_encoder(ctx, ctx.cfg.closed.encoder))
+        audio = np.asarray(trained.encoder.encode_features(ctx.features()), np.float32)
+        desc_emb = np.asarray(trained.encoder.encode_text(texts), dtype=np.float32)
+        encoder_id = str(trained.encoder.id)
+        info["audio_note"] = (
+            f"audio side through TAB's audio-text model {encoder_id}, trained here on "
+            f"{trained.provenance['trained_on']}: it learned to match these clips' audio to "
+            "their captions, so this side is not independent of the captioner, and the clips "
+            "it was trained on are among those scored")
+    else:
+        encoder = clap(ctx, ctx.cfg.closed.clap_path)  # StageNotRun when unavailable
+        audio = np.asarray(encoder.encode_audio(ctx.waveforms(), ctx.sample_rate()), np.float32)
+        desc_emb = np.asarray(encoder.encode_text(texts), dtype=np.float32)
+        encoder_id = str(encoder.id)
+    side = ClipSide(audio, np.arange(audio.shape[0]), desc_emb, encoder_id)
     return {("audio", v): side for v in variants}
 
 
@@ -125,7 +142,7 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
     t0 = time.perf_counter()
     sides = _caption_sides(ctx, variants, texts)
     try:
-        sides |= _audio_sides(ctx, variants, texts)
+        sides |= _audio_sides(ctx, variants, texts, info)
     except StageNotRun as exc:
         info["not_run"]["audio"] = str(exc)
     info["encoders"] = sorted({s.encoder for s in sides.values()})
@@ -196,7 +213,8 @@ def stage_score(ctx: Context) -> dict[str, Any]:
     ctx.run.write(ExplanationScore, scores, q=cfg.q, seed=cfg.seed, encoders=info["encoders"],
                   not_run=info["not_run"])
     index = ctx.run.neuron_index().filter(pl.col("model").is_in([t.id for t in ctx.cfg.targets]))
-    result = quality_rows(scores, index, not_run=info["not_run"])
+    result = quality_rows(scores, index, not_run=info["not_run"],
+                          audio_note=info.get("audio_note", ""))
     ctx.run.write_result(RESULT_ID, result, job="score", q=cfg.q, seed=cfg.seed)
     info["rows"] = scores.height
     return info

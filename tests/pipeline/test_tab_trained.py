@@ -36,8 +36,9 @@ TINY: dict[str, Any] = {
     "calibrate": {"encoder": "hashing"},
     "experiments": {"include": ["tab_model", "table7", "table2", "table4", "table4_classes",
                                 "fig10"], "unlearning_classes": 2},
+    "score": {"encoder": "hashing"},
     "stages": ["probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
-               "open", "closed", "experiments"],
+               "open", "closed", "score", "experiments"],
 }
 
 
@@ -75,6 +76,25 @@ def test_tab_rows_and_provenance(tab_run: tuple[Path, Path]) -> None:
         "model", "layer", "unit").unique().height
     meta = provenance_of(run / "concepts.parquet")
     assert meta["tab_model"]["weights_key"] == made["weights_key"]
+
+
+def test_score_stage_audio_side_uses_the_trained_model(tab_run: tuple[Path, Path]) -> None:
+    """With tab_model = "trained" the audio side of the explanation scores runs through it,
+    and its result rows say it learned from the probe's captions."""
+    run, _ = tab_run
+    manifest = json.loads((run / "manifest.json").read_text())
+    model_id = manifest["stages"]["closed"]["tab_model"]["model"]
+    assert "audio" not in manifest["stages"]["score"]["not_run"]
+    scores = pl.read_parquet(run / "scores.parquet")
+    audio = scores.filter(pl.col("source") == "audio")
+    assert audio.height > 0 and set(audio["encoder"].unique()) == {model_id}
+    assert audio.select("model", "layer", "unit", "method", "similarity").unique().height == \
+        scores.filter(pl.col("source") == "caption").select(
+            "model", "layer", "unit", "method", "similarity").unique().height
+    rows = pl.read_parquet(run / "results" / "explanation_scores.parquet")
+    notes = rows.filter(pl.col("series").str.starts_with("audio"))["note"].unique().to_list()
+    assert notes and all("trained here" in n and "not independent of the captioner" in n
+                         for n in notes)
 
 
 def test_zero_shot_result_table7_notes_and_setup(tab_run: tuple[Path, Path]) -> None:
