@@ -9,18 +9,20 @@ reason, and the experiments report it as "not run: <reason>".
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from and_toolkit.dissect.closed import CLOSED_METHODS, concept_texts
+from and_toolkit.dissect.closed import CLOSED_METHODS, ClosedConfig, concept_texts
 from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
 from and_toolkit.pipeline.backends import clap, llm, text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet
+from and_toolkit.run import Run
 
 ICL_CHUNK = 8
 """Summaries per LLM call (the unit of caching)."""
@@ -49,12 +51,31 @@ def _evidence_tab(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
     return np.asarray(tab_evidence(audio, text)), str(encoder.id)
 
 
-def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
-    from and_toolkit.dissect.closed import ClosedConfig, closed_concepts, concept_set_frame
+def layer_concepts(shared: tuple[Run, np.ndarray, list[str], ClosedConfig, str],
+                   item: tuple[str, str]) -> list[pl.DataFrame]:
+    """Module A rows of one layer, all five similarity functions (an engine work item).
 
+    Args:
+        shared: (run, concept evidence P [N, M], the M concept names, config, method).
+        item: (model, layer).
+    """
+    from and_toolkit.dissect.closed import closed_concepts, concept_set_frame
+
+    run, P, names, cfg, method = shared
+    acts = run.activation_matrix(*item)
+    with warnings.catch_warnings():  # P is read-only when it comes from Ray's object store
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        found = closed_concepts(P, acts.values, names, cfg)
+    return [concept_set_frame(item[0], item[1], acts.units, method, sim, idx, scores, names)
+            for sim, (idx, scores) in found.items()]
+
+
+def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
     cfg = ClosedConfig(population=ctx.cfg.closed.population)
     frames: list[pl.DataFrame] = []
     evidence = {"DB": _evidence_db, "TAB": _evidence_tab}
+    engine = ctx.engine()
+    info["_execution"] = engine.describe("closed")
     for method in CLOSED_METHODS:
         if method not in evidence or method not in ctx.cfg.closed.methods:
             continue
@@ -66,12 +87,13 @@ def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[p
             continue
         info["backends"][method] = encoder_id
         layers = ctx.run.activation_layers()
-        for model, layer in tqdm(layers, desc=f"Module A {method}", unit="layer",
-                                 disable=not ctx.progress):
-            acts = ctx.run.activation_matrix(model, layer)
-            for sim, (idx, scores) in closed_concepts(P, acts.values, names, cfg).items():
-                frames.append(concept_set_frame(model, layer, acts.units, method, sim, idx,
-                                                scores, names))
+        if not ctx.progress or engine.name != "local":
+            per_layer = engine.map("closed", layer_concepts, layers,
+                                   (ctx.run, P, names, cfg, method))
+        else:  # one bar step per layer
+            per_layer = [layer_concepts((ctx.run, P, names, cfg, method), item)
+                         for item in tqdm(layers, desc=f"Module A {method}", unit="layer")]
+        frames += [f for layer_frames in per_layer for f in layer_frames]
     return frames
 
 

@@ -43,8 +43,8 @@ from and_toolkit.records import ActivationTable
 from and_toolkit.run import Run
 
 __all__ = [
-    "Batch", "activation_frame", "probe_sha256", "record_activations",
-    "record_to_run",
+    "Batch", "Partition", "activation_frame", "check_finite", "nonfinite_rows", "probe_sha256",
+    "record_activations", "record_partition", "record_to_run", "write_layer",
 ]
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
@@ -281,27 +281,113 @@ def record_to_run(
         ValueError: see :func:`record_activations`; unsafe ``model_id`` / layer path.
         RecordValidationError: non-finite activations (nothing more is written).
     """
-    paths = {layer: run.activation_path(model_id, layer) for layer in layers}
+    for layer in layers:  # unsafe ids fail before the forward pass
+        run.activation_path(model_id, layer)
     names = layer_aliases(layers, aliases)
     buffers = _run(model, batches, layers, pooling, n_clips, progress)
-    for layer, buf in buffers.items():  # check everything before writing anything
-        bad = ~np.isfinite(buf.result())
-        if bad.any():
-            rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
-            raise RecordValidationError(
-                str(paths[layer]), ActivationTable.record_name, "values",
-                f"layer {layer!r}: non-finite activations on clip rows {rows}; nothing written",
-            )
+    check_finite(run, model_id, {layer: nonfinite_rows(buf.result())
+                                 for layer, buf in buffers.items()})
     written: dict[str, Path] = {}
     for layer in layers:
         buf = buffers.pop(layer)
-        block = blocks[layer] if blocks is not None and layer in blocks else block_index(layer)
-        frame = activation_frame(
-            buf.result(), model_id=model_id, layer=layer, alias=names[layer], block=block,
-            pooling=buf.label, probe_sha256=probe_sha256,
-        )
+        written[layer] = write_layer(
+            run, buf.result(), model_id=model_id, layer=layer, alias=names[layer],
+            block=blocks[layer] if blocks is not None and layer in blocks else block_index(layer),
+            pooling=buf.label, probe_sha256=probe_sha256, n_clips=n_clips,
+            provenance=provenance)
         del buf
-        prov = {"n_clips": n_clips, **dict(provenance or {})}
-        written[layer] = run.write_activations(frame, **prov)
-        del frame
     return written
+
+
+def nonfinite_rows(values: np.ndarray, limit: int = 5) -> list[int]:
+    """The first ``limit`` clip rows of ``values`` [N, width] holding a NaN or infinity."""
+    bad = ~np.isfinite(values)
+    return np.unique(np.nonzero(bad)[0])[:limit].tolist() if bad.any() else []
+
+
+def check_finite(run: Run, model_id: str, bad_rows: Mapping[str, Sequence[int]]) -> None:
+    """Refuse a recording with non-finite activations, before any file is written.
+
+    Args:
+        bad_rows: ``{layer: clip rows with non-finite values}`` (empty lists: fine).
+
+    Raises:
+        RecordValidationError: naming the layer's file and the rows.
+    """
+    for layer, rows in bad_rows.items():
+        if rows:
+            raise RecordValidationError(
+                str(run.activation_path(model_id, layer)), ActivationTable.record_name,
+                "values", f"layer {layer!r}: non-finite activations on clip rows "
+                f"{list(rows)[:5]}; nothing written")
+
+
+def write_layer(
+    run: Run,
+    values: np.ndarray,
+    *,
+    model_id: str,
+    layer: str,
+    alias: str,
+    block: int | None,
+    pooling: str,
+    probe_sha256: str,
+    n_clips: int,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write one layer's ``ActivationTable`` file (atomic; same inputs, same bytes).
+
+    Args:
+        values: float32 [N, width] activations of the layer (clips in probe order x units).
+        model_id, layer, alias, block, pooling, probe_sha256: the record fields.
+        n_clips: N (stored in the file's provenance).
+        provenance: extra JSON-serialisable provenance.
+
+    Returns:
+        The path written (:meth:`~and_toolkit.run.Run.activation_path`).
+    """
+    frame = activation_frame(values, model_id=model_id, layer=layer, alias=alias, block=block,
+                             pooling=pooling, probe_sha256=probe_sha256)
+    return run.write_activations(frame, **{"n_clips": n_clips, **dict(provenance or {})})
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Pooled activations of a contiguous run of clips, recorded by one worker.
+
+    Attributes:
+        values: ``{layer: float32 [rows, width]}`` in the order of the layers asked for.
+        labels: ``{layer: pooling label}`` (``ActivationTable.pooling``).
+        nonfinite: ``{layer: first rows (within the partition) with NaN / inf}``.
+    """
+
+    values: dict[str, np.ndarray]
+    labels: dict[str, str]
+    nonfinite: dict[str, list[int]]
+
+
+def record_partition(
+    model: nn.Module,
+    batches: Iterable[Batch],
+    layers: Sequence[str],
+    pooling: Pooling | str,
+    *,
+    n_clips: int,
+) -> Partition:
+    """Record ``layers`` over one partition's batches (the unit of distributed recording).
+
+    The same forward pass and hooks as :func:`record_to_run`; fed the same batches, it gives
+    the same values bit for bit, so partitions cut at batch boundaries and concatenated in
+    clip order give the local engine's files.
+
+    Args:
+        model, batches, layers, pooling: as :func:`record_activations`.
+        n_clips: clips in this partition.
+
+    Returns:
+        The partition's :class:`Partition`.
+    """
+    buffers = _run(model, batches, layers, pooling, n_clips, False)
+    values = {layer: buf.result() for layer, buf in buffers.items()}
+    return Partition(values=values, labels={layer: buf.label for layer, buf in buffers.items()},
+                     nonfinite={layer: nonfinite_rows(v) for layer, v in values.items()})

@@ -1,0 +1,134 @@
+"""Execution engines: where the distributable work of a stage runs.
+
+A stage hands its work to the run's engine instead of looping itself:
+
+- :meth:`Engine.map` applies a module-level function to independent items (one activation
+  layer of the extremes stage, one layer of Module A) and returns the results **in the order
+  of the items**, however many workers ran them;
+- :meth:`Engine.record` runs the record stage's forward pass with hooks over the probe set and
+  writes one ``ActivationTable`` file per layer.
+
+:class:`LocalEngine` (``[execution] engine = "local"``, the default) is the code path the
+pipeline always had: everything in this process. ``engine = "ray"`` selects
+:class:`~and_toolkit.pipeline.ray_engine.RayEngine` (built on this module), which
+:func:`and_toolkit.pipeline.context.make_engine` imports only then, so the local engine and the
+command line never need Ray installed. Both write the same records (byte-identical on
+CPU: tests/pipeline/test_ray_engine.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from and_toolkit.run import Run
+
+S = TypeVar("S")
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class RecordJob:
+    """One target's recording: everything :meth:`Engine.record` needs.
+
+    Attributes:
+        model: the target network (eval mode, float32 weights).
+        inputs: model inputs of every probe clip in probe order: log-mel [N, T, F] or
+            waveforms [N, S].
+        batch_size: clips per forward pass.
+        layers: module paths to record (module order).
+        pooling: the token pooling name (``record.pooling``).
+        run: the run the files go to.
+        model_id: the target id.
+        probe_sha256: hash of the ordered clip ids.
+        provenance: extra provenance stored in each file.
+        progress: show a progress bar.
+    """
+
+    model: nn.Module
+    inputs: np.ndarray
+    batch_size: int
+    layers: Sequence[str]
+    pooling: str
+    run: Run
+    model_id: str
+    probe_sha256: str
+    provenance: dict[str, Any] = field(default_factory=dict)
+    progress: bool = False
+
+    @property
+    def n_clips(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def batches(self, start: int, stop: int) -> list[torch.Tensor]:
+        """The forward batches of clips ``[start, stop)``, cut every ``batch_size`` clips from
+        ``start`` (``start`` is a multiple of ``batch_size``, so these are the local batches)."""
+        return [torch.from_numpy(np.array(self.inputs[i:min(i + self.batch_size, stop)]))
+                for i in range(start, stop, self.batch_size)]
+
+
+class Engine(Protocol):
+    """What a stage may ask of an engine (see the module docstring)."""
+
+    name: str
+
+    def map(self, stage: str, fn: Callable[[S, T], R], items: Sequence[T], shared: S
+            ) -> list[R]:
+        """``[fn(shared, item) for item in items]``, in item order.
+
+        ``fn`` must be a module-level function (workers import it by name); ``shared`` is sent
+        to the workers once.
+        """
+        ...
+
+    def record(self, job: RecordJob) -> dict[str, Path]:
+        """Record ``job.layers`` over the probe set; write one file per layer; ``{layer: path}``."""
+        ...
+
+    def release(self) -> None:
+        """Free the workers :meth:`record` keeps between calls (the record stage calls it
+        when its last target is written)."""
+        ...
+
+    def describe(self, stage: str) -> dict[str, Any]:
+        """JSON-serialisable facts for the stage's manifest entry (engine, workers)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the engine started (a local Ray cluster)."""
+        ...
+
+
+class LocalEngine:
+    """Everything in this process: the pipeline's original code path."""
+
+    name = "local"
+
+    def map(self, stage: str, fn: Callable[[S, T], R], items: Sequence[T], shared: S
+            ) -> list[R]:
+        return [fn(shared, item) for item in items]
+
+    def record(self, job: RecordJob) -> dict[str, Path]:
+        from and_toolkit.recording.record import record_to_run
+
+        bs = job.batch_size
+        batches = (torch.from_numpy(job.inputs[i:i + bs]) for i in range(0, job.n_clips, bs))
+        return record_to_run(job.model, batches, job.layers, job.pooling, job.run, job.model_id,
+                             job.probe_sha256, n_clips=job.n_clips, progress=job.progress,
+                             provenance=job.provenance)
+
+    def release(self) -> None:
+        return None
+
+    def describe(self, stage: str) -> dict[str, Any]:
+        return {"engine": self.name}
+
+    def close(self) -> None:
+        return None
