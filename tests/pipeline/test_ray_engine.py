@@ -168,3 +168,33 @@ def test_execution_is_not_part_of_any_fingerprint() -> None:
     assert fingerprints(local) == fingerprints(ray)
     with pytest.raises(ConfigError, match=r"execution\.stages\.summaries"):
         parse_config(_demo(engine="ray", stages={"summaries": {"workers": 2}}))
+
+
+def test_non_finite_activations_are_refused_before_any_file(ray_cluster: Any,
+                                                             tmp_path: Path) -> None:
+    """A NaN in clip row 5 (third partition of 2 clips) names that global row; nothing written."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from and_toolkit.config import ExecutionSection
+    from and_toolkit.errors import RecordValidationError
+    from and_toolkit.pipeline.engine import RecordJob
+    from and_toolkit.pipeline.ray_engine import RayEngine
+    from and_toolkit.run import Run
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    inputs = np.ones((8, 4), np.float32)
+    inputs[5, 1] = np.nan
+    run = Run.at(tmp_path / "run")
+    engine = RayEngine(ExecutionSection(engine="ray", partition_clips=2,
+                                        stages={"record": {"workers": 2}}))
+    job = RecordJob(model=model, inputs=inputs, batch_size=2, layers=["0", "2"],
+                    pooling="mean", run=run, model_id="m", probe_sha256="0" * 64)
+    try:
+        with pytest.raises(RecordValidationError, match=r"clip rows \[5\]"):
+            engine.record(job)
+    finally:
+        engine.close()
+    assert not (tmp_path / "run" / "activations").exists()
