@@ -69,10 +69,10 @@ def runs(ray_cluster: Any, tmp_path_factory: pytest.TempPathFactory
         # 16 clips per partition, batches of 8: 3 partitions over 48 clips
         "ray2": _run(base / "ray2", cache, engine="ray", partition_clips=16,
                      stages={"record": {"workers": 2}, "extremes": {"workers": 2},
-                             "closed": {"workers": 2}}),
+                             "captions": {"workers": 2}, "closed": {"workers": 2}}),
         "ray1": _run(base / "ray1", cache, engine="ray", partition_clips=16,
                      stages={"record": {"workers": 1}, "extremes": {"workers": 1},
-                             "closed": {"workers": 1}}),
+                             "captions": {"workers": 1}, "closed": {"workers": 1}}),
     }
 
 
