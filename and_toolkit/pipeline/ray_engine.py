@@ -175,6 +175,8 @@ class RayEngine:
         layers = list(job.layers)
         for layer in layers:  # unsafe ids fail before any work
             job.run.activation_path(job.model_id, layer)
+        if job.n_clips <= 0:
+            raise ValueError(f"n_clips: must be positive, got {job.n_clips}")
         parts = partitions(job.n_clips, job.batch_size, self.execution.partition_clips)
         if not self._recorders:  # one pool for every target of the stage (until release())
             actor_cls = ray.remote(_Recorder).options(num_cpus=res.num_cpus,
