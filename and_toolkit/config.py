@@ -194,7 +194,7 @@ class ExperimentSection(_Section):
     annotation_neurons: int = Field(10, ge=1, description="Annotation-sheet neurons per block.")
 
 
-DistributedStage = Literal["record", "extremes", "captions", "closed"]
+DistributedStage = Literal["record", "extremes", "captions", "closed", "summaries"]
 """Stages the Ray engine distributes (every other stage runs on the local path under either
 engine; see docs/scale-out.md)."""
 

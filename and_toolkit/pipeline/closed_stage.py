@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from and_toolkit.dissect.closed import CLOSED_METHODS, ClosedConfig, concept_texts
 from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
-from and_toolkit.pipeline.backends import clap, llm, text_encoder
+from and_toolkit.pipeline.backends import clap, text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet
 from and_toolkit.run import Run
@@ -98,15 +98,12 @@ def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[p
 
 
 def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
-    from and_toolkit.dissect.icl import icl_concepts
+    from and_toolkit.dissect.icl import icl_concepts_from_responses, icl_prompt_top
+    from and_toolkit.dissect.prompts import icl_prompt
     from and_toolkit.interfaces import Sampling
+    from and_toolkit.pipeline.llm_chunks import chunked_generation, chunks_of
 
     if "ICL" not in ctx.cfg.closed.methods:
-        return []
-    try:
-        model = llm(ctx, ctx.cfg.closed.icl_llm)
-    except StageNotRun as exc:
-        info["not_run"]["ICL"] = str(exc)
         return []
     cal = ctx.run.read(CalibratedSummary).sort(list(NEURON_KEY))
     if ctx.cfg.closed.icl_layers == "classifier":
@@ -114,28 +111,36 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
         cal = cal.filter(pl.struct("model", "layer").is_in(
             [{"model": m, "layer": lay} for m, lay in last.items()]))
     summaries = [" ".join(p) if p else "No common description." for p in cal["kept"].to_list()]
+    # one backend call per ICL_CHUNK summaries and k (icl_concepts' prompts); the chunks of
+    # both k go to the engine together (under Ray: one LLM actor pool for the stage)
+    parts = chunks_of(summaries, ICL_CHUNK)
+    calls = [([icl_prompt(s, names, top=icl_prompt_top(k)) for s in part],
+              Sampling(max_new_tokens=ICL_MAX_TOKENS[k]))
+             for k in ICL_SIMILARITY for part in parts]
+    try:
+        texts, stats, backend_id = chunked_generation(ctx, "closed", ctx.cfg.closed.icl_llm,
+                                                      calls, desc="ICL")
+    except StageNotRun as exc:
+        info["not_run"]["ICL"] = str(exc)
+        return []
     enc = text_encoder(ctx, ctx.cfg.closed.encoder)
     rows: list[dict[str, Any]] = []
-    for k, sim in ICL_SIMILARITY.items():
-        sampling = Sampling(max_new_tokens=ICL_MAX_TOKENS[k])
+    for j, (k, sim) in enumerate(ICL_SIMILARITY.items()):
         picked: list[list[str]] = []
-        # chunks: each finished chunk is in the cache, so a killed run loses at most one chunk
-        for i in tqdm(range(0, len(summaries), ICL_CHUNK), desc=f"ICL top-{k}", unit="chunk",
-                      disable=not ctx.progress):
-            picked += icl_concepts(summaries[i:i + ICL_CHUNK], names, model, enc, k,
-                                   sampling=sampling)
+        for responses in texts[j * len(parts):(j + 1) * len(parts)]:
+            picked += icl_concepts_from_responses(responses, names, enc, k)
         for (m, lay, unit), concepts in zip(cal.select(NEURON_KEY).rows(), picked,
                                             strict=True):
             for rank, concept in enumerate(dict.fromkeys(concepts)):
                 rows.append({"model": m, "layer": lay, "unit": unit, "method": "ICL",
                              "similarity": sim, "concept": concept, "kind": "closed",
                              "rank": rank, "score": None, "pos": None, "verdict": "kept"})
-    info["backends"]["ICL"] = model.id
-    stats = model.stats
-    info["icl_requests"] = {"requested": stats.requested, "unique": stats.unique,
-                            "cache_hits": stats.cache_hits, "generated": stats.generated,
+    info["backends"]["ICL"] = backend_id
+    info["icl_requests"] = {**{k: stats[k] for k in ("requested", "unique", "cache_hits",
+                                                      "generated")},
                             "neurons": cal.height,
-                            "requests_per_neuron": round(stats.generated / max(cal.height, 1), 3)}
+                            "requests_per_neuron": round(stats["generated"] / max(cal.height, 1),
+                                                         3)}
     return [ConceptSet.frame(rows)] if rows else []
 
 

@@ -6,7 +6,10 @@ A stage hands its work to the run's engine instead of looping itself:
   layer of the extremes stage, one layer of Module A) and returns the results **in the order
   of the items**, however many workers ran them;
 - :meth:`Engine.record` runs the record stage's forward pass with hooks over the probe set and
-  writes one ``ActivationTable`` file per layer.
+  writes one ``ActivationTable`` file per layer;
+- :meth:`Engine.generate` sends LLM requests (prompt lists, each one backend ``generate``
+  call) to an LLM backend loaded once per worker (the ICL and LLM-summary stages, through
+  :mod:`and_toolkit.pipeline.llm_chunks`).
 
 :class:`LocalEngine` (``[execution] engine = "local"``, the default) is the code path the
 pipeline always had: everything in this process. ``engine = "ray"`` selects
@@ -74,6 +77,39 @@ class RecordJob:
                 for i in range(start, stop, self.batch_size)]
 
 
+class LLMLoader(Protocol):
+    """A picklable way to load a cached LLM backend (:class:`~and_toolkit.pipeline.backends.
+    LLMSource`)."""
+
+    @property
+    def name(self) -> str:
+        """The backend name."""
+        ...
+
+    def load(self) -> Any:
+        """The backend: ``generate(prompts, sampling)``, ``id``, ``last.generated``.
+
+        Raises:
+            StageNotRun: the backend cannot be loaded here.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What :meth:`Engine.generate` returns.
+
+    Attributes:
+        texts: per request, one completion per prompt (request order, prompt order).
+        generated: distinct prompts the backend generated (cache misses), over all requests.
+        backend_id: the backend's id.
+    """
+
+    texts: list[list[str]]
+    generated: int
+    backend_id: str
+
+
 class Engine(Protocol):
     """What a stage may ask of an engine (see the module docstring)."""
 
@@ -90,6 +126,16 @@ class Engine(Protocol):
 
     def record(self, job: RecordJob) -> dict[str, Path]:
         """Record ``job.layers`` over the probe set; write one file per layer; ``{layer: path}``."""
+        ...
+
+    def generate(self, stage: str, source: LLMLoader,
+                 requests: Sequence[tuple[Sequence[Any], Any]]) -> Generation:
+        """Each request ``(prompts, sampling)`` as one ``generate`` call of the backend
+        ``source`` loads (once per worker); results in request order.
+
+        Raises:
+            StageNotRun: the backend cannot be loaded.
+        """
         ...
 
     def release(self) -> None:
@@ -123,6 +169,16 @@ class LocalEngine:
         return record_to_run(job.model, batches, job.layers, job.pooling, job.run, job.model_id,
                              job.probe_sha256, n_clips=job.n_clips, progress=job.progress,
                              provenance=job.provenance)
+
+    def generate(self, stage: str, source: LLMLoader,
+                 requests: Sequence[tuple[Sequence[Any], Any]]) -> Generation:
+        model = source.load()
+        texts: list[list[str]] = []
+        generated = 0
+        for prompts, sampling in requests:
+            texts.append(list(model.generate(list(prompts), sampling)))
+            generated += model.last.generated
+        return Generation(texts, generated, str(model.id))
 
     def release(self) -> None:
         return None

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from and_toolkit.config import ExecutionSection, StageResources
-from and_toolkit.errors import ConfigError
-from and_toolkit.pipeline.engine import RecordJob
+from and_toolkit.errors import ConfigError, StageNotRun
+from and_toolkit.pipeline.engine import Generation, LLMLoader, RecordJob
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -85,6 +85,28 @@ class _Recorder:
             raise RuntimeError("record actor: run() before load()")
         part = record_partition(self.model, batches, layers, pooling, n_clips=stop - start)
         return (part.labels, part.nonfinite, *[part.values[layer] for layer in layers])
+
+
+class _Generator:
+    """Actor body: one LLM backend (with its generation cache), loaded once per actor."""
+
+    def __init__(self, source: LLMLoader, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.model: Any = None
+        self.error: str | None = None
+        try:
+            self.model = source.load()
+        except StageNotRun as exc:  # reported by ready(): the stage records it as not run
+            self.error = str(exc)
+
+    def ready(self) -> tuple[str | None, str]:
+        """(load error or None, backend id)."""
+        return self.error, "" if self.model is None else str(self.model.id)
+
+    def run(self, prompts: list[Any], sampling: Any) -> tuple[list[str], int]:
+        """One backend ``generate`` call: (completions, distinct prompts generated)."""
+        texts = self.model.generate(prompts, sampling)
+        return list(texts), int(self.model.last.generated)
 
 
 def partitions(n_clips: int, batch_size: int, partition_clips: int) -> list[tuple[int, int]]:
@@ -164,6 +186,41 @@ class RayEngine:
             refs.append(ref)
             inflight.append(ref)
         return list(ray.get(refs)) if refs else []
+
+    # ----- LLM stages ---------------------------------------------------------------------------
+    def generate(self, stage: str, source: LLMLoader,
+                 requests: Sequence[tuple[Sequence[Any], Any]]) -> Generation:
+        """Requests spread over an actor pool of ``workers(stage)`` LLM actors (each loads the
+        backend once; stopped when done); results in request order."""
+        ray = _ray()
+        res = self._resources(stage)
+        if not requests:
+            return Generation([], 0, "")
+        actor_cls = ray.remote(_Generator).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        actors = [actor_cls.remote(source, max(1, int(res.num_cpus)))
+                  for _ in range(min(self.workers(stage), len(requests)))]
+        try:
+            status = ray.get([a.ready.remote() for a in actors])
+            if status[0][0] is not None:
+                raise StageNotRun(status[0][0])
+            out: list[Any] = [None] * len(requests)
+            free = deque(actors)
+            todo = deque(range(len(requests)))
+            inflight: dict[Any, tuple[int, Any]] = {}
+            while todo or inflight:
+                while todo and free:
+                    i, actor = todo.popleft(), free.popleft()
+                    prompts, sampling = requests[i]
+                    ref = actor.run.remote(list(prompts), sampling)
+                    inflight[ref] = (i, actor)
+                done, _ = ray.wait(list(inflight), num_returns=1)
+                i, actor = inflight.pop(done[0])
+                out[i] = ray.get(done[0])  # an actor's error surfaces here
+                free.append(actor)
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+        return Generation([t for t, _ in out], sum(g for _, g in out), status[0][1])
 
     # ----- record -------------------------------------------------------------------------------
     def record(self, job: RecordJob) -> dict[str, Path]:

@@ -1,6 +1,7 @@
 """The Ray engine writes the local engine's records, byte for byte, whatever its worker count.
 
-One local Ray cluster (2 CPUs) serves the whole test session. The Ray tests skip only when
+One local Ray cluster (2 CPUs, the ``ray_cluster`` fixture of conftest.py) serves the whole
+test session. The Ray tests skip only when
 ``ray`` cannot be imported (CI installs the ``ray`` extra, so they run there); the import
 contract (no Ray needed by the local engine) is tested without Ray.
 """
@@ -11,7 +12,6 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +47,6 @@ def _run(root: Path, cache: Path, **execution: Any) -> dict[str, bytes]:
     run_pipeline(parse_config(_demo(**execution)), run_dir=root, cache=Cache(cache),
                  progress=False)
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[Any]:
-    """One local 2-CPU Ray cluster for the session (skips when Ray is not importable)."""
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install "
-                              "'and-toolkit[ray]'; CI installs it)")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -166,8 +156,8 @@ def test_execution_is_not_part_of_any_fingerprint() -> None:
     local = parse_config(_demo())
     ray = parse_config(_demo(engine="ray", address="auto", stages={"record": {"num_gpus": 1}}))
     assert fingerprints(local) == fingerprints(ray)
-    with pytest.raises(ConfigError, match=r"execution\.stages\.summaries"):
-        parse_config(_demo(engine="ray", stages={"summaries": {"workers": 2}}))
+    with pytest.raises(ConfigError, match=r"execution\.stages\.calibrate"):
+        parse_config(_demo(engine="ray", stages={"calibrate": {"workers": 2}}))
 
 
 def test_non_finite_activations_are_refused_before_any_file(ray_cluster: Any,
