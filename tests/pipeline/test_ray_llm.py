@@ -20,6 +20,7 @@ import pytest
 from and_toolkit.cache import Cache
 from and_toolkit.config import ExecutionSection, parse_config
 from and_toolkit.pipeline import run_pipeline
+from and_toolkit.run import Run
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
@@ -46,11 +47,13 @@ def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg)
     # random weights would emit byte pieces that decode to U+FFFD, which the Summary record
-    # refuses: the checkpoint's generation config lets it say lower-case ASCII words only
+    # refuses: the output rows of every token but lower-case ASCII words and EOS are zeroed
+    # (logit 0, below the largest of ~33k random logits)
     words = re.compile(r"\u0120?[a-z]+")
-    model.generation_config.suppress_tokens = [
-        i for i, t in enumerate(tok.convert_ids_to_tokens(list(range(len(tok)))))
-        if i != tok.eos_token_id and not words.fullmatch(t or "")]
+    other = [i for i, t in enumerate(tok.convert_ids_to_tokens(list(range(len(tok)))))
+             if i != tok.eos_token_id and not words.fullmatch(t or "")]
+    with torch.no_grad():
+        model.lm_head.weight[other] = 0.0
     path = tmp_path_factory.mktemp("tiny-llama")
     model.save_pretrained(path)
     tok.save_pretrained(path)
@@ -90,16 +93,22 @@ def llm_runs(ray_cluster: Any, tiny_llm_dir: Path, tmp_path_factory: pytest.Temp
     run_pipeline(parse_config(_config(tiny_llm_dir)), run_dir=base / "train",
                  cache=Cache(warm), progress=False, only=["probe", "targets"])
     out: dict[str, Any] = {}
-    for name, execution in [("local", {}),
-                            ("ray2", {"engine": "ray", "stages": {
-                                "summaries": {"workers": 2}, "closed": {"workers": 2}}})]:
-        cache = _without_llm(warm, base / f"cache-{name}")
-        root = base / name
-        run = run_pipeline(parse_config(_config(tiny_llm_dir, **execution)), run_dir=root,
-                           cache=Cache(cache), progress=False)
+    local = base / "local"
+    run_pipeline(parse_config(_config(tiny_llm_dir)), run_dir=local,
+                 cache=Cache(_without_llm(warm, base / "cache-local")), progress=False)
+    # the Ray run starts from a copy of the local run and redoes the LLM stages (and what
+    # follows them) under Ray, with a cache holding no generation
+    ray2 = base / "ray2"
+    shutil.copytree(local, ray2)
+    execution = {"engine": "ray", "stages": {"summaries": {"workers": 2},
+                                             "closed": {"workers": 2}}}
+    run_pipeline(parse_config(_config(tiny_llm_dir, **execution)), run_dir=ray2,
+                 cache=Cache(_without_llm(warm, base / "cache-ray2")), progress=False,
+                 only=["summaries", "calibrate", "closed"], force=True)
+    for name, root in [("local", local), ("ray2", ray2)]:
         out[name] = {str(p.relative_to(root)): p.read_bytes()
                      for p in sorted(root.rglob("*.parquet"))}
-        out[name + ":stages"] = run.manifest()["stages"]
+        out[name + ":stages"] = Run.at(root).manifest()["stages"]
     return out
 
 
@@ -112,6 +121,11 @@ def test_llm_stages_under_ray_write_the_local_bytes(llm_runs: dict[str, Any]) ->
     assert concepts.filter(pl.col("method") == "ICL").height >= 12  # ICL ran, 12 head units
     summaries = pl.read_parquet(io_bytes(local["summaries.parquet"]))
     assert summaries.height == 40 and summaries["text"].n_unique() > 1
+    stages = llm_runs["ray2:stages"]
+    assert stages["summaries"]["_execution"] == {"engine": "ray", "workers": 2, "num_cpus": 1.0,
+                                                 "num_gpus": 0.0}
+    assert stages["closed"]["icl_requests"] == llm_runs["local:stages"]["closed"]["icl_requests"]
+    assert stages["closed"]["icl_requests"]["generated"] > 0  # the actors generated
     assert set(ray2) == set(local)
     assert [name for name in local if local[name] != ray2[name]] == []
 
@@ -130,7 +144,6 @@ def test_ray_generate_matches_local_with_repeats_across_chunks(ray_cluster: Any,
     from and_toolkit.interfaces import Sampling
     from and_toolkit.pipeline.context import Context
     from and_toolkit.pipeline.llm_chunks import chunked_generation
-    from and_toolkit.run import Run
 
     prompts = [[{"role": "user", "content": f"Describe sound {i % 5}."}] for i in range(13)]
     sampling = Sampling(max_new_tokens=6)
