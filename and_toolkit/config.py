@@ -208,8 +208,8 @@ class StageResources(_Section):
                             "then run the model on CUDA: same records up to float tolerance, "
                             "not the same bytes as on CPU).")
     workers: int | None = Field(
-        None, ge=1, description="Actors (record) or concurrent tasks; default: as many as the "
-        "cluster's CPUs hold at num_cpus each.")
+        None, ge=1, description="Actors (record; the LLM actors of summaries and closed's ICL) "
+        "or concurrent tasks; default: as many as the cluster's CPUs hold at num_cpus each.")
 
 
 class ExecutionSection(_Section):

@@ -104,9 +104,11 @@ def tagger(ctx: Context) -> Any:
 
 
 def make_llm(name: str, cache: Cache) -> Any:
-    """Load the LLM backend ``name`` ('smollm2' or a local model path) wrapped in a
-    :class:`~and_toolkit.backends.llm.CachedLLM` over ``cache`` (no per-process memo: see
-    :func:`llm`; a Ray LLM actor calls this once).
+    """Load the LLM backend ``name`` wrapped in a :class:`~and_toolkit.backends.llm.CachedLLM`
+    over ``cache`` (no per-process memo: see :func:`llm`; a Ray LLM actor calls this once).
+
+    Names: ``"smollm2"`` (offline SmolLM2-135M), ``"vllm:<model dir>"`` (vLLM on a GPU, extra
+    ``vllm`` in its own environment), anything else a transformers model directory or hub id.
 
     Raises:
         StageNotRun: the backend cannot be loaded here (message says why).
@@ -118,6 +120,10 @@ def make_llm(name: str, cache: Cache) -> Any:
             from and_toolkit.backends.llm_transformers import SmolLM2LLM
 
             inner: Any = SmolLM2LLM.load()
+        elif name.startswith("vllm:"):
+            from and_toolkit.backends.llm_vllm import VLLMLLM
+
+            inner = VLLMLLM(name.removeprefix("vllm:"))
         else:
             from and_toolkit.backends.llm_transformers import TransformersLLM
 

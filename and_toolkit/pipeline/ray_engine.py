@@ -150,18 +150,28 @@ class RayEngine:
         """Actors / concurrent tasks of ``stage``.
 
         Raises:
-            ConfigError: ``execution.stages.<stage>.workers`` x ``num_cpus`` exceeds the
-                cluster's CPUs (the surplus actors would never start).
+            ConfigError: ``execution.stages.<stage>.workers`` x ``num_cpus`` (or ``num_gpus``)
+                exceeds the cluster's CPUs (GPUs): the surplus actors would never start.
         """
         res = self._resources(stage)
-        cpus = float(_ray().cluster_resources().get("CPU", 1.0))
+        total = _ray().cluster_resources()
+        cpus = float(total.get("CPU", 1.0))
         fit = max(1, int(cpus // res.num_cpus))
+        unit, have = "CPUs", cpus
+        if res.num_gpus > 0:
+            gpus = float(total.get("GPU", 0.0))
+            if int(gpus // res.num_gpus) < fit:
+                fit, unit, have = int(gpus // res.num_gpus), "GPUs", gpus
+            if fit < 1:
+                raise ConfigError(f"execution.stages.{stage}.num_gpus: {res.num_gpus:g} GPUs per "
+                                  f"worker, the cluster has {gpus:g}")
         if res.workers is None:
             return fit
         if res.workers > fit:
+            per = res.num_gpus if unit == "GPUs" else res.num_cpus
             raise ConfigError(
-                f"execution.stages.{stage}.workers: {res.workers} workers x {res.num_cpus} CPUs "
-                f"exceed the cluster's {cpus:g} CPUs (at most {fit})")
+                f"execution.stages.{stage}.workers: {res.workers} workers x {per:g} {unit} "
+                f"exceed the cluster's {have:g} {unit} (at most {fit})")
         return res.workers
 
     def describe(self, stage: str) -> dict[str, Any]:

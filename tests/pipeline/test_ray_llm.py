@@ -165,3 +165,26 @@ def test_ray_generate_matches_local_with_repeats_across_chunks(ray_cluster: Any,
     assert stats["generated"] == 5 and stats["unique"] == sum(len({str(p) for p in c[0]})
                                                                  for c in chunks)
     assert backend.startswith("transformers:") and any(t for chunk in texts for t in chunk)
+
+
+def test_gpu_workers_on_a_cluster_without_gpus_is_a_config_error(ray_cluster: Any) -> None:
+    from and_toolkit.errors import ConfigError
+    from and_toolkit.pipeline.ray_engine import RayEngine
+
+    engine = RayEngine(ExecutionSection(engine="ray", stages={"closed": {"num_gpus": 1}}))
+    with pytest.raises(ConfigError, match=r"execution\.stages\.closed\.num_gpus: 1 GPUs per "
+                       r"worker, the cluster has 0"):
+        engine.workers("closed")
+
+
+def test_vllm_backend_name_without_vllm_is_not_run(tmp_path: Path) -> None:
+    """``vllm:<dir>`` selects the vLLM backend; without vLLM the stage is "not run", saying why."""
+    import importlib.util
+
+    from and_toolkit.errors import StageNotRun
+    from and_toolkit.pipeline.backends import LLMSource
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    with pytest.raises(StageNotRun, match="vLLM is not installed"):
+        LLMSource(f"vllm:{tmp_path}", Cache(tmp_path / "cache")).load()
