@@ -1,4 +1,5 @@
-"""The ``and-toolkit`` command: run, validate, schemas, info, index, diff."""
+"""The ``and-toolkit`` command: run, validate, schemas, info, index, diff, explore, layers,
+dissect."""
 
 from __future__ import annotations
 
@@ -101,6 +102,39 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
+def _cmd_explore(args: argparse.Namespace) -> int:
+    from and_toolkit.explore.serve import serve
+
+    serve(args.run, host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from and_toolkit.own_model import layer_table, layer_table_text
+
+    try:
+        rows = layer_table(args.model, online=args.online, include=args.include,
+                           pooling=args.pooling)
+    except ValueError as exc:  # an include pattern that matches nothing
+        raise DataError(str(exc)) from None
+    sys.stdout.write(layer_table_text(rows))
+    return 0
+
+
+def _cmd_dissect(args: argparse.Namespace) -> int:
+    from and_toolkit.own_model import dissect
+
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    try:
+        run = dissect(args.model, args.probe, labels=args.labels, captions=args.captions,
+                      concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir, name=args.name,
+                      online=args.online, include=args.include, progress=progress)
+    except ValueError as exc:  # an include pattern that matches nothing
+        raise DataError(str(exc)) from None
+    print(f"run complete: {run.root} (and-toolkit info {run.root})")
+    return 0
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -148,6 +182,38 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--top", type=_non_negative, default=20, metavar="N",
                    help="most-changed neurons listed (default 20)")
     d.set_defaults(func=_cmd_diff)
+    e = sub.add_parser("explore", help="serve a local web app over a run: search neurons, "
+                       "listen to their clips, rate their descriptions (Table 3)")
+    e.add_argument("run", metavar="RUN", help="run directory")
+    e.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; others print a warning)")
+    e.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    e.set_defaults(func=_cmd_explore)
+    ly = sub.add_parser("layers", help="list the recordable modules of your model (shapes, "
+                        "pooling, neuron counts from one dummy forward pass)")
+    ly.add_argument("--model", required=True, metavar="DIR|module:function")
+    ly.add_argument("--include", action="append", default=None, metavar="PATTERN",
+                    help="fnmatch pattern on module paths (repeatable)")
+    ly.add_argument("--pooling", choices=["mean", "max", "cls", "first"], default="mean")
+    ly.add_argument("--online", action="store_true", help="allow a hub id / downloads")
+    ly.set_defaults(func=_cmd_layers)
+    ds = sub.add_parser("dissect", help="dissect your own model on a folder of clips (record "
+                        "-> extremes -> captions -> summaries -> calibrate -> open -> closed)")
+    ds.add_argument("--model", required=True, metavar="DIR|module:function")
+    ds.add_argument("--probe", required=True, metavar="FOLDER", help="folder of audio clips")
+    ds.add_argument("--labels", default=None, metavar="CSV",
+                    help="filename,label (default: FOLDER/labels.csv if present)")
+    ds.add_argument("--captions", default=None, metavar="CSV", help="filename,caption")
+    ds.add_argument("--concepts", default=None, metavar="TXT", help="one concept per line")
+    ds.add_argument("--captioner", default=None, metavar="DIR",
+                    help="without --captions: a local transformers audio LM captions the clips")
+    ds.add_argument("--run-dir", default=None, metavar="RUN")
+    ds.add_argument("--name", default=None, help="run name (default dissect-<model>)")
+    ds.add_argument("--include", action="append", default=None, metavar="PATTERN",
+                    help="record only modules matching (repeatable)")
+    ds.add_argument("--online", action="store_true", help="allow a hub id / downloads")
+    ds.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    ds.set_defaults(func=_cmd_dissect)
     w = sub.add_parser("convert-whisper", help="write the packaged Whisper base (CTranslate2, "
                        "sha256-pinned) as a transformers directory")
     w.add_argument("out_dir", help="output directory (config, safetensors, feature-extractor "

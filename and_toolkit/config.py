@@ -10,10 +10,12 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from and_toolkit.dissect.scoring import DEFAULT_Q
 from and_toolkit.errors import ConfigError
 from and_toolkit.recording.hooks import DEFAULT_EXCLUDE, DEFAULT_POOLING, PoolingName
+from and_toolkit.targets.audio_text import AudioTextConfig
 
 PaperModel = Literal["AST", "BEATs-finetuned", "BEATs-frozen"]
 PAPER_MODEL_BY_ARCH: dict[str, PaperModel] = {
@@ -31,11 +33,11 @@ PRETRAINING_BY_ARCH: dict[str, str] = {
 """How each pretrained architecture was pretrained (archs trained here from scratch: absent)."""
 STAGES = (
     "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
-    "open", "closed", "experiments", "report",
+    "open", "closed", "score", "experiments", "report",
 )
 Stage = Literal[
     "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
-    "open", "closed", "experiments", "report",
+    "open", "closed", "score", "experiments", "report",
 ]
 
 
@@ -49,7 +51,8 @@ class ProbeSection(_Section):
     kind: Literal["synthetic", "esc50", "folder"] = "synthetic"
     folder: str | None = Field(None, description="Audio folder (kind='folder').")
     labels_csv: str | None = Field(
-        None, description="CSV of labels, relative to the folder (kind='folder').")
+        None, description="CSV of labels (filename,label), relative to the folder "
+        "(kind='folder'); none: every audio file of the folder, unlabelled.")
     folder_options: dict[str, Any] = Field(
         default_factory=dict, description="More fields of and_toolkit.probe.folder."
         "FolderProbeConfig (filename_col, label_col, target_col, fold_col, audio_dir, ...).")
@@ -66,13 +69,22 @@ class ProbeSection(_Section):
 
 
 class TargetSection(_Section):
-    """One target network to train (or reuse from the cache) and dissect."""
+    """One target network: trained here (``arch``) or the user's own (``pretrained`` /
+    ``factory``); exactly one of the three."""
 
     id: str = Field(description="Model id used in neuron keys, e.g. 'cnn'.")
-    arch: Literal["ast", "ast-frozen", "cnn", "yamnet-frozen", "yamnet", "whisper-frozen"] = Field(
-        description="Trained here: ast, ast-frozen, cnn; from packaged pretrained weights: "
-        "yamnet-frozen (frozen YAMNet + linear head), yamnet (fine-tuned), whisper-frozen "
-        "(frozen Whisper-base encoder + linear head).")
+    arch: Literal["ast", "ast-frozen", "cnn", "yamnet-frozen", "yamnet", "whisper-frozen"] | None \
+        = Field(None, description="Trained here: ast, ast-frozen, cnn; from packaged pretrained "
+                "weights: yamnet-frozen (frozen YAMNet + linear head), yamnet (fine-tuned), "
+                "whisper-frozen (frozen Whisper-base encoder + linear head).")
+    pretrained: str | None = Field(
+        None, description="A transformers model directory (config.json, weights, "
+        "preprocessor_config.json): AST, wav2vec2, HuBERT, Whisper (encoder), CLAP (audio "
+        "tower). Read offline; a hub id only with online = true.")
+    factory: str | None = Field(
+        None, description="'package.module:function' returning (torch.nn.Module, preprocess); "
+        "preprocess(waveforms) -> model inputs, with preprocess.sample_rate in Hz.")
+    online: bool = Field(False, description="pretrained: allow a hub id and downloads.")
     epochs: int | None = Field(None, ge=1, description="Override the default epoch count.")
     seed: int = 0
     overrides: dict[str, Any] = Field(
@@ -84,15 +96,37 @@ class TargetSection(_Section):
         "BEATs-finetuned (the closest supervised analog), yamnet(-frozen) -> AST, "
         "whisper-frozen -> BEATs-frozen.")
 
+    @model_validator(mode="after")
+    def _one_source(self) -> TargetSection:
+        given = [k for k in ("arch", "pretrained", "factory") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"target {self.id!r}: give exactly one of arch, pretrained, factory "
+                             f"(got {given or 'none'})")
+        return self
+
+    @property
+    def external(self) -> bool:
+        """True for a user's model (``pretrained`` / ``factory``), not trained here."""
+        return self.arch is None
+
     @property
     def paper_model_id(self) -> PaperModel:
-        """The paper model this target stands for: ``paper_model`` or the arch's default."""
-        return self.paper_model or PAPER_MODEL_BY_ARCH[self.arch]
+        """The paper model this target stands for: ``paper_model`` or the arch's default.
+
+        Raises:
+            ConfigError: a user's model without ``paper_model`` (it stands for none).
+        """
+        if self.paper_model is not None:
+            return self.paper_model
+        if self.arch is None:
+            raise ConfigError(f"target {self.id!r}: a user's model stands for no paper model; "
+                              "paper experiments need a target trained here (arch)")
+        return PAPER_MODEL_BY_ARCH[self.arch]
 
     @property
     def pretraining(self) -> str | None:
         """How the target's network was pretrained, None when trained here from scratch."""
-        return PRETRAINING_BY_ARCH.get(self.arch)
+        return PRETRAINING_BY_ARCH.get(self.arch) if self.arch else None
 
 
 class FeatureSection(_Section):
@@ -120,7 +154,13 @@ class RecordSection(_Section):
 class CaptionSection(_Section):
     """Where clip captions come from."""
 
-    source: Literal["file", "synthetic"] = "synthetic"
+    source: Literal["file", "synthetic", "descriptors", "captioner"] = Field(
+        "synthetic", description="'file' (captions.file), 'synthetic' (the synthetic set's), "
+        "'captioner' (an audio LM through transformers from captions.captioner_path), or "
+        "'descriptors': no captioner, each clip's acoustic-descriptor sentence alone (a "
+        "template of ours: `info` warns that the descriptions measure it, not the network).")
+    captioner_path: str | None = Field(
+        None, description="Local directory of a transformers audio LM (source='captioner').")
     file: str | None = Field(None, description="Caption file, relative to $AND_DATA_DIR.")
     captioner_id: str = "imported"
     descriptors: bool = Field(True, description="Append the acoustic-descriptor sentence.")
@@ -160,7 +200,43 @@ class ClosedSection(_Section):
     population: Literal["per_layer", "per_neuron"] = "per_layer"
     icl_llm: str = "smollm2"
     icl_layers: Literal["classifier", "all"] = "classifier"
-    clap_path: str | None = Field(None, description="Local CLAP weights for TAB.")
+    clap_path: str | None = Field(
+        None, description="Local CLAP directory for TAB (tab_model = 'clap'): config.json, "
+        "model.safetensors (or pytorch_model.bin), preprocessor_config.json and the tokenizer "
+        "files (vocab.json, merges.txt, tokenizer_config.json / tokenizer.json).")
+    tab_model: Literal["clap", "trained"] = Field(
+        "clap", description="TAB's audio-text model: 'clap' (the paper's; weights from "
+        "clap_path) or 'trained' (a small CNN + frozen-MiniLM model trained here on the "
+        "captions of every fold but the test fold, targets/audio_text.py).")
+    audio_text: AudioTextConfig = Field(
+        default_factory=AudioTextConfig,
+        description="Training of the tab_model = 'trained' model (defaults: AudioTextConfig).")
+
+    concepts: list[str] | None = Field(
+        None, description="The concept set D_c (default: the probe's label names).")
+    concepts_from: Literal["labels", "open"] = Field(
+        "labels", description="Without concepts: the label names, or 'open': the adjectives "
+        "Module C kept (the open-set vocabulary, for unlabelled probes).")
+
+    @model_validator(mode="after")
+    def _tab_model(self) -> ClosedSection:
+        if self.tab_model == "trained" and self.clap_path:
+            raise ValueError("clap_path: set, but tab_model = 'trained' does not use CLAP; "
+                             "drop one of them")
+        return self
+
+
+class ScoreSection(_Section):
+    """Scoring every description on held-out clips (``dissect/scoring.py``, issue 15)."""
+
+    q: float = Field(DEFAULT_Q, gt=0, lt=1, description="Share of each neuron's held-out clips "
+                     "counted as its top activations (the AUC's positives).")
+    seed: int = Field(0, description="Seed of the null's shuffle of descriptions per layer.")
+    encoder: Literal["minilm", "hashing", "clip"] = Field(
+        "minilm", description="Text encoder of description / caption similarity.")
+    descriptors: bool = Field(
+        True, description="Also score the labelled variant with descriptor sentences in the "
+        "captions and descriptions (when the run has it).")
 
 
 class ExperimentSection(_Section):
@@ -252,6 +328,7 @@ class RunConfig(_Section):
     calibrate: CalibrateSection = CalibrateSection()
     open: OpenSection = OpenSection()
     closed: ClosedSection = ClosedSection()
+    score: ScoreSection = ScoreSection()
     experiments: ExperimentSection = ExperimentSection()
     execution: ExecutionSection = ExecutionSection()
 

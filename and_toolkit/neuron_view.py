@@ -20,6 +20,14 @@ POS_COLUMNS: dict[str, str] = {POS_METHODS["NOUN"]: "nouns", POS_METHODS["VERB"]
 """ConceptSet method -> view column of Module C's other part-of-speech lists."""
 
 
+def score_column(method: str, similarity: str, variant: str, source: str) -> str:
+    """View column of one description kind's detection AUC (ExplanationScore.auc):
+    ``auc_<method>[_<similarity>][_<variant>][_audio]``, e.g. ``auc_DB_cos``, ``auc_SUM``,
+    ``auc_OCP_descriptors``, ``auc_ICL_icl-top1_audio``."""
+    parts = [method, similarity, variant, "audio" if source == "audio" else ""]
+    return "auc_" + "_".join(p for p in parts if p)
+
+
 def _side(lf: pl.LazyFrame, side: str, cols: dict[str, str]) -> pl.LazyFrame:
     """Rows of one side ('high'/'low'), with columns renamed by ``cols``."""
     return lf.filter(pl.col("side") == side).select(
@@ -34,6 +42,7 @@ def neuron_view(
     summaries: pl.LazyFrame | None = None,
     calibrated: pl.LazyFrame | None = None,
     concepts: pl.LazyFrame | None = None,
+    scores: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame | None:
     """One row per neuron from whichever record frames are given.
 
@@ -44,8 +53,10 @@ def neuron_view(
     (list of structs method / similarity / concept / score), ``open_concepts`` (Module C's kept
     adjectives of the captions alone, method OCP, by rank), ``open_concepts_descriptors`` (the
     same with descriptor sentences, method OCP+descriptors) and ``nouns`` / ``verbs`` /
-    ``preps`` (Module C's POS:NOUN / POS:VERB / POS:ADP lists, by rank); a neuron without such
-    rows has null there. Missing record kinds contribute no columns.
+    ``preps`` (Module C's POS:NOUN / POS:VERB / POS:ADP lists, by rank); from ExplanationScore
+    one column per description kind the run scored (:func:`score_column`, the detection AUC on
+    held-out clips); a neuron without such rows has null there. Missing record kinds
+    contribute no columns.
 
     Returns:
         The view sorted by neuron key, or None when no frame is given.
@@ -79,6 +90,16 @@ def neuron_view(
                 .sort([*KEY, "rank"])
                 .group_by(KEY, maintain_order=True)
                 .agg(pl.col("concept").alias(column)))
+    if scores is not None:
+        kinds = scores.select("method", "similarity", "variant", "source").unique().collect()
+        # captions before audio, the captions alone before the descriptor variant
+        for method, similarity, variant, source in sorted(
+                kinds.iter_rows(), key=lambda k: (k[3] != "caption", k[2], k[0], k[1])):
+            frames.append(scores.filter(
+                (pl.col("method") == method) & (pl.col("similarity") == similarity)
+                & (pl.col("variant") == variant) & (pl.col("source") == source))
+                .select(*KEY, pl.col("auc").alias(
+                    score_column(method, similarity, variant, source))))
     if not frames:
         return None
     view = pl.concat([f.select(KEY) for f in frames]).unique()

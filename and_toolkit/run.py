@@ -4,12 +4,13 @@ Layout (see docs/architecture.md)::
 
     <run>/manifest.json
     <run>/probe.parquet, captions.parquet, extremes.parquet, summaries.parquet,
-          calibrated.parquet, concepts.parquet, training.parquet
+          calibrated.parquet, concepts.parquet, training.parquet, scores.parquet
     <run>/extremes_k<K>.parquet                      (extra K)
     <run>/activations/model=<m>/layer=<l>/data.parquet
     <run>/results/<experiment>.parquet
     <run>/experiments/table6_neurons.json, <run>/annotation_sheet.csv
     <run>/report/index.html
+    <run>/ratings.parquet                            (human ratings, from the explorer)
 
 :class:`Run` is the one place that knows this layout: every path is built here, and every
 record is read through its typed readers (which go through :mod:`and_toolkit.store`).
@@ -18,11 +19,9 @@ record is read through its typed readers (which go through :mod:`and_toolkit.sto
 from __future__ import annotations
 
 import json
-import platform
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,13 +38,21 @@ from and_toolkit.records.models import (
     CalibratedSummary,
     Caption,
     ConceptSet,
+    ExplanationScore,
     Extremes,
     ProbeClip,
+    Rating,
     ResultRow,
     Summary,
     TrainingCurve,
 )
-from and_toolkit.store import provenance_of, read_records, scan_records, write_records
+from and_toolkit.store import (
+    provenance_of,
+    read_records,
+    scan_records,
+    write_record_chunks,
+    write_records,
+)
 
 FILES: dict[type[Record], str] = {
     ProbeClip: "probe.parquet",
@@ -55,6 +62,8 @@ FILES: dict[type[Record], str] = {
     CalibratedSummary: "calibrated.parquet",
     ConceptSet: "concepts.parquet",
     TrainingCurve: "training.parquet",
+    Rating: "ratings.parquet",
+    ExplanationScore: "scores.parquet",
 }
 """Record kinds stored as one file per run."""
 
@@ -65,23 +74,6 @@ VARIANT_FILES: dict[tuple[type[Record], str], str] = {
 """Files of the dissection's caption variant (``records.CAPTION_VARIANTS``): summaries and
 calibrated summaries of the captions + descriptor sentences. The primary files (variant "")
 hold the imported captions alone."""
-
-TRACKED_PACKAGES = (
-    "and-toolkit", "torch", "numpy", "polars", "pydantic", "transformers",
-    "sentence-transformers", "spacy", "scikit-learn", "scipy", "matplotlib", "jinja2",
-)
-
-
-def package_versions() -> dict[str, str]:
-    """Installed versions of the packages that determine results (missing ones omitted)."""
-    out = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -243,6 +235,13 @@ class Run:
             ActivationTable, df, self.activation_path(model, layer), provenance=provenance
         )
 
+    def write_activation_chunks(self, model: str, layer: str, chunks: Iterable[pl.DataFrame],
+                                /, **provenance: Any) -> Path:
+        """Write one (model, layer)'s ActivationTable rows arriving in unit-ordered chunks (one
+        row group each; memory: one chunk)."""
+        return write_record_chunks(ActivationTable, chunks, self.activation_path(model, layer),
+                                   provenance=provenance)
+
     def activation_files(self, model: str | None = None) -> list[Path]:
         """Activation files of one model (or all), sorted."""
         base = self.root / "activations"
@@ -320,7 +319,8 @@ class Run:
         view = neuron_view(
             activations=self.scan_activations() if self.activation_files() else None,
             extremes=scan(Extremes), summaries=scan(Summary),
-            calibrated=scan(CalibratedSummary), concepts=scan(ConceptSet))
+            calibrated=scan(CalibratedSummary), concepts=scan(ConceptSet),
+            scores=scan(ExplanationScore))
         if view is None:
             raise FileNotFoundError(f"{self.root}: the run holds no neuron records yet")
         return view
@@ -343,6 +343,16 @@ class Run:
     def remove_result(self, experiment: str) -> None:
         """Delete one experiment's result file, if any."""
         self.result_path(experiment).unlink(missing_ok=True)
+
+    # ----- human ratings ----------------------------------------------------------------------
+    @property
+    def ratings_path(self) -> Path:
+        """The Rating file (human ratings appended by the explorer, read by Table 3)."""
+        return self.path(Rating)
+
+    def ratings(self) -> pl.DataFrame:
+        """The run's validated Rating rows (an empty frame when nobody has rated yet)."""
+        return self.read(Rating) if self.has(Rating) else Rating.empty()
 
     # ----- other files ------------------------------------------------------------------------
     def write_text(self, path: Path, text: str) -> Path:

@@ -9,7 +9,7 @@ never damages the previous version. Reads check the metadata and validate the fr
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,64 @@ def write_records(
             tmp, compression="zstd", compression_level=3, statistics=True, metadata=metadata
         ),
     )
+    return path
+
+
+def write_record_chunks(
+    record: type[Record],
+    chunks: Iterable[pl.DataFrame],
+    path: str | Path,
+    *,
+    provenance: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write record rows arriving in chunks (one Parquet row group each), atomically.
+
+    Memory is one chunk at a time (plus its Arrow copy), whatever the file's size. Each chunk
+    is validated and sorted by primary key; the caller gives chunks in key order (checked: the
+    first key of a chunk must follow the last key of the one before).
+
+    Raises:
+        RecordValidationError: a chunk does not conform, chunks out of key order, or no chunk;
+            nothing is written.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    metadata = {
+        META_RECORD: record.record_name,
+        META_VERSION: str(record.schema_version),
+        META_PROVENANCE: json.dumps(dict(provenance or {}), sort_keys=True, default=str),
+    }
+    key = list(record.primary_key)
+
+    def write(tmp: Path) -> None:
+        writer: Any = None
+        last: tuple[Any, ...] | None = None
+        try:
+            for df in chunks:
+                record.validate_frame(df, str(path))
+                if df.height == 0:
+                    continue
+                df = sort_by_key(record, df)
+                first = df.select(key).row(0)
+                if last is not None and key and not first > last:
+                    raise RecordValidationError(str(path), record.record_name, ",".join(key),
+                                                f"chunk starting at {first} follows {last}")
+                last = df.select(key).row(-1)
+                table = df.to_arrow()
+                if writer is None:
+                    schema = table.schema.with_metadata(metadata)
+                    writer = pq.ParquetWriter(tmp, schema, compression="zstd",
+                                              compression_level=3)
+                writer.write_table(pa.Table.from_batches(table.to_batches(), schema=schema))
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise RecordValidationError(str(path), record.record_name, "*", "no rows to write")
+
+    atomic_write_bytes(path, write)
     return path
 
 

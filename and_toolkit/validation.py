@@ -113,9 +113,16 @@ def run_info(path: Path) -> dict[str, Any]:
     targets = run.stage_info("targets")
     info["targets"] = {
         tid: {k: t.get(k) for k in ("arch", "precision", "threads", "test_accuracy",
-                                   "weights_key", "train_seconds", "resources")}
-        for tid, t in sorted(targets.items()) if isinstance(t, dict) and "arch" in t}
+                                   "weights_key", "train_seconds", "resources", "family",
+                                   "pretrained", "factory", "sample_rate")}
+        for tid, t in sorted(targets.items()) if isinstance(t, dict) and (
+            "arch" in t or "family" in t)}
     stages = manifest.get("stages") or {}
+    info["warnings"] = [f"{stage}: {entry['warning']}" for stage, entry in stages.items()
+                        if isinstance(entry, dict) and entry.get("warning")]
+    info["skipped"] = {**{stage: entry["skipped"] for stage, entry in stages.items()
+                          if isinstance(entry, dict) and entry.get("skipped")},
+                       **dict(manifest.get("skipped") or {})}
     order = {name: i for i, name in enumerate(STAGES)}
     info["timings"] = {
         stage: {"wall_s": entry.get("seconds"), **(entry.get("resources") or {})}
@@ -141,14 +148,21 @@ def info_text(info: dict[str, Any]) -> str:
     """``and-toolkit info`` as text: the run, its targets and each stage's resources as tables
     (``--json`` prints :func:`run_info` itself)."""
     out = [f"run {info['run']} ({info.get('name') or 'no name'})", ""]
+    out += [f"WARNING {w}" for w in info.get("warnings", [])]
+    out += [f"skipped {stage}: {why}" for stage, why in (info.get("skipped") or {}).items()]
+    if info.get("warnings") or info.get("skipped"):
+        out.append("")
     if info["targets"]:
-        rows = [[tid, str(t.get("arch")), str(t.get("precision")), str(t.get("threads")),
-                 _num(t.get("test_accuracy"), ".3f"),
-                 _num((t.get("resources") or {}).get("wall_s", t.get("train_seconds")), ".1f"),
+        rows = [[tid, str(t.get("arch") or t.get("family")), str(t.get("precision")),
+                 str(t.get("threads")), _num(t.get("test_accuracy"), ".3f"),
+                 _num(t.get("train_seconds"), ".1f"),
+                 _num((t.get("resources") or {}).get("wall_s"), ".1f"),
                  _num((t.get("resources") or {}).get("peak_rss_mib"), ".0f")]
                 for tid, t in info["targets"].items()]
         out += _table(["target", "arch", "precision", "threads", "accuracy", "train s",
-                       "peak MiB"], rows) + [""]
+                       "this run s", "peak MiB"], rows)
+        out += ["(train s: the training that produced the weights; this run s: this run's "
+                "targets stage for the target, a cache read when the weights were cached)", ""]
     if info["timings"]:
         rows = [[stage, _num(t.get("wall_s"), ".1f"), _num(t.get("cpu_s"), ".1f"),
                  _num(t.get("peak_rss_mib"), ".0f")] for stage, t in info["timings"].items()]

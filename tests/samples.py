@@ -11,8 +11,10 @@ from and_toolkit.records import (
     CalibratedSummary,
     Caption,
     ConceptSet,
+    ExplanationScore,
     Extremes,
     ProbeClip,
+    Rating,
     Record,
     ResultRow,
     Summary,
@@ -76,6 +78,20 @@ def sample_rows(record: type[Record]) -> list[dict[str, Any]]:
              "series": "cos", "x": None, "metric": m, "value": 80.0, "paper_value": 82.0,
              "note": ""}
             for m in ("top1", "top5")
+        ],
+        Rating: [
+            {**neuron, "unit": 0, "rating_id": f"{i:032x}", "method": m, "description": "dog",
+             "rating": 1 + i, "rater": "r1", "comment": None if i else "<b>ok</b>",
+             "created": "2026-01-01T00:00:00Z"}
+            for i, m in enumerate(("TAB", "DB", "SUM"))
+        ],
+        ExplanationScore: [
+            {**neuron, "unit": 0, "kind": k, "method": m, "similarity": sim, "variant": "",
+             "source": "caption", "description": d, "encoder": "minilm", "q": 0.05,
+             "n_heldout": 96, "n_positive": 5, "auc": auc, "spearman": 0.1, "null_auc": 0.5,
+             "null_spearman": 0.0, "null_unit": 1}
+            for k, m, sim, d, auc in [("closed", "DB", "cos", "dog", 0.9),
+                                      ("summary", "SUM", "", "a dog barks loudly", None)]
         ],
     }
     return rows[record]

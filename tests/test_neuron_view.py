@@ -41,3 +41,18 @@ def test_view_pins_the_concept_columns() -> None:
     second = df.row(1, named=True)
     assert second["open_concepts"] is None and second["nouns"] == ["bird"]
     assert df.schema["open_concepts"] == pl.List(pl.String)
+
+
+def test_view_has_one_score_column_per_description_kind() -> None:
+    from samples import sample_frame
+
+    from and_toolkit.records.models import ExplanationScore
+
+    scores = sample_frame(ExplanationScore)
+    extra = scores.head(1).with_columns(pl.lit("audio").alias("source"), pl.lit(0.7).alias("auc"))
+    view = neuron_view(scores=pl.concat([scores, extra]).lazy())
+    assert view is not None
+    df = view.collect()
+    assert df.columns == ["model", "layer", "unit", "auc_DB_cos", "auc_SUM", "auc_DB_cos_audio"]
+    row = df.row(0, named=True)
+    assert (row["auc_DB_cos"], row["auc_SUM"], row["auc_DB_cos_audio"]) == (0.9, None, 0.7)

@@ -74,6 +74,41 @@ def prepare_waveform(waveform: np.ndarray, sample_rate: int, target_sr: int, *,
     return x
 
 
+CLAP_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                     "pytorch_model.bin.index.json")
+"""Any one of these holds a local CLAP directory's weights (transformers' names)."""
+CLAP_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+"""Either holds the feature extractor's settings (recent transformers write the second)."""
+CLAP_TOKENIZER_FILES = (("tokenizer.json",), ("vocab.json", "merges.txt"))
+"""Either set holds the RoBERTa tokenizer of a local CLAP directory."""
+
+
+def check_clap_dir(path: str | Path) -> None:
+    """Refuse a local CLAP directory that lacks a file ``ClapModel`` / ``ClapProcessor`` read.
+
+    A complete directory (e.g. ``laion/clap-htsat-unfused`` downloaded with
+    ``huggingface-cli download``) holds ``config.json``, the weights (one of
+    :data:`CLAP_WEIGHT_FILES`), ``preprocessor_config.json`` (the feature extractor; recent
+    transformers save it inside ``processor_config.json``) and the
+    tokenizer (``tokenizer.json``, or ``vocab.json`` + ``merges.txt``; ``tokenizer_config.json``
+    and ``special_tokens_map.json`` are read when present).
+
+    Raises:
+        FileNotFoundError: naming the directory and every missing file.
+    """
+    root = Path(path).expanduser()
+    missing = [] if (root / "config.json").is_file() else ["config.json"]
+    if not any((root / name).is_file() for name in CLAP_PROCESSOR_FILES):
+        missing.append(" or ".join(CLAP_PROCESSOR_FILES))
+    if not any((root / name).is_file() for name in CLAP_WEIGHT_FILES):
+        missing.append(" or ".join(CLAP_WEIGHT_FILES))
+    if not any(all((root / n).is_file() for n in names) for names in CLAP_TOKENIZER_FILES):
+        missing.append("tokenizer.json or vocab.json + merges.txt")
+    if missing:
+        raise FileNotFoundError(f"CLAP directory {root} (closed.clap_path) lacks: "
+                                + "; ".join(missing))
+
+
 class ClapEncoder:
     """LAION CLAP (transformers ``ClapModel``) as an ``AudioTextEncoder`` (see interfaces).
 
@@ -140,10 +175,13 @@ class ClapEncoder:
             ``"+noint16"`` when the int16 round trip is off.
 
         Raises:
-            FileNotFoundError: naming the path / id when weights or processor files are missing.
+            FileNotFoundError: naming the path / id when weights or processor files are missing
+                (for a local directory: each missing file, see :func:`check_clap_dir`).
         """
         from transformers import ClapModel, ClapProcessor
 
+        if Path(name_or_path).expanduser().is_dir():
+            check_clap_dir(name_or_path)
         model, source, is_local = load_hf_pretrained(ClapModel, name_or_path,
                                                      local_files_only=local_files_only)
         processor, _, _ = load_hf_pretrained(ClapProcessor, source,

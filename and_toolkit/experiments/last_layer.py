@@ -40,6 +40,9 @@ from and_toolkit.records.models import ResultRow
 __all__ = ["METRICS", "CosFn", "LastLayerConfig", "last_layer_scores", "table2", "table7"]
 
 METRICS: tuple[str, ...] = ("top1", "top5", "cos")
+TAB_MODEL_NOTE = "TAB model:"
+"""Prefix of the note part that names TAB's audio-text model when it was trained here (appended
+to Table 2 / 7's TAB rows by the experiment stage; claim 1 quotes it)."""
 CosFn = Callable[[Sequence[str | tuple[str, str]], Sequence[str]], npt.NDArray[np.floating[Any]]]
 """``cos_fn(preds, gts) -> cosines [n]``: cosine between the text embedding of ``preds[i]`` and of
 ``gts[i]`` (all-MiniLM in practice). A 2-tuple in ``preds`` is a text *pair* encoded as one input

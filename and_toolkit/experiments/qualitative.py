@@ -171,7 +171,7 @@ def _kept_points(calibrated: pl.DataFrame) -> pl.DataFrame:
     return calibrated.select(*KEY, pl.col("kept").alias("s_h_c"))
 
 
-def _descriptions(keys: pl.DataFrame, calibrated: pl.DataFrame, concepts: pl.DataFrame,
+def descriptions(keys: pl.DataFrame, calibrated: pl.DataFrame, concepts: pl.DataFrame,
                   config: DescriptionConfig) -> pl.DataFrame:
     """``keys`` plus one nullable String column per method: DB, TAB, ICL (rank-0 concept with
     the configured similarity) and SUM (S_h^c points joined by spaces)."""
@@ -222,7 +222,7 @@ def qualitative_table(neurons: pl.DataFrame, extremes: pl.DataFrame, probe: pl.D
     table = (sample.join(_top_clips(sample, extremes, probe), on=list(KEY), how="left")
              .join(s_h, on=list(KEY), how="left").join(_kept_points(calibrated), on=list(KEY), how="left")
              .join(opened, on=list(KEY), how="left"))
-    table = _descriptions(table, calibrated, concepts, config).drop("SUM")
+    table = descriptions(table, calibrated, concepts, config).drop("SUM")
     empty = pl.lit([], dtype=pl.List(pl.String))
     table = table.with_columns(pl.col(c).fill_null(empty)
                                for c in ("s_h", "s_h_c", "open_concepts"))
@@ -271,7 +271,7 @@ def annotation_sheet(neurons: pl.DataFrame, extremes: pl.DataFrame, probe: pl.Da
     sample = _sample(pop, ["model", "block"], config.n_per_block, config.seed)
     rng = np.random.default_rng([config.seed, 1])
     rows = []
-    base = _descriptions(sample.join(_top_clips(sample, extremes, probe), on=list(KEY), how="left"),
+    base = descriptions(sample.join(_top_clips(sample, extremes, probe), on=list(KEY), how="left"),
                          calibrated, concepts, config)
     for r in base.iter_rows(named=True):
         order = list(config.methods)

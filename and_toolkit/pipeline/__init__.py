@@ -17,7 +17,8 @@ from and_toolkit.cache import Cache
 from and_toolkit.config import STAGES, RunConfig
 from and_toolkit.pipeline.context import Context, section_sha
 from and_toolkit.resources import measured
-from and_toolkit.run import Run, package_versions
+from and_toolkit.run import Run
+from and_toolkit.versions import package_versions
 
 StageFn = Callable[[Context], dict[str, Any]]
 
@@ -29,12 +30,13 @@ def _stage_functions() -> dict[str, StageFn]:
     from and_toolkit.pipeline.experiment_stage import stage_experiments
     from and_toolkit.pipeline.model_stages import stage_extremes, stage_record, stage_targets
     from and_toolkit.pipeline.report_stage import stage_report
+    from and_toolkit.pipeline.score_stage import stage_score
 
     return {
         "probe": stage_probe, "targets": stage_targets, "record": stage_record,
         "extremes": stage_extremes, "captions": stage_captions, "summaries": stage_summaries,
         "calibrate": stage_calibrate, "open": stage_open, "closed": stage_closed,
-        "experiments": stage_experiments, "report": stage_report,
+        "score": stage_score, "experiments": stage_experiments, "report": stage_report,
     }
 
 
@@ -45,7 +47,7 @@ def _sections(cfg: RunConfig) -> dict[str, tuple[Any, ...]]:
         "record": (cfg.record.pooling, cfg.record.include, cfg.record.exclude),
         "extremes": (cfg.record.k, cfg.record.extra_k), "captions": (cfg.captions,),
         "summaries": (cfg.summaries,), "calibrate": (cfg.calibrate,), "open": (cfg.open,),
-        "closed": (cfg.closed,), "experiments": (cfg.experiments,), "report": (),
+        "closed": (cfg.closed,), "score": (cfg.score,), "experiments": (cfg.experiments,), "report": (),
     }
 
 

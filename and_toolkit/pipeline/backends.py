@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from and_toolkit.cache import Cache, cache_key
-from and_toolkit.errors import StageNotRun
+from and_toolkit.errors import ConfigError, StageNotRun
 from and_toolkit.pipeline.context import Context, array_bytes, bytes_array
 
 
@@ -175,6 +175,26 @@ def clap(ctx: Context, path: str | None) -> Any:
             raise StageNotRun(f"TAB: CLAP weights unavailable: {exc}") from exc
 
     return ctx.backend(f"clap:{path}", make)
+
+
+def captioner(ctx: Context, path: str | None) -> Any:
+    """The configured audio captioner (a transformers audio LM from a local directory).
+
+    Raises:
+        ConfigError: no path, or the model cannot be loaded from it (naming the path).
+    """
+    if not path:
+        raise ConfigError("captions.captioner_path: required when captions.source = 'captioner'")
+
+    def make() -> Any:
+        from and_toolkit.backends.captioner import TransformersAudioCaptioner
+
+        try:
+            return TransformersAudioCaptioner.from_pretrained(path)
+        except (FileNotFoundError, OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot load the audio captioner: {exc}") from None
+
+    return ctx.backend(f"captioner:{path}", make)
 
 
 def loaded_text_encoder(ctx: Context, name: str) -> DiskCachedEncoder | None:

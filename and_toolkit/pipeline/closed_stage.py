@@ -18,9 +18,10 @@ from tqdm.auto import tqdm
 
 from and_toolkit.dissect.closed import CLOSED_METHODS, ClosedConfig, concept_texts
 from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
-from and_toolkit.errors import StageNotRun
+from and_toolkit.errors import DataError, StageNotRun
 from and_toolkit.pipeline.backends import clap, text_encoder
 from and_toolkit.pipeline.context import Context
+from and_toolkit.pipeline.targets import audio_text_zero_shot, load_audio_text
 from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet
 from and_toolkit.run import Run
 
@@ -28,7 +29,8 @@ ICL_CHUNK = 8
 """Summaries per LLM call (the unit of caching)."""
 
 
-def _evidence_db(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
+def _evidence_db(ctx: Context, names: list[str], info: dict[str, Any]
+                 ) -> tuple[np.ndarray, str]:
     from and_toolkit.dissect.closed import db_evidence
 
     enc = text_encoder(ctx, ctx.cfg.closed.encoder)
@@ -41,14 +43,25 @@ def _evidence_db(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
     return np.asarray(db_evidence(cap_emb, con_emb, mode=ctx.cfg.closed.db_evidence)), enc.id
 
 
-def _evidence_tab(ctx: Context, names: list[str]) -> tuple[np.ndarray, str]:
+def _evidence_tab(ctx: Context, names: list[str], info: dict[str, Any]
+                  ) -> tuple[np.ndarray, str]:
+    """TAB's evidence P [N clips, C concepts]: CLAP (``closed.tab_model = "clap"``) or the
+    audio-text model trained here ("trained"; its provenance and fold zero-shot accuracy go
+    into ``info["tab_model"]``)."""
     from and_toolkit.dissect.closed import tab_evidence
 
+    text = concept_texts(names)
+    if ctx.cfg.closed.tab_model == "trained":
+        trained = load_audio_text(ctx, text_encoder(ctx, ctx.cfg.closed.encoder))
+        audio, concepts, zero_shot = audio_text_zero_shot(ctx, trained, text)
+        info["tab_model"] = {**trained.provenance, **zero_shot,
+                             "zero_shot_prompt": "the class name, underscores as spaces "
+                                                 "(the concept texts TAB scores)"}
+        return np.asarray(tab_evidence(audio, concepts)), str(trained.encoder.id)
     encoder = clap(ctx, ctx.cfg.closed.clap_path)
     sr = ctx.sample_rate()  # waveforms are at the front end's rate
     audio = encoder.encode_audio(ctx.waveforms(), sr)
-    text = encoder.encode_text(concept_texts(names))
-    return np.asarray(tab_evidence(audio, text)), str(encoder.id)
+    return np.asarray(tab_evidence(audio, encoder.encode_text(text))), str(encoder.id)
 
 
 def layer_concepts(shared: tuple[Run, np.ndarray, list[str], ClosedConfig, str],
@@ -71,7 +84,9 @@ def layer_concepts(shared: tuple[Run, np.ndarray, list[str], ClosedConfig, str],
 
 
 def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
-    cfg = ClosedConfig(population=ctx.cfg.closed.population)
+    # a concept set smaller than the default k keeps every concept, ranked
+    cfg = ClosedConfig(population=ctx.cfg.closed.population,
+                       k=min(ClosedConfig.model_fields["k"].default, len(names)))
     frames: list[pl.DataFrame] = []
     evidence = {"DB": _evidence_db, "TAB": _evidence_tab}
     engine = ctx.engine()
@@ -81,7 +96,7 @@ def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[p
             continue
         make = evidence[method]
         try:
-            P, encoder_id = make(ctx, names)
+            P, encoder_id = make(ctx, names, info)
         except StageNotRun as exc:
             info["not_run"][method] = str(exc)
             continue
@@ -144,13 +159,40 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
     return [ConceptSet.frame(rows)] if rows else []
 
 
+def _concept_set(ctx: Context) -> tuple[list[str], str]:
+    """The concept set D_c and where it came from: ``closed.concepts``, else (with
+    ``concepts_from = "open"``) the adjectives Module C kept over all neurons, else the probe's
+    label names.
+
+    Raises:
+        DataError: fewer than two concepts (Module A ranks concepts against each other).
+    """
+    cfg = ctx.cfg.closed
+    if cfg.concepts is not None:
+        names, origin = list(dict.fromkeys(c.strip() for c in cfg.concepts if c.strip())), \
+            "closed.concepts"
+    elif cfg.concepts_from == "open":
+        open_rows = ctx.run.read(ConceptSet).filter(
+            (pl.col("method") == "OCP") & (pl.col("verdict") == "kept"))
+        names = sorted(set(open_rows["concept"].to_list()))
+        origin = "open-set vocabulary (Module C's kept adjectives)"
+    else:
+        names, origin = ctx.class_names(), "probe labels"
+    if len(names) < 2:
+        raise DataError(f"{ctx.run.root}: the concept set ({origin}) has {len(names)} "
+                        "concept(s); Module A needs at least two (give concepts, or labels)")
+    return names, origin
+
+
 def stage_closed(ctx: Context) -> dict[str, Any]:
     """Module A: ConceptSet(closed) rows for DB / TAB (all layers) and ICL."""
-    names = ctx.class_names()
-    info: dict[str, Any] = {"not_run": {}, "backends": {}, "concepts": len(names)}
+    names, origin = _concept_set(ctx)
+    info: dict[str, Any] = {"not_run": {}, "backends": {}, "concepts": len(names),
+                            "concept_source": origin}
     frames = _db_tab_rows(ctx, names, info) + _icl_rows(ctx, names, info)
     closed = pl.concat(frames) if frames else ConceptSet.empty()
+    extra = {"tab_model": info["tab_model"]} if "tab_model" in info else {}
     ctx.run.replace_concepts("closed", closed, closed_backends=info["backends"],
-                             not_run=info["not_run"])
+                             not_run=info["not_run"], **extra)
     info["rows"] = closed.height
     return info

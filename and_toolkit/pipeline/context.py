@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from and_toolkit.cache import Cache, cache_key
-from and_toolkit.config import ExecutionSection, RunConfig
+from and_toolkit.config import ExecutionSection, RunConfig, TargetSection
 from and_toolkit.errors import ConfigError, DataError
 from and_toolkit.records.models import ProbeClip
 from and_toolkit.run import Run
@@ -28,6 +28,7 @@ from and_toolkit.run import Run
 if TYPE_CHECKING:
     from and_toolkit.pipeline.engine import Engine
     from and_toolkit.probe.synthetic import SyntheticProbe
+    from and_toolkit.targets.external import ExternalModel
     from and_toolkit.targets.features import FeatureConfig
 
 T = TypeVar("T")
@@ -124,8 +125,24 @@ class Context:
         return class_names(self.probe())
 
     def sample_rate(self) -> int:
-        """Rate in Hz of :meth:`waveforms`: the log-mel front end's (``FeatureConfig``)."""
+        """Rate in Hz of :meth:`waveforms`: the log-mel front end's (``FeatureConfig``), or,
+        when every target is a user's model and they declare one rate, that rate (what their
+        feature extractor / preprocess declares)."""
+        own = [t for t in self.cfg.targets if t.external]
+        if own and len(own) == len(self.cfg.targets):
+            rates = {self.external_model(t).sample_rate for t in own}
+            if len(rates) == 1:
+                return rates.pop()
         return self.feature_config().sample_rate
+
+    def external_model(self, target: TargetSection) -> ExternalModel:
+        """A user's model (``pretrained`` / ``factory`` target), loaded once per process."""
+        if target.id not in self.targets:
+            from and_toolkit.targets.external import load_external
+
+            self.targets[target.id] = load_external(
+                pretrained=target.pretrained, factory=target.factory, online=target.online)
+        return self.targets[target.id]  # type: ignore[no-any-return]
 
     def rate_plan(self) -> dict[str, Any]:
         """File rates vs the front end's (``probe.audio.rate_plan``; raises DataError when a

@@ -13,9 +13,18 @@ from tqdm.auto import tqdm
 from and_toolkit.dissect.captions import DESCRIPTOR_ID, caption_frame, read_caption_file
 from and_toolkit.dissect.descriptors import Descriptors
 from and_toolkit.errors import ConfigError
+from and_toolkit.pipeline.backends import captioner
 from and_toolkit.pipeline.context import Context
 from and_toolkit.probe.subset import subset_probe
 from and_toolkit.records.models import Caption, ProbeClip
+
+DESCRIPTOR_ONLY_SOURCE = "acoustic-descriptor sentences only (no captioner)"
+DESCRIPTOR_ONLY_WARNING = (
+    "captions are our acoustic-descriptor sentences only (no captioner, no caption file): "
+    "every description and concept of this run is built from a template of ours (loudness, "
+    "pitch, duration rules), so it measures that template, not what the network detects; "
+    "pass --captions or configure a captioner")
+"""The stage-info warning of a run without captions (shown by ``and-toolkit info``)."""
 
 
 def stage_probe(ctx: Context) -> dict[str, Any]:
@@ -31,13 +40,18 @@ def stage_probe(ctx: Context) -> dict[str, Any]:
         probe = subset_probe(esc50_probe(root), cfg.max_clips, cfg.per_class, cfg.classes)
         source = str(root)
     else:
-        from and_toolkit.probe.folder import FolderProbeConfig, folder_probe
+        from and_toolkit.probe.folder import FolderProbeConfig, folder_probe, unlabelled_probe
 
-        if not cfg.folder or not cfg.labels_csv:
-            raise ConfigError("probe.folder and probe.labels_csv are required for kind 'folder'")
-        options = {"dataset": Path(cfg.folder).name or "folder", "csv": cfg.labels_csv,
-                   **cfg.folder_options}
-        probe = folder_probe(cfg.folder, FolderProbeConfig.model_validate(options))
+        if not cfg.folder:
+            raise ConfigError("probe.folder: required for kind 'folder'")
+        dataset = Path(cfg.folder).resolve().name or "folder"
+        csv = cfg.labels_csv or ("labels.csv" if (Path(cfg.folder) / "labels.csv").is_file()
+                                 else None)
+        if csv is None:
+            probe = unlabelled_probe(cfg.folder, dataset)
+        else:
+            options = {"dataset": dataset, "csv": csv, **cfg.folder_options}
+            probe = folder_probe(cfg.folder, FolderProbeConfig.model_validate(options))
         probe = subset_probe(probe, cfg.max_clips, cfg.per_class, cfg.classes)
         source = cfg.folder
     from and_toolkit.probe.audio import rate_plan
@@ -95,9 +109,25 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
 
     cfg = ctx.cfg.captions
     probe = ctx.probe()
+    descriptor_only = cfg.source == "descriptors"
     if cfg.source == "synthetic":
         texts = dict(ctx.synthetic().captions)
         source = "generated from the synthetic set's parameters"
+        prompt = ""
+        ignored = 0
+    elif cfg.source == "captioner":
+        model = captioner(ctx, cfg.captioner_path)
+        texts = dict(zip(probe["clip_id"].to_list(),
+                         model.caption(ctx.waveforms(), ctx.sample_rate()), strict=True))
+        source = f"captioner {model.id}"
+        prompt = str(getattr(model, "prompt", ""))
+        ignored = 0
+    elif descriptor_only:
+        if cfg.descriptors:
+            raise ConfigError("captions.descriptors: must be false with captions.source = "
+                              "'descriptors' (the descriptor sentence is already the caption)")
+        texts, _thresholds = _descriptor_sentences(ctx)
+        source = DESCRIPTOR_ONLY_SOURCE
         prompt = ""
         ignored = 0
     else:
@@ -119,6 +149,8 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
                             provenance={"source": source, "cleaned": cfg.clean})]
     info: dict[str, Any] = {"captioners": [cfg.captioner_id], "cleaned": cleaned,
                             "captions_outside_probe": ignored}
+    if descriptor_only:
+        info["warning"] = DESCRIPTOR_ONLY_WARNING
     if cfg.descriptors:
         sentences, thresholds = _descriptor_sentences(ctx)
         combined = {c: combine(texts[c], sentences[c]) for c in texts}

@@ -21,7 +21,7 @@ CPU: tests/pipeline/test_ray_engine.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -53,6 +53,9 @@ class RecordJob:
         probe_sha256: hash of the ordered clip ids.
         provenance: extra provenance stored in each file.
         progress: show a progress bar.
+        frames: valid frames of each clip by padded time length, ``{T: int [N]}`` (an output
+            with time length T is pooled over clip i's first ``frames[T][i]`` frames only:
+            :data:`~and_toolkit.recording.record.FramedBatch`); None: every frame.
     """
 
     model: nn.Module
@@ -65,16 +68,28 @@ class RecordJob:
     probe_sha256: str
     provenance: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
+    frames: dict[int, np.ndarray] | None = None
 
     @property
     def n_clips(self) -> int:
         return int(self.inputs.shape[0])
 
-    def batches(self, start: int, stop: int) -> list[torch.Tensor]:
-        """The forward batches of clips ``[start, stop)``, cut every ``batch_size`` clips from
-        ``start`` (``start`` is a multiple of ``batch_size``, so these are the local batches)."""
-        return [torch.from_numpy(np.array(self.inputs[i:min(i + self.batch_size, stop)]))
-                for i in range(start, stop, self.batch_size)]
+
+def cut_batches(inputs: np.ndarray, frames: dict[int, np.ndarray] | None, start: int,
+                stop: int, batch_size: int) -> Iterator[Any]:
+    """The forward batches of clips ``[start, stop)``, cut every ``batch_size`` clips from
+    ``start`` (a multiple of ``batch_size``, so these are the local engine's batches): tensors,
+    or ``(tensor, {T: int [B]})`` with ``frames`` (:data:`~and_toolkit.recording.record.
+    FramedBatch`).
+
+    Args:
+        inputs: model inputs of every probe clip [N, ...].
+        frames: ``{T: int [N]}`` valid frames per clip, or None.
+    """
+    for i in range(start, stop, batch_size):
+        j = min(i + batch_size, stop)
+        x = torch.from_numpy(np.array(inputs[i:j]))  # a copy: the object store's are read-only
+        yield x if frames is None else (x, {t: v[i:j] for t, v in frames.items()})
 
 
 class LLMLoader(Protocol):
@@ -164,8 +179,7 @@ class LocalEngine:
     def record(self, job: RecordJob) -> dict[str, Path]:
         from and_toolkit.recording.record import record_to_run
 
-        bs = job.batch_size
-        batches = (torch.from_numpy(job.inputs[i:i + bs]) for i in range(0, job.n_clips, bs))
+        batches = cut_batches(job.inputs, job.frames, 0, job.n_clips, job.batch_size)
         return record_to_run(job.model, batches, job.layers, job.pooling, job.run, job.model_id,
                              job.probe_sha256, n_clips=job.n_clips, progress=job.progress,
                              provenance=job.provenance)

@@ -16,9 +16,9 @@ from typing import Any
 
 import polars as pl
 
-from and_toolkit.dissect.icl import ICL_SIMILARITY
 from and_toolkit.errors import StageNotRun
 from and_toolkit.experiments import encoding as enc
+from and_toolkit.experiments.human_ratings import DESCRIBED_SIMILARITY, rating_table
 from and_toolkit.experiments.paper import SIMILARITIES
 from and_toolkit.experiments.rows import result_key, result_row
 from and_toolkit.pipeline.backends import loaded_text_encoder, text_encoder
@@ -44,7 +44,13 @@ from and_toolkit.pipeline.pruning_jobs import (
     job_dose,
     job_unlearning,
 )
-from and_toolkit.records.models import CAPTION_VARIANTS, CalibratedSummary, ConceptSet, ResultRow
+from and_toolkit.records.models import (
+    CAPTION_VARIANTS,
+    CalibratedSummary,
+    ConceptSet,
+    Rating,
+    ResultRow,
+)
 
 
 # ----- Tables 7 / 2 -------------------------------------------------------------------------
@@ -63,6 +69,11 @@ def job_last_layer(inp: Inputs) -> JobResult:
         t7 = table7(inp.concepts, info.class_names, cos, cfg, not_run=not_run)
         t7s.append(t7)
         t2s.append(table2(t7, cfg))
+    tab = tab_model_note(inp.ctx)
+    if tab:  # TAB's rows say which audio-text model made them
+        t7s, t2s = ([f.with_columns(pl.when(pl.col("group") == "TAB").then(
+            pl.concat_str(pl.col("note"), pl.lit(f"; {tab}"))).otherwise(pl.col("note"))
+            .alias("note")) for f in frames] for frames in (t7s, t2s))
     return JobResult({"table7": concat_results(t7s), "table2": concat_results(t2s)},
                      {"cos_encoder": "minilm", "layers": {i.id: i.classifier for i in inp.infos}})
 
@@ -203,7 +214,7 @@ def job_qualitative(inp: Inputs) -> JobResult:
     ctx, exp = inp.ctx, inp.ctx.cfg.experiments
     run = ctx.run
     calibrated, probe = run.read(CalibratedSummary), ctx.probe()
-    sims = {"DB": "cos_cubed", "TAB": "wpmi", "ICL": ICL_SIMILARITY[1]}
+    sims = dict(DESCRIBED_SIMILARITY)
     rows6, table = Q.qualitative_table(
         inp.neurons(), inp.extremes, probe, run.read(Summary), calibrated, inp.concepts,
         Q.QualitativeConfig(n_per_model=exp.qualitative_neurons, seed=ctx.cfg.seed,
@@ -226,9 +237,14 @@ def job_qualitative(inp: Inputs) -> JobResult:
         ann = Q.load_annotations(exp.annotations)
         table3 = Q.human_evaluation(ann, text_encoder(ctx, "minilm"), Q.HumanEvalConfig())
         prov["annotations"] = exp.annotations
+    elif run.has(Rating):  # the explorer's rating mode (and-toolkit explore RUN)
+        table3 = rating_table(run.ratings(), Q.HumanEvalConfig(), inp.paper_models,
+                              run.ratings_path.name)
+        prov["ratings"] = {"file": run.ratings_path.name, "rows": run.rows(Rating)}
     else:
-        table3 = not_run_frame("table3", "no human ratings (experiments.annotations is not set); "
-                               f"rate <run>/{sheet_name} and set it")
+        table3 = not_run_frame("table3", "no human ratings (experiments.annotations is not set "
+                               f"and the run has no ratings); rate <run>/{sheet_name} and set "
+                               "it, or rate in `and-toolkit explore RUN`")
     return JobResult({"table6": rows6, "table3": table3}, prov)
 
 
@@ -250,8 +266,51 @@ def job_accuracy(inp: Inputs) -> JobResult:
     return JobResult({"target_accuracy": ResultRow.frame(rows)})
 
 
+def tab_model_note(ctx: Context) -> str | None:
+    """One line naming TAB's trained audio-text model (None for CLAP or when TAB did not run):
+    what it is, what it was trained on, its zero-shot fold accuracy."""
+    from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
+
+    made = (ctx.run.stage_info("closed") if ctx.run.stage_done("closed") else {}).get(
+        "tab_model")
+    if not made:
+        return None
+    zs = made.get("zero_shot_accuracy")
+    acc = f"{100 * zs:.1f} %" if isinstance(zs, float) else "not measured"
+    return (f"{TAB_MODEL_NOTE} {made['model']}, trained here on the {made['trained_on']}, "
+            f"{made['train_clips']} clips, {made['epochs']} epochs, seed {made['seed']} "
+            f"(the paper's CLAP never saw ESC-50); zero-shot fold-{made['test_fold']} "
+            f"accuracy {acc}")
+
+
+def job_tab_model(inp: Inputs) -> JobResult:
+    """Zero-shot accuracy of TAB's trained audio-text model on the held-out fold (one text
+    per class: the class name), beside chance (1 / classes)."""
+    ctx = inp.ctx
+    made = (ctx.run.stage_info("closed") if ctx.run.stage_done("closed") else {}).get(
+        "tab_model")
+    if not made:
+        reason = closed_reasons(ctx).get("TAB") if "TAB" in ctx.cfg.closed.methods else None
+        why = ("TAB uses CLAP (closed.tab_model = 'clap'), no model was trained here"
+               if ctx.cfg.closed.tab_model == "clap" else reason or "TAB did not run")
+        return JobResult({"tab_model": not_run_frame("tab_model", why)})
+    model, classes = str(made["model"]), len(ctx.class_names())
+    note = (f"{made['zero_shot_clips']} clips of fold {made['test_fold']}; prompt: "
+            f"{made['zero_shot_prompt']}; trained on the {made['trained_on']} "
+            f"({made['train_clips']} clips, {made['epochs']} epochs, seed {made['seed']}, "
+            f"{made['train_seconds']} s); no paper value: the paper used LAION-CLAP")
+    rows = [result_row("tab_model", result_key(model, "zero_shot_accuracy"),
+                       "zero_shot_accuracy", made.get("zero_shot_accuracy"), model=model,
+                       group="trained audio-text", series="zero-shot", note=note),
+            result_row("tab_model", result_key(model, "chance"), "zero_shot_accuracy",
+                       1.0 / classes, model=model, group="chance", series="zero-shot",
+                       note=f"1 / {classes} classes")]
+    return JobResult({"tab_model": ResultRow.frame(rows)}, {"tab_model": made})
+
+
 JOBS: tuple[tuple[tuple[str, ...], Callable[[Inputs], JobResult]], ...] = (
     (("target_accuracy",), job_accuracy),
+    (("tab_model",), job_tab_model),
     (("table7", "table2"), job_last_layer),
     (("table4", "table4_classes", "fig10"), job_unlearning),
     (("fig3", "fig9", "fig5", "fig3_descriptors", "fig9_descriptors", "fig5_descriptors"),
@@ -276,6 +335,10 @@ def stage_experiments(ctx: Context) -> dict[str, Any]:
         Stage info: rows and seconds per experiment, not-run reasons, pruning evaluations
         (calls / forward passes), backends used.
     """
+    from and_toolkit.pipeline.targets import untrained_reason
+
+    if (why := untrained_reason(ctx)) is not None:
+        return {"skipped": why}
     patterns = ctx.cfg.experiments.include
     wanted = [e for e in EXPERIMENT_IDS if any(fnmatch.fnmatchcase(e, p) for p in patterns)]
     mine = pl.col("model").is_in([t.id for t in ctx.cfg.targets])

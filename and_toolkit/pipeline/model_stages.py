@@ -5,12 +5,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from and_toolkit.cache import cache_key
+from and_toolkit.config import TargetSection
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.engine import RecordJob
-from and_toolkit.pipeline.targets import batch_size_of, inputs_of, load_target, recorded_layers
+from and_toolkit.pipeline.targets import (
+    batch_size_of,
+    external_audio,
+    external_layers,
+    inputs_of,
+    load_target,
+    recorded_layers,
+)
 from and_toolkit.records.models import Extremes, TrainingCurve
 from and_toolkit.resources import measured
 from and_toolkit.run import Run
@@ -22,6 +31,11 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
     info: dict[str, Any] = {}
     provenance: dict[str, Any] = {}
     for target in ctx.cfg.targets:
+        if target.external:
+            with measured() as usage:
+                provenance[target.id] = _external_provenance(ctx, target)
+            info[target.id] = {**provenance[target.id], "resources": usage.as_dict()}
+            continue
         with measured() as usage:
             loaded = load_target(ctx, target, fresh=True)
         curve = loaded.curve
@@ -47,9 +61,52 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
     return info
 
 
+def _external_provenance(ctx: Context, target: TargetSection) -> dict[str, Any]:
+    """What identifies a user's model: its source, class, family, declared rate and the
+    sha256 of its weights (nothing is trained)."""
+    from and_toolkit.targets.external import weights_sha256
+
+    ext = ctx.external_model(target)
+    return {**ext.source, "sample_rate": ext.sample_rate, "trained_here": False,
+            "weights_sha256": weights_sha256(ext.module)}
+
+
+def _record_external(ctx: Context, target: TargetSection) -> dict[str, Any]:
+    """Record a user's model: clips streamed from disk at its rate, batches prepared by its
+    family adapter, padded frames left out of every pooled value."""
+    from and_toolkit.recording.record import record_to_run
+    from and_toolkit.targets.external import batches_of
+
+    ext = ctx.external_model(target)
+    layers = external_layers(ctx, target)
+    clips, plan = external_audio(ctx, target)
+    n = ctx.probe().height
+    prepared = batches_of(ext, clips, ext.batch_size(ctx.cfg.record.batch_size))
+    with measured() as usage:
+        record_to_run(
+            ext.module, ((p.inputs, p.frames) for p in prepared), layers,
+            ctx.cfg.record.pooling, ctx.run, target.id, ctx.probe_sha(), n_clips=n,
+            progress=ctx.progress, provenance={"model": ext.source, "audio": plan},
+        )
+    return {"layers": list(layers), "audio": plan, "resources": usage.as_dict()}
+
+
+def _whisper_frames(ctx: Context, cfg: Any) -> dict[int, np.ndarray] | None:
+    """Valid frames of every probe clip for the Whisper target (the clips' own lengths, not the
+    zero-padded window: ``{T: int [N]}``); None for other targets (every frame counts)."""
+    if cfg.arch != "whisper-frozen":
+        return None
+    from and_toolkit.targets.pretrained.whisper import valid_frames
+
+    lengths = np.array([len(w) for w in ctx.waveforms()])
+    return valid_frames(lengths, cfg.whisper_window_seconds)
+
+
 def stage_record(ctx: Context) -> dict[str, Any]:
     """Record every chosen layer of every target over the whole probe set (through the run's
-    engine: this process, or an actor pool on a Ray cluster; same files either way).
+    engine: this process, or an actor pool on a Ray cluster; same files either way). A user's
+    model (``external``) is recorded in this process whatever the engine (its clips are streamed
+    from disk through its family adapter); its stage info then says ``engine: local``.
 
     Stage info per target: ``layers`` (module paths in module order, the classifier last; read
     back by :meth:`~and_toolkit.run.Run.recorded_layers`).
@@ -58,14 +115,20 @@ def stage_record(ctx: Context) -> dict[str, Any]:
     info: dict[str, Any] = {"_execution": engine.describe("record")}  # "_": never a target id
     try:
         for target in ctx.cfg.targets:
+            if target.external:  # streamed from disk in this process, whatever the engine
+                info[target.id] = _record_external(ctx, target)
+                if engine.name != "local":
+                    info[target.id]["engine"] = "local"
+                continue
             loaded = load_target(ctx, target)
             layers = recorded_layers(ctx, loaded)
+            feats = inputs_of(ctx, loaded.train_config)
             job = RecordJob(
-                model=loaded.model, inputs=inputs_of(ctx, loaded.train_config),
+                model=loaded.model, inputs=feats,
                 batch_size=batch_size_of(loaded.train_config, ctx.cfg.record.batch_size),
                 layers=layers, pooling=ctx.cfg.record.pooling, run=ctx.run, model_id=target.id,
                 probe_sha256=ctx.probe_sha(), provenance={"weights_key": loaded.weights_key},
-                progress=ctx.progress)
+                progress=ctx.progress, frames=_whisper_frames(ctx, loaded.train_config))
             with measured() as usage:
                 engine.record(job)
             info[target.id] = {"layers": list(layers), "resources": usage.as_dict()}

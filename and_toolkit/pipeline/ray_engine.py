@@ -10,7 +10,8 @@ to a multiple of the forward batch, so every forward pass sees exactly the local
 batch (same values bit for bit on CPU). An actor returns one object per recorded layer; the
 driver fetches **one layer at a time** (the other layers stay in the object store, which
 spills to disk when full), concatenates its partitions in clip order and writes the layer's
-file, so driver memory is one layer [N, width] (about twice while it is transposed), not the
+file through the local engine's block writer (:func:`and_toolkit.recording.write.write_layer`,
+same row groups, same bytes), so driver memory is one layer [N, width] plus one block, not the
 whole [N, total width] matrix. Non-finite values are reported by the actors and refused before
 any file is written (as locally).
 
@@ -35,7 +36,7 @@ from torch import nn
 
 from and_toolkit.config import ExecutionSection, StageResources
 from and_toolkit.errors import ConfigError, StageNotRun
-from and_toolkit.pipeline.engine import Generation, LLMLoader, RecordJob
+from and_toolkit.pipeline.engine import Generation, LLMLoader, RecordJob, cut_batches
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -75,12 +76,12 @@ class _Recorder:
         self.model = model.to("cuda") if self.gpu else model
 
     def run(self, inputs: np.ndarray, start: int, stop: int, batch_size: int,
-            layers: list[str], pooling: str) -> tuple[Any, ...]:
+            layers: list[str], pooling: str, frames: dict[int, np.ndarray] | None
+            ) -> tuple[Any, ...]:
         """Record clips ``[start, stop)``: ``(labels, nonfinite, values of each layer...)``."""
         from and_toolkit.recording.record import record_partition
 
-        batches = [torch.from_numpy(np.array(inputs[i:min(i + batch_size, stop)]))
-                   for i in range(start, stop, batch_size)]
+        batches = cut_batches(inputs, frames, start, stop, batch_size)
         if self.model is None:
             raise RuntimeError("record actor: run() before load()")
         part = record_partition(self.model, batches, layers, pooling, n_clips=stop - start)
@@ -235,7 +236,8 @@ class RayEngine:
     # ----- record -------------------------------------------------------------------------------
     def record(self, job: RecordJob) -> dict[str, Path]:
         from and_toolkit.recording.hooks import block_index, layer_aliases
-        from and_toolkit.recording.record import check_finite, write_layer
+        from and_toolkit.recording.record import units_per_chunk
+        from and_toolkit.recording.write import check_finite, write_layer
 
         ray = _ray()
         res = self._resources("record")
@@ -269,8 +271,8 @@ class RayEngine:
             for o in out:  # this layer's objects can leave the object store
                 o[2 + j] = None
             written[layer] = write_layer(
-                job.run, values, model_id=job.model_id, layer=layer, alias=names[layer],
-                block=block_index(layer), pooling=labels[layer], probe_sha256=job.probe_sha256,
+                job.run, values, units=units_per_chunk(job.n_clips), model_id=job.model_id,
+                layer=layer, alias=names[layer], block=block_index(layer), pooling=labels[layer], probe_sha256=job.probe_sha256,
                 n_clips=job.n_clips, provenance=job.provenance)
             del values
         return written
@@ -292,7 +294,7 @@ class RayEngine:
             while todo and slots:
                 actor, p = slots.popleft(), todo.popleft()
                 refs = actor.run.options(num_returns=2 + len(layers)).remote(
-                    inputs_ref, *parts[p], job.batch_size, layers, job.pooling)
+                    inputs_ref, *parts[p], job.batch_size, layers, job.pooling, job.frames)
                 out[p] = list(refs)
                 inflight[out[p][0]] = actor
             done, _ = ray.wait(list(inflight), num_returns=1)

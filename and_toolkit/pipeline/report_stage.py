@@ -16,12 +16,20 @@ from typing import Any
 
 from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.cache import sha256_file
+from and_toolkit.config import STAGES
 from and_toolkit.errors import DataError
 from and_toolkit.pipeline.context import Context
-from and_toolkit.records.models import CalibratedSummary, Caption, ProbeClip, ResultRow
+from and_toolkit.records.models import (
+    CalibratedSummary,
+    Caption,
+    ExplanationScore,
+    ProbeClip,
+    ResultRow,
+)
 from and_toolkit.report.context import ExtraTable, IndexEntry, Provenance, ReportContext
 from and_toolkit.report.findings import ModelFacts, paper_findings
 from and_toolkit.report.setup import RunFacts, TargetFacts, setup_items, target_line
+from and_toolkit.report.timings import stage_times
 from and_toolkit.store import write_records
 
 __all__ = ["build_report_context", "run_facts", "stage_report", "write_reports_index"]
@@ -101,6 +109,22 @@ def _table6(ctx: Context) -> tuple[ExtraTable, ...]:
     return (table,)
 
 
+def _best_worst(ctx: Context) -> tuple[ExtraTable, ...]:
+    """The best- and worst-scored neurons of each description kind (score stage)."""
+    from and_toolkit.experiments.explanation_quality import best_worst
+
+    if not ctx.run.has(ExplanationScore):
+        return ()
+    rows = best_worst(ctx.run.read(ExplanationScore), ctx.run.neuron_index())
+    if not rows:
+        return ()
+    return (ExtraTable.from_rows(
+        "Best- and worst-scored neurons", rows,
+        caption="Per description kind (captions alone), the 3 neurons whose description best "
+        "and worst predicts their held-out activations (AUC), with the null AUC of a shuffled "
+        "description on the same neuron. Descriptions are model output, shown verbatim."),)
+
+
 def _settings(prov: Mapping[str, Any]) -> list[str]:
     """``key: value`` lines; a dict of dicts (e.g. configs per model) gives one line each."""
     out = []
@@ -147,13 +171,31 @@ def _neurons(results: Mapping[str, Any]) -> dict[str, int]:
     return {m: int(v) for m, v in rows if v is not None}
 
 
+def _tab_model_fact(ctx: Context) -> str:
+    """The setup line of TAB's audio-text model (CLAP path, or the model trained here)."""
+    closed = ctx.cfg.closed
+    if "TAB" not in closed.methods:
+        return "none (TAB not in closed.methods)"
+    if closed.tab_model == "clap":
+        return f"CLAP from {closed.clap_path}" if closed.clap_path else "none (TAB not run)"
+    made = (ctx.run.manifest().get("stages") or {}).get("closed", {}).get("tab_model")
+    if not made:
+        return "trained here (closed.tab_model = 'trained'), not recorded: TAB did not run"
+    zs = made.get("zero_shot_accuracy")
+    acc = f"{100 * zs:.1f} %" if isinstance(zs, float) else "not measured"
+    return (f"{made['model']}: {made['architecture']}; trained here on the "
+            f"{made['trained_on']} ({made['train_clips']} clips: the probe set's other folds, "
+            f"unlike the paper's CLAP), {made['epochs']} epochs, seed {made['seed']}; zero-shot "
+            f"fold-{made['test_fold']} accuracy {acc}")
+
+
 def run_facts(ctx: Context, results: Mapping[str, Any]) -> RunFacts:
     """This run's side of the setup section, from its config, manifest and result frames."""
     cfg = ctx.cfg
     stages = ctx.run.manifest().get("stages") or {}
     targets = stages.get("targets") or {}
     neurons = _neurons(results)
-    facts = tuple(TargetFacts(t.id, t.arch, t.paper_model_id,
+    facts = tuple(TargetFacts(t.id, str(t.arch), t.paper_model_id,
                               (targets.get(t.id) or {}).get("test_accuracy"), neurons.get(t.id))
                   for t in cfg.targets)
     probe = stages.get("probe") or {}
@@ -175,7 +217,7 @@ def run_facts(ctx: Context, results: Mapping[str, Any]) -> RunFacts:
         "ICL LLM": icl,
         "text encoder": f"{cfg.closed.encoder} (Module A, Cos); {cfg.calibrate.encoder} "
                         "(calibration)",
-        "TAB audio-text model": cfg.closed.clap_path or "none (TAB not run)",
+        "TAB audio-text model": _tab_model_fact(ctx),
         "K": f"{cfg.record.k} top clips (more K: {', '.join(map(str, cfg.record.extra_k)) or 'none'})",
         "classes": f"{subset}; Table 4 / Fig 10 over "
                    f"{unlearning if unlearning else 'all'} target classes",
@@ -228,10 +270,14 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
     extra = result_provenance(ctx, results)
     if t6 := _table6(ctx):
         extra["table6"] = (*t6, *extra.get("table6", ()))
+    if scored := _best_worst(ctx):
+        extra["explanation_scores"] = (*scored, *extra.get("explanation_scores", ()))
     return ReportContext(run_name=ctx.cfg.name, title="AND reproduction report",
                          provenance=provenance, findings=tuple(paper_findings(results, facts)),
                          extra_tables=extra, notes=tuple(notes),
                          setup=setup_items(run_facts(ctx, results)),
+                         timings=stage_times({k: v for k, v in stages.items() if k != "report"},
+                                             STAGES),
                          not_graded=NOT_GRADED.get(ctx.cfg.probe.kind, ""))
 
 
@@ -259,6 +305,10 @@ def stage_report(ctx: Context) -> dict[str, Any]:
     Returns:
         Stage info: paths, section counts and verdicts (no timings).
     """
+    from and_toolkit.pipeline.targets import untrained_reason
+
+    if (why := untrained_reason(ctx)) is not None:
+        return {"skipped": why}
     from and_toolkit.report.render import render_report, summary_line
 
     results = ctx.run.results()

@@ -8,7 +8,7 @@ of the process.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from and_toolkit.config import TargetSection
-from and_toolkit.errors import DataError
+from and_toolkit.errors import ConfigError, DataError
 from and_toolkit.pipeline.context import Context
 from and_toolkit.targets.config import TrainConfig
 
@@ -73,6 +73,9 @@ def train_config(ctx: Context, target: TargetSection) -> TrainConfig:
 
     probe = ctx.probe()
     f = ctx.cfg.features
+    if target.arch is None:
+        raise ConfigError(f"target {target.id!r}: a user's model (pretrained / factory) is not "
+                          "trained here")
     base = DEFAULT_TARGETS[target.arch].model_dump(mode="json")
     n_classes = int(probe["target"].to_numpy().max()) + 1
     dims: dict[str, Any] = {"n_classes": n_classes, "seed": target.seed,
@@ -211,3 +214,163 @@ def recorded_layers(ctx: Context, loaded: LoadedTarget) -> list[str]:
 
     rec = ctx.cfg.record
     return select_layers(loaded.model, include=rec.include, exclude=rec.exclude)
+
+
+@dataclass(frozen=True)
+class LoadedAudioText:
+    """The trained audio-text model of TAB (``closed.tab_model = "trained"``) and its making.
+
+    Attributes:
+        encoder: the model as an ``AudioTextEncoder``
+            (:class:`~and_toolkit.targets.audio_text_encoder.TrainedAudioTextEncoder`).
+        provenance: what it was trained on and how (captioner, folds, clips, config, epochs,
+            seed, weights key, final loss, train seconds); goes into the closed stage's manifest
+            entry and the ConceptSet file's metadata.
+    """
+
+    encoder: Any
+    provenance: dict[str, Any]
+
+
+def load_audio_text(ctx: Context, text_encoder: Any) -> LoadedAudioText:
+    """The trained audio-text model (trains on a cache miss), kept on the context.
+
+    Trained on the run's log-mel features and the imported captions (``captions.captioner_id``,
+    never the descriptor sentences) of every clip outside ``closed.audio_text.test_fold``,
+    embedded by the frozen ``text_encoder`` (the pipeline's cached MiniLM). Weights and curve are
+    cached under :func:`~and_toolkit.targets.audio_text.audio_text_key`.
+
+    Raises:
+        DataError: a probe clip has no caption of that captioner.
+    """
+    key_ctx = "<closed.tab_model: trained>"  # not a valid target id: no clash in ctx.targets
+    if key_ctx in ctx.targets:
+        return ctx.targets[key_ctx]  # type: ignore[no-any-return]
+    from and_toolkit.targets import features_sha, load_weights, save_weights
+    from and_toolkit.targets.audio_text import audio_text_key, build_audio_text, train_audio_text
+    from and_toolkit.targets.audio_text_encoder import TrainedAudioTextEncoder
+
+    cfg = ctx.cfg.closed.audio_text
+    cnn = cfg.cnn.model_copy(update={"num_mel_bins": ctx.cfg.features.num_mel_bins})
+    cfg = cfg.model_copy(update={"cnn": cnn})  # the run's mel bins, like the targets'
+    captioner = ctx.cfg.captions.captioner_id
+    caps = ctx.run.captions(captioner)
+    clips = ctx.probe()["clip_id"].to_list()
+    missing = [c for c in clips if c not in caps]
+    if missing:
+        raise DataError(f"{ctx.run.root / 'captions.parquet'}: field 'text': no caption of "
+                        f"{captioner!r} for {len(missing)} probe clips, e.g. {missing[:3]}")
+    texts = [caps[c] for c in clips]
+    features = ctx.features()
+    _, folds = _labels(ctx)
+    key = audio_text_key(cfg, features_sha(features), texts, str(text_encoder.id), folds)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.safetensors"
+        raw = ctx.cache.get_bytes("weights", key)
+        made = ctx.cache.get_json("curves", key)
+        if raw is None or made is None:
+            cap_emb = np.asarray(text_encoder.encode(texts), dtype=np.float32)
+            trained = train_audio_text(cfg, features, cap_emb, folds, progress=ctx.progress)
+            save_weights(trained.model, path)
+            ctx.cache.put_bytes("weights", key, path.read_bytes())
+            made = {"curve": trained.curve, "n_train": trained.n_train,
+                    "text_dim": int(cap_emb.shape[1])}
+            ctx.cache.put_json("curves", key, made)
+            model = trained.model
+        else:
+            path.write_bytes(raw)
+            model = build_audio_text(cfg, int(made["text_dim"]))
+            load_weights(model, path)
+    curve = list(made["curve"])
+    encoder = TrainedAudioTextEncoder(model, text_encoder, ctx.feature_config(),
+                                      model_id=f"audio-text-cnn@{key[:12]}")
+    provenance = {
+        "model": encoder.id, "architecture": "log-mel CNN audio tower + frozen "
+        f"{text_encoder.id} text tower, projection heads, symmetric InfoNCE",
+        "trained_on": f"captions {captioner!r} of the {ctx.cfg.probe.kind} clips of folds "
+                      f"{', '.join(map(str, sorted(set(folds.tolist()) - {cfg.test_fold})))} "
+                      f"(all but test fold {cfg.test_fold}; no class labels)",
+        "train_clips": int(made["n_train"]), "test_fold": cfg.test_fold,
+        "epochs": cfg.epochs, "seed": cfg.seed, "precision": cfg.precision,
+        "weights_key": key, "config": cfg.model_dump(mode="json"),
+        "final_loss": round(float(curve[-1]["train_loss"]), 4) if curve else None,
+        "train_seconds": round(sum(float(c["seconds"]) for c in curve), 1),
+    }
+    loaded = LoadedAudioText(encoder=encoder, provenance=provenance)
+    ctx.targets[key_ctx] = loaded
+    return loaded
+
+
+def audio_text_zero_shot(ctx: Context, loaded: LoadedAudioText, texts: list[str]
+                         ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Embed every probe clip and one text per class; zero-shot accuracy on the held-out fold.
+
+    Args:
+        loaded: the trained model (:func:`load_audio_text`).
+        texts: one text per class id 0..C-1 (TAB's concept texts: the class names).
+
+    Returns:
+        (audio float32 [N, d], texts float32 [C, d], both L2-normalised;
+        ``{"zero_shot_accuracy": fraction or None when the fold is empty, "zero_shot_clips"}``).
+    """
+    from and_toolkit.targets.audio_text import zero_shot_accuracy
+
+    audio = loaded.encoder.encode_features(ctx.features())  # = logmel of ctx.waveforms()
+    concepts = loaded.encoder.encode_text(texts)
+    probe = ctx.probe()
+    test = probe["fold"].to_numpy() == ctx.cfg.closed.audio_text.test_fold
+    acc = (zero_shot_accuracy(audio[test], concepts, probe["target"].to_numpy()[test])
+           if test.any() else None)
+    return audio, concepts, {"zero_shot_accuracy": acc, "zero_shot_clips": int(test.sum())}
+def external_audio(ctx: Context, target: TargetSection
+                   ) -> tuple[Iterator[np.ndarray], dict[str, Any]]:
+    """The probe clips of a user's model, one at a time at its declared rate, and the rate
+    plan (file rates vs the model's, resampled count, resampler, downmix) for provenance.
+
+    Clips are read from disk lazily, so a pass holds one batch of audio, whatever the probe
+    size. Files at another rate are resampled (``probe.resample``) or refused, multi-channel
+    files averaged (``probe.downmix``) or refused, each naming the file.
+    """
+    from and_toolkit.probe.audio import load_audio, rate_plan
+    from and_toolkit.signal import resample
+
+    ext = ctx.external_model(target)
+    probe = ctx.probe()
+    synthetic = ctx.cfg.probe.kind == "synthetic"
+    plan = rate_plan(probe["sample_rate"].to_list(), probe["path"].to_list(), ext.sample_rate,
+                     ctx.cfg.probe.resample or synthetic)
+    plan = {**plan, "downmix": ctx.cfg.probe.downmix and not synthetic}
+
+    def clips() -> Iterator[np.ndarray]:
+        if synthetic:
+            synth = ctx.synthetic()
+            for clip_id, sr in zip(probe["clip_id"], probe["sample_rate"], strict=True):
+                yield resample(synth.waveforms[clip_id], int(sr), ext.sample_rate)
+            return
+        root = ctx.dataset_root()
+        for path in probe["path"]:
+            yield load_audio(root / path, ext.sample_rate, ctx.cfg.probe.resample,
+                             downmix=ctx.cfg.probe.downmix)
+
+    return clips(), plan
+
+
+def external_layers(ctx: Context, target: TargetSection) -> list[str]:
+    """Layers of a user's model to record: the config's patterns over the family's default
+    selection (its module types; the run's exclusions plus the family's)."""
+    from and_toolkit.recording.hooks import select_layers
+
+    ext = ctx.external_model(target)
+    rec = ctx.cfg.record
+    return select_layers(ext.module, include=rec.include, types=ext.types,
+                         exclude=[*rec.exclude, *ext.exclude])
+
+
+def untrained_reason(ctx: Context) -> str | None:
+    """Why the paper's experiments / report cannot run on this config (a user's model among
+    the targets), or None."""
+    own = [t.id for t in ctx.cfg.targets if t.external]
+    if not own:
+        return None
+    return (f"targets {own} are users' models (pretrained / factory): the paper's experiments "
+            "and report need targets trained here on the probe's labels (arch)")

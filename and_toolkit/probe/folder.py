@@ -17,7 +17,14 @@ from and_toolkit.errors import DataError
 from and_toolkit.probe.audio import audio_info
 from and_toolkit.records import ProbeClip
 
-__all__ = ["FolderProbeConfig", "folder_probe"]
+__all__ = ["AUDIO_EXTENSIONS", "UNLABELLED", "FolderProbeConfig", "folder_probe",
+           "unlabelled_probe"]
+
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au",
+                                     ".opus")
+"""File extensions an unlabelled folder is scanned for (case-insensitive)."""
+UNLABELLED = "unlabelled"
+"""The label of every clip of a folder without a label CSV."""
 
 
 class FolderProbeConfig(BaseModel):
@@ -134,3 +141,36 @@ def folder_probe(root: str | Path, cfg: FolderProbeConfig) -> pl.DataFrame:
         })
     frame = ProbeClip.frame(rows)
     return ProbeClip.validate_frame(frame, str(csv_path))
+
+
+def unlabelled_probe(root: str | Path, dataset: str) -> pl.DataFrame:
+    """The ``ProbeClip`` frame of every audio file under ``root`` (no label CSV).
+
+    Files are found recursively by extension (:data:`AUDIO_EXTENSIONS`), in sorted path order
+    (the probe order); other files are ignored. Every clip gets label :data:`UNLABELLED`,
+    target 0 and fold 1.
+
+    Raises:
+        DataError: missing root, no audio file, an unreadable or empty audio file, or two
+            files with the same stem (clip id), each naming the file(s).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: probe folder does not exist")
+    files = sorted(p for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    if not files:
+        raise DataError(f"{root}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in the folder "
+                        "or its subfolders")
+    rows = []
+    seen: dict[str, Path] = {}
+    for i, path in enumerate(files):
+        if path.stem in seen:
+            raise DataError(f"{path}: clip id {path.stem!r} is also the stem of {seen[path.stem]}"
+                            "; rename one (clip ids are file stems)")
+        seen[path.stem] = path
+        sr, n, _channels = audio_info(path)
+        rows.append({"dataset": dataset, "clip_id": path.stem, "index": i,
+                     "path": path.relative_to(root).as_posix(), "label": UNLABELLED,
+                     "target": 0, "fold": 1, "sample_rate": sr, "n_samples": n})
+    return ProbeClip.validate_frame(ProbeClip.frame(rows), str(root))

@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 __all__ = [
-    "DEFAULT_EXCLUDE", "DEFAULT_POOLING", "PoolingName", "DEFAULT_TYPES", "Pooling", "block_index", "is_channels_first",
+    "DEFAULT_EXCLUDE", "DEFAULT_POOLING", "PoolingName", "DEFAULT_TYPES", "Pooling", "block_index", "closest_paths", "is_channels_first",
     "layer_aliases", "module_width", "pool_output", "pooling_label", "resolve_modules",
-    "select_layers",
+    "select_layers", "time_dim",
 ]
 
 DEFAULT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
@@ -106,7 +106,35 @@ def pooling_label(ndim: int, pooling: Pooling, channels_first: bool) -> str:
     return pooling.tokens
 
 
-def pool_output(output: torch.Tensor, pooling: Pooling, channels_first: bool) -> torch.Tensor:
+def time_dim(ndim: int, channels_first: bool) -> int | None:
+    """The frame (time) axis of an output: 1 for tokens ``[B, T, D]``, 2 for conv1d
+    ``[B, C, T]``, 3 for conv2d ``[B, C, F, T]`` (time last); None for ``[B, D]``."""
+    if ndim == 2:
+        return None
+    if channels_first or ndim >= 4:
+        return ndim - 1
+    return 1
+
+
+def _masked(output: torch.Tensor, dim: int, valid: torch.Tensor, mode: str) -> torch.Tensor:
+    """Mean / max over ``dims`` >= 2 (channels first) or dim 1 (tokens), frames along ``dim``
+    at or after ``valid[b]`` left out."""
+    t = output.shape[dim]
+    keep = torch.arange(t, device=output.device)[None, :] < valid.to(output.device)[:, None]
+    shape = [output.shape[0]] + [1] * (output.ndim - 1)
+    shape[dim] = t
+    keep = keep.reshape(shape)
+    dims = (1,) if dim == 1 else tuple(range(2, output.ndim))
+    if mode == "mean":
+        count = keep.expand_as(output).sum(dim=dims).clamp(min=1).to(output.dtype)
+        return torch.where(keep, output, torch.zeros((), dtype=output.dtype,
+                                                     device=output.device)).sum(dim=dims) / count
+    low = torch.full((), float("-inf"), dtype=output.dtype, device=output.device)
+    return torch.where(keep, output, low).amax(dim=dims)
+
+
+def pool_output(output: torch.Tensor, pooling: Pooling, channels_first: bool,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
     """Pool a module output to ``[B, D]``.
 
     Args:
@@ -114,6 +142,9 @@ def pool_output(output: torch.Tensor, pooling: Pooling, channels_first: bool) ->
             ``channels_first`` (convolutions) or 4-D.
         pooling: pooling modes.
         channels_first: channels are on dim 1 (convolution outputs).
+        valid: int ``[B]``, the number of leading frames along the time axis
+            (:func:`time_dim`) that hold audio; later (padded) frames never enter a mean or
+            max. None: every frame counts. Each clip needs at least one valid frame.
 
     Returns:
         ``[B, D]`` tensor of the same dtype.
@@ -124,6 +155,17 @@ def pool_output(output: torch.Tensor, pooling: Pooling, channels_first: bool) ->
     """
     if output.ndim == 2:
         return output
+    if valid is not None:
+        dim = time_dim(output.ndim, channels_first)
+        if dim is None or output.ndim > 4 or valid.shape != (output.shape[0],):
+            raise ValueError(f"valid frames {tuple(valid.shape)} do not fit an output of shape "
+                             f"{tuple(output.shape)}")
+        if bool((valid < 1).any()):
+            raise ValueError(f"valid frames: every clip needs at least one, got {valid.tolist()}")
+        if dim == 1 and pooling.tokens in ("cls", "first"):
+            return output[:, 0, :]
+        mode = pooling.tokens if dim == 1 else pooling.spatial
+        return _masked(output, dim, valid, mode)
     if channels_first or output.ndim == 4:
         if output.ndim < 3:
             raise ValueError(f"conv output: expected [B, C, ...], got {tuple(output.shape)}")
@@ -169,7 +211,7 @@ def select_layers(
             if not any(fnmatchcase(n, pat) for n in candidates):
                 raise ValueError(
                     f"include: pattern {pat!r} matches no {_type_names(types)} module; "
-                    f"available: {_preview(candidates)}"
+                    f"closest module paths: {_preview(closest_paths(pat, candidates), 5)}"
                 )
         candidates = [n for n in candidates if any(fnmatchcase(n, p) for p in include)]
     chosen = [n for n in candidates if not any(fnmatchcase(n, p) for p in excl)]
@@ -178,6 +220,16 @@ def select_layers(
             f"no {_type_names(types)} module left to record (include={include}, exclude={excl})"
         )
     return chosen
+
+
+def closest_paths(pattern: str, paths: Sequence[str], n: int = 5) -> list[str]:
+    """The ``n`` module paths most similar to ``pattern`` (difflib ratio, wildcards dropped),
+    most similar first; for error messages."""
+    import difflib
+
+    bare = pattern.replace("*", "").replace("?", "").strip(".")
+    scored = sorted(paths, key=lambda p: -difflib.SequenceMatcher(None, bare, p).ratio())
+    return scored[:n]
 
 
 def resolve_modules(model: nn.Module, layers: Iterable[str]) -> dict[str, nn.Module]:
@@ -195,8 +247,8 @@ def resolve_modules(model: nn.Module, layers: Iterable[str]) -> dict[str, nn.Mod
         if not layer or layer not in modules:
             avail = [n for n, m in modules.items() if n and module_width(m) is not None]
             raise ValueError(
-                f"layers: unknown layer {layer!r}; available Linear/conv layers: "
-                f"{_preview(avail or [n for n in modules if n])}"
+                f"layers: unknown layer {layer!r}; closest module paths: "
+                f"{_preview(closest_paths(layer, avail or [n for n in modules if n]), 5)}"
             )
         out[layer] = modules[layer]
     return out

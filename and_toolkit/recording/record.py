@@ -1,13 +1,18 @@
 """Record pooled activations of any torch module in one pass, all layers at once.
 
 :func:`record_activations` returns ``{layer: float32 [N, width]}``; :func:`record_to_run` writes
-one ``ActivationTable`` file per layer through :meth:`and_toolkit.run.Run.write_activations`.
+one ``ActivationTable`` file per layer through :func:`and_toolkit.recording.write.
+write_layer_blocks`; :func:`record_partition` records one partition of the probe in memory (a
+Ray record actor's work, written by the driver through the same writer).
 
-Memory: forward hooks pool each recorded output to ``[B, width]`` as the batch runs and copy it
-into a float32 ``[N, width]`` array per layer, preallocated when ``n_clips`` is known. Memory
-beyond the forward pass itself is therefore the activation matrix (N x total width x 4 bytes),
-plus, while one layer's file is written, about two copies of that one layer. Without ``n_clips``
-the per-batch pieces are concatenated at the end (briefly twice the matrix).
+Memory: forward hooks pool each recorded output to ``[B, width]`` as the batch runs.
+:func:`record_activations` copies it into a float32 ``[N, width]`` array per layer (preallocated
+when ``n_clips`` is known; without it the per-batch pieces are concatenated at the end).
+:func:`record_to_run` keeps no activation matrix: each batch's pooled rows are appended to
+per-layer scratch files on disk (in a temporary directory inside the run), one file per block of
+:func:`units_per_chunk` units, so after the pass a block is read back as ``[N, units]``,
+transposed and written as one Parquet row group of neuron-major rows. Memory beyond the forward
+pass is one batch of pooled outputs per layer plus one block (4 MiB of values), whatever N.
 
 The model is put in eval mode for the pass (dropout off) and its train/eval flags are restored
 afterwards; the forward pass runs under ``torch.inference_mode``.
@@ -17,14 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import torch
 from torch import nn
 
@@ -38,17 +44,24 @@ from and_toolkit.recording.hooks import (
     pool_output,
     pooling_label,
     resolve_modules,
+    time_dim,
 )
+from and_toolkit.recording.write import activation_frame, nonfinite_rows, write_layer_blocks
 from and_toolkit.records import ActivationTable
 from and_toolkit.run import Run
 
 __all__ = [
-    "Batch", "Partition", "activation_frame", "check_finite", "nonfinite_rows", "probe_sha256",
-    "record_activations", "record_partition", "record_to_run", "write_layer",
+    "Batch", "FramedBatch", "activation_frame", "probe_sha256", "record_activations",
+    "Partition", "record_partition", "record_to_run", "units_per_chunk", "write_layer_blocks",
 ]
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
 """One model input: a tensor passed positionally, or a dict of tensors passed as keywords."""
+FramedBatch = tuple[Batch, Mapping[int, Any]]
+"""A model input with its valid frames: ``(batch, {T: int [B]})``. An output whose time axis
+(:func:`~and_toolkit.recording.hooks.time_dim`) has padded length T is pooled over the first
+``frames[T][b]`` frames of clip b only (wav2vec2 / HuBERT padding, Whisper's 30 s window);
+outputs of other lengths over every frame."""
 
 def probe_sha256(clip_ids: Sequence[str]) -> str:
     """SHA-256 of the ordered clip ids (JSON array, UTF-8): identifies a probe set and its order.
@@ -62,9 +75,21 @@ def probe_sha256(clip_ids: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(clip_ids), ensure_ascii=False).encode()).hexdigest()
 
 
+CHUNK_BYTES = 4 << 20
+"""Bytes of one block of units read back from scratch when writing (N x units x 4): small
+enough that its copies while writing (transpose, frame, Arrow) stay a few tens of MiB."""
+
+
+def units_per_chunk(n_clips: int) -> int:
+    """Units per scratch block / Parquet row group for N clips: ``CHUNK_BYTES`` worth of
+    float32 values, between 16 and 1024 units."""
+    return int(max(16, min(1024, CHUNK_BYTES // (4 * max(n_clips, 1)))))
+
+
 @dataclass
 class _LayerBuffer:
-    """Pooled outputs of one layer, filled batch by batch."""
+    """Pooled outputs of one layer, filled batch by batch: in memory, or appended to scratch
+    files (``scratch``: one ``<block>.f32`` file per block of ``block_units`` units)."""
 
     channels_first: bool
     n_clips: int | None
@@ -73,10 +98,41 @@ class _LayerBuffer:
     filled: int = 0
     calls: int = 0
     label: str = ""
+    scratch: Path | None = None
+    block_units: int = 0
+    width: int = 0
+    bad_rows: list[int] = field(default_factory=list)
+
+    def _spill(self, pooled: np.ndarray) -> None:
+        if self.width == 0:
+            self.width = int(pooled.shape[1])
+        elif pooled.shape[1] != self.width:
+            raise ValueError(f"output width changed from {self.width} to {pooled.shape[1]}")
+        if self.n_clips is not None and self.filled + pooled.shape[0] > self.n_clips:
+            raise ValueError(
+                f"batches: more than n_clips={self.n_clips} clips were fed to the model")
+        finite = np.isfinite(pooled).all(axis=1)
+        if not finite.all() and len(self.bad_rows) < 5:
+            self.bad_rows += (np.nonzero(~finite)[0] + self.filled).tolist()[:5]
+        assert self.scratch is not None
+        for block, u0 in enumerate(range(0, self.width, self.block_units)):
+            with open(self.scratch / f"{block}.f32", "ab") as fh:
+                fh.write(np.ascontiguousarray(pooled[:, u0:u0 + self.block_units]).tobytes())
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first unit, float32 [N, units])`` of each scratch block, in unit order."""
+        assert self.scratch is not None
+        if self.filled != self.n_clips:
+            raise ValueError(f"batches: expected n_clips={self.n_clips} clips, got {self.filled}")
+        for block, u0 in enumerate(range(0, self.width, self.block_units)):
+            values = np.fromfile(self.scratch / f"{block}.f32", dtype=np.float32)
+            yield u0, values.reshape(self.filled, -1)
 
     def add(self, pooled: np.ndarray) -> None:
         b = pooled.shape[0]
-        if self.n_clips is None:
+        if self.scratch is not None:
+            self._spill(pooled)
+        elif self.n_clips is None:
             self.chunks.append(pooled.copy())
         else:
             if self.array is None:
@@ -102,14 +158,17 @@ class _LayerBuffer:
         return self.array
 
 
-def _make_hook(layer: str, buf: _LayerBuffer, pooling: Pooling) -> Callable[..., None]:
+def _make_hook(layer: str, buf: _LayerBuffer, pooling: Pooling,
+               frames: dict[int, torch.Tensor]) -> Callable[..., None]:
     def hook(module: nn.Module, inputs: Any, output: Any) -> None:
         out = output[0] if isinstance(output, (tuple, list)) else output
         if not isinstance(out, torch.Tensor):
             raise ValueError(f"layer {layer!r}: output is {type(output).__name__}, not a tensor")
         if not buf.label:
             buf.label = pooling_label(out.ndim, pooling, buf.channels_first)
-        pooled = pool_output(out, pooling, buf.channels_first)
+        dim = time_dim(out.ndim, buf.channels_first)
+        valid = frames.get(out.shape[dim]) if dim is not None and frames else None
+        pooled = pool_output(out, pooling, buf.channels_first, valid)
         buf.add(pooled.detach().to(device="cpu", dtype=torch.float32).numpy())
     return hook
 
@@ -124,13 +183,15 @@ def _to_device(batch: Batch, device: torch.device) -> Batch:
 
 def _run(
     model: nn.Module,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch | FramedBatch],
     layers: Sequence[str],
     pooling: Pooling | str,
     n_clips: int | None,
     progress: bool,
+    scratch: Path | None = None,
 ) -> dict[str, _LayerBuffer]:
-    """One forward pass over ``batches`` with hooks on ``layers``; returns the filled buffers."""
+    """One forward pass over ``batches`` with hooks on ``layers``; returns the filled buffers
+    (spilled to ``scratch/<i>/`` per layer when ``scratch`` is given; needs ``n_clips``)."""
     pool = Pooling.parse(pooling)
     if not layers:
         raise ValueError("layers: at least one layer is required")
@@ -138,12 +199,20 @@ def _run(
         raise ValueError(f"n_clips: must be positive, got {n_clips}")
     modules = resolve_modules(model, layers)
     buffers = {name: _LayerBuffer(is_channels_first(m), n_clips) for name, m in modules.items()}
-    handles = [m.register_forward_hook(_make_hook(name, buffers[name], pool))
+    if scratch is not None:
+        if n_clips is None:
+            raise ValueError("n_clips: required when recording to scratch files")
+        for i, buf in enumerate(buffers.values()):
+            buf.scratch = scratch / str(i)
+            buf.scratch.mkdir(parents=True)
+            buf.block_units = units_per_chunk(n_clips)
+    frames: dict[int, torch.Tensor] = {}  # valid frames of the batch running, by padded length
+    handles = [m.register_forward_hook(_make_hook(name, buffers[name], pool, frames))
                for name, m in modules.items()]
     modes = {m: m.training for m in model.modules()}
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    iterator: Iterable[Batch] = batches
+    iterator: Iterable[Batch | FramedBatch] = batches
     if progress:
         from tqdm.auto import tqdm
         iterator = tqdm(batches, desc="record", unit="batch", file=sys.stderr, leave=False)
@@ -151,6 +220,11 @@ def _run(
         model.eval()
         with torch.inference_mode():
             for i, batch in enumerate(iterator):
+                frames.clear()
+                if isinstance(batch, tuple):
+                    batch, valid = batch
+                    frames.update({int(t): torch.as_tensor(v, dtype=torch.long)
+                                   for t, v in valid.items()})
                 inp = _to_device(batch, device)
                 before = {n: (b.filled, b.calls) for n, b in buffers.items()}
                 if isinstance(inp, Mapping):
@@ -177,7 +251,7 @@ def _run(
 
 def record_activations(
     model: nn.Module,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch | FramedBatch],
     layers: Sequence[str],
     pooling: Pooling | str = DEFAULT_POOLING,
     progress: bool = True,
@@ -207,45 +281,9 @@ def record_activations(
     return {name: buf.result() for name, buf in buffers.items()}
 
 
-def activation_frame(
-    values: np.ndarray,
-    *,
-    model_id: str,
-    layer: str,
-    alias: str,
-    block: int | None,
-    pooling: str,
-    probe_sha256: str,
-) -> pl.DataFrame:
-    """``ActivationTable`` frame of one layer: one row per unit, ``values`` = column of ``values``.
-
-    Args:
-        values: float32 [N, width] (clips x units).
-        model_id, layer, alias, block, pooling, probe_sha256: the record fields.
-
-    Returns:
-        Frame with ``width`` rows; ``values`` is ``Array(Float32, N)``.
-    """
-    if values.ndim != 2:
-        raise ValueError(f"values: expected [N, width], got shape {values.shape}")
-    n, width = values.shape
-    vec = np.ascontiguousarray(values.T, dtype=np.float32)
-    schema = ActivationTable.polars_schema(width=n)
-    return pl.DataFrame({
-        "model": pl.Series([model_id] * width, dtype=pl.String),
-        "layer": pl.Series([layer] * width, dtype=pl.String),
-        "unit": pl.Series(np.arange(width, dtype=np.int32)),
-        "alias": pl.Series([alias] * width, dtype=pl.String),
-        "block": pl.Series([block] * width, dtype=pl.Int32),
-        "pooling": pl.Series([pooling] * width, dtype=pl.String),
-        "probe_sha256": pl.Series([probe_sha256] * width, dtype=pl.String),
-        "values": pl.Series(vec, dtype=pl.Array(pl.Float32, n)),
-    }, schema=schema)
-
-
 def record_to_run(
     model: nn.Module,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch | FramedBatch],
     layers: Sequence[str],
     pooling: Pooling | str,
     run: Run,
@@ -269,8 +307,8 @@ def record_to_run(
             :func:`~and_toolkit.recording.hooks.layer_aliases`.
         blocks: ``{layer: 1-based block or None}`` overrides on top of
             :func:`~and_toolkit.recording.hooks.block_index`.
-        n_clips: number of clips N (the arrays are preallocated; memory = the [N, total width]
-            float32 matrix).
+        n_clips: number of clips N (checked; pooled outputs go to scratch files, so memory does
+            not grow with N).
         provenance: extra JSON-serialisable provenance stored in each file.
 
     Returns:
@@ -284,71 +322,29 @@ def record_to_run(
     for layer in layers:  # unsafe ids fail before the forward pass
         run.activation_path(model_id, layer)
     names = layer_aliases(layers, aliases)
-    buffers = _run(model, batches, layers, pooling, n_clips, progress)
-    check_finite(run, model_id, {layer: nonfinite_rows(buf.result())
-                                 for layer, buf in buffers.items()})
-    written: dict[str, Path] = {}
-    for layer in layers:
-        buf = buffers.pop(layer)
-        written[layer] = write_layer(
-            run, buf.result(), model_id=model_id, layer=layer, alias=names[layer],
-            block=blocks[layer] if blocks is not None and layer in blocks else block_index(layer),
-            pooling=buf.label, probe_sha256=probe_sha256, n_clips=n_clips,
-            provenance=provenance)
-        del buf
+    run.root.mkdir(parents=True, exist_ok=True)
+    for stale in run.root.glob(".record-*"):  # scratch of a killed pass
+        shutil.rmtree(stale, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=run.root, prefix=".record-") as tmp:
+        buffers = _run(model, batches, layers, pooling, n_clips, progress, scratch=Path(tmp))
+        for layer, buf in buffers.items():  # check everything before writing anything
+            if buf.filled != n_clips:
+                raise ValueError(f"batches: expected n_clips={n_clips} clips, got {buf.filled}")
+            if buf.bad_rows:
+                raise RecordValidationError(
+                    str(run.activation_path(model_id, layer)), ActivationTable.record_name,
+                    "values", f"layer {layer!r}: non-finite activations on clip rows "
+                    f"{sorted(set(buf.bad_rows))[:5]}; nothing written",
+                )
+        written: dict[str, Path] = {}
+        for layer in layers:
+            buf = buffers[layer]
+            written[layer] = write_layer_blocks(
+                run, buf.blocks(), model_id=model_id, layer=layer, alias=names[layer],
+                block=blocks.get(layer, block_index(layer)) if blocks else block_index(layer),
+                pooling=buf.label, probe_sha256=probe_sha256, n_clips=n_clips,
+                provenance=provenance)
     return written
-
-
-def nonfinite_rows(values: np.ndarray, limit: int = 5) -> list[int]:
-    """The first ``limit`` clip rows of ``values`` [N, width] holding a NaN or infinity."""
-    bad = ~np.isfinite(values)
-    return np.unique(np.nonzero(bad)[0])[:limit].tolist() if bad.any() else []
-
-
-def check_finite(run: Run, model_id: str, bad_rows: Mapping[str, Sequence[int]]) -> None:
-    """Refuse a recording with non-finite activations, before any file is written.
-
-    Args:
-        bad_rows: ``{layer: clip rows with non-finite values}`` (empty lists: fine).
-
-    Raises:
-        RecordValidationError: naming the layer's file and the rows.
-    """
-    for layer, rows in bad_rows.items():
-        if rows:
-            raise RecordValidationError(
-                str(run.activation_path(model_id, layer)), ActivationTable.record_name,
-                "values", f"layer {layer!r}: non-finite activations on clip rows "
-                f"{list(rows)[:5]}; nothing written")
-
-
-def write_layer(
-    run: Run,
-    values: np.ndarray,
-    *,
-    model_id: str,
-    layer: str,
-    alias: str,
-    block: int | None,
-    pooling: str,
-    probe_sha256: str,
-    n_clips: int,
-    provenance: Mapping[str, Any] | None = None,
-) -> Path:
-    """Write one layer's ``ActivationTable`` file (atomic; same inputs, same bytes).
-
-    Args:
-        values: float32 [N, width] activations of the layer (clips in probe order x units).
-        model_id, layer, alias, block, pooling, probe_sha256: the record fields.
-        n_clips: N (stored in the file's provenance).
-        provenance: extra JSON-serialisable provenance.
-
-    Returns:
-        The path written (:meth:`~and_toolkit.run.Run.activation_path`).
-    """
-    frame = activation_frame(values, model_id=model_id, layer=layer, alias=alias, block=block,
-                             pooling=pooling, probe_sha256=probe_sha256)
-    return run.write_activations(frame, **{"n_clips": n_clips, **dict(provenance or {})})
 
 
 @dataclass(frozen=True)
@@ -368,13 +364,14 @@ class Partition:
 
 def record_partition(
     model: nn.Module,
-    batches: Iterable[Batch],
+    batches: Iterable[Batch | FramedBatch],
     layers: Sequence[str],
     pooling: Pooling | str,
     *,
     n_clips: int,
 ) -> Partition:
-    """Record ``layers`` over one partition's batches (the unit of distributed recording).
+    """Record ``layers`` over one partition's batches in memory (the unit of distributed
+    recording, :mod:`and_toolkit.pipeline.ray_engine`).
 
     The same forward pass and hooks as :func:`record_to_run`; fed the same batches, it gives
     the same values bit for bit, so partitions cut at batch boundaries and concatenated in
@@ -383,9 +380,6 @@ def record_partition(
     Args:
         model, batches, layers, pooling: as :func:`record_activations`.
         n_clips: clips in this partition.
-
-    Returns:
-        The partition's :class:`Partition`.
     """
     buffers = _run(model, batches, layers, pooling, n_clips, False)
     values = {layer: buf.result() for layer, buf in buffers.items()}

@@ -9,8 +9,10 @@ from and_toolkit.records.models import (
     CalibratedSummary,
     Caption,
     ConceptSet,
+    ExplanationScore,
     Extremes,
     ProbeClip,
+    Rating,
     ResultRow,
     Summary,
     TrainingCurve,
@@ -18,6 +20,7 @@ from and_toolkit.records.models import (
 
 __all__ = [
     "ALL_RECORDS", "F32", "NEURON_KEY", "I32", "RECORDS_BY_NAME", "ActivationTable", "CalibratedSummary",
-    "Caption", "ConceptSet", "Extremes", "ProbeClip", "Record", "ResultRow", "Summary",
+    "Caption", "ConceptSet", "ExplanationScore", "Extremes", "ProbeClip", "Rating", "Record",
+    "ResultRow", "Summary",
     "TrainingCurve", "Vector",
 ]

@@ -200,8 +200,79 @@ class ResultRow(Record):
     note: str = Field(description="Free text: 'not run: <why>', config notes.")
 
 
+class Rating(Record):
+    """One human rating of one method's description of one neuron (the explorer's rating mode,
+    Table 3's human study). Appended to ``<run>/ratings.parquet``; never edited."""
+
+    record_name: ClassVar[str] = "Rating"
+    primary_key: ClassVar[tuple[str, ...]] = (*NEURON_KEY, "method", "rater", "rating_id")
+
+    rating_id: NonEmpty = Field(description="Unique id of this rating (32 hex digits, uuid4).")
+    model: NonEmpty = Field(description="Target-network id.")
+    layer: NonEmpty = Field(description="Torch module path.")
+    unit: Annotated[int, I32, Field(ge=0)] = Field(description="Output channel index.")
+    method: NonEmpty = Field(description="Method whose description was rated: 'TAB', 'DB', "
+                             "'ICL' (rank-0 closed concept) or 'SUM' (S_h^c).")
+    description: NonEmpty = Field(description="The description text shown to the rater "
+                                  "(untrusted), as the run held it when rated.")
+    rating: Annotated[int, I32, Field(ge=1, le=5)] = Field(
+        description="Rating on the paper's 1-5 scale (5 = describes the clips best).")
+    rater: NonEmpty = Field(description="Rater id as typed by the rater (untrusted).")
+    comment: str | None = Field(description="Free-text comment (untrusted); null if none.")
+    created: NonEmpty = Field(description="UTC time of the rating, ISO 8601 with seconds.")
+class ExplanationScore(Record):
+    """How well one description of one neuron predicts its activations on held-out clips.
+
+    The detection score of issue 15 (``dissect/scoring.py``): the similarity between the
+    description and each clip (its caption, or its audio) predicts whether the clip is in the
+    neuron's top ``q`` of activations, over the clips that did not produce the description.
+    """
+
+    record_name: ClassVar[str] = "ExplanationScore"
+    primary_key: ClassVar[tuple[str, ...]] = (
+        *NEURON_KEY, "kind", "method", "similarity", "variant", "source")
+
+    model: NonEmpty = Field(description="Target-network id.")
+    layer: NonEmpty = Field(description="Torch module path.")
+    unit: Annotated[int, I32, Field(ge=0)] = Field(description="Output channel index.")
+    kind: Literal["closed", "summary", "open"] = Field(
+        description="Description kind: the top-1 closed-set concept, the calibrated summary "
+        "S_h (kept points joined), or the open-set concepts joined as one phrase.")
+    method: NonEmpty = Field(description="'DB' / 'TAB' / 'ICL' (closed), 'SUM' (summary), "
+                            "'OCP' (open).")
+    similarity: str = Field(description="Closed: the similarity function or ICL prompt; "
+                            "'' otherwise.")
+    variant: Literal["", "descriptors"] = Field(
+        description="Caption variant: '' = imported captions alone (caption text and "
+        "descriptions), 'descriptors' = with our acoustic-descriptor sentences.")
+    source: Literal["caption", "audio"] = Field(
+        description="Clip side of the similarity: the clip's caption (text encoder) or its "
+        "audio (audio-text encoder).")
+    description: NonEmpty = Field(description="The text scored (untrusted model output).")
+    encoder: NonEmpty = Field(description="Encoder id of the similarity.")
+    q: Annotated[float, Field(gt=0, lt=1)] = Field(
+        description="Share of held-out clips that may count as the neuron's top (positives).")
+    n_heldout: Annotated[int, I32, Field(ge=0)] = Field(
+        description="Held-out clips (probe clips minus every top-K / bottom-K clip used).")
+    n_positive: Annotated[int, I32, Field(ge=0)] = Field(
+        description="Held-out clips above the neuron's top-q boundary.")
+    auc: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        description="ROC AUC of the similarity predicting a positive, in [0, 1] (0.5 = "
+        "chance); null without positives or negatives.")
+    spearman: Annotated[float, Field(ge=-1, le=1)] | None = Field(
+        description="Spearman correlation of similarity and activation over the held-out "
+        "clips; null when either is constant.")
+    null_auc: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        description="AUC of the description of another neuron of the layer (seeded "
+        "shuffle) on this neuron; null when the layer has one described neuron.")
+    null_spearman: Annotated[float, Field(ge=-1, le=1)] | None = Field(
+        description="Spearman of that shuffled description on this neuron.")
+    null_unit: Annotated[int, I32, Field(ge=0)] | None = Field(
+        description="Unit whose description gave the null (same layer).")
+
+
 ALL_RECORDS: tuple[type[Record], ...] = (
     ProbeClip, Caption, ActivationTable, Extremes, Summary, CalibratedSummary, ConceptSet,
-    TrainingCurve, ResultRow,
+    TrainingCurve, ResultRow, Rating, ExplanationScore,
 )
 RECORDS_BY_NAME: dict[str, type[Record]] = {r.record_name: r for r in ALL_RECORDS}

@@ -84,6 +84,25 @@ class Finding(_Frozen):
         return None if v is None else check_section_id(v, "Finding.section")
 
 
+class StageTime(_Frozen):
+    """One row of the setup section's timing table.
+
+    Attributes:
+        stage: the stage (``"record"``), a target's training (``"targets · ast training"``) or
+            ``"total"``.
+        wall_s: wall-clock seconds (``None``: not recorded).
+        cpu_s: process CPU seconds, all threads (``None``: not recorded).
+        peak_rss_mib: sampled peak resident memory in MiB (``None``: not recorded).
+        note: what the row's figures cover (e.g. weights from the cache).
+    """
+
+    stage: str = Field(min_length=1)
+    wall_s: float | None = Field(None, ge=0)
+    cpu_s: float | None = Field(None, ge=0)
+    peak_rss_mib: float | None = Field(None, ge=0)
+    note: str = ""
+
+
 class SetupItem(_Frozen):
     """One line of the setup section: what this run used beside what the paper used.
 
@@ -167,6 +186,8 @@ class ReportContext(_Frozen):
             a paper section get their own "Additional tables" section).
         notes: free-text notes shown at the top of the report.
         setup: what was run beside what the paper ran (the first section of the page).
+        timings: where the run's time went (the setup section's timing table; empty: none
+            recorded).
         not_graded: when non-empty, the run grades none of the paper's claims and this is why
             (e.g. ``"synthetic data"``): every verdict tile and caption says "not graded".
     """
@@ -179,6 +200,7 @@ class ReportContext(_Frozen):
     notes: tuple[str, ...] = ()
     setup: tuple[SetupItem, ...] = ()
     not_graded: str = ""
+    timings: tuple[StageTime, ...] = ()
 
     @field_validator("extra_tables")
     @classmethod

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
 from and_toolkit.report.context import Finding, Verdict
 from and_toolkit.report.evidence import (
     TargetVerdict,
@@ -78,6 +79,16 @@ def _worst(outcomes: list[Verdict]) -> Verdict:
     return "inconclusive" if "inconclusive" in outcomes else "holds"
 
 
+def _tab_model_caveat(df: pl.DataFrame | None) -> str:
+    """" <TAB model line>." from TAB's Table 2 notes when a model trained here made TAB's rows
+    (the experiment stage appends "TAB model: ..." to them), else ""."""
+    if df is None or df.is_empty():
+        return ""
+    notes = df.filter(pl.col("group") == "TAB")["note"].to_list()
+    line = next((n[n.index(TAB_MODEL_NOTE):] for n in notes if TAB_MODEL_NOTE in n), "")
+    return f" {line}." if line else ""
+
+
 # ----- claim 1 ----------------------------------------------------------------------------------
 def claim_db_best(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
     """(1) DB beats TAB and ICL on the last layer (Table 2: top-1, ties broken by top-5)."""
@@ -114,6 +125,7 @@ def claim_db_best(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
     if not per:
         return Finding(claim=claim, verdict="not run", section="table2",
                        evidence=f"{numbers} Neither TAB nor ICL ran ({reason(df)}).")
+    numbers += _tab_model_caveat(df)
     return _finding(claim, "table2", test, per, missing, numbers, facts,
                     "AST DB 100 vs TAB 96, ICL 72.")
 

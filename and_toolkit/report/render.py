@@ -138,7 +138,7 @@ def render_report(results: Mapping[str, pl.DataFrame], context: ReportContext) -
         title=context.title, run_name=context.run_name, sections=sections, counts=counts,
         verdicts=verdict_counts(context), findings=context.findings, notes=context.notes,
         provenance=_provenance(context.provenance), setup=context.setup, tiles=tiles,
-        not_graded=context.not_graded)
+        timings=context.timings, not_graded=context.not_graded)
 
 
 def verdict_counts(context: ReportContext) -> list[tuple[str, int]]:

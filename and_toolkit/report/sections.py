@@ -103,6 +103,10 @@ LABELS: Mapping[str, str] = MappingProxyType({
     "acc_before": "accuracy before (fraction)", "acc_after": "accuracy after (fraction)",
     "inertia": "K-means inertia", "elbow_k": "elbow k", "frequency": "frequency (count)",
     "n_captions": "captions (count)", "n_sentences": "sentences (count)",
+    "n_scored": "neurons scored (count)", "median_auc": "median AUC (0\u20131)",
+    "null_median_auc": "null median AUC (0\u20131)", "null_iqr_auc": "null AUC IQR",
+    "pct_above_chance": "above chance (% of neurons)", "median_spearman": "median Spearman",
+    "null_median_spearman": "null median Spearman",
 })
 """Display labels of metric and series ids (units included); unknown ids show as they are."""
 
@@ -133,7 +137,11 @@ SECTIONS: tuple[SectionSpec, ...] = (
         "table3", "Table 3 \u00b7 Description quality of middle-layer neurons",
         "Mean rating (1\u20135), cosine similarity and BERTScore F1 between each method's "
         "description and a reference summary, over sampled AST neurons.", "table",
-        headers={"group": "method"}, toc="Middle-layer descriptions"),
+        headers={"group": "method"}, toc="Middle-layer descriptions",
+        explain=("Ratings collected with `and-toolkit explore` (the run's ratings.parquet) are "
+                 "our own raters' ratings of this run's descriptions, not the paper's "
+                 "annotators' ratings of theirs; rating_sd is the SD over neurons of each "
+                 "neuron's mean rating, n_rating the neurons rated.",)),
     SectionSpec(
         "ablation_dose", "Pruning sanity check \u00b7 random ablation up to 100 %",
         "Top-1 accuracy on the test fold after zeroing a random x % of each target's hidden "
@@ -225,7 +233,8 @@ SECTIONS: tuple[SectionSpec, ...] = (
         "descriptions. Descriptions are model output, shown verbatim.", "qualitative",
         toc="Example descriptions",
         explain=("An empty TAB or ICL cell means that method was not run for that neuron: TAB "
-                 "needs CLAP weights, and ICL labels only the classifier layer "
+                 "needs an audio-text model (closed.tab_model: CLAP weights or the model "
+                 "trained here), and ICL labels only the classifier layer "
                  "(closed.icl_layers = 'classifier'); see the notes at the top.",)),
     SectionSpec(
         "table8", "Table 8 \u00b7 Word clouds of the caption clusters",
@@ -239,8 +248,28 @@ SECTIONS: tuple[SectionSpec, ...] = (
         absent="the toolkit runs one probing set per run and this run's is not GTZAN; GTZAN "
                "(marsyas/gtzan) is not available offline here, so the models were not trained "
                "or probed on it."),
+    SectionSpec(
+        "explanation_scores", "Explanation quality · beyond the paper",
+        "Beyond the paper (issue 15): does a neuron's description predict its activations on "
+        "clips that did not produce it? Per neuron and description (top-1 closed concept per "
+        "method × similarity, calibrated summary S_h, open concepts as one phrase), the "
+        "AUC of the text encoder's description–caption similarity predicting 'clip in the "
+        "neuron's top q of activations' (q = 5 % by default) over its held-out clips (every "
+        "top-K / bottom-K clip of the run's K and extra K excluded), and the Spearman "
+        "correlation of similarity and activation. Null: the same score with the description "
+        "of another neuron of the same layer (seeded shuffle). Above chance = AUC above the "
+        "95th percentile of the null AUCs of the neuron's own layer and description kind "
+        "(about 5 % of null scores pass it by construction). Plotted per block (captions "
+        "alone; classifier = last block + 1): median AUC of the descriptions vs. the null, "
+        "and the share above chance. 'captions + descriptors' is the labelled variant with "
+        "our descriptor sentences in captions and descriptions: it partly scores our template "
+        "against itself. No paper values exist.",
+        "line", x_label="block (classifier = last block + 1)", panel_by=("group",),
+        headers={"group": "description", "series": "clip side"},
+        toc="Explanation quality (beyond the paper)", paper=False,
+        absent="the score stage did not run (add \"score\" to the run's stages)."),
 )
-"""Every paper section, in the paper's order."""
+"""Every paper section, in the paper's order, then our own checks beyond the paper."""
 
 SECTIONS_BY_ID: Mapping[str, SectionSpec] = MappingProxyType({s.id: s for s in SECTIONS})
 

@@ -40,7 +40,10 @@ IMPLIES: dict[str, str] = {
                "method.",
     "text encoder": "the encoder sets every description-to-class similarity: DB scores shift, "
                     "and Cos is comparable with the paper's only under all-MiniLM.",
-    "TAB audio-text model": "TAB needs an audio-text model: without one its rows are not run.",
+    "TAB audio-text model": "TAB needs an audio-text model: without one its rows are not run; "
+                            "a model trained here on the probe set's other folds has seen "
+                            "the test classes described in captions (the paper's CLAP never "
+                            "saw ESC-50), so its TAB rows test the pipeline, not CLAP.",
     "K": "K sets how many top clips describe a neuron (Figs 6, 11-13, Table 6).",
     "classes": "fewer target classes make the Table 4 / Fig 10 means noisier.",
 }

@@ -318,3 +318,24 @@ def test_clap_load_from_local_directory(clap_parts: tuple[Any, Any, Any],
     np.testing.assert_allclose(loaded.encode_audio(waves, SR), clap_enc.encode_audio(waves, SR),
                                atol=1e-6)
     np.testing.assert_allclose(loaded.encode_text(TEXTS), clap_enc.encode_text(TEXTS), atol=1e-6)
+
+
+def test_clap_directory_missing_files_are_named(clap_parts: tuple[Any, Any, Any],
+                                                tmp_path: Path) -> None:
+    model, fe, tok = clap_parts
+    target = tmp_path / "clap"
+    model.save_pretrained(target)
+    transformers.ClapProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(target)
+    ClapEncoder.load(target)  # complete
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        (target / name).unlink(missing_ok=True)
+    for name in ("tokenizer.json", "vocab.json"):
+        (target / name).unlink(missing_ok=True)
+    with pytest.raises(FileNotFoundError, match=r"lacks: preprocessor_config\.json or "
+                                                r"processor_config\.json; "
+                                                r"tokenizer\.json or vocab\.json \+ merges"):
+        ClapEncoder.load(target)
+    for weights in target.glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(FileNotFoundError, match=r"model\.safetensors or"):
+        ClapEncoder.load(target)

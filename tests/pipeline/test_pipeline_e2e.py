@@ -34,8 +34,9 @@ TINY: dict[str, Any] = {
     "captions": {"source": "synthetic", "captioner_id": "synthetic-params"},
     "closed": {"methods": ["DB", "TAB"], "encoder": "hashing"},
     "calibrate": {"encoder": "hashing"},
+    "score": {"encoder": "hashing"},
     "stages": ["probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
-               "open", "closed"],
+               "open", "closed", "score"],
 }
 
 
@@ -67,6 +68,19 @@ def test_every_record_validates_and_neuron_view_joins(tiny_run: tuple[Path, Path
     assert set(closed["method"].unique()) == {"DB"}
     assert set(closed["similarity"].unique()) == {
         "cos", "cos_cubed", "rank_reorder", "wpmi", "soft_wpmi"}
+    # every described neuron scored on held-out clips; audio side not run without CLAP
+    scores = pl.read_parquet(run / "scores.parquet")
+    assert {"auc_DB_cos", "auc_SUM", "auc_DB_cos_descriptors"} <= set(view.columns)
+    n_clips = pl.read_parquet(run / "probe.parquet").height
+    assert set(scores["source"]) == {"caption"}
+    # no clip a description came from (top / bottom K of K = 3 and the extra K = 4) is scored
+    used = (pl.concat([pl.read_parquet(run / f).select("model", "layer", "unit", "clip_ids")
+                       for f in ("extremes.parquet", "extremes_k4.parquet")])
+            .explode("clip_ids").unique().group_by("model", "layer", "unit").len())
+    held = scores.join(used, on=["model", "layer", "unit"], how="left")
+    assert (held["n_heldout"] == n_clips - held["len"]).all()
+    assert "audio" in manifest["stages"]["score"]["not_run"]
+    assert (run / "results" / "explanation_scores.parquet").is_file()
 
 
 def test_rerun_is_a_no_op_and_identical(tiny_run: tuple[Path, Path], tmp_path: Path) -> None:
@@ -85,7 +99,7 @@ def test_changed_section_reruns_downstream_only(tiny_run: tuple[Path, Path]) -> 
     a = fingerprints(parse_config(TINY))
     b = fingerprints(parse_config({**TINY, "calibrate": {"encoder": "hashing", "threshold": 0.9}}))
     changed = [s for s in a if a[s] != b[s]]
-    assert changed == ["calibrate", "open", "closed", "experiments", "report"]
+    assert changed == ["calibrate", "open", "closed", "score", "experiments", "report"]
 
 
 KILLER = """

@@ -188,3 +188,45 @@ def test_non_finite_activations_are_refused_before_any_file(ray_cluster: Any,
     finally:
         engine.close()
     assert not (tmp_path / "run" / "activations").exists()
+
+
+def test_framed_multi_block_recording_gives_the_local_bytes(
+        ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Valid frames (``RecordJob.frames``) reach the actors, and a layer wider than one block
+    (40 units in row groups of 16 + 16 + 8) is written by the Ray driver with the local bytes."""
+    import numpy as np
+    import pyarrow.parquet as pq
+    import torch
+    from torch import nn
+
+    import and_toolkit.recording.record as rec
+    from and_toolkit.config import ExecutionSection
+    from and_toolkit.pipeline.engine import LocalEngine, RecordJob
+    from and_toolkit.pipeline.ray_engine import RayEngine
+    from and_toolkit.run import Run
+
+    n, t = 10, 6
+    monkeypatch.setattr(rec, "CHUNK_BYTES", 16 * 4 * n)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 40), nn.ReLU(), nn.Linear(40, 3))
+    inputs = np.random.default_rng(0).standard_normal((n, t, 4)).astype(np.float32)
+    frames = {t: np.array([1, 2, 3, 4, 5, 6, 6, 5, 4, 3])}
+
+    def job(root: Path, with_frames: bool) -> RecordJob:
+        return RecordJob(model=model, inputs=inputs, batch_size=2, layers=["0", "2"],
+                         pooling="mean", run=Run.at(root), model_id="m", probe_sha256="0" * 64,
+                         frames=frames if with_frames else None)
+
+    local = LocalEngine().record(job(tmp_path / "local", True))
+    unmasked = LocalEngine().record(job(tmp_path / "unmasked", False))
+    engine = RayEngine(ExecutionSection(engine="ray", partition_clips=4,
+                                        stages={"record": {"workers": 2}}))
+    try:
+        ray = engine.record(job(tmp_path / "ray", True))
+    finally:
+        engine.close()
+    assert pq.ParquetFile(local["0"]).num_row_groups == 3
+    for layer in ("0", "2"):
+        assert ray[layer].read_bytes() == local[layer].read_bytes()
+        # the frames changed the values (padded frames were left out)
+        assert unmasked[layer].read_bytes() != local[layer].read_bytes()

@@ -336,7 +336,8 @@ def _tiny_run(root: Path, probe_kind: str = "esc50") -> Context:
                                                               ("fz", .2))}},
                 "closed": {"seconds": 3.0, "not_run": {"TAB": "TAB needs CLAP weights"},
                            "backends": {"DB": "minilm-id"}},
-                "summaries": {"summarizer": "extractive-v1", "seconds": 1.0}})
+                "summaries": {"summarizer": "extractive-v1", "seconds": 1.0},
+                "record": {"resources": {"wall_s": 12.25, "cpu_s": 20.5, "peak_rss_mib": 901.0}}})
     for exp, frame in paper_like().items():
         run.write_result(exp, frame, job="handmade", settings={"b": 2, "a": 1})
     (root / "experiments").mkdir()
@@ -363,11 +364,14 @@ def test_report_stage_is_byte_identical_and_publishes(tmp_path: Path,
                  "settings: {&#34;a&#34;: 1, &#34;b&#34;: 2}", "block1.fc1 #3"):
         assert text in html, text
     assert "<script>alert" not in html
-    assert "4321" not in html and "seconds" not in html  # no timings
+    assert "4321" not in html  # the old "seconds" key is not a resource figure
+    timing = html[html.index("Where the time went"):html.index("claims", html.index("Where the time went"))]
+    assert "<td class=\"label\">record</td><td>12.2</td><td>20.5</td><td>901</td>" in timing
     assert set(info["verdicts"].values()) == {"holds"}
-    # timings and dict order in the manifest change; the page does not
+    # dict order and the report stage's own timing change; the page does not
     manifest = ctx.run.manifest()
     manifest["stages"]["targets"]["seconds"] = 99.0
+    manifest["stages"]["report"] = {"resources": {"wall_s": 3.0, "cpu_s": 3.0}}  # not shown
     manifest["stages"] = dict(reversed(list(manifest["stages"].items())))
     ctx.run.write_manifest(manifest)
     stage_report(Context(cfg=ctx.cfg, run=ctx.run, cache=ctx.cache, progress=False))
@@ -440,3 +444,16 @@ def test_paper_model_defaults_by_arch() -> None:
         {"id": "f", "arch": "ast-frozen"}, {"id": "x", "arch": "cnn", "paper_model": "AST"}]})
     assert [t.paper_model_id for t in cfg.targets] == [
         "AST", "BEATs-finetuned", "BEATs-frozen", "AST"]
+
+
+def test_claim_1_names_tabs_trained_model_from_its_table2_note() -> None:
+    from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
+
+    res = paper_like()
+    assert TAB_MODEL_NOTE not in paper_findings(res, FACTS)[0].evidence
+    line = f"{TAB_MODEL_NOTE} audio-text-cnn@abc, trained here on folds 2-5"
+    res["table2"] = res["table2"].with_columns(
+        pl.when(pl.col("group") == "TAB").then(pl.lit(f"best of 5; {line}"))
+        .otherwise(pl.col("note")).alias("note"))
+    found = paper_findings(res, FACTS)[0]
+    assert found.verdict == "holds" and f" {line}." in found.evidence

@@ -26,7 +26,7 @@ XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_IMG = "<img src=x onerror=alert(1)>"
 PAPER_IDS = ["table2", "table7", "table3", "ablation_dose", "table4", "fig10", "fig3", "fig9",
              "fig4a", "fig4b", "fig4c", "fig5", "fig6", "fig11_13", "fig8", "table6", "table8",
-             "fig14"]
+             "fig14", "explanation_scores"]
 
 
 class _Tags(HTMLParser):

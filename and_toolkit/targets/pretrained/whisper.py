@@ -32,7 +32,7 @@ from torch import nn
 from and_toolkit.targets.pretrained.ct2 import CT2Model, parse_ct2
 
 __all__ = ["WhisperClassifier", "WhisperLogMel", "convert_whisper", "load_ct2_whisper",
-           "load_whisper_classifier", "whisper_config", "whisper_state"]
+           "load_whisper_classifier", "valid_frames", "whisper_config", "whisper_state"]
 
 SAMPLE_RATE, N_FFT, HOP, N_MELS, WINDOW_SECONDS = 16000, 400, 160, 80, 30.0
 
@@ -208,6 +208,18 @@ class WhisperClassifier(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(wav))  # type: ignore[no-any-return]
+
+
+def valid_frames(n_samples: np.ndarray, window_seconds: float = WINDOW_SECONDS
+                 ) -> dict[int, np.ndarray]:
+    """Frames of the window holding each clip's audio, by padded frame count (for recording:
+    ``recording.record.FramedBatch``): ``ceil(S / 160)`` of the mel frames (conv1's output),
+    ``ceil(S / 320)`` of the encoder frames (conv2 and the layers), S = samples at 16 kHz cut
+    to the window, as :meth:`WhisperClassifier.embed` pools them."""
+    samples = int(round(window_seconds * SAMPLE_RATE))
+    n = np.minimum(np.asarray(n_samples, dtype=np.int64), samples)
+    return {samples // HOP: np.maximum(1, -(-n // HOP)),
+            samples // (2 * HOP): np.maximum(1, -(-n // (2 * HOP)))}
 
 
 def load_whisper_classifier(n_classes: int, window_seconds: float = WINDOW_SECONDS

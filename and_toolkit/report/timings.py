@@ -1,0 +1,76 @@
+"""Where a run's time went: the setup section's table of stage and training costs.
+
+Pure functions over the manifest's ``stages`` mapping (``resources.measured`` figures written by
+the pipeline). The figures are those of each stage's last execution in the run directory: a stage
+whose inputs were cached (trained weights, LLM generations, pruned-model logits) shows the cost of
+reading the cache, and the cost of producing the cached work when it was produced is shown on its
+own row (``train_seconds`` of each target), so a warm run never passes for a cold one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from and_toolkit.report.context import StageTime
+
+__all__ = ["stage_times"]
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _target_rows(targets: Mapping[str, Any]) -> list[StageTime]:
+    rows = []
+    for tid in sorted(targets):
+        entry = targets[tid]
+        if not isinstance(entry, dict) or "arch" not in entry:
+            continue
+        choice = entry.get("training_choice") or {}
+        cached = bool(choice.get("remembered")) or (
+            (_float((entry.get("resources") or {}).get("wall_s")) or 0.0)
+            < 0.5 * (_float(entry.get("train_seconds")) or 0.0))
+        how = f"{entry.get('precision', '?')}, {entry.get('threads', '?')} thread(s); "
+        rows.append(StageTime(
+            stage=f"targets · {tid} training", wall_s=_float(entry.get("train_seconds")),
+            cpu_s=None, peak_rss_mib=None,
+            note=how + ("weights read from the cache: the training that produced them"
+                        if cached else "trained in this run")))
+    return rows
+
+
+def stage_times(stages: Mapping[str, Any], order: Sequence[str]) -> tuple[StageTime, ...]:
+    """One row per executed stage in pipeline order, plus one per trained target.
+
+    Args:
+        stages: the manifest's ``stages`` mapping (stage -> entry with ``resources``:
+            ``wall_s``, ``cpu_s`` (s), ``peak_rss_mib`` (MiB); targets also per target id).
+        order: the pipeline's stage order (stages not in it are listed last, by name).
+
+    Returns:
+        The rows; the stage rows first, each target's training row right after ``targets``,
+        and a last ``total`` row (sums of wall and CPU seconds of the stage rows). Empty when no
+        stage recorded resources.
+    """
+    rank = {name: i for i, name in enumerate(order)}
+    rows: list[StageTime] = []
+    wall = cpu = 0.0
+    for stage in sorted(stages, key=lambda s: (rank.get(s, len(rank)), s)):
+        entry = stages[stage]
+        res = entry.get("resources") if isinstance(entry, dict) else None
+        if not isinstance(res, dict):
+            continue
+        row = StageTime(stage=stage, wall_s=_float(res.get("wall_s")),
+                        cpu_s=_float(res.get("cpu_s")),
+                        peak_rss_mib=_float(res.get("peak_rss_mib")))
+        wall += row.wall_s or 0.0
+        cpu += row.cpu_s or 0.0
+        rows.append(row)
+        if stage == "targets":
+            rows.extend(_target_rows(entry))
+    if not rows:
+        return ()
+    rows.append(StageTime(stage="total", wall_s=wall, cpu_s=cpu, peak_rss_mib=None,
+                          note="stages of this run directory (the training rows are not added)"))
+    return tuple(rows)

@@ -1,0 +1,109 @@
+"""Benchmark: a whole run cold (empty cache) and warm (fresh run directory, warm cache), per stage.
+
+Runs ``and-toolkit run CONFIG`` twice as a new user would, in subprocesses: first with
+``$AND_CACHE_DIR`` pointing at an empty directory (nothing trained, embedded, generated or
+probed yet: the precision / thread probes run again), then into a second fresh run directory with
+that now-warm cache. Each run's manifest gives every stage's wall time, CPU time and peak memory
+(``resources.measured``) and each target's training time; the whole process's wall time is
+measured around it. The CPU model, core count, ISA flags that decide bf16 (avx2, avx512f,
+avx512_bf16, amx_bf16) and the 1-minute load average before and after each run are recorded beside
+the figures, because the machine is shared and noisy.
+
+Goals (issue 18, on a 2-core AVX2 laptop): demo cold <= 90 s; ESC-50 cold <= 30 min, warm <= 5 min.
+A run on another kind of CPU is recorded, not compared against these goals as if it were one.
+
+Usage::
+
+    export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+    python benchmarks/bench_cold_run.py                       # configs/demo.toml -> results/cold_demo.json
+    AND_DATA_DIR=../shared/data python benchmarks/bench_cold_run.py --config configs/esc50.toml \\
+        --out benchmarks/results/cold_esc50.json               # about an hour or more cold
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+GOALS_S = {"demo": {"cold": 90.0}, "esc50": {"cold": 1800.0, "warm": 300.0}}
+FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, usable cores and the ISA flags that decide bf16 speed (Linux /proc/cpuinfo)."""
+    model, flags = platform.processor() or "unknown", set()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        for line in info.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    return {"platform": platform.platform(), "cpu_model": model,
+            "cores": len(os.sched_getaffinity(0)), "flags": {f: f in flags for f in FLAGS}}
+
+
+def one_run(config: Path, run_dir: Path, cache: Path) -> dict[str, Any]:
+    """``and-toolkit run`` in a subprocess; wall seconds, load and the manifest's stage figures.
+
+    The subprocess runs in ``run_dir``'s parent, so the published report lands there, never in
+    the checkout's ``reports/``."""
+    env = {**os.environ, "AND_CACHE_DIR": str(cache)}
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "and_toolkit.cli", "run", str(config), "--run-dir",
+                    str(run_dir), "--no-progress"], check=True, env=env, cwd=run_dir.parent)
+    wall = time.perf_counter() - start
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    stages = manifest.get("stages") or {}
+    per_stage = {s: e.get("resources") for s, e in stages.items()
+                 if isinstance(e, dict) and isinstance(e.get("resources"), dict)}
+    training = {t: {k: e.get(k) for k in ("arch", "precision", "threads", "train_seconds",
+                                            "test_accuracy")}
+                for t, e in (stages.get("targets") or {}).items()
+                if isinstance(e, dict) and "arch" in e}
+    return {"wall_s": round(wall, 2), "load1_before": load, "load1_after": os.getloadavg()[0],
+            "stages": per_stage, "training": training}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/demo.toml")
+    parser.add_argument("--out", default=None, help="results file (default: results/cold_<name>.json)")
+    parser.add_argument("--no-warm", action="store_true", help="skip the warm run")
+    args = parser.parse_args()
+    config = (ROOT / args.config).resolve()
+    name = config.stem
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"cold_{name}.json"
+    with tempfile.TemporaryDirectory(prefix="and-cold-") as tmp:
+        cache = Path(tmp) / "cache"
+        result: dict[str, Any] = {
+            "benchmark": "cold_run", "config": args.config,
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "machine": machine(), "goals_s": GOALS_S.get(name, {}),
+            "cold": one_run(config, Path(tmp) / "cold", cache)}
+        if not args.no_warm:
+            result["warm"] = one_run(config, Path(tmp) / "warm", cache)
+    for kind, goal in result["goals_s"].items():
+        if kind in result:
+            result[f"{kind}_meets_goal"] = result[kind]["wall_s"] <= goal
+    result["note"] = ("Goals are for a 2-core AVX2-only laptop CPU; compare them only on such a "
+                      "machine. load1_* is the 1-minute load average (other jobs share the CPU).")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    print(json.dumps({k: result[k]["wall_s"] for k in ("cold", "warm") if k in result}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""The setup section's timing table, from hand-made manifest stages."""
+
+from __future__ import annotations
+
+from and_toolkit.config import STAGES
+from and_toolkit.report.timings import stage_times
+
+
+def test_rows_follow_pipeline_order_and_separate_cached_training() -> None:
+    stages = {
+        "closed": {"resources": {"wall_s": 10.0, "cpu_s": 15.0, "peak_rss_mib": 800.0}},
+        "probe": {"resources": {"wall_s": 0.5, "cpu_s": 0.25}},
+        "targets": {"resources": {"wall_s": 2.0, "cpu_s": 2.0},
+                    "fingerprint": "abc",
+                    "cnn": {"arch": "cnn", "precision": "fp32", "threads": 2,
+                            "train_seconds": 1200.0, "resources": {"wall_s": 1.0}},
+                    "ast": {"arch": "ast", "precision": "bf16", "threads": 1,
+                            "train_seconds": 300.0, "resources": {"wall_s": 310.0}}},
+        "summaries": {"seconds": 4.0},  # no resources: not a row
+    }
+    rows = stage_times(stages, STAGES)
+    assert [r.stage for r in rows] == ["probe", "targets", "targets · ast training",
+                                       "targets · cnn training", "closed", "total"]
+    by = {r.stage: r for r in rows}
+    assert by["total"].wall_s == 12.5 and by["total"].cpu_s == 17.25
+    assert "trained in this run" in by["targets · ast training"].note
+    assert "from the cache" in by["targets · cnn training"].note
+    assert by["targets · cnn training"].wall_s == 1200.0
+    assert by["probe"].peak_rss_mib is None
+
+
+def test_no_resources_no_rows() -> None:
+    assert stage_times({"probe": {"seconds": 1.0}}, STAGES) == ()
+    assert stage_times({}, STAGES) == ()
