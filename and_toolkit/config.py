@@ -270,6 +270,48 @@ class ExperimentSection(_Section):
     annotation_neurons: int = Field(10, ge=1, description="Annotation-sheet neurons per block.")
 
 
+DistributedStage = Literal["record", "extremes", "captions", "closed", "summaries"]
+"""Stages the Ray engine distributes (every other stage runs on the local path under either
+engine; see docs/scale-out.md)."""
+
+
+class StageResources(_Section):
+    """Ray resources of one distributed stage's workers (actors or tasks)."""
+
+    num_cpus: float = Field(1.0, gt=0, description="CPUs per worker; an actor also runs torch "
+                            "on max(1, int(num_cpus)) threads.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per worker (the record stage's actors "
+                            "then run the model on CUDA: same records up to float tolerance, "
+                            "not the same bytes as on CPU).")
+    workers: int | None = Field(
+        None, ge=1, description="Actors (record; the LLM actors of summaries and closed's ICL) "
+        "or concurrent tasks; default: as many as the cluster's CPUs hold at num_cpus each.")
+
+
+class ExecutionSection(_Section):
+    """Where the stages run. Never part of a stage fingerprint: both engines write the same
+    records (byte-identical on CPU), so switching engines re-runs nothing."""
+
+    engine: Literal["local", "ray"] = Field(
+        "local", description="'local': this process (no Ray needed); 'ray': the distributed "
+        "stages run on a Ray cluster (pip install 'and-toolkit[ray]').")
+    address: str | None = Field(
+        None, description="Ray cluster address (e.g. 'ray://head:10001' or 'auto'); default: "
+        "start a local cluster with ray.init(num_cpus=num_cpus) for this run.")
+    num_cpus: int | None = Field(
+        None, ge=1, description="CPUs of the local cluster started when address is unset "
+        "(default: every CPU of the machine).")
+    partition_clips: int = Field(
+        512, ge=1, description="Clips per record partition (rounded up to a multiple of the "
+        "forward batch, so every forward pass sees the local engine's batches).")
+    stages: dict[DistributedStage, StageResources] = Field(
+        default_factory=dict, description="Per-stage resources; default StageResources().")
+
+    def resources(self, stage: str) -> StageResources:
+        """The resources of ``stage`` (the defaults when the config names none)."""
+        return self.stages.get(stage, StageResources())  # type: ignore[call-overload]
+
+
 class RunConfig(_Section):
     """A whole run."""
 
@@ -288,6 +330,7 @@ class RunConfig(_Section):
     closed: ClosedSection = ClosedSection()
     score: ScoreSection = ScoreSection()
     experiments: ExperimentSection = ExperimentSection()
+    execution: ExecutionSection = ExecutionSection()
 
 
 def _format(exc: ValidationError, source: str) -> str:

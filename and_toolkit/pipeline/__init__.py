@@ -92,25 +92,28 @@ def run_pipeline(
     functions = _stage_functions()
     prints = fingerprints(cfg)
     done = run.manifest().get("stages", {})
-    for stage in STAGES:
-        if stage not in cfg.stages or (only and stage not in only):
-            continue
-        if not force and done.get(stage, {}).get("fingerprint") == prints[stage]:
-            print(f"[{stage}] up to date")
-            continue
-        print(f"[{stage}] running", flush=True)
-        with measured() as usage:
-            info = functions[stage](ctx)
-        run.mark_stage(stage, fingerprint=prints[stage], seconds=round(usage.wall_s, 2),
-                       resources=usage.as_dict(), **info)
-        print(f"[{stage}] done in {usage.wall_s:.1f} s (cpu {usage.cpu_s:.1f} s, "
-              f"peak {usage.peak_rss_mib:.0f} MiB)", flush=True)
-        # a re-run stage invalidates every later stage
-        done = {s: v for s, v in run.manifest().get("stages", {}).items()
-                if STAGES.index(s) <= STAGES.index(stage)}
-        manifest = run.manifest()
-        manifest["stages"] = done
-        run.write_manifest(manifest)
+    try:
+        for stage in STAGES:
+            if stage not in cfg.stages or (only and stage not in only):
+                continue
+            if not force and done.get(stage, {}).get("fingerprint") == prints[stage]:
+                print(f"[{stage}] up to date")
+                continue
+            print(f"[{stage}] running", flush=True)
+            with measured() as usage:
+                info = functions[stage](ctx)
+            run.mark_stage(stage, fingerprint=prints[stage], seconds=round(usage.wall_s, 2),
+                           resources=usage.as_dict(), **info)
+            print(f"[{stage}] done in {usage.wall_s:.1f} s (cpu {usage.cpu_s:.1f} s, "
+                  f"peak {usage.peak_rss_mib:.0f} MiB)", flush=True)
+            # a re-run stage invalidates every later stage
+            done = {s: v for s, v in run.manifest().get("stages", {}).items()
+                    if STAGES.index(s) <= STAGES.index(stage)}
+            manifest = run.manifest()
+            manifest["stages"] = done
+            run.write_manifest(manifest)
+    finally:
+        ctx.close()
     cache_stats = {ns: vars(s) for ns, s in sorted(ctx.cache.stats.items())}
     if cache_stats:
         run.update_manifest(cache=cache_stats)

@@ -103,29 +103,57 @@ def tagger(ctx: Context) -> Any:
     return ctx.backend("tagger", SpacyTagger.load)
 
 
-def llm(ctx: Context, name: str) -> Any:
-    """A cached, deduplicating LLM backend by name ('smollm2' or a local model path).
+def make_llm(name: str, cache: Cache) -> Any:
+    """Load the LLM backend ``name`` wrapped in a :class:`~and_toolkit.backends.llm.CachedLLM`
+    over ``cache`` (no per-process memo: see :func:`llm`; a Ray LLM actor calls this once).
+
+    Names: ``"smollm2"`` (offline SmolLM2-135M), ``"vllm:<model dir>"`` (vLLM on a GPU, extra
+    ``vllm`` in its own environment), anything else a transformers model directory or hub id.
 
     Raises:
         StageNotRun: the backend cannot be loaded here (message says why).
     """
-    def make() -> Any:
-        from and_toolkit.backends.llm import CachedLLM
+    from and_toolkit.backends.llm import CachedLLM
 
-        try:
-            if name == "smollm2":
-                from and_toolkit.backends.llm_transformers import SmolLM2LLM
+    try:
+        if name == "smollm2":
+            from and_toolkit.backends.llm_transformers import SmolLM2LLM
 
-                inner: Any = SmolLM2LLM.load()
-            else:
-                from and_toolkit.backends.llm_transformers import TransformersLLM
+            inner: Any = SmolLM2LLM.load()
+        elif name.startswith("vllm:"):
+            from and_toolkit.backends.llm_vllm import VLLMLLM
 
-                inner = TransformersLLM.from_pretrained(name)
-        except (FileNotFoundError, OSError, ImportError) as exc:
-            raise StageNotRun(f"LLM {name!r} unavailable: {exc}") from exc
-        return CachedLLM(inner, LLMCacheAdapter(ctx.cache))
+            inner = VLLMLLM(name.removeprefix("vllm:"))
+        else:
+            from and_toolkit.backends.llm_transformers import TransformersLLM
 
-    return ctx.backend(f"llm:{name}", make)
+            inner = TransformersLLM.from_pretrained(name)
+    except (FileNotFoundError, OSError, ImportError) as exc:
+        raise StageNotRun(f"LLM {name!r} unavailable: {exc}") from exc
+    return CachedLLM(inner, LLMCacheAdapter(cache))
+
+
+@dataclass(frozen=True)
+class LLMSource:
+    """What an engine needs to load an LLM backend in another process: its name and the
+    content-addressed cache its generations go through (picklable)."""
+
+    name: str
+    cache: Cache
+
+    def load(self) -> Any:
+        """The cached backend (:func:`make_llm`)."""
+        return make_llm(self.name, self.cache)
+
+
+def llm(ctx: Context, name: str) -> Any:
+    """A cached, deduplicating LLM backend by name ('smollm2' or a local model path), loaded
+    once per process.
+
+    Raises:
+        StageNotRun: the backend cannot be loaded here (message says why).
+    """
+    return ctx.backend(f"llm:{name}", lambda: make_llm(name, ctx.cache))
 
 
 def clap(ctx: Context, path: str | None) -> Any:

@@ -9,19 +9,21 @@ reason, and the experiments report it as "not run: <reason>".
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from and_toolkit.dissect.closed import CLOSED_METHODS, concept_texts
+from and_toolkit.dissect.closed import CLOSED_METHODS, ClosedConfig, concept_texts
 from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
 from and_toolkit.errors import DataError, StageNotRun
-from and_toolkit.pipeline.backends import clap, llm, text_encoder
+from and_toolkit.pipeline.backends import clap, text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.targets import audio_text_zero_shot, load_audio_text
 from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet
+from and_toolkit.run import Run
 
 ICL_CHUNK = 8
 """Summaries per LLM call (the unit of caching)."""
@@ -62,14 +64,33 @@ def _evidence_tab(ctx: Context, names: list[str], info: dict[str, Any]
     return np.asarray(tab_evidence(audio, encoder.encode_text(text))), str(encoder.id)
 
 
-def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
-    from and_toolkit.dissect.closed import ClosedConfig, closed_concepts, concept_set_frame
+def layer_concepts(shared: tuple[Run, np.ndarray, list[str], ClosedConfig, str],
+                   item: tuple[str, str]) -> list[pl.DataFrame]:
+    """Module A rows of one layer, all five similarity functions (an engine work item).
 
+    Args:
+        shared: (run, concept evidence P [N, M], the M concept names, config, method).
+        item: (model, layer).
+    """
+    from and_toolkit.dissect.closed import closed_concepts, concept_set_frame
+
+    run, P, names, cfg, method = shared
+    acts = run.activation_matrix(*item)
+    with warnings.catch_warnings():  # P is read-only when it comes from Ray's object store
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        found = closed_concepts(P, acts.values, names, cfg)
+    return [concept_set_frame(item[0], item[1], acts.units, method, sim, idx, scores, names)
+            for sim, (idx, scores) in found.items()]
+
+
+def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
     # a concept set smaller than the default k keeps every concept, ranked
     cfg = ClosedConfig(population=ctx.cfg.closed.population,
                        k=min(ClosedConfig.model_fields["k"].default, len(names)))
     frames: list[pl.DataFrame] = []
     evidence = {"DB": _evidence_db, "TAB": _evidence_tab}
+    engine = ctx.engine()
+    info["_execution"] = engine.describe("closed")
     for method in CLOSED_METHODS:
         if method not in evidence or method not in ctx.cfg.closed.methods:
             continue
@@ -81,25 +102,23 @@ def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[p
             continue
         info["backends"][method] = encoder_id
         layers = ctx.run.activation_layers()
-        for model, layer in tqdm(layers, desc=f"Module A {method}", unit="layer",
-                                 disable=not ctx.progress):
-            acts = ctx.run.activation_matrix(model, layer)
-            for sim, (idx, scores) in closed_concepts(P, acts.values, names, cfg).items():
-                frames.append(concept_set_frame(model, layer, acts.units, method, sim, idx,
-                                                scores, names))
+        if not ctx.progress or engine.name != "local":
+            per_layer = engine.map("closed", layer_concepts, layers,
+                                   (ctx.run, P, names, cfg, method))
+        else:  # one bar step per layer
+            per_layer = [layer_concepts((ctx.run, P, names, cfg, method), item)
+                         for item in tqdm(layers, desc=f"Module A {method}", unit="layer")]
+        frames += [f for layer_frames in per_layer for f in layer_frames]
     return frames
 
 
 def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
-    from and_toolkit.dissect.icl import icl_concepts
+    from and_toolkit.dissect.icl import icl_concepts_from_responses, icl_prompt_top
+    from and_toolkit.dissect.prompts import icl_prompt
     from and_toolkit.interfaces import Sampling
+    from and_toolkit.pipeline.llm_chunks import chunked_generation, chunks_of
 
     if "ICL" not in ctx.cfg.closed.methods:
-        return []
-    try:
-        model = llm(ctx, ctx.cfg.closed.icl_llm)
-    except StageNotRun as exc:
-        info["not_run"]["ICL"] = str(exc)
         return []
     cal = ctx.run.read(CalibratedSummary).sort(list(NEURON_KEY))
     if ctx.cfg.closed.icl_layers == "classifier":
@@ -107,28 +126,36 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
         cal = cal.filter(pl.struct("model", "layer").is_in(
             [{"model": m, "layer": lay} for m, lay in last.items()]))
     summaries = [" ".join(p) if p else "No common description." for p in cal["kept"].to_list()]
+    # one backend call per ICL_CHUNK summaries and k (icl_concepts' prompts); the chunks of
+    # both k go to the engine together (under Ray: one LLM actor pool for the stage)
+    parts = chunks_of(summaries, ICL_CHUNK)
+    calls = [([icl_prompt(s, names, top=icl_prompt_top(k)) for s in part],
+              Sampling(max_new_tokens=ICL_MAX_TOKENS[k]))
+             for k in ICL_SIMILARITY for part in parts]
+    try:
+        texts, stats, backend_id = chunked_generation(ctx, "closed", ctx.cfg.closed.icl_llm,
+                                                      calls, desc="ICL")
+    except StageNotRun as exc:
+        info["not_run"]["ICL"] = str(exc)
+        return []
     enc = text_encoder(ctx, ctx.cfg.closed.encoder)
     rows: list[dict[str, Any]] = []
-    for k, sim in ICL_SIMILARITY.items():
-        sampling = Sampling(max_new_tokens=ICL_MAX_TOKENS[k])
+    for j, (k, sim) in enumerate(ICL_SIMILARITY.items()):
         picked: list[list[str]] = []
-        # chunks: each finished chunk is in the cache, so a killed run loses at most one chunk
-        for i in tqdm(range(0, len(summaries), ICL_CHUNK), desc=f"ICL top-{k}", unit="chunk",
-                      disable=not ctx.progress):
-            picked += icl_concepts(summaries[i:i + ICL_CHUNK], names, model, enc, k,
-                                   sampling=sampling)
+        for responses in texts[j * len(parts):(j + 1) * len(parts)]:
+            picked += icl_concepts_from_responses(responses, names, enc, k)
         for (m, lay, unit), concepts in zip(cal.select(NEURON_KEY).rows(), picked,
                                             strict=True):
             for rank, concept in enumerate(dict.fromkeys(concepts)):
                 rows.append({"model": m, "layer": lay, "unit": unit, "method": "ICL",
                              "similarity": sim, "concept": concept, "kind": "closed",
                              "rank": rank, "score": None, "pos": None, "verdict": "kept"})
-    info["backends"]["ICL"] = model.id
-    stats = model.stats
-    info["icl_requests"] = {"requested": stats.requested, "unique": stats.unique,
-                            "cache_hits": stats.cache_hits, "generated": stats.generated,
+    info["backends"]["ICL"] = backend_id
+    info["icl_requests"] = {**{k: stats[k] for k in ("requested", "unique", "cache_hits",
+                                                      "generated")},
                             "neurons": cal.height,
-                            "requests_per_neuron": round(stats.generated / max(cal.height, 1), 3)}
+                            "requests_per_neuron": round(stats["generated"] / max(cal.height, 1),
+                                                         3)}
     return [ConceptSet.frame(rows)] if rows else []
 
 

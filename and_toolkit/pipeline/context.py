@@ -20,12 +20,13 @@ import numpy as np
 import polars as pl
 
 from and_toolkit.cache import Cache, cache_key
-from and_toolkit.config import RunConfig, TargetSection
+from and_toolkit.config import ExecutionSection, RunConfig, TargetSection
 from and_toolkit.errors import ConfigError, DataError
 from and_toolkit.records.models import ProbeClip
 from and_toolkit.run import Run
 
 if TYPE_CHECKING:
+    from and_toolkit.pipeline.engine import Engine
     from and_toolkit.probe.synthetic import SyntheticProbe
     from and_toolkit.targets.external import ExternalModel
     from and_toolkit.targets.features import FeatureConfig
@@ -43,6 +44,21 @@ def array_bytes(arr: np.ndarray) -> bytes:
 def bytes_array(raw: bytes) -> np.ndarray:
     """Inverse of :func:`array_bytes` (no pickles)."""
     return np.load(io.BytesIO(raw), allow_pickle=False)
+
+
+def make_engine(execution: ExecutionSection) -> Engine:
+    """The engine of ``[execution]``; Ray is imported only for ``engine = "ray"``.
+
+    Raises:
+        ConfigError: ``engine = "ray"`` without Ray installed (names the extra to install).
+    """
+    if execution.engine == "local":
+        from and_toolkit.pipeline.engine import LocalEngine
+
+        return LocalEngine()
+    from and_toolkit.pipeline.ray_engine import RayEngine
+
+    return RayEngine(execution)
 
 
 def section_sha(*parts: Any) -> str:
@@ -76,6 +92,7 @@ class Context:
     _waveform_matrix: np.ndarray | None = field(default=None, repr=False)
     _data_sha: str | None = field(default=None, repr=False)
     _backends: dict[str, Any] = field(default_factory=dict, repr=False)
+    _engine: Engine | None = field(default=None, repr=False)
 
     # ----- data -------------------------------------------------------------------------------
     def data_dir(self) -> Path:
@@ -245,3 +262,17 @@ class Context:
     def loaded_backend(self, key: str) -> Any | None:
         """A backend already loaded under ``key``, or None."""
         return self._backends.get(key)
+
+    # ----- execution --------------------------------------------------------------------------
+    def engine(self) -> Engine:
+        """The run's execution engine (``[execution]``), made on first use (a Ray cluster is
+        started or joined only when a distributed stage runs)."""
+        if self._engine is None:
+            self._engine = make_engine(self.cfg.execution)
+        return self._engine
+
+    def close(self) -> None:
+        """Release the engine (shuts down a Ray cluster the engine started)."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
 from and_toolkit.dissect.captions import DESCRIPTOR_ID, caption_frame, read_caption_file
+from and_toolkit.dissect.descriptors import Descriptors
 from and_toolkit.errors import ConfigError
 from and_toolkit.pipeline.backends import captioner
 from and_toolkit.pipeline.context import Context
@@ -63,16 +66,31 @@ def stage_probe(ctx: Context) -> dict[str, Any]:
             "audio": audio}
 
 
+DESCRIPTOR_CHUNK = 256
+"""Clips per descriptor work item (one Ray task under the Ray engine)."""
+
+
+def measure_clips(sample_rate: int, waveforms: Iterable[np.ndarray]) -> list[Descriptors]:
+    """Acoustic descriptors of a chunk of clips at ``sample_rate`` Hz (an engine work item)."""
+    from and_toolkit.dissect.descriptors import measure
+
+    return [measure(w, sample_rate) for w in waveforms]
+
+
 def _descriptor_sentences(ctx: Context) -> tuple[dict[str, str], dict[str, Any]]:
     """The acoustic-descriptor sentence of every clip, and the thresholds used."""
-    from and_toolkit.dissect.descriptors import describe, fit_thresholds, measure
+    from and_toolkit.dissect.descriptors import describe, fit_thresholds
 
     probe = ctx.probe()
     waves = ctx.waveforms()
-    srs = [ctx.sample_rate()] * probe.height  # waveforms are at the front end's rate
-    measured = [measure(w, sr) for w, sr in tqdm(
-        list(zip(waves, srs, strict=True)), desc="descriptors", unit="clip",
-        disable=not ctx.progress)]
+    sr = ctx.sample_rate()  # waveforms are at the front end's rate
+    chunks = [waves[i:i + DESCRIPTOR_CHUNK] for i in range(0, len(waves), DESCRIPTOR_CHUNK)]
+    engine = ctx.engine()
+    if ctx.progress and engine.name == "local":  # one bar step per clip
+        measured = measure_clips(sr, tqdm(waves, desc="descriptors", unit="clip"))
+    else:
+        measured = [d for part in engine.map("captions", measure_clips, chunks, sr)
+                    for d in part]
     thresholds = fit_thresholds(measured, source=f"{ctx.probe()['dataset'][0]} probe set")
     sentences = {c: describe(d, thresholds) for c, d in zip(probe["clip_id"], measured,
                                                              strict=True)}
@@ -141,5 +159,6 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
                                     provenance={"source": source, "descriptors": DESCRIPTOR_ID,
                                                 "thresholds": thresholds}))
         info["captioners"].append(cid)
+        info["_execution"] = ctx.engine().describe("captions")
     ctx.run.write(Caption, pl.concat(frames), source=source)
     return info

@@ -58,18 +58,26 @@ def _summaries_extractive(ctx: Context, caption_lists: list[list[str]]) -> list[
     return [(s.text, list(s.points), "") for s in out]
 
 
+SUMMARY_CHUNK = 32
+"""Summary prompts per LLM call (the unit of caching and of the Ray engine's work items)."""
+
+
 def _summaries_llm(ctx: Context, caption_lists: list[list[str]]) -> tuple[
         list[tuple[str, list[str], str]], dict[str, Any]]:
     from and_toolkit.dissect.prompts import summary_prompt
     from and_toolkit.dissect.text import summary_points
     from and_toolkit.interfaces import Sampling, prompt_sha256
+    from and_toolkit.pipeline.llm_chunks import chunked_generation, chunks_of
 
-    model = llm(ctx, ctx.cfg.summaries.llm)
     prompts = [summary_prompt(caps) for caps in caption_lists]
     sampling = Sampling(max_new_tokens=256)
-    texts = model.generate(prompts, sampling)
+    calls = [(part, sampling) for part in chunks_of(prompts, SUMMARY_CHUNK)]
+    per_call, stats, _ = chunked_generation(ctx, "summaries", ctx.cfg.summaries.llm, calls,
+                                            desc="summaries")
+    texts = [t for chunk in per_call for t in chunk]
     out = [(t, summary_points(t), prompt_sha256(p)) for t, p in zip(texts, prompts, strict=True)]
-    return out, {"sampling": sampling.model_dump(mode="json"), "requests": vars(model.stats)}
+    return out, {"sampling": sampling.model_dump(mode="json"), "requests": stats,
+                 "_execution": ctx.engine().describe("summaries")}
 
 
 def stage_summaries(ctx: Context) -> dict[str, Any]:

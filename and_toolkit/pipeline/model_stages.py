@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 
 from and_toolkit.cache import cache_key
 from and_toolkit.config import TargetSection
 from and_toolkit.pipeline.context import Context
+from and_toolkit.pipeline.engine import RecordJob
 from and_toolkit.pipeline.targets import (
     batch_size_of,
     external_audio,
@@ -23,6 +22,7 @@ from and_toolkit.pipeline.targets import (
 )
 from and_toolkit.records.models import Extremes, TrainingCurve
 from and_toolkit.resources import measured
+from and_toolkit.run import Run
 
 
 def stage_targets(ctx: Context) -> dict[str, Any]:
@@ -91,54 +91,69 @@ def _record_external(ctx: Context, target: TargetSection) -> dict[str, Any]:
     return {"layers": list(layers), "audio": plan, "resources": usage.as_dict()}
 
 
-def _whisper_framed(ctx: Context, waves: Any, bs: int, window_seconds: float
-                    ) -> Iterator[Any]:
-    """Batches of the Whisper target with their valid frames (the clips' own lengths, not the
-    zero-padded 30 s window)."""
+def _whisper_frames(ctx: Context, cfg: Any) -> dict[int, np.ndarray] | None:
+    """Valid frames of every probe clip for the Whisper target (the clips' own lengths, not the
+    zero-padded window: ``{T: int [N]}``); None for other targets (every frame counts)."""
+    if cfg.arch != "whisper-frozen":
+        return None
     from and_toolkit.targets.pretrained.whisper import valid_frames
 
     lengths = np.array([len(w) for w in ctx.waveforms()])
-    for i in range(0, len(waves), bs):
-        yield torch.from_numpy(waves[i:i + bs]), valid_frames(lengths[i:i + bs], window_seconds)
+    return valid_frames(lengths, cfg.whisper_window_seconds)
 
 
 def stage_record(ctx: Context) -> dict[str, Any]:
-    """Record every chosen layer of every target over the whole probe set.
+    """Record every chosen layer of every target over the whole probe set (through the run's
+    engine: this process, or an actor pool on a Ray cluster; same files either way). A user's
+    model (``external``) is recorded in this process whatever the engine (its clips are streamed
+    from disk through its family adapter); its stage info then says ``engine: local``.
 
     Stage info per target: ``layers`` (module paths in module order, the classifier last; read
     back by :meth:`~and_toolkit.run.Run.recorded_layers`).
     """
-    from and_toolkit.recording.record import record_to_run
-
-    info: dict[str, Any] = {}
-    for target in ctx.cfg.targets:
-        if target.external:
-            info[target.id] = _record_external(ctx, target)
-            continue
-        loaded = load_target(ctx, target)
-        feats = inputs_of(ctx, loaded.train_config)
-        bs = batch_size_of(loaded.train_config, ctx.cfg.record.batch_size)
-        layers = recorded_layers(ctx, loaded)
-        batches: Iterator[Any] = (torch.from_numpy(feats[i:i + bs])
-                                  for i in range(0, len(feats), bs))
-        if loaded.train_config.arch == "whisper-frozen":  # pool only the frames holding audio
-            batches = _whisper_framed(ctx, feats, bs, loaded.train_config.whisper_window_seconds)
-        with measured() as usage:
-            record_to_run(
-                loaded.model, batches, layers, ctx.cfg.record.pooling, ctx.run, target.id,
-                ctx.probe_sha(), n_clips=len(feats), progress=ctx.progress,
-                provenance={"weights_key": loaded.weights_key},
-            )
-        info[target.id] = {"layers": list(layers), "resources": usage.as_dict()}
+    engine = ctx.engine()
+    info: dict[str, Any] = {"_execution": engine.describe("record")}  # "_": never a target id
+    try:
+        for target in ctx.cfg.targets:
+            if target.external:  # streamed from disk in this process, whatever the engine
+                info[target.id] = _record_external(ctx, target)
+                if engine.name != "local":
+                    info[target.id]["engine"] = "local"
+                continue
+            loaded = load_target(ctx, target)
+            layers = recorded_layers(ctx, loaded)
+            feats = inputs_of(ctx, loaded.train_config)
+            job = RecordJob(
+                model=loaded.model, inputs=feats,
+                batch_size=batch_size_of(loaded.train_config, ctx.cfg.record.batch_size),
+                layers=layers, pooling=ctx.cfg.record.pooling, run=ctx.run, model_id=target.id,
+                probe_sha256=ctx.probe_sha(), provenance={"weights_key": loaded.weights_key},
+                progress=ctx.progress, frames=_whisper_frames(ctx, loaded.train_config))
+            with measured() as usage:
+                engine.record(job)
+            info[target.id] = {"layers": list(layers), "resources": usage.as_dict()}
+    finally:
+        engine.release()
     return info
 
 
-def _extremes_frame(ctx: Context, k: int) -> pl.DataFrame:
+def layer_extremes(shared: tuple[Run, list[str], int], item: tuple[str, str]) -> pl.DataFrame:
+    """Extremes rows of one activation layer (an engine work item).
+
+    Args:
+        shared: (run, clip ids in probe order, K).
+        item: (model, layer).
+    """
     from and_toolkit.recording.extremes import extremes
 
+    run, clip_ids, k = shared
+    return extremes(run.activations(*item), clip_ids, k)
+
+
+def _extremes_frame(ctx: Context, k: int) -> pl.DataFrame:
     clip_ids = ctx.probe()["clip_id"].to_list()
-    frames = [extremes(ctx.run.activations(model, layer), clip_ids, k)
-              for model, layer in ctx.run.activation_layers()]
+    frames = ctx.engine().map("extremes", layer_extremes, ctx.run.activation_layers(),
+                              (ctx.run, clip_ids, k))
     return pl.concat(frames) if frames else Extremes.empty()
 
 
@@ -150,4 +165,5 @@ def stage_extremes(ctx: Context) -> dict[str, Any]:
     for extra in ctx.cfg.record.extra_k:
         ctx.run.write_extremes(_extremes_frame(ctx, extra), extra, {"k": extra})
     return {"neurons": df.height // 2, "k": k, "extra_k": ctx.cfg.record.extra_k,
-            "key": cache_key(k=k)[:8], "pooling": json.dumps(ctx.cfg.record.pooling)}
+            "key": cache_key(k=k)[:8], "pooling": json.dumps(ctx.cfg.record.pooling),
+            "_execution": ctx.engine().describe("extremes")}

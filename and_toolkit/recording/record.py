@@ -1,7 +1,9 @@
 """Record pooled activations of any torch module in one pass, all layers at once.
 
 :func:`record_activations` returns ``{layer: float32 [N, width]}``; :func:`record_to_run` writes
-one ``ActivationTable`` file per layer through :meth:`and_toolkit.run.Run.write_activation_chunks`.
+one ``ActivationTable`` file per layer through :func:`and_toolkit.recording.write.
+write_layer_blocks`; :func:`record_partition` records one partition of the probe in memory (a
+Ray record actor's work, written by the driver through the same writer).
 
 Memory: forward hooks pool each recorded output to ``[B, width]`` as the batch runs.
 :func:`record_activations` copies it into a float32 ``[N, width]`` array per layer (preallocated
@@ -29,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import torch
 from torch import nn
 
@@ -45,12 +46,13 @@ from and_toolkit.recording.hooks import (
     resolve_modules,
     time_dim,
 )
+from and_toolkit.recording.write import activation_frame, nonfinite_rows, write_layer_blocks
 from and_toolkit.records import ActivationTable
 from and_toolkit.run import Run
 
 __all__ = [
     "Batch", "FramedBatch", "activation_frame", "probe_sha256", "record_activations",
-    "record_to_run",
+    "Partition", "record_partition", "record_to_run", "units_per_chunk", "write_layer_blocks",
 ]
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
@@ -279,44 +281,6 @@ def record_activations(
     return {name: buf.result() for name, buf in buffers.items()}
 
 
-def activation_frame(
-    values: np.ndarray,
-    *,
-    first_unit: int = 0,
-    model_id: str,
-    layer: str,
-    alias: str,
-    block: int | None,
-    pooling: str,
-    probe_sha256: str,
-) -> pl.DataFrame:
-    """``ActivationTable`` frame of one layer: one row per unit, ``values`` = column of ``values``.
-
-    Args:
-        values: float32 [N, width] (clips x units).
-        first_unit: unit number of the first column (a block of a wider layer).
-        model_id, layer, alias, block, pooling, probe_sha256: the record fields.
-
-    Returns:
-        Frame with ``width`` rows; ``values`` is ``Array(Float32, N)``.
-    """
-    if values.ndim != 2:
-        raise ValueError(f"values: expected [N, width], got shape {values.shape}")
-    n, width = values.shape
-    vec = np.ascontiguousarray(values.T, dtype=np.float32)
-    schema = ActivationTable.polars_schema(width=n)
-    return pl.DataFrame({
-        "model": pl.Series([model_id] * width, dtype=pl.String),
-        "layer": pl.Series([layer] * width, dtype=pl.String),
-        "unit": pl.Series(np.arange(first_unit, first_unit + width, dtype=np.int32)),
-        "alias": pl.Series([alias] * width, dtype=pl.String),
-        "block": pl.Series([block] * width, dtype=pl.Int32),
-        "pooling": pl.Series([pooling] * width, dtype=pl.String),
-        "probe_sha256": pl.Series([probe_sha256] * width, dtype=pl.String),
-        "values": pl.Series(vec, dtype=pl.Array(pl.Float32, n)),
-    }, schema=schema)
-
-
 def record_to_run(
     model: nn.Module,
     batches: Iterable[Batch | FramedBatch],
@@ -355,7 +319,8 @@ def record_to_run(
         ValueError: see :func:`record_activations`; unsafe ``model_id`` / layer path.
         RecordValidationError: non-finite activations (nothing more is written).
     """
-    paths = {layer: run.activation_path(model_id, layer) for layer in layers}
+    for layer in layers:  # unsafe ids fail before the forward pass
+        run.activation_path(model_id, layer)
     names = layer_aliases(layers, aliases)
     run.root.mkdir(parents=True, exist_ok=True)
     for stale in run.root.glob(".record-*"):  # scratch of a killed pass
@@ -367,18 +332,56 @@ def record_to_run(
                 raise ValueError(f"batches: expected n_clips={n_clips} clips, got {buf.filled}")
             if buf.bad_rows:
                 raise RecordValidationError(
-                    str(paths[layer]), ActivationTable.record_name, "values",
-                    f"layer {layer!r}: non-finite activations on clip rows "
+                    str(run.activation_path(model_id, layer)), ActivationTable.record_name,
+                    "values", f"layer {layer!r}: non-finite activations on clip rows "
                     f"{sorted(set(buf.bad_rows))[:5]}; nothing written",
                 )
         written: dict[str, Path] = {}
-        prov = {"n_clips": n_clips, **dict(provenance or {})}
         for layer in layers:
             buf = buffers[layer]
-            block = blocks[layer] if blocks is not None and layer in blocks else block_index(layer)
-            frames = (activation_frame(
-                values, first_unit=u0, model_id=model_id, layer=layer, alias=names[layer],
-                block=block, pooling=buf.label, probe_sha256=probe_sha256)
-                for u0, values in buf.blocks())
-            written[layer] = run.write_activation_chunks(model_id, layer, frames, **prov)
+            written[layer] = write_layer_blocks(
+                run, buf.blocks(), model_id=model_id, layer=layer, alias=names[layer],
+                block=blocks.get(layer, block_index(layer)) if blocks else block_index(layer),
+                pooling=buf.label, probe_sha256=probe_sha256, n_clips=n_clips,
+                provenance=provenance)
     return written
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Pooled activations of a contiguous run of clips, recorded by one worker.
+
+    Attributes:
+        values: ``{layer: float32 [rows, width]}`` in the order of the layers asked for.
+        labels: ``{layer: pooling label}`` (``ActivationTable.pooling``).
+        nonfinite: ``{layer: first rows (within the partition) with NaN / inf}``.
+    """
+
+    values: dict[str, np.ndarray]
+    labels: dict[str, str]
+    nonfinite: dict[str, list[int]]
+
+
+def record_partition(
+    model: nn.Module,
+    batches: Iterable[Batch | FramedBatch],
+    layers: Sequence[str],
+    pooling: Pooling | str,
+    *,
+    n_clips: int,
+) -> Partition:
+    """Record ``layers`` over one partition's batches in memory (the unit of distributed
+    recording, :mod:`and_toolkit.pipeline.ray_engine`).
+
+    The same forward pass and hooks as :func:`record_to_run`; fed the same batches, it gives
+    the same values bit for bit, so partitions cut at batch boundaries and concatenated in
+    clip order give the local engine's files.
+
+    Args:
+        model, batches, layers, pooling: as :func:`record_activations`.
+        n_clips: clips in this partition.
+    """
+    buffers = _run(model, batches, layers, pooling, n_clips, False)
+    values = {layer: buf.result() for layer, buf in buffers.items()}
+    return Partition(values=values, labels={layer: buf.label for layer, buf in buffers.items()},
+                     nonfinite={layer: nonfinite_rows(v) for layer, v in values.items()})

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import torch
 from torch import nn
 
@@ -44,3 +45,33 @@ def test_blocks_are_row_groups_with_the_same_values(tmp_path: Path) -> None:
         assert got.units.tolist() == list(range(want[layer].shape[1]))
         np.testing.assert_array_equal(got.values, want[layer])
     assert not list((tmp_path / "run").glob(".record-*"))  # scratch removed
+
+
+def test_partition_written_by_write_layer_gives_record_to_run_bytes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Ray engine's path (partitions in memory, concatenated, written by ``write_layer`` in
+    ``units_per_chunk`` blocks) writes the bytes of the local scratch path, several blocks."""
+    import and_toolkit.recording.record as rec
+    from and_toolkit.recording.hooks import block_index, layer_aliases
+    from and_toolkit.recording.record import record_partition
+    from and_toolkit.recording.write import write_layer
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 40), nn.ReLU(), nn.Linear(40, 3))
+    x = torch.randn(96, 8)
+    batches = [x[i:i + 16] for i in range(0, len(x), 16)]
+    n = len(x)
+    monkeypatch.setattr(rec, "CHUNK_BYTES", 16 * 4 * n)
+    local = record_to_run(model, batches, ["0", "2"], "mean", Run.at(tmp_path / "a"), "m",
+                          "sha", n_clips=n, progress=False, provenance={"k": 1})
+    parts = [record_partition(model, batches[i:i + 2], ["0", "2"], "mean", n_clips=32)
+             for i in range(0, len(batches), 2)]
+    names = layer_aliases(["0", "2"])
+    for layer in ("0", "2"):
+        values = np.concatenate([p.values[layer] for p in parts])
+        path = write_layer(Run.at(tmp_path / "b"), values, units=units_per_chunk(n),
+                           model_id="m", layer=layer, alias=names[layer], block=block_index(layer),
+                           pooling=parts[0].labels[layer], probe_sha256="sha", n_clips=n,
+                           provenance={"k": 1})
+        assert path.read_bytes() == local[layer].read_bytes()
+    assert pq.ParquetFile(local["0"]).num_row_groups == 3
