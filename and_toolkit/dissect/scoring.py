@@ -23,7 +23,8 @@ neuron's clips contiguous). Activation ranks: one ``argsort`` per neuron plus a 
 (:func:`row_ranks`, excluded clips placed above every held-out clip), once per layer.
 Similarity ranks: one sort per distinct description over the distinct clip texts
 (:func:`sort_similarities`); a neuron's ranks follow from its held-out clips per text
-(:func:`kept_per_text`, :func:`ranks_among_kept`), shared by score and null.
+(:func:`text_ranks`), shared by score and null, and both scores are sums over the distinct
+texts (:class:`TextSums`, once per layer and clip side), never over every clip.
 """
 
 from __future__ import annotations
@@ -237,27 +238,25 @@ def sort_similarities(sims: np.ndarray) -> SortedSimilarities:
     return SortedSimilarities(order, first, np.ascontiguousarray(last))
 
 
-def kept_per_text(keep: np.ndarray, clip_rows: np.ndarray, n_texts: int) -> np.ndarray:
-    """float64 [n, C]: how many of each neuron's held-out clips carry each distinct text."""
-    n, n_clips = keep.shape
+def per_text(weights: np.ndarray, clip_rows: np.ndarray, n_texts: int) -> np.ndarray:
+    """float64 [n, C]: each neuron's per-clip ``weights`` [n, N] summed over the clips that
+    carry each distinct text (``clip_rows`` [N])."""
+    n = weights.shape[0]
     flat = (np.arange(n, dtype=np.int64)[:, None] * n_texts + clip_rows[None, :]).ravel()
-    return np.bincount(flat, weights=keep.ravel(), minlength=n * n_texts).reshape(n, n_texts)
+    return np.bincount(flat, weights=np.asarray(weights, dtype=np.float64).ravel(),
+                       minlength=n * n_texts).reshape(n, n_texts)
 
 
-def ranks_among_kept(srt: SortedSimilarities, which: np.ndarray, counts: np.ndarray,
-                     clip_rows: np.ndarray) -> np.ndarray:
-    """Ranks (ties averaged) of neuron i's held-out clips by the similarity of description
-    ``which[i]``, from the description's sorted text order and the neuron's held-out clips per
-    text: no per-neuron sort, and clips sharing a text (tied by construction) handled as one.
+def text_ranks(srt: SortedSimilarities, which: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Rank (ties averaged) that neuron i's held-out clips carrying each distinct text get by
+    the similarity of description ``which[i]``: float64 [n, C] (meaningless where the neuron
+    holds out no clip of that text). No per-neuron sort: the description's text order is
+    shared, and clips sharing a text (tied by construction) are handled as one.
 
     Args:
         srt: :func:`sort_similarities` of the u distinct descriptions.
         which: int [n] description of each neuron (row of ``srt``).
-        counts: float64 [n, C] :func:`kept_per_text`.
-        clip_rows: int [N] distinct text of each clip.
-
-    Returns:
-        float64 [n, N]: ranks 1..n_heldout on held-out clips (others meaningless).
+        counts: float64 [n, C] held-out clips per text (``TextSums.counts``).
     """
     order = srt.order[which]
     cnt = np.take_along_axis(counts, order, axis=1)  # held-out clips per text, sorted order
@@ -267,7 +266,55 @@ def ranks_among_kept(srt: SortedSimilarities, which: np.ndarray, counts: np.ndar
     upto = np.take_along_axis(cum, srt.last[which] + 1, axis=1)  # ... up to its end
     by_text = np.empty(cnt.shape)
     np.put_along_axis(by_text, order, before + (upto - before + 1) / 2.0, axis=1)
-    return by_text[:, clip_rows]
+    return by_text
+
+
+@dataclass(frozen=True)
+class TextSums:
+    """A layer's held-out clips summed per distinct clip text, once per (layer, description
+    kind, clip side): the AUC and the Spearman correlation then need only [n, C] sums.
+
+    Attributes:
+        counts: float64 [n, C] held-out clips per text.
+        positives: float64 [n, C] positive clips (top q) per text.
+        act: float64 [n, C] sum of the centred activation ranks of held-out clips per text.
+        act_ss: float64 [n] sum of squared centred activation ranks over held-out clips.
+    """
+
+    counts: np.ndarray
+    positives: np.ndarray
+    act: np.ndarray
+    act_ss: np.ndarray
+
+    def rows(self, idx: np.ndarray) -> TextSums:
+        """The same for the neurons ``idx`` only."""
+        return TextSums(self.counts[idx], self.positives[idx], self.act[idx], self.act_ss[idx])
+
+
+def text_sums(part: ActivationRanks, clip_rows: np.ndarray, n_texts: int) -> TextSums:
+    """:class:`TextSums` of the neurons of ``part`` for clip texts ``clip_rows`` [N]."""
+    centred = part.centred()
+    return TextSums(per_text(part.keep, clip_rows, n_texts),
+                    per_text(part.positive, clip_rows, n_texts),
+                    per_text(centred, clip_rows, n_texts),
+                    np.einsum("ij,ij->i", centred, centred))
+
+
+def _text_scores(by_text: np.ndarray, sums: TextSums, part: ActivationRanks) -> Detection:
+    """AUC and Spearman from :func:`text_ranks` (equal to :func:`_scores` on the clip ranks:
+    every clip of a text has the text's rank)."""
+    n_held = part.keep.sum(axis=1)
+    n_pos = part.positive.sum(axis=1)
+    n_neg = n_held - n_pos
+    rank_sum = np.einsum("ij,ij->i", by_text, sums.positives)
+    by_text -= ((n_held + 1) / 2.0)[:, None]  # centred: the mean of the ranks 1..n_held
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+        den = np.sqrt(np.einsum("ij,ij,ij->i", by_text, by_text, sums.counts) * sums.act_ss)
+        rho = np.einsum("ij,ij->i", by_text, sums.act) / den
+    auc = np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    rho = np.where(den > 0, np.clip(rho, -1.0, 1.0), np.nan)
+    return Detection(auc, rho, n_held.astype(np.int64), n_pos.astype(np.int64))
 
 
 def shuffle_donors(n: int, seed: int) -> np.ndarray:
@@ -311,7 +358,8 @@ class LayerScores:
 
 
 def score_layer(clip_emb: np.ndarray, clip_rows: np.ndarray, desc_emb: np.ndarray,
-                desc_of: np.ndarray, act: ActivationRanks, seed: int) -> LayerScores:
+                desc_of: np.ndarray, act: ActivationRanks, seed: int,
+                sums: TextSums | None = None) -> LayerScores:
     """Score one description kind on one layer, with its shuffled null.
 
     Args:
@@ -323,6 +371,8 @@ def score_layer(clip_emb: np.ndarray, clip_rows: np.ndarray, desc_emb: np.ndarra
         desc_of: int [n] row of ``desc_emb`` describing each neuron, -1 = no description.
         act: the layer's :func:`activation_ranks` (n x N).
         seed: seed of the null's shuffle (e.g. :func:`layer_seed`).
+        sums: ``text_sums(act, clip_rows, C)`` of the whole layer when already computed (it
+            depends only on the layer and the clip side, so every description kind shares it).
 
     Returns:
         :class:`LayerScores` of the described neurons.
@@ -334,11 +384,10 @@ def score_layer(clip_emb: np.ndarray, clip_rows: np.ndarray, desc_emb: np.ndarra
     # each distinct description used here against each distinct clip text, once: [u, C]
     srt = sort_similarities(desc_emb[used] @ clip_emb.T)  # shared by the score and the null
     part = act.rows(cols)
-    centred = part.centred()
-    counts = kept_per_text(part.keep, clip_rows, clip_emb.shape[0])
-    real = _scores(ranks_among_kept(srt, which, counts, clip_rows), part, centred)
+    sums = text_sums(part, clip_rows, clip_emb.shape[0]) if sums is None else sums.rows(cols)
+    real = _text_scores(text_ranks(srt, which, sums.counts), sums, part)
     local = shuffle_donors(cols.size, seed)
-    null = _scores(ranks_among_kept(srt, which[local], counts, clip_rows), part, centred)
+    null = _text_scores(text_ranks(srt, which[local], sums.counts), sums, part)
     if cols.size < 2:
         null = Detection(np.full(cols.size, np.nan), np.full(cols.size, np.nan),
                          null.n_heldout, null.n_positive)
