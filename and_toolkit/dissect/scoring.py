@@ -300,11 +300,11 @@ def text_sums(part: ActivationRanks, clip_rows: np.ndarray, n_texts: int) -> Tex
                     np.einsum("ij,ij->i", centred, centred))
 
 
-def _text_scores(by_text: np.ndarray, sums: TextSums, part: ActivationRanks) -> Detection:
+def _text_scores(by_text: np.ndarray, sums: TextSums) -> Detection:
     """AUC and Spearman from :func:`text_ranks` (equal to :func:`_scores` on the clip ranks:
     every clip of a text has the text's rank)."""
-    n_held = part.keep.sum(axis=1)
-    n_pos = part.positive.sum(axis=1)
+    n_held = np.rint(sums.counts.sum(axis=1)).astype(np.int64)  # exact: counts are integers
+    n_pos = np.rint(sums.positives.sum(axis=1)).astype(np.int64)
     n_neg = n_held - n_pos
     rank_sum = np.einsum("ij,ij->i", by_text, sums.positives)
     by_text -= ((n_held + 1) / 2.0)[:, None]  # centred: the mean of the ranks 1..n_held
@@ -383,11 +383,11 @@ def score_layer(clip_emb: np.ndarray, clip_rows: np.ndarray, desc_emb: np.ndarra
     used, which = np.unique(desc_of[cols], return_inverse=True)
     # each distinct description used here against each distinct clip text, once: [u, C]
     srt = sort_similarities(desc_emb[used] @ clip_emb.T)  # shared by the score and the null
-    part = act.rows(cols)
-    sums = text_sums(part, clip_rows, clip_emb.shape[0]) if sums is None else sums.rows(cols)
-    real = _text_scores(text_ranks(srt, which, sums.counts), sums, part)
+    sums = (text_sums(act.rows(cols), clip_rows, clip_emb.shape[0]) if sums is None
+            else sums if cols.size == sums.act_ss.size else sums.rows(cols))
+    real = _text_scores(text_ranks(srt, which, sums.counts), sums)
     local = shuffle_donors(cols.size, seed)
-    null = _text_scores(text_ranks(srt, which[local], sums.counts), sums, part)
+    null = _text_scores(text_ranks(srt, which[local], sums.counts), sums)
     if cols.size < 2:
         null = Detection(np.full(cols.size, np.nan), np.full(cols.size, np.nan),
                          null.n_heldout, null.n_positive)
