@@ -43,6 +43,15 @@ METRICS: tuple[str, ...] = ("top1", "top5", "cos")
 TAB_MODEL_NOTE = "TAB model:"
 """Prefix of the note part that names TAB's audio-text model when it was trained here (appended
 to Table 2 / 7's TAB rows by the experiment stage; claim 1 quotes it)."""
+
+
+def zero_shot_text(made: Mapping[str, Any]) -> str:
+    """TAB's trained model's recorded zero-shot accuracy (``stages.closed.tab_model``) as
+    ``"41.5 %"``, or ``"not measured"``."""
+    zs = made.get("zero_shot_accuracy")
+    return f"{100 * zs:.1f} %" if isinstance(zs, float) else "not measured"
+
+
 CosFn = Callable[[Sequence[str | tuple[str, str]], Sequence[str]], npt.NDArray[np.floating[Any]]]
 """``cos_fn(preds, gts) -> cosines [n]``: cosine between the text embedding of ``preds[i]`` and of
 ``gts[i]`` (all-MiniLM in practice). A 2-tuple in ``preds`` is a text *pair* encoded as one input

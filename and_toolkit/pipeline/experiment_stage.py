@@ -44,6 +44,7 @@ from and_toolkit.pipeline.pruning_jobs import (
     job_dose,
     job_unlearning,
 )
+from and_toolkit.pipeline.targets import recorded_audio_text
 from and_toolkit.records.models import (
     CAPTION_VARIANTS,
     CalibratedSummary,
@@ -269,26 +270,22 @@ def job_accuracy(inp: Inputs) -> JobResult:
 def tab_model_note(ctx: Context) -> str | None:
     """One line naming TAB's trained audio-text model (None for CLAP or when TAB did not run):
     what it is, what it was trained on, its zero-shot fold accuracy."""
-    from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
+    from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE, zero_shot_text
 
-    made = (ctx.run.stage_info("closed") if ctx.run.stage_done("closed") else {}).get(
-        "tab_model")
+    made = recorded_audio_text(ctx)
     if not made:
         return None
-    zs = made.get("zero_shot_accuracy")
-    acc = f"{100 * zs:.1f} %" if isinstance(zs, float) else "not measured"
     return (f"{TAB_MODEL_NOTE} {made['model']}, trained here on the {made['trained_on']}, "
             f"{made['train_clips']} clips, {made['epochs']} epochs, seed {made['seed']} "
             f"(the paper's CLAP never saw ESC-50); zero-shot fold-{made['test_fold']} "
-            f"accuracy {acc}")
+            f"accuracy {zero_shot_text(made)}")
 
 
 def job_tab_model(inp: Inputs) -> JobResult:
     """Zero-shot accuracy of TAB's trained audio-text model on the held-out fold (one text
     per class: the class name), beside chance (1 / classes)."""
     ctx = inp.ctx
-    made = (ctx.run.stage_info("closed") if ctx.run.stage_done("closed") else {}).get(
-        "tab_model")
+    made = recorded_audio_text(ctx)
     if not made:
         reason = closed_reasons(ctx).get("TAB") if "TAB" in ctx.cfg.closed.methods else None
         why = ("TAB uses CLAP (closed.tab_model = 'clap'), no model was trained here"

@@ -19,6 +19,7 @@ from and_toolkit.cache import sha256_file
 from and_toolkit.config import STAGES
 from and_toolkit.errors import DataError
 from and_toolkit.pipeline.context import Context
+from and_toolkit.pipeline.targets import recorded_audio_text
 from and_toolkit.records.models import (
     CalibratedSummary,
     Caption,
@@ -178,11 +179,12 @@ def _tab_model_fact(ctx: Context) -> str:
         return "none (TAB not in closed.methods)"
     if closed.tab_model == "clap":
         return f"CLAP from {closed.clap_path}" if closed.clap_path else "none (TAB not run)"
-    made = (ctx.run.manifest().get("stages") or {}).get("closed", {}).get("tab_model")
+    from and_toolkit.experiments.last_layer import zero_shot_text
+
+    made = recorded_audio_text(ctx)
     if not made:
         return "trained here (closed.tab_model = 'trained'), not recorded: TAB did not run"
-    zs = made.get("zero_shot_accuracy")
-    acc = f"{100 * zs:.1f} %" if isinstance(zs, float) else "not measured"
+    acc = zero_shot_text(made)
     return (f"{made['model']}: {made['architecture']}; trained here on the "
             f"{made['trained_on']} ({made['train_clips']} clips: the probe set's other folds, "
             f"unlike the paper's CLAP), {made['epochs']} epochs, seed {made['seed']}; zero-shot "

@@ -89,6 +89,8 @@ def _audio_sides(ctx: Context, variants: dict[str, str], texts: list[str],
         audio = np.asarray(trained.encoder.encode_features(ctx.features()), np.float32)
         desc_emb = np.asarray(trained.encoder.encode_text(texts), dtype=np.float32)
         encoder_id = str(trained.encoder.id)
+        info["audio_row_note"] = (f"audio side through {encoder_id}, trained here on the "
+                                  "probe's captions: not independent of the captioner")
         info["audio_note"] = (
             f"audio side through TAB's audio-text model {encoder_id}, trained here on "
             f"{trained.provenance['trained_on']}: it learned to match these clips' audio to "
@@ -228,7 +230,7 @@ def stage_score(ctx: Context) -> dict[str, Any]:
                   not_run=info["not_run"])
     index = ctx.run.neuron_index().filter(pl.col("model").is_in([t.id for t in ctx.cfg.targets]))
     result = quality_rows(scores, index, not_run=info["not_run"],
-                          audio_note=info.get("audio_note", ""))
+                          audio_note=info.get("audio_row_note", ""))
     ctx.run.write_result(RESULT_ID, result, job="score", q=cfg.q, seed=cfg.seed)
     info["rows"] = scores.height
     return info

@@ -232,6 +232,16 @@ class LoadedAudioText:
     provenance: dict[str, Any]
 
 
+def recorded_audio_text(ctx: Context) -> dict[str, Any] | None:
+    """The provenance of TAB's trained audio-text model as the closed stage recorded it
+    (``stages.closed.tab_model``: model id, training data, clips, epochs, seed, zero-shot
+    accuracy), or None when the closed stage has not run or TAB used CLAP."""
+    if not ctx.run.stage_done("closed"):
+        return None
+    made = ctx.run.stage_info("closed").get("tab_model")
+    return made if isinstance(made, dict) and made else None
+
+
 def load_audio_text(ctx: Context, text_encoder: Any) -> LoadedAudioText:
     """The trained audio-text model (trains on a cache miss), kept on the context.
 

@@ -265,8 +265,8 @@ SECTIONS: tuple[SectionSpec, ...] = (
         "our descriptor sentences in captions and descriptions: it partly scores our template "
         "against itself. The 'audio' clip side replaces each caption by the clip's audio "
         "through TAB's audio-text model; when that model was trained here on the probe's "
-        "captions (its rows' notes say so) it is not independent of the captioner. No paper "
-        "values exist.",
+        "captions (its rows' notes say so) it is not independent of the captioner, and the "
+        "clips it was trained on are among those scored. No paper values exist.",
         "line", x_label="block (classifier = last block + 1)", panel_by=("group",),
         headers={"group": "description", "series": "clip side"},
         toc="Explanation quality (beyond the paper)", paper=False,
