@@ -249,6 +249,10 @@ class ExperimentSection(_Section):
         None, description="Target ids that get Table 4 / Fig 10 (default: every target).")
     fig4_models: list[str] | None = Field(
         None, description="Target ids that get Fig 4 (default: those whose paper model is AST).")
+    pruning_models: list[str] | None = Field(
+        None, description="Target ids that get any pruning experiment (Table 4 / Fig 10, Fig 4, "
+        "the dose check; default: every target). The others get a 'not run' row naming this "
+        "field in each of those results.")
     unlearning_classes: int | None = Field(
         None, ge=1, description="Unlearn a seeded subset of N classes (default: every class).")
     ocp_match: Literal["token", "lemma", "substring", "meaning"] | None = Field(

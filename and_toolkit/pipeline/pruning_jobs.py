@@ -31,6 +31,38 @@ from and_toolkit.pipeline.experiment_inputs import (
 from and_toolkit.records.models import CalibratedSummary
 
 
+# ----- which targets are pruned -------------------------------------------------------------
+def _prunable(inp: Inputs, infos: list[ModelInfo]) -> list[ModelInfo]:
+    """``infos`` left after ``experiments.pruning_models`` (None: all of them).
+
+    Raises:
+        ConfigError: an id in ``experiments.pruning_models`` that is not a target.
+    """
+    chosen = inp.ctx.cfg.experiments.pruning_models
+    if chosen is None:
+        return infos
+    keep = {i.id for i in select_models(inp.infos, chosen, [], "experiments.pruning_models")}
+    return [i for i in infos if i.id in keep]
+
+
+def _unpruned_rows(inp: Inputs, experiments: tuple[str, ...] | list[str],
+                   infos: list[ModelInfo]) -> dict[str, pl.DataFrame]:
+    """One "not run" row per experiment for each of ``infos`` left out by
+    ``experiments.pruning_models`` (empty frames when none is)."""
+    kept = {i.id for i in _prunable(inp, infos)}
+    out = [i.id for i in infos if i.id not in kept]
+    why = "not in experiments.pruning_models (this run prunes only " + (
+        ", ".join(sorted(kept)) or "no target") + ")"
+    return {e: concat_results([not_run_frame(e, why, m) for m in out]) for e in experiments}
+
+
+def _with_unpruned(frames: dict[str, pl.DataFrame],
+                   extra: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """``frames`` with ``extra``'s rows appended per experiment id."""
+    return {e: concat_results([f, *([extra[e]] if e in extra and extra[e].height else [])])
+            for e, f in frames.items()}
+
+
 # ----- Table 4 / Fig 10 ---------------------------------------------------------------------
 def _fig10_target(info: ModelInfo) -> str:
     """Fig 10's class: water_drops (the paper's) if it has test clips, else the first class
@@ -46,12 +78,15 @@ def job_unlearning(inp: Inputs) -> JobResult:
     from and_toolkit.experiments.unlearning import UnlearningConfig, fig10, split_table4, table4
 
     exp = inp.ctx.cfg.experiments
-    infos = select_models(inp.infos, exp.table4_models, [i.id for i in inp.infos],
-                          "experiments.table4_models")
+    chosen = select_models(inp.infos, exp.table4_models, [i.id for i in inp.infos],
+                           "experiments.table4_models")
+    ids = ("table4", "table4_classes", "fig10")
+    unpruned = _unpruned_rows(inp, ids, chosen)
+    infos = _prunable(inp, chosen)
     if not infos:
-        why = "experiments.table4_models is empty"
-        return JobResult({e: not_run_frame(e, why) for e in ("table4", "table4_classes",
-                                                             "fig10")})
+        why = ("experiments.table4_models is empty" if not chosen
+               else "no target in experiments.pruning_models")
+        return JobResult({e: not_run_frame(e, why) for e in ids})
     ocp = {k: v for k, v in (("ocp_match", exp.ocp_match), ("ocp_threshold", exp.ocp_threshold),
                              ("matched_count", exp.unlearning_matched_count)) if v is not None}
     encoder = inp.ctx.cfg.calibrate.encoder
@@ -79,13 +114,19 @@ def job_unlearning(inp: Inputs) -> JobResult:
                                             evaluate, cfg, similarity=similarity)))
         prov[info.id] = cfg.model_dump(mode="json")
     summary, classes = split_table4(concat_results(t4s))
-    return JobResult({"table4": summary, "table4_classes": classes, "fig10": concat_results(f10s)},
-                     {"configs": prov})
+    frames = {"table4": summary, "table4_classes": classes, "fig10": concat_results(f10s)}
+    return JobResult(_with_unpruned(frames, unpruned), {"configs": prov})
 
 
 # ----- Fig 4 --------------------------------------------------------------------------------
 def _fig4_models(inp: Inputs) -> list[ModelInfo]:
     """The Fig 4 targets: ``experiments.fig4_models``, by default those standing for the AST."""
+    return _prunable(inp, _fig4_chosen(inp))
+
+
+def _fig4_chosen(inp: Inputs) -> list[ModelInfo]:
+    """``experiments.fig4_models``, by default the targets standing for the AST (before
+    ``experiments.pruning_models``)."""
     ast = [i.id for i in inp.infos if i.paper_model == "AST"]
     return select_models(inp.infos, inp.ctx.cfg.experiments.fig4_models, ast,
                          "experiments.fig4_models")
@@ -115,15 +156,18 @@ def _fig4_frame(inp: Inputs, infos: list[ModelInfo], variant: str,
 def job_ablation(inp: Inputs) -> JobResult:
     """Fig 4a/b/c (mean over the configured seeds) on the Fig 4 models, neurons ranked by the
     captions alone (the paper's setting)."""
-    infos = _fig4_models(inp)
+    ids = ("fig4a", "fig4b", "fig4c", "fig4_seeds")
+    chosen = _fig4_chosen(inp)
+    infos = _prunable(inp, chosen)
     if not infos:
         why = ("experiments.fig4_models is empty" if inp.ctx.cfg.experiments.fig4_models
                is not None else "no target stands for the paper's AST (set "
-               "experiments.fig4_models)")
-        return JobResult({e: not_run_frame(e, why)
-                          for e in ("fig4a", "fig4b", "fig4c", "fig4_seeds")})
+               "experiments.fig4_models)") if not chosen else (
+                   "no Fig 4 target in experiments.pruning_models")
+        return JobResult({e: not_run_frame(e, why) for e in ids})
     rows, prov = _fig4_frame(inp, infos, "")
-    return JobResult(enc.split_fig4(rows), {"configs": prov})
+    return JobResult(_with_unpruned(enc.split_fig4(rows), _unpruned_rows(inp, ids, chosen)),
+                     {"configs": prov})
 
 
 def job_ablation_descriptors(inp: Inputs) -> JobResult:
@@ -138,9 +182,9 @@ def job_ablation_descriptors(inp: Inputs) -> JobResult:
         return JobResult({e: not_run_frame(e, why) for e in ids})
     rows, _ = _fig4_frame(inp, infos, "descriptors", panels=("4b", "4c"))
     split = enc.split_fig4(rows)
-    return JobResult({f"{e}{suffix}": split[e].with_columns(pl.lit(f"{e}{suffix}")
-                                                            .alias("experiment"))
-                      for e in ("fig4b", "fig4c", "fig4_seeds")},
+    frames = {f"{e}{suffix}": split[e].with_columns(pl.lit(f"{e}{suffix}").alias("experiment"))
+              for e in ("fig4b", "fig4c", "fig4_seeds")}
+    return JobResult(_with_unpruned(frames, _unpruned_rows(inp, ids, _fig4_chosen(inp))),
                      {"variant": "descriptors", "models": [i.id for i in infos]})
 
 
@@ -151,10 +195,15 @@ def job_dose(inp: Inputs) -> JobResult:
 
     seeds = tuple(inp.ctx.cfg.experiments.seeds)
     frames, prov = [], {}
-    for info in inp.infos:
+    for info in _prunable(inp, inp.infos):
         cfg = DoseConfig(model=info.id, classifier_layer=info.classifier, seeds=seeds,
                          group=info.paper_model,
                          paper_model=info.paper_model)  # type: ignore[arg-type]
         frames.append(dose_response(info.layers, info.test_clips, inp.evaluate(info), cfg))
         prov[info.id] = cfg.model_dump(mode="json")
-    return JobResult({"ablation_dose": concat_results(frames)}, {"configs": prov})
+    if not frames:
+        return JobResult({"ablation_dose": not_run_frame(
+            "ablation_dose", "no target in experiments.pruning_models")})
+    return JobResult(_with_unpruned({"ablation_dose": concat_results(frames)},
+                                    _unpruned_rows(inp, ("ablation_dose",), inp.infos)),
+                     {"configs": prov})

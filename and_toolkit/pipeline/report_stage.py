@@ -257,6 +257,13 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
         "and from the pretrained networks named")
     notes = [f"Targets and the paper models they stand in for: {mapping}. The paper's numbers "
              f"come from pretrained AST / BEATs on ESC-50; {ours}."]
+    for t in ctx.cfg.targets:
+        window = (t.overrides or {}).get("whisper_window_seconds")
+        if t.arch == "whisper-frozen" and window is not None and float(window) < 30.0:
+            notes.append(f"{t.id} reads a {float(window):g} s window, not Whisper's own 30 s "
+                         "(overrides.whisper_window_seconds); the 30 s window pads each clip "
+                         "with silence. Its effect is measured in "
+                         "benchmarks/results/whisper_window.json.")
     closed = stages.get("closed") or {}
     for method, reason in sorted((closed.get("not_run") or {}).items()):
         notes.append(f"{method} not run: {reason}")

@@ -25,7 +25,7 @@ from scipy import stats
 from and_toolkit.report.context import Verdict
 
 __all__ = ["TargetVerdict", "captions_only", "cells", "combine", "fig5_fits", "fig6_slopes",
-           "fmt", "fmt_p", "per_target_text", "reason", "seed_curves"]
+           "fmt", "fmt_p", "per_target_text", "reason", "seed_curves", "untested_targets"]
 
 _SEED = re.compile(r"seed\s*=\s*(\d+)")
 _WITH_DESCRIPTORS = re.compile(r"(?<!no[ _-])(?<!without[ _-])descriptor", re.IGNORECASE)
@@ -59,6 +59,20 @@ def reason(df: pl.DataFrame | None) -> str:
         return "no result rows"
     notes = [n for n in df["note"].to_list() if n.startswith("not run")]
     return notes[0][len("not run"):].lstrip(": ") if notes else "no values"
+
+
+def untested_targets(df: pl.DataFrame | None, tested: Iterable[str]) -> list[str]:
+    """"<model> (not run: <why>)" for each model of ``df`` outside ``tested`` whose rows are all
+    "not run" (e.g. a target left out of ``experiments.pruning_models``)."""
+    if df is None or df.height == 0:
+        return []
+    done = set(tested)
+    out = []
+    for model in sorted({m for m in df["model"].to_list() if m and m not in done}):
+        notes = df.filter(pl.col("model") == model)["note"].to_list()
+        if notes and all(n.startswith("not run") for n in notes):
+            out.append(f"{model} ({notes[0]})")
+    return out
 
 
 def cells(df: pl.DataFrame | None, metric: str,

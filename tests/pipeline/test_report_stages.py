@@ -210,6 +210,19 @@ def test_partially_tested_when_a_needed_method_did_not_run() -> None:
     assert finding.verdict == "partially tested" and "degenerate" in finding.evidence
 
 
+def test_pruning_claims_name_the_targets_left_unpruned() -> None:
+    skipped = "not run: not in experiments.pruning_models (this run prunes only ast, cnn)"
+    res = paper_like()
+    for e in ("table4", "fig4b"):
+        res[e] = pl.concat([res[e], ResultRow.frame([row(e, "yam/not_run", "not_run", None,
+                                                          model="yam", note=skipped)])])
+    findings = paper_findings(res, {**FACTS, "yam": ModelFacts("AST", 0.8)})
+    for finding in (findings[2], findings[3]):
+        assert finding.verdict == "partially tested"
+        assert f"Not tested: yam ({skipped})." in finding.evidence
+        assert "Holds for: ast (AST)" in finding.evidence
+
+
 def test_adjective_claims_use_the_captions_only_variant() -> None:
     res = paper_like()
     both = {("ast", "basic_adj"): [0.9, 0.7, 0.5], ("ast", "high_adj"): [0.9, 0.8, 0.6]}
