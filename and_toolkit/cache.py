@@ -106,6 +106,19 @@ class Cache:
         stat.hits += 1
         return payload
 
+    def payload_digest(self, namespace: str, key: str) -> str | None:
+        """The sha256 an entry's header records for its payload (the header only is read; the
+        payload is not checked), or None when there is no such entry or the cache is
+        disabled."""
+        path = self._path(namespace, key)
+        if not self.enabled or not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(len(_MAGIC) + 64)
+        if not head.startswith(_MAGIC) or len(head) != len(_MAGIC) + 64:
+            return None
+        return head[len(_MAGIC):].decode("ascii", "replace")
+
     def put_bytes(self, namespace: str, key: str, payload: bytes) -> None:
         """Store ``payload`` under ``key`` atomically (last writer wins; values are equal)."""
         if not self.enabled:
