@@ -12,7 +12,8 @@ and the recorded files are the local engine's (``tests/pipeline/test_ray_engine.
 Feeds (each has ``n_clips`` and ``batches(start, stop, batch_size)``, the batches of
 :data:`~and_toolkit.recording.record.FramedBatch` / tensors the forward pass takes):
 
-- :class:`ClipInputs`: log-mel features [B, T, F] of the targets trained here, or 16 kHz
+- :class:`ClipInputs`: log-mel features [B, T, F] of the targets trained here (read from the
+  content cache entry of the probe's features when it exists, as ``Context.features`` does), or 16 kHz
   waveforms [B, S] zero-padded to the probe's longest clip (pretrained targets; the Whisper
   target's valid frames from the clips' lengths);
 - :class:`ExternalInputs`: a user's model's batches through its family adapter
@@ -115,6 +116,12 @@ class ClipInputs:
             against the loaded clip.
         whisper_window: seconds of the Whisper target's window: batches carry the valid frames
             of ``targets.pretrained.whisper.valid_frames``; None: every frame counts.
+        cached: the content-cache entry holding the probe's log-mel features
+            (``Context.features``' entry, verified by the driver), or None: a worker reads its
+            rows from it (:func:`~and_toolkit.cache.npy_rows`: the bytes the local engine
+            reads) instead of featurizing, as ``Context.features`` reads the cache before
+            computing; where the file is not visible (a node without the shared cache), it
+            featurizes its clips.
     """
 
     audio: ClipAudio
@@ -123,6 +130,7 @@ class ClipInputs:
     width: int = 0
     lengths: tuple[int, ...] = ()
     whisper_window: float | None = None
+    cached: str | None = None
 
     @property
     def n_clips(self) -> int:
@@ -135,6 +143,10 @@ class ClipInputs:
             DataError: a waveform clip's loaded length differs from its ``n_samples`` in the
                 probe table (the padding width would differ from the local engine's).
         """
+        if self.kind == "logmel" and self.cached is not None and Path(self.cached).is_file():
+            from and_toolkit.cache import npy_rows
+
+            return npy_rows(self.cached, start, stop)
         waves = self.audio.waveforms(start, stop)
         if self.kind == "logmel":
             from and_toolkit.targets.features import logmel_features

@@ -26,6 +26,7 @@ from and_toolkit.records.models import ProbeClip
 from and_toolkit.run import Run
 
 if TYPE_CHECKING:
+    from and_toolkit.pipeline.clip_inputs import ClipAudio
     from and_toolkit.pipeline.engine import Engine
     from and_toolkit.probe.synthetic import SyntheticProbe
     from and_toolkit.targets.external import ExternalModel
@@ -172,6 +173,22 @@ class Context:
                     self.cfg.probe.resample, downmix=self.cfg.probe.downmix)
         return self._waveforms
 
+    def clip_audio(self, sample_rate: int, *, resample_synthetic: bool) -> ClipAudio:
+        """Where a worker reads the probe's clips from, at ``sample_rate`` Hz: the files, flags
+        and synthetic generator of :meth:`waveforms` (``resample_synthetic``: synthetic clips
+        resampled to ``sample_rate``, as a user's model's clips are)."""
+        from and_toolkit.pipeline.clip_inputs import ClipAudio
+
+        probe = self.probe()
+        synthetic = self.cfg.probe.kind == "synthetic"
+        return ClipAudio(
+            sample_rate=sample_rate, clip_rates=tuple(int(r) for r in probe["sample_rate"]),
+            paths=() if synthetic else tuple(probe["path"].to_list()),
+            root=None if synthetic else str(self.dataset_root()),
+            resample=self.cfg.probe.resample, downmix=self.cfg.probe.downmix,
+            synthetic=(self.cfg.probe.per_class or 8, self.cfg.seed) if synthetic else None,
+            clip_ids=tuple(probe["clip_id"].to_list()), resample_synthetic=resample_synthetic)
+
     def waveform_matrix(self) -> np.ndarray:
         """Waveforms float32 [N, S] at 16 kHz, zero-padded at the end to the longest clip (the
         input of pretrained targets).
@@ -240,7 +257,8 @@ class Context:
         f = self.cfg.features
         return FeatureConfig(num_mel_bins=f.num_mel_bins, max_length=f.max_length)
 
-    def _features_key(self) -> str:
+    def features_key(self) -> str:
+        """The cache key of :meth:`features` (namespace ``features``)."""
         return cache_key(kind="logmel", probe=self.probe_sha(), data=self.data_sha(),
                          cfg=self.feature_config().model_dump(mode="json"))
 
@@ -251,7 +269,7 @@ class Context:
 
             feature_cfg = self.feature_config()
             self._features = self.cached_array(
-                "features", self._features_key(),
+                "features", self.features_key(),
                 lambda: logmel_features(self.waveforms(), feature_cfg))
         return self._features
 
@@ -268,7 +286,7 @@ class Context:
         """
         from and_toolkit.targets.features import features_sha
 
-        key = self._features_key()
+        key = self.features_key()
         digest = self.cache.payload_digest("features", key)
         memo = self.cache.get_json("features_sha", key) if digest is not None else None
         if isinstance(memo, dict) and memo.get("payload") == digest \

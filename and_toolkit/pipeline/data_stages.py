@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from and_toolkit.dissect.captions import DESCRIPTOR_ID, caption_frame, read_caption_file
 from and_toolkit.dissect.descriptors import Descriptors
 from and_toolkit.errors import ConfigError
-from and_toolkit.pipeline.backends import captioner
+from and_toolkit.pipeline.backends import CAPTION_CHUNK, ClipCaptions, captioner
 from and_toolkit.pipeline.context import Context
 from and_toolkit.probe.subset import subset_probe
 from and_toolkit.records.models import Caption, ProbeClip
@@ -97,6 +97,29 @@ def _descriptor_sentences(ctx: Context) -> tuple[dict[str, str], dict[str, Any]]
     return sentences, thresholds.model_dump(mode="json")
 
 
+def _captions(ctx: Context) -> tuple[dict[str, str], str, str]:
+    """Captions of every clip by the configured audio captioner: (texts by clip id, captioner
+    id, prompt). Under an engine whose workers load clips (Ray), a pool of captioner actors
+    (``execution.stages.captions``) each loads the model once and captions chunks of
+    ``CAPTION_CHUNK`` clips it loads itself; otherwise this process captions every clip."""
+    ids = ctx.probe()["clip_id"].to_list()
+    engine = ctx.engine()
+    if not engine.loads_clips:
+        model = captioner(ctx, ctx.cfg.captions.captioner_path)
+        texts = model.caption(ctx.waveforms(), ctx.sample_rate())
+        return dict(zip(ids, texts, strict=True)), str(model.id), str(
+            getattr(model, "prompt", ""))
+    if not ctx.cfg.captions.captioner_path:
+        raise ConfigError("captions.captioner_path: required when captions.source = 'captioner'")
+    source = ClipCaptions(ctx.cfg.captions.captioner_path,
+                          ctx.clip_audio(ctx.sample_rate(), resample_synthetic=False))
+    ctx.rate_plan()  # refuses other rates before any worker starts, as ctx.waveforms() does
+    chunks = [(a, min(a + CAPTION_CHUNK, len(ids))) for a in range(0, len(ids), CAPTION_CHUNK)]
+    parts = engine.actor_map("captions", source, chunks)
+    texts = [t for _, _, part in parts for t in part]
+    return dict(zip(ids, texts, strict=True)), parts[0][0], parts[0][1]
+
+
 def stage_captions(ctx: Context) -> dict[str, Any]:
     """Write ``captions.parquet``: the imported (or generated) captions, and the combined ones.
 
@@ -116,11 +139,8 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
         prompt = ""
         ignored = 0
     elif cfg.source == "captioner":
-        model = captioner(ctx, cfg.captioner_path)
-        texts = dict(zip(probe["clip_id"].to_list(),
-                         model.caption(ctx.waveforms(), ctx.sample_rate()), strict=True))
-        source = f"captioner {model.id}"
-        prompt = str(getattr(model, "prompt", ""))
+        texts, model_id, prompt = _captions(ctx)
+        source = f"captioner {model_id}"
         ignored = 0
     elif descriptor_only:
         if cfg.descriptors:
@@ -159,6 +179,7 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
                                     provenance={"source": source, "descriptors": DESCRIPTOR_ID,
                                                 "thresholds": thresholds}))
         info["captioners"].append(cid)
+    if cfg.descriptors or cfg.source == "captioner":
         info["_execution"] = ctx.engine().describe("captions")
     ctx.run.write(Caption, pl.concat(frames), source=source)
     return info

@@ -9,6 +9,8 @@ A stage hands its work to the run's engine instead of looping itself:
   writes one ``ActivationTable`` file per layer; the inputs are an array the driver holds, or
   a feed (:mod:`and_toolkit.pipeline.clip_inputs`) from which workers load, resample and
   featurize their own clips (engines with ``loads_clips``);
+- :meth:`Engine.actor_map` applies a function made once per worker (an audio captioner
+  loaded once) to items (clip ranges), results in item order;
 - :meth:`Engine.generate` sends LLM requests (prompt lists, each one backend ``generate``
   call) to an LLM backend loaded once per worker (the ICL and LLM-summary stages, through
   :mod:`and_toolkit.pipeline.llm_chunks`).
@@ -171,6 +173,15 @@ class Generation:
     backend_id: str
 
 
+class WorkerLoader(Protocol):
+    """A picklable way to make a worker's function, loaded once per worker (e.g. an audio
+    captioner: :class:`~and_toolkit.pipeline.backends.ClipCaptions`)."""
+
+    def load(self) -> Callable[[Any], Any]:
+        """The function applied to each item (it may hold a loaded model)."""
+        ...
+
+
 class Engine(Protocol):
     """What a stage may ask of an engine (see the module docstring)."""
 
@@ -190,6 +201,11 @@ class Engine(Protocol):
 
     def record(self, job: RecordJob) -> dict[str, Path]:
         """Record ``job.layers`` over the probe set; write one file per layer; ``{layer: path}``."""
+        ...
+
+    def actor_map(self, stage: str, source: WorkerLoader, items: Sequence[Any]) -> list[Any]:
+        """``[worker(item) for item in items]`` with ``worker = source.load()`` made once per
+        worker (a pool of actors under Ray, stopped when done); results in item order."""
         ...
 
     def generate(self, stage: str, source: LLMLoader,
@@ -233,6 +249,10 @@ class LocalEngine:
         return record_to_run(job.model, batches, job.layers, job.pooling, job.run, job.model_id,
                              job.probe_sha256, n_clips=job.n_clips, progress=job.progress,
                              provenance=job.provenance)
+
+    def actor_map(self, stage: str, source: WorkerLoader, items: Sequence[Any]) -> list[Any]:
+        worker = source.load()
+        return [worker(item) for item in items]
 
     def generate(self, stage: str, source: LLMLoader,
                  requests: Sequence[tuple[Sequence[Any], Any]]) -> Generation:

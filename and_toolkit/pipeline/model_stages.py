@@ -11,7 +11,7 @@ import polars as pl
 from and_toolkit.cache import cache_key
 from and_toolkit.config import TargetSection
 from and_toolkit.errors import DataError
-from and_toolkit.pipeline.clip_inputs import ClipAudio, ClipInputs, ExternalInputs
+from and_toolkit.pipeline.clip_inputs import ClipInputs, ExternalInputs
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.engine import RecordJob
 from and_toolkit.pipeline.targets import (
@@ -73,33 +73,22 @@ def _external_provenance(ctx: Context, target: TargetSection) -> dict[str, Any]:
             "weights_sha256": weights_sha256(ext.module)}
 
 
-def clip_audio(ctx: Context, sample_rate: int, *, resample_synthetic: bool) -> ClipAudio:
-    """Where a record worker reads the probe's clips from, at ``sample_rate`` Hz: the same
-    files, flags and synthetic generator as ``Context.waveforms`` / ``external_audio``."""
-    probe = ctx.probe()
-    synthetic = ctx.cfg.probe.kind == "synthetic"
-    return ClipAudio(
-        sample_rate=sample_rate, clip_rates=tuple(int(r) for r in probe["sample_rate"]),
-        paths=() if synthetic else tuple(probe["path"].to_list()),
-        root=None if synthetic else str(ctx.dataset_root()),
-        resample=ctx.cfg.probe.resample, downmix=ctx.cfg.probe.downmix,
-        synthetic=(ctx.cfg.probe.per_class or 8, ctx.cfg.seed) if synthetic else None,
-        clip_ids=tuple(probe["clip_id"].to_list()), resample_synthetic=resample_synthetic)
-
-
 def clip_inputs(ctx: Context, cfg: Any) -> ClipInputs:
     """The record workers' feed for a target trained here (``TrainConfig`` ``cfg``): the
     inputs of ``inputs_of`` made per clip range (log-mel, or 16 kHz waveforms padded to the
-    probe's longest clip, with the Whisper target's valid frames).
+    probe's longest clip, with the Whisper target's valid frames). Log-mel features already in
+    the content cache are read from it row range by row range (verified here once, streamed).
 
     Raises:
         DataError: a rate the front end refuses (``probe.resample`` off); a waveform target
             on a probe not at 16 kHz.
     """
     ctx.rate_plan()  # refuses other rates before any worker starts, as Context.waveforms does
-    audio = clip_audio(ctx, ctx.sample_rate(), resample_synthetic=False)
+    audio = ctx.clip_audio(ctx.sample_rate(), resample_synthetic=False)
     if not cfg.takes_waveforms:
-        return ClipInputs(audio, "logmel", features=ctx.feature_config())
+        cached = ctx.cache.verified_path("features", ctx.features_key())
+        return ClipInputs(audio, "logmel", features=ctx.feature_config(),
+                          cached=None if cached is None else str(cached))
     if set(audio.clip_rates) != {16000}:
         raise DataError(f"{ctx.run.root / 'probe.parquet'}: field 'sample_rate': pretrained "
                         f"targets need 16 kHz clips, got {sorted(set(audio.clip_rates))} Hz")
@@ -132,7 +121,7 @@ def _record_external(ctx: Context, target: TargetSection) -> dict[str, Any]:
 
             feed = ExternalInputs(
                 target.pretrained, target.factory, target.online, weights_sha256(ext.module),
-                clip_audio(ctx, ext.sample_rate, resample_synthetic=True))
+                ctx.clip_audio(ext.sample_rate, resample_synthetic=True))
             engine.record(RecordJob(
                 model=ext.module, inputs=None, clips=feed,
                 batch_size=batch_size, layers=layers, pooling=ctx.cfg.record.pooling,

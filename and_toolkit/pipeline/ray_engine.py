@@ -42,7 +42,13 @@ from torch import nn
 from and_toolkit.config import ExecutionSection, StageResources
 from and_toolkit.errors import ConfigError, StageNotRun
 from and_toolkit.pipeline.clip_inputs import ExternalInputs
-from and_toolkit.pipeline.engine import Generation, InputFeed, LLMLoader, RecordJob
+from and_toolkit.pipeline.engine import (
+    Generation,
+    InputFeed,
+    LLMLoader,
+    RecordJob,
+    WorkerLoader,
+)
 from and_toolkit.recording.partition import ScratchPartition
 
 S = TypeVar("S")
@@ -108,6 +114,17 @@ class _Recorder:
 
         blocks = layer_blocks(parts, index, parts[0].widths[layer], block_units)
         return str(write_layer_blocks(fields.pop("run"), blocks, layer=layer, **fields))
+
+
+class _Worker:
+    """Actor body: a function made once per actor by a loader (:meth:`RayEngine.actor_map`)."""
+
+    def __init__(self, source: WorkerLoader, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.fn = source.load()
+
+    def run(self, item: Any) -> Any:
+        return self.fn(item)
 
 
 class _Generator:
@@ -236,6 +253,24 @@ class RayEngine:
             refs.append(ref)
             inflight.append(ref)
         return list(ray.get(refs)) if refs else []
+
+    # ----- actor pools over items ---------------------------------------------------------------
+    def actor_map(self, stage: str, source: WorkerLoader, items: Sequence[Any]) -> list[Any]:
+        """Items spread over a pool of ``workers(stage)`` actors, each making its function once
+        (``source.load()``), stopped when done; results in item order."""
+        ray = _ray()
+        if not items:
+            return []
+        res = self._resources(stage)
+        actor_cls = ray.remote(_Worker).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        actors = [actor_cls.remote(source, max(1, int(res.num_cpus)))
+                  for _ in range(min(self.workers(stage), len(items)))]
+        try:
+            return self._pool_calls(actors, [(lambda a, it=it: a.run.remote(it))
+                                             for it in items])
+        finally:
+            for actor in actors:
+                ray.kill(actor)
 
     # ----- LLM stages ---------------------------------------------------------------------------
     def generate(self, stage: str, source: LLMLoader,
