@@ -194,7 +194,8 @@ def test_non_finite_activations_are_refused_before_any_file(ray_cluster: Any,
 def test_framed_multi_block_recording_gives_the_local_bytes(
         ray_cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Valid frames (``RecordJob.frames``) reach the actors, and a layer wider than one block
-    (40 units in row groups of 16 + 16 + 8) is written by the Ray driver with the local bytes."""
+    (40 units in row groups of 16 + 16 + 8), recorded in 3 partitions, is written by an actor
+    from the partitions' scratch blocks with the local bytes; the driver receives no array."""
     import numpy as np
     import pyarrow.parquet as pq
     import torch
@@ -224,6 +225,7 @@ def test_framed_multi_block_recording_gives_the_local_bytes(
                                         stages={"record": {"workers": 2}}))
     try:
         ray = engine.record(job(tmp_path / "ray", True))
+        assert engine.received_arrays == 0  # the layers never passed through the driver
     finally:
         engine.close()
     assert pq.ParquetFile(local["0"]).num_row_groups == 3
