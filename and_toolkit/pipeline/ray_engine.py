@@ -32,23 +32,22 @@ import shutil
 import tempfile
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from and_toolkit.config import ExecutionSection, StageResources
 from and_toolkit.errors import ConfigError, StageNotRun
 from and_toolkit.pipeline.clip_inputs import ExternalInputs
 from and_toolkit.pipeline.engine import (
     Generation,
-    InputFeed,
     LLMLoader,
     RecordJob,
     WorkerLoader,
 )
+from and_toolkit.pipeline.ray_actors import Generator, Recorder, Worker
 from and_toolkit.recording.partition import ScratchPartition
 
 S = TypeVar("S")
@@ -76,77 +75,15 @@ def _call(fn: Callable[[S, T], R], shared: S, item: T) -> R:
     return fn(shared, item)
 
 
-class _Recorder:
-    """Actor body: holds one target network and its input feed for the whole record stage."""
+@dataclass(frozen=True)
+class _RemoteCall:
+    """One actor method call of a pool: ``actor.<method>.remote(*args)``."""
 
-    def __init__(self, threads: int, gpu: bool) -> None:
-        torch.set_num_threads(threads)
-        self.gpu = gpu
-        self.model: nn.Module | None = None
-        self.feed: InputFeed | None = None
+    method: str
+    args: tuple[Any, ...]
 
-    def load(self, held: tuple[nn.Module | None, InputFeed]) -> None:
-        """Hold the model and its feed for the following partitions (one deserialisation per
-        actor); a user's model (no model sent) is loaded here from its feed's spec."""
-        model, self.feed = held
-        if model is None:
-            model = self.feed.model().module  # type: ignore[attr-defined]
-        self.model = model.to("cuda") if self.gpu else model
-
-    def run(self, start: int, stop: int, batch_size: int, layers: list[str], pooling: str,
-            scratch: str, block_units: int) -> ScratchPartition:
-        """Load and record clips ``[start, stop)`` into ``scratch``; metadata only comes back."""
-        from and_toolkit.recording.partition import record_partition
-
-        if self.model is None or self.feed is None:
-            raise RuntimeError("record actor: run() before load()")
-        batches = self.feed.batches(start, stop, batch_size)
-        return record_partition(self.model, batches, layers, pooling, start=start,
-                                n_clips=stop - start, scratch=Path(scratch),
-                                block_units=block_units)
-
-    def write(self, parts: list[ScratchPartition], index: int, layer: str,
-              fields: dict[str, Any], block_units: int) -> str:
-        """Write one layer's file from the partitions' scratch blocks (the local engine's
-        writer and row groups); returns the path."""
-        from and_toolkit.recording.partition import layer_blocks
-        from and_toolkit.recording.write import write_layer_blocks
-
-        blocks = layer_blocks(parts, index, parts[0].widths[layer], block_units)
-        return str(write_layer_blocks(fields.pop("run"), blocks, layer=layer, **fields))
-
-
-class _Worker:
-    """Actor body: a function made once per actor by a loader (:meth:`RayEngine.actor_map`)."""
-
-    def __init__(self, source: WorkerLoader, threads: int) -> None:
-        torch.set_num_threads(threads)
-        self.fn = source.load()
-
-    def run(self, item: Any) -> Any:
-        return self.fn(item)
-
-
-class _Generator:
-    """Actor body: one LLM backend (with its generation cache), loaded once per actor."""
-
-    def __init__(self, source: LLMLoader, threads: int) -> None:
-        torch.set_num_threads(threads)
-        self.model: Any = None
-        self.error: str | None = None
-        try:
-            self.model = source.load()
-        except StageNotRun as exc:  # reported by ready(): the stage records it as not run
-            self.error = str(exc)
-
-    def ready(self) -> tuple[str | None, str]:
-        """(load error or None, backend id)."""
-        return self.error, "" if self.model is None else str(self.model.id)
-
-    def run(self, prompts: list[Any], sampling: Any) -> tuple[list[str], int]:
-        """One backend ``generate`` call: (completions, distinct prompts generated)."""
-        texts = self.model.generate(prompts, sampling)
-        return list(texts), int(self.model.last.generated)
+    def __call__(self, actor: Any) -> Any:
+        return getattr(actor, self.method).remote(*self.args)
 
 
 def _array_bytes(obj: Any) -> int:
@@ -262,12 +199,11 @@ class RayEngine:
         if not items:
             return []
         res = self._resources(stage)
-        actor_cls = ray.remote(_Worker).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        actor_cls = ray.remote(Worker).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
         actors = [actor_cls.remote(source, max(1, int(res.num_cpus)))
                   for _ in range(min(self.workers(stage), len(items)))]
         try:
-            return self._pool_calls(actors, [(lambda a, it=it: a.run.remote(it))
-                                             for it in items])
+            return self._pool_calls(actors, [_RemoteCall("run", (it,)) for it in items])
         finally:
             for actor in actors:
                 ray.kill(actor)
@@ -281,7 +217,7 @@ class RayEngine:
         res = self._resources(stage)
         if not requests:
             return Generation([], 0, "")
-        actor_cls = ray.remote(_Generator).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        actor_cls = ray.remote(Generator).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
         actors = [actor_cls.remote(source, max(1, int(res.num_cpus)))
                   for _ in range(min(self.workers(stage), len(requests)))]
         try:
@@ -326,7 +262,7 @@ class RayEngine:
             raise ValueError(f"n_clips: must be positive, got {job.n_clips}")
         parts = partitions(job.n_clips, job.batch_size, self.execution.partition_clips)
         if not self._recorders:  # one pool for every target of the stage (until release())
-            actor_cls = ray.remote(_Recorder).options(num_cpus=res.num_cpus,
+            actor_cls = ray.remote(Recorder).options(num_cpus=res.num_cpus,
                                                       num_gpus=res.num_gpus)
             self._recorders = [actor_cls.remote(max(1, int(res.num_cpus)), res.num_gpus > 0)
                                for _ in range(self.workers("record"))]
@@ -347,13 +283,13 @@ class RayEngine:
                        "probe_sha256": job.probe_sha256, "n_clips": job.n_clips,
                        "provenance": job.provenance} for layer in layers]
             paths = self._pool_calls(actors, [
-                (lambda a, j=j: a.write.remote(done, j, layers[j], fields[j], units))
+                _RemoteCall("write", (done, j, layers[j], fields[j], units))
                 for j in range(len(layers))])
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return {layer: Path(p) for layer, p in zip(layers, paths, strict=True)}
 
-    def _pool_calls(self, actors: list[Any], calls: list[Callable[[Any], Any]],
+    def _pool_calls(self, actors: list[Any], calls: Sequence[_RemoteCall],
                     progress: Any = None) -> list[Any]:
         """Run ``calls[i](actor)`` on free actors (two queued per actor); results in call
         order (an actor's error surfaces with its traceback)."""
@@ -385,8 +321,8 @@ class RayEngine:
             bar = tqdm(total=len(parts), desc=f"record {job.model_id} (ray)", unit="part")
         try:
             return self._pool_calls(actors, [
-                (lambda a, p=p: a.run.remote(*parts[p], job.batch_size, layers, job.pooling,
-                                             str(scratch / f"{p:06d}"), units))
+                _RemoteCall("run", (*parts[p], job.batch_size, layers, job.pooling,
+                                    str(scratch / f"{p:06d}"), units))
                 for p in range(len(parts))], bar)
         finally:
             if bar is not None:

@@ -70,9 +70,8 @@ def test_captioner_actors_write_the_local_captions(
         monkeypatch: pytest.MonkeyPatch) -> None:
     import polars as pl
 
-    import and_toolkit.pipeline.data_stages as data_stages
-
     import and_toolkit.pipeline.backends as backends
+    import and_toolkit.pipeline.data_stages as data_stages
 
     monkeypatch.setattr(data_stages, "CAPTION_CHUNK", 8)  # 3 chunks of 2 batches of 4 clips
     local = _captions(tmp_path / "local", tmp_path / "c", tiny_captioner_dir)
