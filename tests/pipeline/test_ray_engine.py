@@ -344,3 +344,24 @@ def test_users_model_is_recorded_in_actors_with_the_local_bytes(
     assert len(files["local"]) >= 4
     assert files["ray2"] == files["local"]
     assert files["ray1"] == files["local"]
+
+
+def test_users_model_without_exact_padding_is_recorded_on_the_driver(
+        ray_cluster: Any, tmp_path: Path) -> None:
+    """A wav2vec2 with group norm ends its batches where the clip length changes, so partitions
+    of whole batches cannot be cut in advance: the Ray engine records it in the driver and says
+    so in the stage info (``engine: local``)."""
+    from and_toolkit.own_model import dissect_config
+    from tests.external.tiny_models import build
+
+    folder = tmp_path / "clips"
+    _tone_folder(folder, n=4)
+    model = str(build("wav2vec2", tmp_path / "models", group_norm=True))
+    cfg = dissect_config(model, folder, overrides={
+        "stages": ["probe", "targets", "record"], "record": {"batch_size": 2},
+        "execution": {"engine": "ray", "stages": {"record": {"workers": 1}}}})
+    run_pipeline(cfg, run_dir=tmp_path / "run", cache=Cache(tmp_path / "cache"), progress=False)
+    info = json.loads((tmp_path / "run" / "manifest.json").read_text())["stages"]["record"]
+    entries = [v for v in info.values() if isinstance(v, dict) and "layers" in v]
+    assert len(entries) == 1 and entries[0]["engine"] == "local"
+    assert list((tmp_path / "run" / "activations").rglob("data.parquet"))
