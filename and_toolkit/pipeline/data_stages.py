@@ -14,6 +14,7 @@ from and_toolkit.dissect.captions import DESCRIPTOR_ID, caption_frame, read_capt
 from and_toolkit.dissect.descriptors import Descriptors
 from and_toolkit.errors import ConfigError
 from and_toolkit.pipeline.backends import CAPTION_CHUNK, ClipCaptions, captioner
+from and_toolkit.pipeline.clip_inputs import ClipAudio
 from and_toolkit.pipeline.context import Context
 from and_toolkit.probe.subset import subset_probe
 from and_toolkit.records.models import Caption, ProbeClip
@@ -77,18 +78,31 @@ def measure_clips(sample_rate: int, waveforms: Iterable[np.ndarray]) -> list[Des
     return [measure(w, sample_rate) for w in waveforms]
 
 
+def measure_clip_range(audio: ClipAudio, item: tuple[int, int]) -> list[Descriptors]:
+    """Acoustic descriptors of clips ``[start, stop)``, loaded by the worker itself (an engine
+    work item under an engine whose workers load clips)."""
+    return measure_clips(audio.sample_rate, audio.waveforms(*item))
+
+
 def _descriptor_sentences(ctx: Context) -> tuple[dict[str, str], dict[str, Any]]:
     """The acoustic-descriptor sentence of every clip, and the thresholds used."""
     from and_toolkit.dissect.descriptors import describe, fit_thresholds
 
     probe = ctx.probe()
-    waves = ctx.waveforms()
     sr = ctx.sample_rate()  # waveforms are at the front end's rate
-    chunks = [waves[i:i + DESCRIPTOR_CHUNK] for i in range(0, len(waves), DESCRIPTOR_CHUNK)]
     engine = ctx.engine()
-    if ctx.progress and engine.name == "local":  # one bar step per clip
-        measured = measure_clips(sr, tqdm(waves, desc="descriptors", unit="clip"))
+    if engine.loads_clips:  # each task loads its own clips
+        ctx.rate_plan()  # refuses other rates before any task starts, as ctx.waveforms() does
+        n = probe.height
+        ranges = [(a, min(a + DESCRIPTOR_CHUNK, n)) for a in range(0, n, DESCRIPTOR_CHUNK)]
+        measured = [d for part in engine.map(
+            "captions", measure_clip_range, ranges,
+            ctx.clip_audio(sr, resample_synthetic=False)) for d in part]
+    elif ctx.progress and engine.name == "local":  # one bar step per clip
+        measured = measure_clips(sr, tqdm(ctx.waveforms(), desc="descriptors", unit="clip"))
     else:
+        waves = ctx.waveforms()
+        chunks = [waves[i:i + DESCRIPTOR_CHUNK] for i in range(0, len(waves), DESCRIPTOR_CHUNK)]
         measured = [d for part in engine.map("captions", measure_clips, chunks, sr)
                     for d in part]
     thresholds = fit_thresholds(measured, source=f"{ctx.probe()['dataset'][0]} probe set")
