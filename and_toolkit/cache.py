@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from and_toolkit.atomic import atomic_write_bytes
 
 _MAGIC = b"ANDC1"
@@ -78,6 +80,7 @@ class Cache:
     root: Path = field(default_factory=default_cache_dir)
     enabled: bool = True
     stats: dict[str, CacheStats] = field(default_factory=dict)
+    _verified: set[tuple[Any, ...]] = field(default_factory=set, repr=False, compare=False)
 
     def _path(self, namespace: str, key: str) -> Path:
         if not namespace or "/" in namespace or namespace.startswith("."):
@@ -105,6 +108,49 @@ class Cache:
             return None
         stat.hits += 1
         return payload
+
+    def payload_digest(self, namespace: str, key: str) -> str | None:
+        """The sha256 an entry's header records for its payload (the header only is read; the
+        payload is not checked), or None when there is no such entry or the cache is
+        disabled."""
+        path = self._path(namespace, key)
+        if not self.enabled or not path.is_file():
+            return None
+        with open(path, "rb") as fh:
+            head = fh.read(len(_MAGIC) + 64)
+        if not head.startswith(_MAGIC) or len(head) != len(_MAGIC) + 64:
+            return None
+        return head[len(_MAGIC):].decode("ascii", "replace")
+
+    def verified_path(self, namespace: str, key: str, chunk: int = 1 << 22) -> Path | None:
+        """The file of an entry whose payload matches its recorded sha256, checked by
+        streaming (memory: one ``chunk``), or None (miss, disabled; a damaged entry is
+        removed, as :meth:`get_bytes` does). For readers of part of a large payload
+        (:func:`npy_rows`)."""
+        stat = self._stat(namespace)
+        digest = self.payload_digest(namespace, key)
+        path = self._path(namespace, key)
+        if digest is None:
+            stat.misses += 1
+            return None
+        st = path.stat()
+        seen = (namespace, key, digest, st.st_mtime_ns, st.st_size)
+        if seen in self._verified:  # this file, unchanged since this object checked it
+            stat.hits += 1
+            return path
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            fh.seek(len(_MAGIC) + 65)
+            while block := fh.read(chunk):
+                h.update(block)
+        if h.hexdigest() != digest:
+            stat.corrupt += 1
+            stat.misses += 1
+            path.unlink(missing_ok=True)
+            return None
+        stat.hits += 1
+        self._verified.add(seen)
+        return path
 
     def put_bytes(self, namespace: str, key: str, payload: bytes) -> None:
         """Store ``payload`` under ``key`` atomically (last writer wins; values are equal)."""
@@ -142,3 +188,28 @@ class Cache:
             out.writes += s.writes
             out.corrupt += s.corrupt
         return out
+
+
+def npy_rows(entry: str | Path, start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of an array stored with ``np.save`` as a cache entry's payload
+    (:meth:`Cache.verified_path`), read without loading the rest: a writable array, equal to
+    ``np.load(payload)[start:stop]``.
+
+    Raises:
+        ValueError: the entry is not a C-ordered ``.npy`` payload, or the rows are out of range.
+    """
+    with open(entry, "rb") as fh:
+        if not fh.read(len(_MAGIC)) == _MAGIC:
+            raise ValueError(f"{entry}: not a cache entry")
+        fh.seek(len(_MAGIC) + 65)
+        version = np.lib.format.read_magic(fh)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
+                                 else np.lib.format.read_array_header_2_0(fh))
+        if fortran or dtype.hasobject or not shape or not 0 <= start <= stop <= shape[0]:
+            raise ValueError(f"{entry}: rows [{start}, {stop}) of a {'F' if fortran else 'C'}"
+                             f"-ordered {dtype} array of shape {shape}")
+        row = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
+        fh.seek(start * row, 1)
+        data = fh.read((stop - start) * row)
+    return np.frombuffer(data, dtype=dtype).reshape((stop - start, *shape[1:])).copy()
+

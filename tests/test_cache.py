@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from and_toolkit.cache import Cache, cache_key, sha256_file
 
 
@@ -95,3 +97,28 @@ def test_interrupted_entry_is_never_read_as_valid(tmp_path: Path) -> None:
     assert cache.get_bytes("ns", key) is None
     cache.put_bytes("ns", key, b"fresh")
     assert cache.get_bytes("ns", key) == b"fresh"
+
+
+def test_npy_rows_reads_part_of_a_verified_array_entry(tmp_path: Path) -> None:
+    import io
+
+    import numpy as np
+
+    from and_toolkit.cache import npy_rows
+
+    cache = Cache(tmp_path)
+    arr = np.arange(5 * 3 * 2, dtype=np.float32).reshape(5, 3, 2)
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    cache.put_bytes("features", "k" * 64, buf.getvalue())
+    path = cache.verified_path("features", "k" * 64)
+    assert path is not None
+    np.testing.assert_array_equal(npy_rows(path, 1, 4), arr[1:4])
+    assert npy_rows(path, 4, 5).flags.writeable
+    with pytest.raises(ValueError, match="rows"):
+        npy_rows(path, 3, 6)
+    assert cache.verified_path("features", "x" * 64) is None
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 1  # a damaged payload is a miss (and removed), like get_bytes
+    path.write_bytes(bytes(raw))
+    assert cache.verified_path("features", "k" * 64) is None and not path.exists()

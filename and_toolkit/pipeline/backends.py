@@ -177,6 +177,20 @@ def clap(ctx: Context, path: str | None) -> Any:
     return ctx.backend(f"clap:{path}", make)
 
 
+def load_captioner(path: str) -> Any:
+    """The audio captioner at ``path`` (a transformers audio LM directory), loaded here.
+
+    Raises:
+        ConfigError: the model cannot be loaded from it (naming the path).
+    """
+    from and_toolkit.backends.captioner import TransformersAudioCaptioner
+
+    try:
+        return TransformersAudioCaptioner.from_pretrained(path)
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot load the audio captioner: {exc}") from None
+
+
 def captioner(ctx: Context, path: str | None) -> Any:
     """The configured audio captioner (a transformers audio LM from a local directory).
 
@@ -185,16 +199,47 @@ def captioner(ctx: Context, path: str | None) -> Any:
     """
     if not path:
         raise ConfigError("captions.captioner_path: required when captions.source = 'captioner'")
+    return ctx.backend(f"captioner:{path}", lambda: load_captioner(path))
 
-    def make() -> Any:
-        from and_toolkit.backends.captioner import TransformersAudioCaptioner
 
-        try:
-            return TransformersAudioCaptioner.from_pretrained(path)
-        except (FileNotFoundError, OSError, ValueError) as exc:
-            raise ConfigError(f"{path}: cannot load the audio captioner: {exc}") from None
+CAPTION_CHUNK = 64
+"""Clips per captioner work item under an engine with actors: a multiple of the captioner's
+batch (4), so each ``generate`` call sees the local engine's batch."""
 
-    return ctx.backend(f"captioner:{path}", make)
+
+@dataclass(frozen=True)
+class ClipCaptions:
+    """An audio captioner per worker, captioning clip ranges it loads itself (picklable; an
+    :meth:`~and_toolkit.pipeline.engine.Engine.actor_map` source).
+
+    Attributes:
+        path: the captioner's directory (``captions.captioner_path``), on storage every worker
+            mounts.
+        audio: the probe's clips at the rate ``Context.waveforms`` has (the rate the local
+            engine passes to ``caption``).
+    """
+
+    path: str
+    audio: Any
+
+    def load(self) -> Any:
+        """``run((start, stop)) -> (captioner id, prompt, captions of those clips)``.
+
+        Raises:
+            ConfigError: the captioner cannot be loaded.
+        """
+        model = load_captioner(self.path)
+
+        def run(item: tuple[int, int]) -> tuple[str, str, list[str]]:
+            start, stop = item
+            if start % model.batch_size:
+                raise ValueError(f"captions: chunk start {start} is not a multiple of the "
+                                 f"captioner's batch ({model.batch_size}): other batches than "
+                                 "the local engine's")
+            texts = model.caption(self.audio.waveforms(start, stop), self.audio.sample_rate)
+            return str(model.id), str(getattr(model, "prompt", "")), list(texts)
+
+        return run
 
 
 def loaded_text_encoder(ctx: Context, name: str) -> DiskCachedEncoder | None:

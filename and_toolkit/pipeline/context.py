@@ -26,6 +26,7 @@ from and_toolkit.records.models import ProbeClip
 from and_toolkit.run import Run
 
 if TYPE_CHECKING:
+    from and_toolkit.pipeline.clip_inputs import ClipAudio
     from and_toolkit.pipeline.engine import Engine
     from and_toolkit.probe.synthetic import SyntheticProbe
     from and_toolkit.targets.external import ExternalModel
@@ -172,6 +173,22 @@ class Context:
                     self.cfg.probe.resample, downmix=self.cfg.probe.downmix)
         return self._waveforms
 
+    def clip_audio(self, sample_rate: int, *, resample_synthetic: bool) -> ClipAudio:
+        """Where a worker reads the probe's clips from, at ``sample_rate`` Hz: the files, flags
+        and synthetic generator of :meth:`waveforms` (``resample_synthetic``: synthetic clips
+        resampled to ``sample_rate``, as a user's model's clips are)."""
+        from and_toolkit.pipeline.clip_inputs import ClipAudio
+
+        probe = self.probe()
+        synthetic = self.cfg.probe.kind == "synthetic"
+        return ClipAudio(
+            sample_rate=sample_rate, clip_rates=tuple(int(r) for r in probe["sample_rate"]),
+            paths=() if synthetic else tuple(probe["path"].to_list()),
+            root=None if synthetic else str(self.dataset_root()),
+            resample=self.cfg.probe.resample, downmix=self.cfg.probe.downmix,
+            synthetic=(self.cfg.probe.per_class or 8, self.cfg.seed) if synthetic else None,
+            clip_ids=tuple(probe["clip_id"].to_list()), resample_synthetic=resample_synthetic)
+
     def waveform_matrix(self) -> np.ndarray:
         """Waveforms float32 [N, S] at 16 kHz, zero-padded at the end to the longest clip (the
         input of pretrained targets).
@@ -240,17 +257,46 @@ class Context:
         f = self.cfg.features
         return FeatureConfig(num_mel_bins=f.num_mel_bins, max_length=f.max_length)
 
+    def features_key(self) -> str:
+        """The cache key of :meth:`features` (namespace ``features``)."""
+        return cache_key(kind="logmel", probe=self.probe_sha(), data=self.data_sha(),
+                         cfg=self.feature_config().model_dump(mode="json"))
+
     def features(self) -> np.ndarray:
         """Log-mel features float32 [N, T, F] of the probe set (cached by probe hash + config)."""
         if self._features is None:
             from and_toolkit.targets.features import logmel_features
 
             feature_cfg = self.feature_config()
-            key = cache_key(kind="logmel", probe=self.probe_sha(), data=self.data_sha(),
-                            cfg=feature_cfg.model_dump(mode="json"))
             self._features = self.cached_array(
-                "features", key, lambda: logmel_features(self.waveforms(), feature_cfg))
+                "features", self.features_key(),
+                lambda: logmel_features(self.waveforms(), feature_cfg))
         return self._features
+
+    def features_sha(self) -> str:
+        """``targets.features_sha(self.features())`` (what a trained target's weights key
+        hashes), without loading the features when the cache remembers it.
+
+        The digest is memoised in the cache (namespace ``features_sha``, under the features'
+        own key) together with the payload sha256 of the cached features entry it was computed
+        from; it is used only while that entry still holds the same payload, so it is exactly
+        the hash of the features :meth:`features` would return. A run whose features and
+        targets are cached (e.g. the record stage under the Ray engine, whose workers featurize
+        their own clips) thus never materialises [N, T, F] on the driver for its weights keys.
+        """
+        from and_toolkit.targets.features import features_sha
+
+        key = self.features_key()
+        digest = self.cache.payload_digest("features", key)
+        memo = self.cache.get_json("features_sha", key) if digest is not None else None
+        if isinstance(memo, dict) and memo.get("payload") == digest \
+                and isinstance(memo.get("sha256"), str):
+            return str(memo["sha256"])
+        sha = features_sha(self.features())
+        digest = self.cache.payload_digest("features", key)
+        if digest is not None:
+            self.cache.put_json("features_sha", key, {"payload": digest, "sha256": sha})
+        return sha
 
     # ----- backends ---------------------------------------------------------------------------
     def backend(self, key: str, factory: Callable[[], T]) -> T:

@@ -13,7 +13,8 @@ from tqdm.auto import tqdm
 from and_toolkit.dissect.captions import DESCRIPTOR_ID, caption_frame, read_caption_file
 from and_toolkit.dissect.descriptors import Descriptors
 from and_toolkit.errors import ConfigError
-from and_toolkit.pipeline.backends import captioner
+from and_toolkit.pipeline.backends import CAPTION_CHUNK, ClipCaptions, captioner
+from and_toolkit.pipeline.clip_inputs import ClipAudio
 from and_toolkit.pipeline.context import Context
 from and_toolkit.probe.subset import subset_probe
 from and_toolkit.records.models import Caption, ProbeClip
@@ -77,24 +78,60 @@ def measure_clips(sample_rate: int, waveforms: Iterable[np.ndarray]) -> list[Des
     return [measure(w, sample_rate) for w in waveforms]
 
 
+def measure_clip_range(audio: ClipAudio, item: tuple[int, int]) -> list[Descriptors]:
+    """Acoustic descriptors of clips ``[start, stop)``, loaded by the worker itself (an engine
+    work item under an engine whose workers load clips)."""
+    return measure_clips(audio.sample_rate, audio.waveforms(*item))
+
+
 def _descriptor_sentences(ctx: Context) -> tuple[dict[str, str], dict[str, Any]]:
     """The acoustic-descriptor sentence of every clip, and the thresholds used."""
     from and_toolkit.dissect.descriptors import describe, fit_thresholds
 
     probe = ctx.probe()
-    waves = ctx.waveforms()
     sr = ctx.sample_rate()  # waveforms are at the front end's rate
-    chunks = [waves[i:i + DESCRIPTOR_CHUNK] for i in range(0, len(waves), DESCRIPTOR_CHUNK)]
     engine = ctx.engine()
-    if ctx.progress and engine.name == "local":  # one bar step per clip
-        measured = measure_clips(sr, tqdm(waves, desc="descriptors", unit="clip"))
+    if engine.loads_clips:  # each task loads its own clips
+        ctx.rate_plan()  # refuses other rates before any task starts, as ctx.waveforms() does
+        n = probe.height
+        ranges = [(a, min(a + DESCRIPTOR_CHUNK, n)) for a in range(0, n, DESCRIPTOR_CHUNK)]
+        measured = [d for part in engine.map(
+            "captions", measure_clip_range, ranges,
+            ctx.clip_audio(sr, resample_synthetic=False)) for d in part]
+    elif ctx.progress and engine.name == "local":  # one bar step per clip
+        measured = measure_clips(sr, tqdm(ctx.waveforms(), desc="descriptors", unit="clip"))
     else:
+        waves = ctx.waveforms()
+        chunks = [waves[i:i + DESCRIPTOR_CHUNK] for i in range(0, len(waves), DESCRIPTOR_CHUNK)]
         measured = [d for part in engine.map("captions", measure_clips, chunks, sr)
                     for d in part]
     thresholds = fit_thresholds(measured, source=f"{ctx.probe()['dataset'][0]} probe set")
     sentences = {c: describe(d, thresholds) for c, d in zip(probe["clip_id"], measured,
                                                              strict=True)}
     return sentences, thresholds.model_dump(mode="json")
+
+
+def _captions(ctx: Context) -> tuple[dict[str, str], str, str]:
+    """Captions of every clip by the configured audio captioner: (texts by clip id, captioner
+    id, prompt). Under an engine whose workers load clips (Ray), a pool of captioner actors
+    (``execution.stages.captions``) each loads the model once and captions chunks of
+    ``CAPTION_CHUNK`` clips it loads itself; otherwise this process captions every clip."""
+    ids = ctx.probe()["clip_id"].to_list()
+    engine = ctx.engine()
+    if not engine.loads_clips:
+        model = captioner(ctx, ctx.cfg.captions.captioner_path)
+        texts = model.caption(ctx.waveforms(), ctx.sample_rate())
+        return dict(zip(ids, texts, strict=True)), str(model.id), str(
+            getattr(model, "prompt", ""))
+    if not ctx.cfg.captions.captioner_path:
+        raise ConfigError("captions.captioner_path: required when captions.source = 'captioner'")
+    source = ClipCaptions(ctx.cfg.captions.captioner_path,
+                          ctx.clip_audio(ctx.sample_rate(), resample_synthetic=False))
+    ctx.rate_plan()  # refuses other rates before any worker starts, as ctx.waveforms() does
+    chunks = [(a, min(a + CAPTION_CHUNK, len(ids))) for a in range(0, len(ids), CAPTION_CHUNK)]
+    parts = engine.actor_map("captions", source, chunks)
+    texts = [t for _, _, part in parts for t in part]
+    return dict(zip(ids, texts, strict=True)), parts[0][0], parts[0][1]
 
 
 def stage_captions(ctx: Context) -> dict[str, Any]:
@@ -116,11 +153,8 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
         prompt = ""
         ignored = 0
     elif cfg.source == "captioner":
-        model = captioner(ctx, cfg.captioner_path)
-        texts = dict(zip(probe["clip_id"].to_list(),
-                         model.caption(ctx.waveforms(), ctx.sample_rate()), strict=True))
-        source = f"captioner {model.id}"
-        prompt = str(getattr(model, "prompt", ""))
+        texts, model_id, prompt = _captions(ctx)
+        source = f"captioner {model_id}"
         ignored = 0
     elif descriptor_only:
         if cfg.descriptors:
@@ -159,6 +193,7 @@ def stage_captions(ctx: Context) -> dict[str, Any]:
                                     provenance={"source": source, "descriptors": DESCRIPTOR_ID,
                                                 "thresholds": thresholds}))
         info["captioners"].append(cid)
+    if cfg.descriptors or cfg.source == "captioner":
         info["_execution"] = ctx.engine().describe("captions")
     ctx.run.write(Caption, pl.concat(frames), source=source)
     return info

@@ -10,6 +10,8 @@ import polars as pl
 
 from and_toolkit.cache import cache_key
 from and_toolkit.config import TargetSection
+from and_toolkit.errors import DataError
+from and_toolkit.pipeline.clip_inputs import ClipInputs, ExternalInputs
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.engine import RecordJob
 from and_toolkit.pipeline.targets import (
@@ -71,9 +73,37 @@ def _external_provenance(ctx: Context, target: TargetSection) -> dict[str, Any]:
             "weights_sha256": weights_sha256(ext.module)}
 
 
+def clip_inputs(ctx: Context, cfg: Any) -> ClipInputs:
+    """The record workers' feed for a target trained here (``TrainConfig`` ``cfg``): the
+    inputs of ``inputs_of`` made per clip range (log-mel, or 16 kHz waveforms padded to the
+    probe's longest clip, with the Whisper target's valid frames). Log-mel features already in
+    the content cache are read from it row range by row range (verified here once, streamed).
+
+    Raises:
+        DataError: a rate the front end refuses (``probe.resample`` off); a waveform target
+            on a probe not at 16 kHz.
+    """
+    ctx.rate_plan()  # refuses other rates before any worker starts, as Context.waveforms does
+    audio = ctx.clip_audio(ctx.sample_rate(), resample_synthetic=False)
+    if not cfg.takes_waveforms:
+        cached = ctx.cache.verified_path("features", ctx.features_key())
+        return ClipInputs(audio, "logmel", features=ctx.feature_config(),
+                          cached=None if cached is None else str(cached))
+    if set(audio.clip_rates) != {16000}:
+        raise DataError(f"{ctx.run.root / 'probe.parquet'}: field 'sample_rate': pretrained "
+                        f"targets need 16 kHz clips, got {sorted(set(audio.clip_rates))} Hz")
+    lengths = tuple(int(n) for n in ctx.probe()["n_samples"])
+    window = cfg.whisper_window_seconds if cfg.arch == "whisper-frozen" else None
+    return ClipInputs(audio, "waveform", width=max(lengths), lengths=lengths,
+                      whisper_window=window)
+
+
 def _record_external(ctx: Context, target: TargetSection) -> dict[str, Any]:
     """Record a user's model: clips streamed from disk at its rate, batches prepared by its
-    family adapter, padded frames left out of every pooled value."""
+    family adapter, padded frames left out of every pooled value. Under an engine whose workers
+    load clips (Ray), its actors hold the model and load their own partitions, unless the
+    model's batches end where the clip length changes (``exact_padding = False``): such a
+    model is recorded in this process (stage info ``engine: local``)."""
     from and_toolkit.recording.record import record_to_run
     from and_toolkit.targets.external import batches_of
 
@@ -81,14 +111,32 @@ def _record_external(ctx: Context, target: TargetSection) -> dict[str, Any]:
     layers = external_layers(ctx, target)
     clips, plan = external_audio(ctx, target)
     n = ctx.probe().height
-    prepared = batches_of(ext, clips, ext.batch_size(ctx.cfg.record.batch_size))
+    batch_size = ext.batch_size(ctx.cfg.record.batch_size)
+    provenance = {"model": ext.source, "audio": plan}
+    info: dict[str, Any] = {"layers": list(layers), "audio": plan}
+    engine = ctx.engine()
     with measured() as usage:
-        record_to_run(
-            ext.module, ((p.inputs, p.frames) for p in prepared), layers,
-            ctx.cfg.record.pooling, ctx.run, target.id, ctx.probe_sha(), n_clips=n,
-            progress=ctx.progress, provenance={"model": ext.source, "audio": plan},
-        )
-    return {"layers": list(layers), "audio": plan, "resources": usage.as_dict()}
+        if engine.loads_clips and ext.exact_padding:
+            from and_toolkit.targets.external import weights_sha256
+
+            feed = ExternalInputs(
+                target.pretrained, target.factory, target.online, weights_sha256(ext.module),
+                ctx.clip_audio(ext.sample_rate, resample_synthetic=True))
+            engine.record(RecordJob(
+                model=ext.module, inputs=None, clips=feed,
+                batch_size=batch_size, layers=layers, pooling=ctx.cfg.record.pooling,
+                run=ctx.run, model_id=target.id, probe_sha256=ctx.probe_sha(),
+                provenance=provenance, progress=ctx.progress))
+        else:
+            prepared = batches_of(ext, clips, batch_size)
+            record_to_run(
+                ext.module, ((p.inputs, p.frames) for p in prepared), layers,
+                ctx.cfg.record.pooling, ctx.run, target.id, ctx.probe_sha(), n_clips=n,
+                progress=ctx.progress, provenance=provenance,
+            )
+            if engine.name != "local":
+                info["engine"] = "local"
+    return {**info, "resources": usage.as_dict()}
 
 
 def _whisper_frames(ctx: Context, cfg: Any) -> dict[int, np.ndarray] | None:
@@ -104,9 +152,9 @@ def _whisper_frames(ctx: Context, cfg: Any) -> dict[int, np.ndarray] | None:
 
 def stage_record(ctx: Context) -> dict[str, Any]:
     """Record every chosen layer of every target over the whole probe set (through the run's
-    engine: this process, or an actor pool on a Ray cluster; same files either way). A user's
-    model (``external``) is recorded in this process whatever the engine (its clips are streamed
-    from disk through its family adapter); its stage info then says ``engine: local``.
+    engine: this process, or an actor pool on a Ray cluster whose actors load, resample and
+    featurize their own clips; same files either way). A user's model (``external``) is
+    recorded from clips streamed from disk through its family adapter (:func:`_record_external`).
 
     Stage info per target: ``layers`` (module paths in module order, the classifier last; read
     back by :meth:`~and_toolkit.run.Run.recorded_layers`).
@@ -115,20 +163,22 @@ def stage_record(ctx: Context) -> dict[str, Any]:
     info: dict[str, Any] = {"_execution": engine.describe("record")}  # "_": never a target id
     try:
         for target in ctx.cfg.targets:
-            if target.external:  # streamed from disk in this process, whatever the engine
+            if target.external:
                 info[target.id] = _record_external(ctx, target)
-                if engine.name != "local":
-                    info[target.id]["engine"] = "local"
                 continue
             loaded = load_target(ctx, target)
             layers = recorded_layers(ctx, loaded)
-            feats = inputs_of(ctx, loaded.train_config)
-            job = RecordJob(
-                model=loaded.model, inputs=feats,
-                batch_size=batch_size_of(loaded.train_config, ctx.cfg.record.batch_size),
+            cfg = loaded.train_config
+            common: dict[str, Any] = dict(
+                model=loaded.model, batch_size=batch_size_of(cfg, ctx.cfg.record.batch_size),
                 layers=layers, pooling=ctx.cfg.record.pooling, run=ctx.run, model_id=target.id,
                 probe_sha256=ctx.probe_sha(), provenance={"weights_key": loaded.weights_key},
-                progress=ctx.progress, frames=_whisper_frames(ctx, loaded.train_config))
+                progress=ctx.progress)
+            if engine.loads_clips:  # the workers load and featurize their own clips
+                job = RecordJob(inputs=None, clips=clip_inputs(ctx, cfg), **common)
+            else:
+                job = RecordJob(inputs=inputs_of(ctx, cfg), frames=_whisper_frames(ctx, cfg),
+                                **common)
             with measured() as usage:
                 engine.record(job)
             info[target.id] = {"layers": list(layers), "resources": usage.as_dict()}

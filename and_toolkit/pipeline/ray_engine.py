@@ -3,17 +3,20 @@
 The only module that imports Ray (lazily, through :func:`_ray`); :func:`and_toolkit.pipeline.
 engine.make_engine` imports this module only for ``[execution] engine = "ray"``.
 
-Record stage (:meth:`RayEngine.record`): the model is put in the object store once and each
-actor of the pool deserialises it once; the probe's inputs are put once and read zero-copy by
-the actors on a node. The probe is cut into partitions of ``partition_clips`` clips rounded up
-to a multiple of the forward batch, so every forward pass sees exactly the local engine's
-batch (same values bit for bit on CPU). An actor returns one object per recorded layer; the
-driver fetches **one layer at a time** (the other layers stay in the object store, which
-spills to disk when full), concatenates its partitions in clip order and writes the layer's
-file through the local engine's block writer (:func:`and_toolkit.recording.write.write_layer`,
-same row groups, same bytes), so driver memory is one layer [N, width] plus one block, not the
-whole [N, total width] matrix. Non-finite values are reported by the actors and refused before
-any file is written (as locally).
+Record stage (:meth:`RayEngine.record`): the model and its input feed are put in the object
+store once (one object) and each actor of the pool deserialises them once. The feed is either
+the probe's inputs held by the driver (``RecordJob.inputs``) or, as the record stage gives it,
+a :mod:`~and_toolkit.pipeline.clip_inputs` feed from which each actor loads, resamples and
+featurizes its own clips, batch by batch. The probe is cut into partitions of
+``partition_clips`` clips rounded up to a multiple of the forward batch, so every forward pass
+sees exactly the local engine's batch (same values bit for bit on CPU). Each actor records its
+partitions into scratch files inside the run directory (:mod:`and_toolkit.recording.partition`,
+the local engine's scratch format) and returns only metadata (pooling labels, widths, rows with
+non-finite values, refused before any file is written, as locally); then each layer's file is
+written by an actor from the partitions' scratch blocks through the local engine's writer (same
+row groups, same bytes). The driver never receives activations or inputs: its memory does not
+grow with N or with a layer's width (:attr:`RayEngine.received_arrays` counts what it
+receives).
 
 Per-layer stages (:meth:`RayEngine.map`): one task per item with the stage's resources, at most
 ``workers`` in flight; results come back in item order, so the files do not depend on the
@@ -25,18 +28,27 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
+import tempfile
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
-from torch import nn
 
 from and_toolkit.config import ExecutionSection, StageResources
 from and_toolkit.errors import ConfigError, StageNotRun
-from and_toolkit.pipeline.engine import Generation, LLMLoader, RecordJob, cut_batches
+from and_toolkit.pipeline.clip_inputs import ExternalInputs
+from and_toolkit.pipeline.engine import (
+    Generation,
+    LLMLoader,
+    RecordJob,
+    WorkerLoader,
+)
+from and_toolkit.pipeline.ray_actors import Generator, Recorder, Worker
+from and_toolkit.recording.partition import ScratchPartition
 
 S = TypeVar("S")
 T = TypeVar("T")
@@ -63,51 +75,28 @@ def _call(fn: Callable[[S, T], R], shared: S, item: T) -> R:
     return fn(shared, item)
 
 
-class _Recorder:
-    """Actor body: holds one target network for the whole record stage."""
+@dataclass(frozen=True)
+class _RemoteCall:
+    """One actor method call of a pool: ``actor.<method>.remote(*args)``."""
 
-    def __init__(self, threads: int, gpu: bool) -> None:
-        torch.set_num_threads(threads)
-        self.gpu = gpu
-        self.model: nn.Module | None = None
+    method: str
+    args: tuple[Any, ...]
 
-    def load(self, model: nn.Module) -> None:
-        """Hold ``model`` for the following partitions (one deserialisation per actor)."""
-        self.model = model.to("cuda") if self.gpu else model
-
-    def run(self, inputs: np.ndarray, start: int, stop: int, batch_size: int,
-            layers: list[str], pooling: str, frames: dict[int, np.ndarray] | None
-            ) -> tuple[Any, ...]:
-        """Record clips ``[start, stop)``: ``(labels, nonfinite, values of each layer...)``."""
-        from and_toolkit.recording.record import record_partition
-
-        batches = cut_batches(inputs, frames, start, stop, batch_size)
-        if self.model is None:
-            raise RuntimeError("record actor: run() before load()")
-        part = record_partition(self.model, batches, layers, pooling, n_clips=stop - start)
-        return (part.labels, part.nonfinite, *[part.values[layer] for layer in layers])
+    def __call__(self, actor: Any) -> Any:
+        return getattr(actor, self.method).remote(*self.args)
 
 
-class _Generator:
-    """Actor body: one LLM backend (with its generation cache), loaded once per actor."""
-
-    def __init__(self, source: LLMLoader, threads: int) -> None:
-        torch.set_num_threads(threads)
-        self.model: Any = None
-        self.error: str | None = None
-        try:
-            self.model = source.load()
-        except StageNotRun as exc:  # reported by ready(): the stage records it as not run
-            self.error = str(exc)
-
-    def ready(self) -> tuple[str | None, str]:
-        """(load error or None, backend id)."""
-        return self.error, "" if self.model is None else str(self.model.id)
-
-    def run(self, prompts: list[Any], sampling: Any) -> tuple[list[str], int]:
-        """One backend ``generate`` call: (completions, distinct prompts generated)."""
-        texts = self.model.generate(prompts, sampling)
-        return list(texts), int(self.model.last.generated)
+def _array_bytes(obj: Any) -> int:
+    """Bytes of the numpy arrays inside ``obj`` (lists, tuples, dicts, dataclasses)."""
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes)
+    if isinstance(obj, dict):
+        return sum(_array_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_array_bytes(v) for v in obj)
+    if hasattr(obj, "__dataclass_fields__"):
+        return sum(_array_bytes(getattr(obj, f)) for f in obj.__dataclass_fields__)
+    return 0
 
 
 def partitions(n_clips: int, batch_size: int, partition_clips: int) -> list[tuple[int, int]]:
@@ -131,12 +120,16 @@ class RayEngine:
     """
 
     name = "ray"
+    loads_clips = True
 
     def __init__(self, execution: ExecutionSection) -> None:
         ray = _ray()
         self.execution = execution
         self._started = False
         self._recorders: list[Any] = []
+        self.received_arrays = 0
+        """Bytes of numpy arrays the record stage's driver received from its actors (0: the
+        activations never pass through the driver)."""
         if not ray.is_initialized():
             ray.init(address=execution.address,
                      num_cpus=execution.num_cpus if execution.address is None else None,
@@ -198,6 +191,23 @@ class RayEngine:
             inflight.append(ref)
         return list(ray.get(refs)) if refs else []
 
+    # ----- actor pools over items ---------------------------------------------------------------
+    def actor_map(self, stage: str, source: WorkerLoader, items: Sequence[Any]) -> list[Any]:
+        """Items spread over a pool of ``workers(stage)`` actors, each making its function once
+        (``source.load()``), stopped when done; results in item order."""
+        ray = _ray()
+        if not items:
+            return []
+        res = self._resources(stage)
+        actor_cls = ray.remote(Worker).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        actors = [actor_cls.remote(source, max(1, int(res.num_cpus)))
+                  for _ in range(min(self.workers(stage), len(items)))]
+        try:
+            return self._pool_calls(actors, [_RemoteCall("run", (it,)) for it in items])
+        finally:
+            for actor in actors:
+                ray.kill(actor)
+
     # ----- LLM stages ---------------------------------------------------------------------------
     def generate(self, stage: str, source: LLMLoader,
                  requests: Sequence[tuple[Sequence[Any], Any]]) -> Generation:
@@ -207,7 +217,7 @@ class RayEngine:
         res = self._resources(stage)
         if not requests:
             return Generation([], 0, "")
-        actor_cls = ray.remote(_Generator).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        actor_cls = ray.remote(Generator).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
         actors = [actor_cls.remote(source, max(1, int(res.num_cpus)))
                   for _ in range(min(self.workers(stage), len(requests)))]
         try:
@@ -235,9 +245,13 @@ class RayEngine:
 
     # ----- record -------------------------------------------------------------------------------
     def record(self, job: RecordJob) -> dict[str, Path]:
+        """Partitions recorded by the actor pool into scratch files inside the run, then each
+        layer's file written by an actor from those files (:mod:`and_toolkit.recording.
+        partition`); the driver receives metadata and paths only (counted in
+        :attr:`received_arrays`)."""
         from and_toolkit.recording.hooks import block_index, layer_aliases
         from and_toolkit.recording.record import units_per_chunk
-        from and_toolkit.recording.write import check_finite, write_layer
+        from and_toolkit.recording.write import check_finite
 
         ray = _ray()
         res = self._resources("record")
@@ -248,63 +262,71 @@ class RayEngine:
             raise ValueError(f"n_clips: must be positive, got {job.n_clips}")
         parts = partitions(job.n_clips, job.batch_size, self.execution.partition_clips)
         if not self._recorders:  # one pool for every target of the stage (until release())
-            actor_cls = ray.remote(_Recorder).options(num_cpus=res.num_cpus,
+            actor_cls = ray.remote(Recorder).options(num_cpus=res.num_cpus,
                                                       num_gpus=res.num_gpus)
             self._recorders = [actor_cls.remote(max(1, int(res.num_cpus)), res.num_gpus > 0)
                                for _ in range(self.workers("record"))]
         actors = self._recorders[:len(parts)]
-        model_ref = ray.put(job.model)
-        ray.get([actor.load.remote(model_ref) for actor in actors])
-        out = self._run_partitions(actors, ray.put(job.inputs), parts, job, layers)
-        labels = ray.get(out[0][0])
-        bad: dict[str, list[int]] = {layer: [] for layer in layers}
-        for (start, _), rows in zip(parts, ray.get([o[1] for o in out]), strict=True):
-            for layer, r in rows.items():
-                bad[layer] += [start + i for i in r]
-        check_finite(job.run, job.model_id, bad)
-        names = layer_aliases(layers)
-        written: dict[str, Path] = {}
-        for j, layer in enumerate(layers):
-            pieces = ray.get([o[2 + j] for o in out])
-            values = np.concatenate(pieces, axis=0) if len(pieces) > 1 else pieces[0]
-            del pieces
-            for o in out:  # this layer's objects can leave the object store
-                o[2 + j] = None
-            written[layer] = write_layer(
-                job.run, values, units=units_per_chunk(job.n_clips), model_id=job.model_id,
-                layer=layer, alias=names[layer], block=block_index(layer), pooling=labels[layer], probe_sha256=job.probe_sha256,
-                n_clips=job.n_clips, provenance=job.provenance)
-            del values
-        return written
+        source = job.source()
+        held = ray.put((None if isinstance(source, ExternalInputs) else job.model, source))
+        ray.get([actor.load.remote(held) for actor in actors])
+        units = units_per_chunk(job.n_clips)
+        job.run.root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=job.run.root, prefix=".record-"))
+        try:
+            done = self._run_partitions(actors, parts, job, layers, scratch, units)
+            bad = {layer: [r for p in done for r in p.nonfinite[layer]] for layer in layers}
+            check_finite(job.run, job.model_id, bad)
+            names = layer_aliases(layers)
+            fields = [{"run": job.run, "model_id": job.model_id, "alias": names[layer],
+                       "block": block_index(layer), "pooling": done[0].labels[layer],
+                       "probe_sha256": job.probe_sha256, "n_clips": job.n_clips,
+                       "provenance": job.provenance} for layer in layers]
+            paths = self._pool_calls(actors, [
+                _RemoteCall("write", (done, j, layers[j], fields[j], units))
+                for j in range(len(layers))])
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return {layer: Path(p) for layer, p in zip(layers, paths, strict=True)}
 
-    def _run_partitions(self, actors: list[Any], inputs_ref: Any,
-                        parts: list[tuple[int, int]], job: RecordJob, layers: list[str]
-                        ) -> list[list[Any]]:
-        """Feed partitions to free actors (two queued per actor); refs per partition, in order."""
+    def _pool_calls(self, actors: list[Any], calls: Sequence[_RemoteCall],
+                    progress: Any = None) -> list[Any]:
+        """Run ``calls[i](actor)`` on free actors (two queued per actor); results in call
+        order (an actor's error surfaces with its traceback)."""
         ray = _ray()
-        out: list[list[Any]] = [[] for _ in parts]
+        out: list[Any] = [None] * len(calls)
         slots = deque(actors * 2)
-        todo = deque(range(len(parts)))
-        inflight: dict[Any, Any] = {}
+        todo = deque(range(len(calls)))
+        inflight: dict[Any, tuple[int, Any]] = {}
+        while todo or inflight:
+            while todo and slots:
+                actor, i = slots.popleft(), todo.popleft()
+                inflight[calls[i](actor)] = (i, actor)
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            i, actor = inflight.pop(ready[0])
+            out[i] = ray.get(ready[0])
+            self.received_arrays += _array_bytes(out[i])
+            slots.append(actor)
+            if progress is not None:
+                progress.update(1)
+        return out
+
+    def _run_partitions(self, actors: list[Any], parts: list[tuple[int, int]], job: RecordJob,
+                        layers: list[str], scratch: Path, units: int
+                        ) -> list[ScratchPartition]:
+        """Every partition recorded into ``scratch/<p>``; their reports in clip order."""
         bar = None
         if job.progress:
             from tqdm.auto import tqdm
             bar = tqdm(total=len(parts), desc=f"record {job.model_id} (ray)", unit="part")
-        while todo or inflight:
-            while todo and slots:
-                actor, p = slots.popleft(), todo.popleft()
-                refs = actor.run.options(num_returns=2 + len(layers)).remote(
-                    inputs_ref, *parts[p], job.batch_size, layers, job.pooling, job.frames)
-                out[p] = list(refs)
-                inflight[out[p][0]] = actor
-            done, _ = ray.wait(list(inflight), num_returns=1)
-            slots.append(inflight.pop(done[0]))
-            ray.get(done[0])  # an actor's error surfaces here, with its traceback
+        try:
+            return self._pool_calls(actors, [
+                _RemoteCall("run", (*parts[p], job.batch_size, layers, job.pooling,
+                                    str(scratch / f"{p:06d}"), units))
+                for p in range(len(parts))], bar)
+        finally:
             if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
-        return out
+                bar.close()
 
     def release(self) -> None:
         """Stop the record actors (they hold CPUs the task-based stages need)."""

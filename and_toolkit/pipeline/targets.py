@@ -128,11 +128,11 @@ def weights_key_of(ctx: Context, cfg: TrainConfig) -> str:
     """The cache key of the weights ``cfg`` trains on the run's inputs and labels (waveform
     inputs are identified by the probe and data hashes, not hashed byte by byte)."""
     from and_toolkit.cache import cache_key
-    from and_toolkit.targets import features_sha, labels_sha, weights_key
+    from and_toolkit.targets import labels_sha, weights_key
 
     targets, folds = _labels(ctx)
     inputs = (cache_key(kind="waveforms", probe=ctx.probe_sha(), data=ctx.data_sha())
-              if cfg.takes_waveforms else features_sha(ctx.features()))
+              if cfg.takes_waveforms else ctx.features_sha())  # = features_sha(ctx.features())
     return str(weights_key(cfg, inputs, labels_sha(targets, folds)))
 
 

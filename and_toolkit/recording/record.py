@@ -2,8 +2,8 @@
 
 :func:`record_activations` returns ``{layer: float32 [N, width]}``; :func:`record_to_run` writes
 one ``ActivationTable`` file per layer through :func:`and_toolkit.recording.write.
-write_layer_blocks`; :func:`record_partition` records one partition of the probe in memory (a
-Ray record actor's work, written by the driver through the same writer).
+write_layer_blocks`; :mod:`and_toolkit.recording.partition` records one partition of the probe
+to scratch files the same way (a Ray record actor's work) and assembles a layer from them.
 
 Memory: forward hooks pool each recorded output to ``[B, width]`` as the batch runs.
 :func:`record_activations` copies it into a float32 ``[N, width]`` array per layer (preallocated
@@ -46,13 +46,13 @@ from and_toolkit.recording.hooks import (
     resolve_modules,
     time_dim,
 )
-from and_toolkit.recording.write import activation_frame, nonfinite_rows, write_layer_blocks
+from and_toolkit.recording.write import activation_frame, write_layer_blocks
 from and_toolkit.records import ActivationTable
 from and_toolkit.run import Run
 
 __all__ = [
     "Batch", "FramedBatch", "activation_frame", "probe_sha256", "record_activations",
-    "Partition", "record_partition", "record_to_run", "units_per_chunk", "write_layer_blocks",
+    "record_to_run", "units_per_chunk", "write_layer_blocks",
 ]
 
 Batch = torch.Tensor | Mapping[str, torch.Tensor]
@@ -189,9 +189,12 @@ def _run(
     n_clips: int | None,
     progress: bool,
     scratch: Path | None = None,
+    block_units: int | None = None,
 ) -> dict[str, _LayerBuffer]:
     """One forward pass over ``batches`` with hooks on ``layers``; returns the filled buffers
-    (spilled to ``scratch/<i>/`` per layer when ``scratch`` is given; needs ``n_clips``)."""
+    (spilled to ``scratch/<i>/`` for the i-th of ``layers`` when ``scratch`` is given; needs
+    ``n_clips``; blocks of ``block_units`` units, default :func:`units_per_chunk` of
+    ``n_clips``)."""
     pool = Pooling.parse(pooling)
     if not layers:
         raise ValueError("layers: at least one layer is required")
@@ -205,7 +208,7 @@ def _run(
         for i, buf in enumerate(buffers.values()):
             buf.scratch = scratch / str(i)
             buf.scratch.mkdir(parents=True)
-            buf.block_units = units_per_chunk(n_clips)
+            buf.block_units = block_units or units_per_chunk(n_clips)
     frames: dict[int, torch.Tensor] = {}  # valid frames of the batch running, by padded length
     handles = [m.register_forward_hook(_make_hook(name, buffers[name], pool, frames))
                for name, m in modules.items()]
@@ -345,43 +348,3 @@ def record_to_run(
                 pooling=buf.label, probe_sha256=probe_sha256, n_clips=n_clips,
                 provenance=provenance)
     return written
-
-
-@dataclass(frozen=True)
-class Partition:
-    """Pooled activations of a contiguous run of clips, recorded by one worker.
-
-    Attributes:
-        values: ``{layer: float32 [rows, width]}`` in the order of the layers asked for.
-        labels: ``{layer: pooling label}`` (``ActivationTable.pooling``).
-        nonfinite: ``{layer: first rows (within the partition) with NaN / inf}``.
-    """
-
-    values: dict[str, np.ndarray]
-    labels: dict[str, str]
-    nonfinite: dict[str, list[int]]
-
-
-def record_partition(
-    model: nn.Module,
-    batches: Iterable[Batch | FramedBatch],
-    layers: Sequence[str],
-    pooling: Pooling | str,
-    *,
-    n_clips: int,
-) -> Partition:
-    """Record ``layers`` over one partition's batches in memory (the unit of distributed
-    recording, :mod:`and_toolkit.pipeline.ray_engine`).
-
-    The same forward pass and hooks as :func:`record_to_run`; fed the same batches, it gives
-    the same values bit for bit, so partitions cut at batch boundaries and concatenated in
-    clip order give the local engine's files.
-
-    Args:
-        model, batches, layers, pooling: as :func:`record_activations`.
-        n_clips: clips in this partition.
-    """
-    buffers = _run(model, batches, layers, pooling, n_clips, False)
-    values = {layer: buf.result() for layer, buf in buffers.items()}
-    return Partition(values=values, labels={layer: buf.label for layer, buf in buffers.items()},
-                     nonfinite={layer: nonfinite_rows(v) for layer, v in values.items()})

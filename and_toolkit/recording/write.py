@@ -1,9 +1,10 @@
 """Write recorded activations: one layer's ``ActivationTable`` file from blocks of units.
 
 Both engines write through :func:`write_layer_blocks` (the local engine from the scratch blocks
-of :func:`~and_toolkit.recording.record.record_to_run`, the Ray engine from one layer held by
-the driver, cut by :func:`write_layer`), one Parquet row group per block of
-:func:`~and_toolkit.recording.record.units_per_chunk` units, so they write the same bytes.
+of :func:`~and_toolkit.recording.record.record_to_run`, the Ray engine's actors from the
+partitions' scratch blocks, :func:`~and_toolkit.recording.partition.layer_blocks`), one Parquet
+row group per block of :func:`~and_toolkit.recording.record.units_per_chunk` units, so they
+write the same bytes.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from and_toolkit.errors import RecordValidationError
 from and_toolkit.records import ActivationTable
 from and_toolkit.run import Run
 
-__all__ = ["activation_frame", "check_finite", "nonfinite_rows", "write_layer",
-           "write_layer_blocks"]
+__all__ = ["activation_frame", "check_finite", "write_layer_blocks"]
 
 
 def activation_frame(
@@ -93,25 +93,6 @@ def write_layer_blocks(
               for u0, values in blocks)
     return run.write_activation_chunks(model_id, layer, frames,
                                        **{"n_clips": n_clips, **dict(provenance or {})})
-
-
-def write_layer(run: Run, values: np.ndarray, *, units: int, **fields: Any) -> Path:
-    """Write one layer held in memory, cut into blocks of ``units`` units (pass
-    :func:`~and_toolkit.recording.record.units_per_chunk` of N for the local engine's bytes).
-
-    Args:
-        values: float32 [N, width] activations of the layer (clips in probe order x units).
-        units: units per block / row group.
-        fields: the keyword arguments of :func:`write_layer_blocks`.
-    """
-    blocks = ((u0, values[:, u0:u0 + units]) for u0 in range(0, values.shape[1], units))
-    return write_layer_blocks(run, blocks, **fields)
-
-
-def nonfinite_rows(values: np.ndarray, limit: int = 5) -> list[int]:
-    """The first ``limit`` clip rows of ``values`` [N, width] holding a NaN or infinity."""
-    bad = ~np.isfinite(values)
-    return np.unique(np.nonzero(bad)[0])[:limit].tolist() if bad.any() else []
 
 
 def check_finite(run: Run, model_id: str, bad_rows: Mapping[str, Sequence[int]]) -> None:

@@ -47,14 +47,15 @@ def test_blocks_are_row_groups_with_the_same_values(tmp_path: Path) -> None:
     assert not list((tmp_path / "run").glob(".record-*"))  # scratch removed
 
 
-def test_partition_written_by_write_layer_gives_record_to_run_bytes(
+def test_scratch_partitions_written_by_layer_blocks_give_record_to_run_bytes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Ray engine's path (partitions in memory, concatenated, written by ``write_layer`` in
-    ``units_per_chunk`` blocks) writes the bytes of the local scratch path, several blocks."""
+    """The Ray engine's path (partitions recorded to scratch files with the whole probe's
+    block size, a layer assembled block by block by ``layer_blocks``) writes the bytes of the
+    local scratch path, several blocks; each block read holds [N, <= 16] values only."""
     import and_toolkit.recording.record as rec
     from and_toolkit.recording.hooks import block_index, layer_aliases
-    from and_toolkit.recording.record import record_partition
-    from and_toolkit.recording.write import write_layer
+    from and_toolkit.recording.partition import layer_blocks, record_partition
+    from and_toolkit.recording.write import write_layer_blocks
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 40), nn.ReLU(), nn.Linear(40, 3))
@@ -64,14 +65,20 @@ def test_partition_written_by_write_layer_gives_record_to_run_bytes(
     monkeypatch.setattr(rec, "CHUNK_BYTES", 16 * 4 * n)
     local = record_to_run(model, batches, ["0", "2"], "mean", Run.at(tmp_path / "a"), "m",
                           "sha", n_clips=n, progress=False, provenance={"k": 1})
-    parts = [record_partition(model, batches[i:i + 2], ["0", "2"], "mean", n_clips=32)
+    units = units_per_chunk(n)
+    assert units == 16
+    parts = [record_partition(model, batches[i:i + 2], ["0", "2"], "mean", start=16 * i,
+                              n_clips=32, scratch=tmp_path / "scratch" / str(i),
+                              block_units=units)
              for i in range(0, len(batches), 2)]
+    assert [p.start for p in parts] == [0, 32, 64]
     names = layer_aliases(["0", "2"])
-    for layer in ("0", "2"):
-        values = np.concatenate([p.values[layer] for p in parts])
-        path = write_layer(Run.at(tmp_path / "b"), values, units=units_per_chunk(n),
-                           model_id="m", layer=layer, alias=names[layer], block=block_index(layer),
-                           pooling=parts[0].labels[layer], probe_sha256="sha", n_clips=n,
-                           provenance={"k": 1})
+    for j, layer in enumerate(("0", "2")):
+        blocks = list(layer_blocks(parts, j, parts[0].widths[layer], units))
+        assert all(v.shape[0] == n and v.shape[1] <= 16 for _, v in blocks)
+        path = write_layer_blocks(
+            Run.at(tmp_path / "b"), iter(blocks), model_id="m", layer=layer,
+            alias=names[layer], block=block_index(layer), pooling=parts[0].labels[layer],
+            probe_sha256="sha", n_clips=n, provenance={"k": 1})
         assert path.read_bytes() == local[layer].read_bytes()
     assert pq.ParquetFile(local["0"]).num_row_groups == 3
