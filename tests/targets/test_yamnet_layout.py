@@ -11,8 +11,12 @@ import torch
 from and_toolkit.recording.prune import pruned
 from and_toolkit.recording.record import record_activations
 from and_toolkit.targets.pretrained.yamnet import PatchConv2d, YAMNet
-from tests.targets.yamnet_reference import gamma, local_bound, patchwise_conv_nchw, \
-    reference_forward
+from tests.targets.yamnet_reference import (
+    gamma,
+    local_bound,
+    patchwise_conv_nchw,
+    reference_forward,
+)
 
 SAMPLES = 15600 + 7680
 """Two patches per clip (1.455 s, YAMNet's padding adds none): patches must not leak."""
