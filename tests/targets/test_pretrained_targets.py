@@ -67,9 +67,11 @@ def test_yamnet_records_conv_channels_and_prunes_them() -> None:
 
 
 def test_fine_tuned_yamnet_trains_its_backbone_on_waveforms() -> None:
+    """``yamnet_tuned_blocks = None``: every layer is fine-tuned on waveforms."""
     waves, targets, folds = _clips()
     cfg = DEFAULT_TARGETS["yamnet"].model_copy(update={"n_classes": 3, "epochs": 1,
-                                                       "batch_size": 6, "precision": "fp32"})
+                                                       "batch_size": 6, "precision": "fp32",
+                                                       "yamnet_tuned_blocks": None})
     trained = train_target(cfg, waves, targets, folds, progress=False)
     fresh = build_model(cfg)
     changed = {k.rsplit(".", 1)[0] for k, v in trained.model.state_dict().items()

