@@ -19,14 +19,14 @@ default initialisation): it is informative for weights whose rows have unit L1 n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from and_toolkit.targets.pretrained.yamnet import PatchConv2d, YAMNet
 
-__all__ = ["gamma", "local_bound", "patchwise_conv_nchw", "reference_forward"]
+__all__ = ["chain_bound", "gamma", "local_bound", "patchwise_conv_nchw", "reference_forward"]
 
 U = 2.0 ** -24
 """Unit roundoff of float32."""
@@ -59,6 +59,25 @@ def local_bound(conv: PatchConv2d, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return 2 * gamma(n) * patchwise_conv_nchw(conv, x.double().abs(), conv.weight.double().abs(),
                                                   conv.bias.double().abs())
+
+
+def chain_bound(convs: Sequence[PatchConv2d], x: torch.Tensor) -> torch.Tensor:
+    """float64 bound on |a - b| for two float32 runs of ``convs`` in sequence (each output
+    through its activation into the next) from the same input ``x``: ``E' = |W| E +
+    local_bound`` along the reference run."""
+    e: torch.Tensor | None = None
+    with torch.no_grad():
+        for conv in convs:
+            bound = local_bound(conv, x)
+            if e is not None:
+                w64 = conv.weight.double().abs()
+                bound = bound + patchwise_conv_nchw(conv, e, w64, torch.zeros_like(conv.bias,
+                                                                                  dtype=w64.dtype))
+            e = bound
+            x = conv.activate(patchwise_conv_nchw(conv, x))
+    if e is None:
+        raise ValueError("chain_bound: no convolutions")
+    return e
 
 
 def _convs(net: YAMNet) -> list[tuple[str, PatchConv2d]]:
