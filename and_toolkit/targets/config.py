@@ -74,7 +74,7 @@ class TrainConfig(BaseModel):
             blocks and the head, the stem and lower blocks frozen; their output is computed once
             per clip and cached (``targets/pretrained/partial.py``), so epochs run only the top
             blocks; 14 tunes the stem too (every layer, on cached log-mel patches). None
-            fine-tunes every layer on waveforms (the first implementation, ~10x the cost of
+            fine-tunes every layer on waveforms (the first implementation, ~12x the CPU time of
             N = 2). The ESC-50 default is in :data:`DEFAULT_TARGETS`. Part of the weights key
             of ``yamnet`` only.
         pretrain: If set (AST archs only), the encoder is first pretrained by masked-patch

