@@ -53,6 +53,8 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
         }
         if loaded.train_config.takes_waveforms:  # pinned sha256 of the packaged weights
             record["backbone_sha256"] = loaded.train_config.arch_payload()["backbone_sha256"]
+        if loaded.train_config.yamnet_tuned_blocks is not None:  # fine-tuned: top blocks only
+            record["yamnet_tuned_blocks"] = loaded.train_config.yamnet_tuned_blocks
         provenance[target.id] = record
         # the thread count and the measurements behind the choices may differ from process to
         # process (they never change the weights key): manifest only, not the records

@@ -156,7 +156,7 @@ def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> 
         if raw is None or curve is None:
             targets, folds = _labels(ctx)
             trained = train_target(cfg, inputs_of(ctx, cfg), targets, folds,
-                                   progress=ctx.progress)
+                                   progress=ctx.progress, cache=ctx.cache)
             save_weights(trained.model, path)
             ctx.cache.put_bytes("weights", key, path.read_bytes())
             curve = trained.curve

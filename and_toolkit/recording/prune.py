@@ -86,7 +86,10 @@ def _hook(drop: torch.Tensor, conv_dims: int | None) -> Any:
         if conv_dims is not None:
             # batched [B, C, *spatial] or unbatched [C, *spatial]: broadcast over spatial dims
             d = d.view(-1, *([1] * conv_dims))
-        return output.masked_fill(d, 0.0)
+        # clone keeps the output's memory format (a masked_fill with a broadcast mask would
+        # return channels-first memory for a channels-last output, and later reductions would
+        # sum the kept units in another order)
+        return output.clone().masked_fill_(d, 0.0)
     return hook
 
 

