@@ -242,6 +242,17 @@ class Run:
         return write_record_chunks(ActivationTable, chunks, self.activation_path(model, layer),
                                    provenance=provenance)
 
+    def activation_provenance(self, model: str, layer: str) -> dict[str, Any] | None:
+        """The provenance stored in one layer's activation file, None when it has no file or
+        an unreadable one."""
+        path = self.activation_path(model, layer)
+        if not path.is_file():
+            return None
+        try:
+            return provenance_of(path)
+        except (OSError, ValueError):  # torn or foreign (pyarrow, JSON): never reused
+            return None
+
     def activation_files(self, model: str | None = None) -> list[Path]:
         """Activation files of one model (or all), sorted."""
         base = self.root / "activations"

@@ -152,14 +152,40 @@ def _whisper_frames(ctx: Context, cfg: Any) -> dict[int, np.ndarray] | None:
     return valid_frames(lengths, cfg.whisper_window_seconds)
 
 
+RECORD_VERSION = "pooled-v1"
+"""Part of :func:`record_key`: bump it when recording a layer changes its values."""
+
+
+def record_key(ctx: Context, weights_key: str, layers: list[str]) -> str:
+    """What one target's activation files are a function of: its weights, the probe clips and
+    their data, the recorded layers and the pooling (and :data:`RECORD_VERSION`)."""
+    return cache_key(kind="record", version=RECORD_VERSION, weights=weights_key,
+                     probe=ctx.probe_sha(), data=ctx.data_sha(), layers=list(layers),
+                     pooling=json.dumps(ctx.cfg.record.pooling))
+
+
+def _recorded(run: Run, model: str, layers: list[str], key: str) -> bool:
+    """True when every layer of ``model`` has an activation file written under ``key`` and no
+    other layer has one (then the record stage keeps them instead of recording again)."""
+    on_disk = {layer for _, layer in run.activation_layers(model)}
+    return on_disk == set(layers) and all(
+        (run.activation_provenance(model, layer) or {}).get("record_key") == key
+        for layer in layers)
+
+
 def stage_record(ctx: Context) -> dict[str, Any]:
     """Record every chosen layer of every target over the whole probe set (through the run's
     engine: this process, or an actor pool on a Ray cluster whose actors load, resample and
     featurize their own clips; same files either way). A user's model (``external``) is
     recorded from clips streamed from disk through its family adapter (:func:`_record_external`).
 
+    A target whose activation files were all written under the same :func:`record_key` (same
+    weights, probe, layers and pooling) keeps them: adding a target to a run records only the
+    new one.
+
     Stage info per target: ``layers`` (module paths in module order, the classifier last; read
-    back by :meth:`~and_toolkit.run.Run.recorded_layers`).
+    back by :meth:`~and_toolkit.run.Run.recorded_layers`); ``reused`` (the key's prefix) when
+    the files were kept.
     """
     engine = ctx.engine()
     info: dict[str, Any] = {"_execution": engine.describe("record")}  # "_": never a target id
@@ -171,10 +197,15 @@ def stage_record(ctx: Context) -> dict[str, Any]:
             loaded = load_target(ctx, target)
             layers = recorded_layers(ctx, loaded)
             cfg = loaded.train_config
+            key = record_key(ctx, loaded.weights_key, layers)
+            if _recorded(ctx.run, target.id, layers, key):
+                info[target.id] = {"layers": list(layers), "reused": key[:16]}
+                continue
             common: dict[str, Any] = dict(
                 model=loaded.model, batch_size=batch_size_of(cfg, ctx.cfg.record.batch_size),
                 layers=layers, pooling=ctx.cfg.record.pooling, run=ctx.run, model_id=target.id,
-                probe_sha256=ctx.probe_sha(), provenance={"weights_key": loaded.weights_key},
+                probe_sha256=ctx.probe_sha(),
+                provenance={"weights_key": loaded.weights_key, "record_key": key},
                 progress=ctx.progress)
             if engine.loads_clips:  # the workers load and featurize their own clips
                 job = RecordJob(inputs=None, clips=clip_inputs(ctx, cfg), **common)

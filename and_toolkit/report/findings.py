@@ -50,10 +50,14 @@ class ModelFacts:
     Attributes:
         paper_model: the paper model it stands for ("AST", "BEATs-finetuned", "BEATs-frozen").
         test_accuracy: top-1 accuracy on the test fold (fraction), None if unknown.
+        n_test: clips in the test fold (the denominator of ``test_accuracy``), None if unknown.
+        n_classes: classifier neurons (the denominator of Table 2's top-1), None if unknown.
     """
 
     paper_model: str
     test_accuracy: float | None = None
+    n_test: int | None = None
+    n_classes: int | None = None
 
 
 def _label(model: str, facts: Mapping[str, ModelFacts]) -> str:
@@ -132,17 +136,28 @@ def claim_db_best(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
 
 
 # ----- claim 2 ----------------------------------------------------------------------------------
+def _binomial_se(p: float, n: int | None) -> float:
+    """Standard error of a proportion ``p`` over ``n`` items (0 when ``n`` is unknown)."""
+    return float(np.sqrt(max(p * (1 - p), 0.0) / n)) if n else 0.0
+
+
 def claim_tracks_accuracy(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
-    """(2) Dissection accuracy tracks model accuracy: every pair of models with different test
-    accuracy is ordered the same way by each method's Table 2 top-1 (no discordant pair)."""
+    """(2) Dissection accuracy tracks model accuracy: pairs of models whose test accuracies and
+    Table 2 top-1 both differ beyond their uncertainty are ordered the same way by each method
+    (no such discordant pair, at least one concordant)."""
     claim = "Last-layer dissection accuracy tracks the target model's accuracy."
-    test = ("for each method, every pair of targets with different test accuracy must be "
-            "ordered the same way by Table 2 top-1; a discordant pair breaks the claim, tied "
-            "top-1 counts as neither.")
+    test = (f"for each method, a pair of targets counts when their test accuracies differ by "
+            f"more than {CLASS_SE:g} standard errors of the difference (binomial over the test "
+            f"clips) and their Table 2 top-1 by more than {CLASS_SE:g} standard errors "
+            "(binomial over the classifier neurons; unpaired, so conservative); it is "
+            "concordant when both go the same way. A discordant pair breaks the claim; with no "
+            "concordant pair it is inconclusive; pairs within either uncertainty count as "
+            "neither.")
     df = results.get("table2")
     top1 = cells(df, "top1")
     acc = {m: f.test_accuracy for m, f in facts.items() if f.test_accuracy is not None}
-    concordant = discordant = 0
+    unknown = sorted(m for m in acc if facts[m].n_test is None or facts[m].n_classes is None)
+    concordant = discordant = close = 0
     lines, bad = [], []
     for method in sorted({g for _, g in top1}):
         ms = sorted(m for m, g in top1 if g == method and m in acc)
@@ -151,8 +166,15 @@ def claim_tracks_accuracy(results: Results, facts: Mapping[str, ModelFacts]) -> 
         for i, a in enumerate(ms):
             for b in ms[i + 1:]:
                 da, dt = acc[a] - acc[b], top1[(a, method)] - top1[(b, method)]
-                concordant += da * dt > 0
-                if da * dt < 0:
+                se_a = np.hypot(_binomial_se(acc[a], facts[a].n_test),
+                                _binomial_se(acc[b], facts[b].n_test))
+                se_t = 100 * np.hypot(_binomial_se(top1[(a, method)] / 100, facts[a].n_classes),
+                                      _binomial_se(top1[(b, method)] / 100, facts[b].n_classes))
+                if abs(da) <= CLASS_SE * se_a or abs(dt) <= CLASS_SE * se_t:
+                    close += 1
+                elif da * dt > 0:
+                    concordant += 1
+                else:
                     discordant += 1
                     bad.append(f"{method} {a} vs {b}")
         lines.append(f"{method} top-1 " + ", ".join(f"{m} {fmt(top1[(m, method)], 1)}"
@@ -164,10 +186,14 @@ def claim_tracks_accuracy(results: Results, facts: Mapping[str, ModelFacts]) -> 
     ran = {g for _, g in top1}
     missing = [f"{m} (not run: {reason(df.filter(pl.col('group') == m))})"
                for m in ("DB", "TAB", "ICL") if m not in ran and df is not None]
-    accs = ", ".join(f"{_label(m, facts)} {fmt(100 * acc[m], 1)}" for m in sorted(acc))
+    accs = ", ".join(f"{_label(m, facts)} {fmt(100 * acc[m], 1)}"
+                     + (f" (n={facts[m].n_test})" if facts[m].n_test else "")
+                     for m in sorted(acc))
     numbers = (f"test accuracy %: {accs}; " + "; ".join(lines)
-               + f". {concordant} concordant, {discordant} discordant model pairs"
-               + (f" ({', '.join(bad)})." if bad else "."))
+               + f". {concordant} concordant, {discordant} discordant, {close} within the "
+               "uncertainty" + (f" ({', '.join(bad)} discordant)." if bad else ".")
+               + (f" Unknown test or class counts for {', '.join(unknown)}: their differences "
+                  "count without an uncertainty." if unknown else ""))
     verdict: Verdict = ("does not hold" if discordant else "inconclusive" if not concordant
                         else "partially tested" if missing else "holds")
     return _finding(claim, "table2", test, [], missing, numbers, facts,

@@ -170,3 +170,37 @@ def test_info_and_later_stages_use_the_recorded_training_choice(
     assert cfg.precision == "fp32" and "reused_from" in choice
     fresh, choice = resolved_train_config(ctx, target, fresh=True)
     assert fresh.precision == "bf16" and choice["precision_source"] == "env"
+
+
+def test_record_stage_keeps_files_recorded_under_the_same_key(
+        tiny_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a target re-runs the record stage, which records only the new target: the others'
+    files match their weights, probe, layers and pooling. Another pooling records all again."""
+    import shutil
+
+    from and_toolkit.pipeline.engine import LocalEngine
+
+    run, cache = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    files = sorted((copy / "activations").rglob("*.parquet"))
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    extra = {**TINY["targets"][0], "id": "cnn2", "seed": 1}
+    targets = [*TINY["targets"], extra]
+    real = LocalEngine.record
+
+    def only_the_new_one(self: LocalEngine, job: Any) -> Any:
+        assert job.model_id == "cnn2", f"{job.model_id} recorded again"
+        return real(self, job)
+
+    with monkeypatch.context() as m:
+        m.setattr(LocalEngine, "record", only_the_new_one)
+        _run(copy, cache, targets=targets)
+    record = json.loads((copy / "manifest.json").read_text())["stages"]["record"]
+    assert all(isinstance(record[t].get("reused"), str) for t in ("cnn", "ast"))
+    assert "reused" not in record["cnn2"] and (copy / "activations" / "model=cnn2").is_dir()
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in files} == before
+    _run(copy, cache, targets=targets, record={**TINY["record"], "pooling": "max"})
+    record = json.loads((copy / "manifest.json").read_text())["stages"]["record"]
+    assert all("reused" not in record[t] for t in ("cnn", "ast", "cnn2"))
+    assert all(p.read_bytes() != before[p][1] for p in files)

@@ -120,7 +120,8 @@ def test_every_claim_holds_on_the_papers_pattern() -> None:
     assert [f.verdict for f in found] == ["holds"] * 5
     assert [f.section for f in found] == ["table2", "table2", "table4", "fig4b", "fig5"]
     assert "DB 90.0/100.0" in found[0].evidence and "ICL 60.0/70.0" in found[0].evidence
-    assert "9 concordant, 0 discordant" in found[1].evidence
+    assert "9 concordant, 0 discordant, 0 within the uncertainty" in found[1].evidence
+    assert "count without an uncertainty" in found[1].evidence  # FACTS have no counts
     assert "OCP 3.900 ± 0.050" in found[2].evidence and "DB -0.200 ± 0.050" in found[2].evidence
     assert "basic 0.600 vs high-level 0.700" in found[3].evidence
     assert "seed spread 0.010 over 3 seeds" in found[3].evidence
@@ -140,8 +141,27 @@ def test_claims_fail_when_the_numbers_say_so() -> None:
     res["fig6"] = fig6({"ast": [10, 20, 30, 40], "cnn": [70, 60, 55, 40], "fz": [70, 70, 70, 70]})
     found = paper_findings(res, FACTS)
     assert [f.verdict for f in found] == ["does not hold"] * 5
-    assert "1 discordant" in found[1].evidence and "DB ast vs cnn" in found[1].evidence
+    assert "1 discordant" in found[1].evidence and "(DB ast vs cnn discordant)" in found[1].evidence
     assert "Does not hold for: ast (AST)." in found[4].evidence
+
+
+def test_accuracy_tracking_ignores_pairs_within_their_uncertainty() -> None:
+    facts = {"a": ModelFacts("AST", 0.808, n_test=400, n_classes=50),
+             "b": ModelFacts("BEATs-finetuned", 0.768, n_test=400, n_classes=50),
+             "c": ModelFacts("BEATs-frozen", 0.15, n_test=400, n_classes=50)}
+    res = {"table2": table2({(m, method): v for method in ("DB", "TAB", "ICL")
+                             for m, v in (("a", 94.0), ("b", 96.0), ("c", 74.0))})}
+    found = paper_findings(res, facts)[1]
+    # a vs b: accuracies 4 pp apart (2 SE = 5.8 pp) and top-1 2 pp apart (2 SE = 8.7 pp): not a
+    # discordant pair; a, b vs c: both far apart and ordered alike
+    assert found.verdict == "holds"
+    assert "6 concordant, 0 discordant, 3 within the uncertainty" in found.evidence
+    far = {**facts, "b": ModelFacts("BEATs-finetuned", 0.5, n_test=400, n_classes=50)}
+    res = {"table2": table2({("a", "DB"): 70.0, ("b", "DB"): 96.0, ("c", "DB"): 40.0})}
+    found = paper_findings(res, far)[1]
+    assert found.verdict == "does not hold" and "(DB a vs b discordant)" in found.evidence
+    res = {"table2": table2({("a", "DB"): 94.0, ("b", "DB"): 96.0})}
+    assert paper_findings(res, facts)[1].verdict == "inconclusive"
 
 
 def test_per_target_statements_when_targets_disagree() -> None:
@@ -380,7 +400,9 @@ def test_report_stage_is_byte_identical_and_publishes(tmp_path: Path,
     assert "4321" not in html  # the old "seconds" key is not a resource figure
     timing = html[html.index("Where the time went"):html.index("claims", html.index("Where the time went"))]
     assert "<td class=\"label\">record</td><td>12.2</td><td>20.5</td><td>901</td>" in timing
-    assert set(info["verdicts"].values()) == {"holds"}
+    verdicts = list(info["verdicts"].values())
+    # two classes: a Table 2 top-1 difference is never beyond its uncertainty (claim 2)
+    assert verdicts[1] == "inconclusive" and set(verdicts[:1] + verdicts[2:]) == {"holds"}
     # dict order and the report stage's own timing change; the page does not
     manifest = ctx.run.manifest()
     manifest["stages"]["targets"]["seconds"] = 99.0
