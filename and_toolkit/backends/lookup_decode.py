@@ -165,7 +165,8 @@ def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tenso
 def greedy_decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                   cache: Any, *, max_new_tokens: int, eos_ids: Sequence[int], pad_id: int,
                   draft_tokens: int = DRAFT_TOKENS, ngram_max: int = NGRAM_MAX,
-                  stats: DecodeStats | None = None) -> list[list[int]]:
+                  stats: DecodeStats | None = None,
+                  reserve_cache: bool = True) -> list[list[int]]:
     """Greedy continuation of every row by prompt-lookup drafts verified in batched passes.
 
     Args:
@@ -180,6 +181,9 @@ def greedy_decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Ten
         draft_tokens: largest draft per row and step (0: plain one-token greedy steps).
         ngram_max: longest n-gram looked up (see :func:`draft`).
         stats: counters to add to, or None.
+        reserve_cache: after the prefill, write the cache into buffers with room for the whole
+            answer (:mod:`~and_toolkit.backends.reserved_cache`: same values, no per-step copy
+            of the cache); False keeps transformers' concatenating layers.
 
     Returns:
         Per row, the generated token ids (ending with an EOS id when one was produced).
@@ -198,6 +202,10 @@ def greedy_decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Ten
         greedy, gap, cache = _forward(model, input_ids[:, cached:], mask, pos[:, cached:], cache)
     stats.forward_passes += 1
     stats.min_top2_gap = min(stats.min_top2_gap, float(gap[:, -1].min()))
+    if reserve_cache:
+        from and_toolkit.backends import reserved_cache
+
+        reserved_cache.reserve(cache, max_new_tokens * (1 + draft_tokens))
     out: list[list[int]] = [[] for _ in range(n_rows)]
     last = greedy[:, -1].tolist()
     next_pos = (mask.sum(-1)).tolist()
