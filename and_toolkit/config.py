@@ -199,6 +199,13 @@ class ClosedSection(_Section):
     db_evidence: Literal["softmax100", "cosine"] = "softmax100"
     population: Literal["per_layer", "per_neuron"] = "per_layer"
     icl_llm: str = "smollm2"
+    icl_lookup_drafts: int = Field(
+        0, ge=0, le=16, description="Prompt-lookup speculative decoding for ICL's greedy "
+        "answers (transformers backends): up to N draft tokens copied from the prompt, checked "
+        "in one forward pass (0: off). Outputs matched plain decoding on every prompt measured "
+        "(benchmarks/results/llm_prefix.json: 2.59x ICL throughput at 4) but are not "
+        "guaranteed bit-identical in float32; the backend id (and so every cached answer) "
+        "names it.")
     icl_layers: Literal["classifier", "all"] = "classifier"
     clap_path: str | None = Field(
         None, description="Local CLAP directory for TAB (tab_model = 'clap'): config.json, "

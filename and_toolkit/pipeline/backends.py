@@ -103,23 +103,29 @@ def tagger(ctx: Context) -> Any:
     return ctx.backend("tagger", SpacyTagger.load)
 
 
-def make_llm(name: str, cache: Cache) -> Any:
+def make_llm(name: str, cache: Cache, lookup_drafts: int = 0) -> Any:
     """Load the LLM backend ``name`` wrapped in a :class:`~and_toolkit.backends.llm.CachedLLM`
-    over ``cache`` (no per-process memo: see :func:`llm`; a Ray LLM actor calls this once).
+    over ``cache`` (no per-process memo: see :func:`llm`; a Ray LLM actor calls this once);
+    ``lookup_drafts`` > 0 turns on prompt-lookup decoding (transformers backends only).
 
     Names: ``"smollm2"`` (offline SmolLM2-135M), ``"vllm:<model dir>"`` (vLLM on a GPU, extra
     ``vllm`` in its own environment), anything else a transformers model directory or hub id.
 
     Raises:
         StageNotRun: the backend cannot be loaded here (message says why).
+        ConfigError: ``lookup_drafts`` with a vLLM backend.
     """
     from and_toolkit.backends.llm import CachedLLM
 
+    if lookup_drafts and name.startswith("vllm:"):
+        raise ConfigError(f"closed.icl_lookup_drafts = {lookup_drafts}: prompt-lookup decoding "
+                          f"is for transformers backends, not {name!r} (use vLLM's own "
+                          "speculative decoding)")
     try:
         if name == "smollm2":
             from and_toolkit.backends.llm_transformers import SmolLM2LLM
 
-            inner: Any = SmolLM2LLM.load()
+            inner: Any = SmolLM2LLM.load(lookup_drafts=lookup_drafts)
         elif name.startswith("vllm:"):
             from and_toolkit.backends.llm_vllm import VLLMLLM
 
@@ -127,7 +133,7 @@ def make_llm(name: str, cache: Cache) -> Any:
         else:
             from and_toolkit.backends.llm_transformers import TransformersLLM
 
-            inner = TransformersLLM.from_pretrained(name)
+            inner = TransformersLLM.from_pretrained(name, lookup_drafts=lookup_drafts)
     except (FileNotFoundError, OSError, ImportError) as exc:
         raise StageNotRun(f"LLM {name!r} unavailable: {exc}") from exc
     return CachedLLM(inner, LLMCacheAdapter(cache))
@@ -140,20 +146,22 @@ class LLMSource:
 
     name: str
     cache: Cache
+    lookup_drafts: int = 0
 
     def load(self) -> Any:
         """The cached backend (:func:`make_llm`)."""
-        return make_llm(self.name, self.cache)
+        return make_llm(self.name, self.cache, self.lookup_drafts)
 
 
-def llm(ctx: Context, name: str) -> Any:
+def llm(ctx: Context, name: str, lookup_drafts: int = 0) -> Any:
     """A cached, deduplicating LLM backend by name ('smollm2' or a local model path), loaded
     once per process.
 
     Raises:
         StageNotRun: the backend cannot be loaded here (message says why).
     """
-    return ctx.backend(f"llm:{name}", lambda: make_llm(name, ctx.cache))
+    key = f"llm:{name}" + (f"+lookup{lookup_drafts}" if lookup_drafts else "")
+    return ctx.backend(key, lambda: make_llm(name, ctx.cache, lookup_drafts))
 
 
 def clap(ctx: Context, path: str | None) -> Any:

@@ -133,8 +133,9 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
               Sampling(max_new_tokens=ICL_MAX_TOKENS[k]))
              for k in ICL_SIMILARITY for part in parts]
     try:
-        texts, stats, backend_id = chunked_generation(ctx, "closed", ctx.cfg.closed.icl_llm,
-                                                      calls, desc="ICL")
+        texts, stats, backend_id = chunked_generation(
+            ctx, "closed", ctx.cfg.closed.icl_llm, calls, desc="ICL",
+            lookup_drafts=ctx.cfg.closed.icl_lookup_drafts)
     except StageNotRun as exc:
         info["not_run"]["ICL"] = str(exc)
         return []

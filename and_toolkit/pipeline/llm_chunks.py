@@ -54,7 +54,8 @@ def first_seen(chunks: Sequence[Chunk]) -> list[list[Prompt]]:
 
 
 def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chunk],
-                       desc: str) -> tuple[list[list[str]], dict[str, int], str]:
+                       desc: str, lookup_drafts: int = 0
+                       ) -> tuple[list[list[str]], dict[str, int], str]:
     """Completions of every chunk, through the run's engine (see the module docstring).
 
     Args:
@@ -63,6 +64,7 @@ def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chu
         name: the LLM backend name (``closed.icl_llm``, ``summaries.llm``).
         chunks: backend calls, in order.
         desc: progress-bar label (local engine).
+        lookup_drafts: prompt-lookup decoding's draft length (0: off; ``closed.icl_lookup_drafts``).
 
     Returns:
         (completions per chunk in prompt order, request counters of this call as the local
@@ -75,7 +77,7 @@ def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chu
     unique = sum(len({_key(p, s) for p in ps}) for ps, s in chunks)
     requested = sum(len(ps) for ps, _ in chunks)
     if engine.name == "local":
-        model = llm(ctx, name)
+        model = llm(ctx, name, lookup_drafts)
         before = model.stats.generated
         texts = [list(model.generate(list(ps), s))
                  for ps, s in tqdm(chunks, desc=desc, unit="chunk", disable=not ctx.progress)]
@@ -83,7 +85,7 @@ def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chu
     else:
         new = first_seen(chunks)
         todo = [i for i, ps in enumerate(new) if ps]
-        result = engine.generate(stage, LLMSource(name, ctx.cache),
+        result = engine.generate(stage, LLMSource(name, ctx.cache, lookup_drafts),
                                  [(new[i], chunks[i][1]) for i in todo])
         found: dict[tuple[str, str], str] = {}
         for i, outs in zip(todo, result.texts, strict=True):

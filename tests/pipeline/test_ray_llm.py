@@ -188,3 +188,23 @@ def test_vllm_backend_name_without_vllm_is_not_run(tmp_path: Path) -> None:
         pytest.skip("vLLM is installed here")
     with pytest.raises(StageNotRun, match="vLLM is not installed"):
         LLMSource(f"vllm:{tmp_path}", Cache(tmp_path / "cache")).load()
+
+
+def test_icl_lookup_drafts_names_the_backend_and_matches_plain(tiny_llm_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """``closed.icl_lookup_drafts`` reaches the backend (its id, so every cached answer, names
+    it) and greedy answers equal plain decoding's; vLLM refuses it."""
+    from and_toolkit.errors import ConfigError
+    from and_toolkit.interfaces import Sampling
+    from and_toolkit.pipeline.backends import LLMSource, make_llm
+
+    prompts = ["List three loud sounds, then list them again:", "Name a bird. Name a bird."]
+    plain = LLMSource(str(tiny_llm_dir), Cache(tmp_path / "a")).load()
+    fast = LLMSource(str(tiny_llm_dir), Cache(tmp_path / "b"), 4).load()
+    assert "prompt-lookup4" in str(fast.id) and "prompt-lookup" not in str(plain.id)
+    greedy = Sampling(max_new_tokens=32)
+    assert fast.generate(prompts, greedy) == plain.generate(prompts, greedy)
+    assert parse_config({"name": "t", "closed": {"icl_lookup_drafts": 4}}).closed \
+        .icl_lookup_drafts == 4
+    with pytest.raises(ConfigError, match="icl_lookup_drafts"):
+        make_llm("vllm:/nowhere", Cache(tmp_path / "c"), 4)
