@@ -243,14 +243,10 @@ class Run:
                                    provenance=provenance)
 
     def activation_provenance(self, model: str, layer: str) -> dict[str, Any] | None:
-        """The provenance stored in one layer's activation file, None when it has no file or
-        an unreadable one."""
-        path = self.activation_path(model, layer)
-        if not path.is_file():
-            return None
+        """One layer file's provenance; None without a (readable: pyarrow, JSON) file."""
         try:
-            return provenance_of(path)
-        except (OSError, ValueError):  # torn or foreign (pyarrow, JSON): never reused
+            return provenance_of(self.activation_path(model, layer))
+        except (OSError, ValueError):
             return None
 
     def activation_files(self, model: str | None = None) -> list[Path]:

@@ -24,7 +24,7 @@ from scipy import stats
 
 from and_toolkit.report.context import Verdict
 
-__all__ = ["TargetVerdict", "captions_only", "cells", "combine", "fig5_fits", "fig6_slopes",
+__all__ = ["TargetVerdict", "binomial_se", "captions_only", "cells", "combine", "fig5_fits", "fig6_slopes",
            "fmt", "fmt_p", "per_target_text", "reason", "seed_curves", "untested_targets"]
 
 _SEED = re.compile(r"seed\s*=\s*(\d+)")
@@ -59,6 +59,11 @@ def reason(df: pl.DataFrame | None) -> str:
         return "no result rows"
     notes = [n for n in df["note"].to_list() if n.startswith("not run")]
     return notes[0][len("not run"):].lstrip(": ") if notes else "no values"
+
+
+def binomial_se(p: float, n: int | None) -> float:
+    """Standard error of a proportion ``p`` over ``n`` items (0 when ``n`` is unknown)."""
+    return float(np.sqrt(max(p * (1 - p), 0.0) / n)) if n else 0.0
 
 
 def untested_targets(df: pl.DataFrame | None, tested: Iterable[str]) -> list[str]:

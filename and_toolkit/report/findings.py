@@ -22,6 +22,7 @@ from and_toolkit.experiments.last_layer import TAB_MODEL_NOTE
 from and_toolkit.report.context import Finding, Verdict
 from and_toolkit.report.evidence import (
     TargetVerdict,
+    binomial_se,
     captions_only,
     cells,
     combine,
@@ -136,11 +137,6 @@ def claim_db_best(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
 
 
 # ----- claim 2 ----------------------------------------------------------------------------------
-def _binomial_se(p: float, n: int | None) -> float:
-    """Standard error of a proportion ``p`` over ``n`` items (0 when ``n`` is unknown)."""
-    return float(np.sqrt(max(p * (1 - p), 0.0) / n)) if n else 0.0
-
-
 def claim_tracks_accuracy(results: Results, facts: Mapping[str, ModelFacts]) -> Finding:
     """(2) Dissection accuracy tracks model accuracy: pairs of models whose test accuracies and
     Table 2 top-1 both differ beyond their uncertainty are ordered the same way by each method
@@ -166,10 +162,10 @@ def claim_tracks_accuracy(results: Results, facts: Mapping[str, ModelFacts]) -> 
         for i, a in enumerate(ms):
             for b in ms[i + 1:]:
                 da, dt = acc[a] - acc[b], top1[(a, method)] - top1[(b, method)]
-                se_a = np.hypot(_binomial_se(acc[a], facts[a].n_test),
-                                _binomial_se(acc[b], facts[b].n_test))
-                se_t = 100 * np.hypot(_binomial_se(top1[(a, method)] / 100, facts[a].n_classes),
-                                      _binomial_se(top1[(b, method)] / 100, facts[b].n_classes))
+                se_a = np.hypot(binomial_se(acc[a], facts[a].n_test),
+                                binomial_se(acc[b], facts[b].n_test))
+                se_t = 100 * np.hypot(binomial_se(top1[(a, method)] / 100, facts[a].n_classes),
+                                      binomial_se(top1[(b, method)] / 100, facts[b].n_classes))
                 if abs(da) <= CLASS_SE * se_a or abs(dt) <= CLASS_SE * se_t:
                     close += 1
                 elif da * dt > 0:
