@@ -51,8 +51,8 @@ def _unpruned_rows(inp: Inputs, experiments: tuple[str, ...] | list[str],
     ``experiments.pruning_models`` (empty frames when none is)."""
     kept = {i.id for i in _prunable(inp, infos)}
     out = [i.id for i in infos if i.id not in kept]
-    why = "not in experiments.pruning_models (this run prunes only " + (
-        ", ".join(sorted(kept)) or "no target") + ")"
+    why = "not in experiments.pruning_models (" + (
+        ", ".join(inp.ctx.cfg.experiments.pruning_models or []) or "empty") + ")"
     return {e: concat_results([not_run_frame(e, why, m) for m in out]) for e in experiments}
 
 

@@ -231,7 +231,7 @@ def test_partially_tested_when_a_needed_method_did_not_run() -> None:
 
 
 def test_pruning_claims_name_the_targets_left_unpruned() -> None:
-    skipped = "not run: not in experiments.pruning_models (this run prunes only ast, cnn)"
+    skipped = "not run: not in experiments.pruning_models (ast, cnn)"
     res = paper_like()
     for e in ("table4", "fig4b"):
         res[e] = pl.concat([res[e], ResultRow.frame([row(e, "yam/not_run", "not_run", None,
