@@ -167,8 +167,8 @@ def record_key(ctx: Context, weights_key: str, layers: list[str]) -> str:
 def _recorded(run: Run, model: str, layers: list[str], key: str) -> bool:
     """True when every layer of ``model`` has an activation file written under ``key`` and no
     other layer has one (then the record stage keeps them instead of recording again)."""
-    on_disk = {layer for _, layer in run.activation_layers(model)}
-    return on_disk == set(layers) and all(
+    expected = {run.activation_path(model, layer) for layer in layers}
+    return set(run.activation_files(model)) == expected and all(
         (run.activation_provenance(model, layer) or {}).get("record_key") == key
         for layer in layers)
 

@@ -234,13 +234,14 @@ def run_facts(ctx: Context, results: Mapping[str, Any]) -> RunFacts:
     return RunFacts(targets=facts, items=items, same=frozenset(same))
 
 
-def _model_facts(ctx: Context, target: Any, trained: Mapping[str, Any]) -> ModelFacts:
+def _model_facts(ctx: Context, target: Any, trained: Mapping[str, Any],
+                 n_classes: int | None) -> ModelFacts:
     """The claims' facts of one target: paper model, test accuracy, test clips (the probe's
     clips in the target's test fold, when the targets stage recorded it) and classes."""
     fold = trained.get("test_fold")
     n_test = (int((ctx.probe()["fold"] == fold).sum()) if isinstance(fold, int) else None)
     return ModelFacts(target.paper_model_id, trained.get("test_accuracy"),
-                      n_test=n_test or None, n_classes=len(ctx.class_names()) or None)
+                      n_test=n_test or None, n_classes=n_classes)
 
 
 def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportContext:
@@ -256,7 +257,9 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
     manifest = ctx.run.manifest()
     stages = manifest.get("stages") or {}
     targets = stages.get("targets") or {}
-    facts = {t.id: _model_facts(ctx, t, targets.get(t.id) or {}) for t in ctx.cfg.targets}
+    n_classes = len(ctx.class_names()) or None
+    facts = {t.id: _model_facts(ctx, t, targets.get(t.id) or {}, n_classes)
+             for t in ctx.cfg.targets}
     mapping = ", ".join(f"{t.id} → {t.paper_model_id}"
                         + (f" ({t.pretraining})" if t.pretraining else "")
                         for t in ctx.cfg.targets)

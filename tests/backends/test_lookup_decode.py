@@ -36,17 +36,9 @@ def test_draft_copies_what_followed_the_most_recent_ngram() -> None:
 def loopy_llm(smol_tokenizer: Any) -> TransformersLLM:
     """A tiny random Llama (SmolLM2's tokenizer) whose greedy answers to :func:`_prompts` fall
     into loops within 80 tokens, so drafts are both accepted and rejected."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.backends.conftest import tiny_llama
 
-    tok = smol_tokenizer
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=512, pad_token_id=tok.pad_token_id,
-                      eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-    torch.manual_seed(0)
-    return TransformersLLM(LlamaForCausalLM(cfg), tok, model_id="loopy-llama", weights_id="w",
-                           batch_size=3)
+    return tiny_llama(smol_tokenizer, 64, "loopy-llama")
 
 
 def _prompts() -> list[Prompt]:
