@@ -27,7 +27,7 @@ supervised on AudioSet, for the AudioSet-pretrained AST; the frozen Whisper enco
 supervised on speech, for the frozen self-supervised BEATs)."""
 PRETRAINING_BY_ARCH: dict[str, str] = {
     "yamnet-frozen": "YAMNet, supervised on AudioSet, frozen; linear head trained here",
-    "yamnet": "YAMNet, supervised on AudioSet, fine-tuned here",
+    "yamnet": "YAMNet, supervised on AudioSet, fine-tuned here",  # + which blocks: report
     "whisper-frozen": "Whisper-base encoder, weakly supervised on speech, frozen; linear head "
                       "trained here"}
 """How each pretrained architecture was pretrained (archs trained here from scratch: absent)."""

@@ -128,6 +128,13 @@ def run_info(path: Path) -> dict[str, Any]:
         stage: {"wall_s": entry.get("seconds"), **(entry.get("resources") or {})}
         for stage, entry in sorted(stages.items(), key=lambda kv: order.get(kv[0], len(order)))
         if isinstance(entry, dict)}
+    record, pruning = run.stage_info("record"), run.stage_info("experiments").get("pruning")
+    info["per_target"] = {
+        tid: {"record": (record.get(tid) or {}).get("resources"),
+              "record_reused": (record.get(tid) or {}).get("reused"),
+              "pruning": (pruning or {}).get(tid)}
+        for tid in sorted({*(k for k, v in record.items() if isinstance(v, dict)
+                             and "layers" in v), *(pruning or {})})}
     info["results"] = sorted(run.results())
     info["report"] = str(run.report_path) if run.report_path.is_file() else None
     return info
@@ -170,6 +177,18 @@ def info_text(info: dict[str, Any]) -> str:
                  for k in ("wall_s", "cpu_s")]
         rows.append(["total", f"{total[0]:.1f}", f"{total[1]:.1f}" if total[1] else "-", ""])
         out += _table(["stage", "wall s", "cpu s", "peak MiB"], rows) + [""]
+    if info.get("per_target"):
+        rows = [[tid, "reused" if t["record_reused"] else _num((t["record"] or {}).get(
+                    "wall_s"), ".1f"), _num((t["record"] or {}).get("cpu_s"), ".1f"),
+                 _num((t["pruning"] or {}).get("forward_passes"), "d"),
+                 _num((t["pruning"] or {}).get("wall_s"), ".1f"),
+                 _num((t["pruning"] or {}).get("cpu_s"), ".1f")]
+                for tid, t in info["per_target"].items()]
+        out += _table(["target", "record s", "record cpu s", "pruned passes", "pruning s",
+                       "pruning cpu s"], rows)
+        out += ["(record: this run's recording of the target, 'reused' when its files were "
+                "kept; pruning: the experiments stage's pruned forward passes, 0 when cached)",
+                ""]
     records = info["records"]
     if records:
         rows = [[name, str(r.get("rows", r.get("neurons", "")))] for name, r in records.items()]

@@ -6,7 +6,6 @@ of :mod:`and_toolkit.experiments` stay pure and get these values passed in.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +19,11 @@ from and_toolkit.config import TargetSection
 from and_toolkit.dissect.closed import CLOSED_METHODS
 from and_toolkit.dissect.icl import ICL_SIMILARITY
 from and_toolkit.errors import ConfigError
-from and_toolkit.experiments.masks import mask_sha
 from and_toolkit.experiments.rows import result_key, result_row
 from and_toolkit.pipeline.backends import text_encoder
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.targets import check_weights, load_target, logits_on, train_config
+from and_toolkit.pipeline.pruned_eval import CachedEvaluate
+from and_toolkit.pipeline.targets import check_weights, train_config
 from and_toolkit.records.models import CAPTION_VARIANTS, ResultRow, open_method
 
 
@@ -121,7 +120,9 @@ class Inputs:
         return pl.concat([i.neurons for i in (self.infos if infos is None else infos)])
 
     def evaluate(self, info: ModelInfo) -> CachedEvaluate:
-        return self.evaluators.setdefault(info.id, CachedEvaluate(self.ctx, info))
+        if info.id not in self.evaluators:
+            self.evaluators[info.id] = CachedEvaluate(self.ctx, info.target, info.test_rows)
+        return self.evaluators[info.id]
 
 
 @dataclass
@@ -140,42 +141,6 @@ def not_run_frame(experiment: str, reason: str, model: str = "") -> pl.DataFrame
 
 def concat_results(frames: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(frames) if frames else ResultRow.empty()
-
-
-# ----- pruning evaluation ---------------------------------------------------------------------
-EVAL_PRECISION_VERSION = "autocast-as-trained-v1"
-"""Part of the pruned-logits cache key: evaluations run in the target's training precision."""
-
-
-@dataclass
-class CachedEvaluate:
-    """``evaluate(mask) -> logits [n_test, C]`` of one target, cached on disk.
-
-    Entries are keyed by the weights key, the sha256 of the pruned-unit bits and the probe rows,
-    so a warm re-run performs no forward pass.
-    """
-
-    ctx: Context
-    info: ModelInfo
-    calls: int = 0
-    forwards: int = 0
-    _rows_sha: str = field(default="", init=False)
-
-    def __call__(self, mask: Mapping[str, np.ndarray]) -> np.ndarray:
-        self.calls += 1
-        loaded = load_target(self.ctx, self.info.target)
-        if not self._rows_sha:
-            self._rows_sha = hashlib.sha256(self.info.test_rows.tobytes()).hexdigest()
-        key = cache_key(kind="pruned-logits", precision=EVAL_PRECISION_VERSION,
-                        weights=loaded.weights_key,
-                        mask=mask_sha(mask), rows=self._rows_sha)
-        active = {k: np.asarray(v, dtype=bool) for k, v in mask.items() if np.any(v)}
-
-        def compute() -> np.ndarray:
-            self.forwards += 1
-            return logits_on(self.ctx, loaded, self.info.test_rows, active).astype(np.float32)
-
-        return self.ctx.cached_array("logits", key, compute)
 
 
 # ----- text encoders, run facts -----------------------------------------------------------------

@@ -363,8 +363,7 @@ def stage_experiments(ctx: Context) -> dict[str, Any]:
                 info["not_run"][e] = sorted(set(notes))
     for e in sorted(set(EXPERIMENT_IDS) - set(wanted)):
         ctx.run.remove_result(e)
-    info["pruning"] = {m: {"calls": ev.calls, "forward_passes": ev.forwards}
-                       for m, ev in inp.evaluators.items()}
+    info["pruning"] = {m: ev.timing() for m, ev in inp.evaluators.items()}
     encoder = loaded_text_encoder(ctx, "minilm")
     info["backends"] = {"text_encoder": encoder.id} if encoder is not None else {}
     return info

@@ -181,7 +181,9 @@ def stage_record(ctx: Context) -> dict[str, Any]:
 
     A target whose activation files were all written under the same :func:`record_key` (same
     weights, probe, layers and pooling) keeps them: adding a target to a run records only the
-    new one.
+    new one. Activation files of targets or layers the config no longer records are removed
+    once every target is recorded (``removed`` in the stage info), so later stages never read
+    them.
 
     Stage info per target: ``layers`` (module paths in module order, the classifier last; read
     back by :meth:`~and_toolkit.run.Run.recorded_layers`); ``reused`` (the key's prefix) when
@@ -217,7 +219,26 @@ def stage_record(ctx: Context) -> dict[str, Any]:
             info[target.id] = {"layers": list(layers), "resources": usage.as_dict()}
     finally:
         engine.release()
+    stale = _remove_stale_activations(ctx.run, {t.id: info[t.id]["layers"]
+                                                for t in ctx.cfg.targets})
+    if stale:
+        info["_removed"] = stale
     return info
+
+
+def _remove_stale_activations(run: Run, layers: dict[str, list[str]]) -> list[str]:
+    """Delete the activation files of ``run`` that are not one of ``layers`` (``{target id:
+    recorded layers}``), with their emptied folders; returns the removed paths (relative)."""
+    keep = {run.activation_path(m, layer) for m, ls in layers.items() for layer in ls}
+    removed = []
+    for path in run.activation_files():
+        if path not in keep:
+            path.unlink()
+            removed.append(str(path.relative_to(run.root)))
+            for folder in (path.parent, path.parent.parent):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+    return removed
 
 
 def layer_extremes(shared: tuple[Run, list[str], int], item: tuple[str, str]) -> pl.DataFrame:

@@ -132,6 +132,17 @@ def _fig4_chosen(inp: Inputs) -> list[ModelInfo]:
                          "experiments.fig4_models")
 
 
+def _fig4_left_out(inp: Inputs, ids: tuple[str, ...] | list[str]) -> dict[str, pl.DataFrame]:
+    """One "not run" row per Fig 4 experiment for each target standing for the AST that an
+    explicit ``experiments.fig4_models`` leaves out (so the claims name it as not tested)."""
+    chosen = inp.ctx.cfg.experiments.fig4_models
+    if chosen is None:
+        return {}
+    out = [i.id for i in inp.infos if i.paper_model == "AST" and i.id not in chosen]
+    why = "not in experiments.fig4_models (" + (", ".join(chosen) or "empty") + ")"
+    return {e: concat_results([not_run_frame(e, why, m) for m in out]) for e in ids}
+
+
 def _fig4_frame(inp: Inputs, infos: list[ModelInfo], variant: str,
                 panels: tuple[str, ...] | None = None) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Fig 4 rows (every seed) of ``infos``, neurons ranked by ``variant``'s adjectives;
@@ -166,8 +177,8 @@ def job_ablation(inp: Inputs) -> JobResult:
                    "no Fig 4 target in experiments.pruning_models")
         return JobResult({e: not_run_frame(e, why) for e in ids})
     rows, prov = _fig4_frame(inp, infos, "")
-    return JobResult(_with_unpruned(enc.split_fig4(rows), _unpruned_rows(inp, ids, chosen)),
-                     {"configs": prov})
+    frames = _with_unpruned(enc.split_fig4(rows), _unpruned_rows(inp, ids, chosen))
+    return JobResult(_with_unpruned(frames, _fig4_left_out(inp, ids)), {"configs": prov})
 
 
 def job_ablation_descriptors(inp: Inputs) -> JobResult:
@@ -184,7 +195,8 @@ def job_ablation_descriptors(inp: Inputs) -> JobResult:
     split = enc.split_fig4(rows)
     frames = {f"{e}{suffix}": split[e].with_columns(pl.lit(f"{e}{suffix}").alias("experiment"))
               for e in ("fig4b", "fig4c", "fig4_seeds")}
-    return JobResult(_with_unpruned(frames, _unpruned_rows(inp, ids, _fig4_chosen(inp))),
+    frames = _with_unpruned(frames, _unpruned_rows(inp, ids, _fig4_chosen(inp)))
+    return JobResult(_with_unpruned(frames, _fig4_left_out(inp, ids)),
                      {"variant": "descriptors", "models": [i.id for i in infos]})
 
 

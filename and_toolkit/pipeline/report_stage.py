@@ -16,7 +16,7 @@ from typing import Any
 
 from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.cache import sha256_file
-from and_toolkit.config import STAGES
+from and_toolkit.config import STAGES, TargetSection
 from and_toolkit.errors import DataError
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.targets import recorded_audio_text
@@ -244,6 +244,17 @@ def _model_facts(ctx: Context, target: Any, trained: Mapping[str, Any],
                       n_test=n_test or None, n_classes=n_classes)
 
 
+def _pretraining(target: TargetSection, trained: dict[str, Any]) -> str:
+    """How ``target`` was pretrained, with the blocks fine-tuned here when the targets stage
+    recorded them (``yamnet_tuned_blocks``)."""
+    text = str(target.pretraining)
+    blocks = trained.get("yamnet_tuned_blocks")
+    if isinstance(blocks, int):
+        text += (f" (its top {blocks} separable blocks and the head; the layers below frozen)"
+                 if blocks <= 13 else " (every layer, the stem included)")
+    return text
+
+
 def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportContext:
     """Provenance, findings, extra tables and notes of the run's report (no timestamps).
 
@@ -261,8 +272,8 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
     facts = {t.id: _model_facts(ctx, t, targets.get(t.id) or {}, n_classes)
              for t in ctx.cfg.targets}
     mapping = ", ".join(f"{t.id} → {t.paper_model_id}"
-                        + (f" ({t.pretraining})" if t.pretraining else "")
-                        for t in ctx.cfg.targets)
+                        + (f" ({_pretraining(t, targets.get(t.id) or {})})" if t.pretraining
+                           else "") for t in ctx.cfg.targets)
     ours = ("ours from small models trained here" if not any(
         t.pretraining for t in ctx.cfg.targets) else "ours from small models trained here "
         "and from the pretrained networks named")

@@ -40,6 +40,41 @@ def _target_rows(targets: Mapping[str, Any]) -> list[StageTime]:
     return rows
 
 
+def _record_rows(record: Mapping[str, Any]) -> list[StageTime]:
+    rows = []
+    for tid in sorted(record):
+        entry = record[tid]
+        if not isinstance(entry, dict) or "layers" not in entry:
+            continue
+        res = entry.get("resources") or {}
+        reused = entry.get("reused")
+        rows.append(StageTime(
+            stage=f"record · {tid}", wall_s=None if reused else _float(res.get("wall_s")),
+            cpu_s=None if reused else _float(res.get("cpu_s")), peak_rss_mib=None,
+            note="files kept from an earlier record stage (same record key)" if reused
+            else ""))
+    return rows
+
+
+def _pruning_rows(pruning: Mapping[str, Any]) -> list[StageTime]:
+    rows = []
+    for tid in sorted(pruning):
+        p = pruning[tid]
+        if not isinstance(p, dict):
+            continue
+        n, cached = int(p.get("forward_passes") or 0), int(p.get("cached") or 0)
+        note = f"{n} pruned fold-1 pass(es) run here"
+        if cached:
+            note += (f"; {cached} read from the cache, whose production took "
+                     f"{_float(p.get('cached_cost_wall_s')) or 0.0:.0f} s wall / "
+                     f"{_float(p.get('cached_cost_cpu_s')) or 0.0:.0f} s CPU")
+            if p.get("cached_without_cost"):
+                note += f" ({p['cached_without_cost']} cached before costs were recorded)"
+        rows.append(StageTime(stage=f"experiments · {tid} pruning", wall_s=_float(p.get("wall_s")),
+                              cpu_s=_float(p.get("cpu_s")), peak_rss_mib=None, note=note))
+    return rows
+
+
 def stage_times(stages: Mapping[str, Any], order: Sequence[str]) -> tuple[StageTime, ...]:
     """One row per executed stage in pipeline order, plus one per trained target.
 
@@ -50,8 +85,9 @@ def stage_times(stages: Mapping[str, Any], order: Sequence[str]) -> tuple[StageT
 
     Returns:
         The rows; the stage rows first, each target's training row right after ``targets``,
-        and a last ``total`` row (sums of wall and CPU seconds of the stage rows). Empty when no
-        stage recorded resources.
+        its recording right after ``record`` and its pruned passes right after
+        ``experiments`` (parts of those stages' figures), and a last ``total`` row (sums of
+        wall and CPU seconds of the stage rows). Empty when no stage recorded resources.
     """
     rank = {name: i for i, name in enumerate(order)}
     rows: list[StageTime] = []
@@ -69,8 +105,13 @@ def stage_times(stages: Mapping[str, Any], order: Sequence[str]) -> tuple[StageT
         rows.append(row)
         if stage == "targets":
             rows.extend(_target_rows(entry))
+        elif stage == "record":
+            rows.extend(_record_rows(entry))
+        elif stage == "experiments" and isinstance(entry.get("pruning"), dict):
+            rows.extend(_pruning_rows(entry["pruning"]))
     if not rows:
         return ()
     rows.append(StageTime(stage="total", wall_s=wall, cpu_s=cpu, peak_rss_mib=None,
-                          note="stages of this run directory (the training rows are not added)"))
+                          note="stages of this run directory (the per-target rows are not "
+                          "added)"))
     return tuple(rows)

@@ -145,7 +145,7 @@ def test_info_and_later_stages_use_the_recorded_training_choice(
     from and_toolkit.pipeline.context import Context
     from and_toolkit.pipeline.targets import resolved_train_config
     from and_toolkit.run import Run
-    from and_toolkit.validation import run_info
+    from and_toolkit.validation import info_text, run_info
 
     run, cache = tiny_run
     info = run_info(run)["targets"]
@@ -157,6 +157,11 @@ def test_info_and_later_stages_use_the_recorded_training_choice(
     for usage in [*timings.values(), *(t["resources"] for t in info.values())]:
         assert usage["wall_s"] >= 0 and usage["cpu_s"] >= 0
         assert usage["peak_rss_mib"] >= usage["start_rss_mib"] > 0
+    # and each target's recording (this run has no experiments stage: no pruning figures)
+    per = run_info(run)["per_target"]
+    assert set(per) == {"cnn", "ast"}
+    assert all(p["record"]["cpu_s"] >= 0 and p["pruning"] is None for p in per.values())
+    assert "pruned passes" in info_text(run_info(run))
     # the record stage wrote each model's layer order: nothing loads a model to learn it
     handle = Run.at(run)
     for model in ("cnn", "ast"):
@@ -179,6 +184,7 @@ def test_record_stage_keeps_files_recorded_under_the_same_key(
     import shutil
 
     from and_toolkit.pipeline.engine import LocalEngine
+    from and_toolkit.run import Run
 
     run, cache = tiny_run
     copy = tmp_path / "copy"
@@ -204,3 +210,17 @@ def test_record_stage_keeps_files_recorded_under_the_same_key(
     record = json.loads((copy / "manifest.json").read_text())["stages"]["record"]
     assert all("reused" not in record[t] for t in ("cnn", "ast", "cnn2"))
     assert all(p.read_bytes() != before[p][1] for p in files)
+    # a target dropped from the config: its files go, the others are kept as recorded
+    kept = {p: p.read_bytes() for p in (copy / "activations" / "model=cnn").rglob("*.parquet")}
+    _run(copy, cache, targets=[TINY["targets"][0]], record={**TINY["record"], "pooling": "max"},
+         stages=["probe", "targets", "record", "extremes"])
+    record = json.loads((copy / "manifest.json").read_text())["stages"]["record"]
+    assert isinstance(record["cnn"].get("reused"), str)
+    assert {m for m, _ in Run.at(copy).activation_layers()} == {"cnn"}
+    assert not (copy / "activations" / "model=ast").exists()
+    assert len(record["_removed"]) == len(files)  # ast's layers and cnn2's (as many as cnn's)
+    assert all(p.startswith(("activations/model=ast/", "activations/model=cnn2/"))
+               for p in record["_removed"])
+    assert {p: p.read_bytes() for p in kept} == kept
+    extremes = pl.read_parquet(copy / "extremes.parquet")
+    assert set(extremes["model"].to_list()) == {"cnn"}

@@ -73,3 +73,14 @@ def test_unknown_id_is_a_config_error() -> None:
     inp = _inputs({"pruning_models": ["ast", "nope"]})
     with pytest.raises(ConfigError, match="experiments.pruning_models"):
         jobs._prunable(inp, inp.infos)
+
+
+def test_an_ast_stand_in_left_out_of_fig4_models_gets_a_not_run_row() -> None:
+    inp = _inputs({"fig4_models": ["ast"]})
+    assert [i.id for i in jobs._fig4_chosen(inp)] == ["ast"]
+    rows = jobs._fig4_left_out(inp, ("fig4b", "fig4c"))
+    for e in ("fig4b", "fig4c"):
+        ResultRow.validate_frame(rows[e])
+        assert rows[e]["model"].to_list() == ["yam"]  # the CNN stands for BEATs: no row
+        assert rows[e]["note"].item() == "not run: not in experiments.fig4_models (ast)"
+    assert jobs._fig4_left_out(_inputs({}), ("fig4b",)) == {}

@@ -492,3 +492,17 @@ def test_claim_1_names_tabs_trained_model_from_its_table2_note() -> None:
         .otherwise(pl.col("note")).alias("note"))
     found = paper_findings(res, FACTS)[0]
     assert found.verdict == "holds" and f" {line}." in found.evidence
+
+
+def test_setup_names_the_blocks_fine_tuned_here() -> None:
+    from and_toolkit.pipeline.report_stage import _pretraining
+
+    cfg = parse_config({"name": "t", "targets": [{"id": "y", "arch": "yamnet"},
+                                                 {"id": "f", "arch": "yamnet-frozen"}]})
+    tuned, frozen = cfg.targets
+    text = _pretraining(tuned, {"yamnet_tuned_blocks": 2})
+    assert text.startswith("YAMNet, supervised on AudioSet, fine-tuned here")
+    assert "top 2 separable blocks and the head" in text
+    assert "every layer" in _pretraining(tuned, {"yamnet_tuned_blocks": 14})
+    assert _pretraining(tuned, {}) == "YAMNet, supervised on AudioSet, fine-tuned here"
+    assert "frozen; linear head" in _pretraining(frozen, {})

@@ -32,3 +32,28 @@ def test_rows_follow_pipeline_order_and_separate_cached_training() -> None:
 def test_no_resources_no_rows() -> None:
     assert stage_times({"probe": {"seconds": 1.0}}, STAGES) == ()
     assert stage_times({}, STAGES) == ()
+
+
+def test_record_and_pruning_rows_per_target_follow_their_stage() -> None:
+    stages = {
+        "record": {"resources": {"wall_s": 50.0, "cpu_s": 90.0},
+                   "_execution": {"engine": "local"},
+                   "cnn": {"layers": ["a"], "resources": {"wall_s": 40.0, "cpu_s": 70.0}},
+                   "ast": {"layers": ["a"], "reused": "0123abcd"}},
+        "experiments": {"resources": {"wall_s": 30.0, "cpu_s": 55.0},
+                        "pruning": {"cnn": {"calls": 9, "forward_passes": 3, "wall_s": 20.0,
+                                            "cpu_s": 38.0, "cached": 4,
+                                            "cached_cost_wall_s": 26.4,
+                                            "cached_cost_cpu_s": 51.0,
+                                            "cached_without_cost": 1}}},
+    }
+    rows = stage_times(stages, STAGES)
+    assert [r.stage for r in rows] == ["record", "record · ast", "record · cnn", "experiments",
+                                       "experiments · cnn pruning", "total"]
+    by = {r.stage: r for r in rows}
+    assert by["total"].wall_s == 80.0  # per-target rows are parts of their stage, not added
+    assert by["record · ast"].wall_s is None and "kept" in by["record · ast"].note
+    assert by["record · cnn"].cpu_s == 70.0
+    note = by["experiments · cnn pruning"].note
+    assert note.startswith("3 pruned fold-1 pass(es) run here; 4 read from the cache")
+    assert "26 s wall / 51 s CPU (1 cached before costs were recorded)" in note

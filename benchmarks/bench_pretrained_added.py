@@ -1,0 +1,99 @@
+"""Benchmark: what each pretrained target adds to a cold ESC-50 reproduction (issue 17's goal:
+<= 15 min per target on this kind of machine), from one finished run's manifest.
+
+Per target, from figures the run measured itself (``and-toolkit info RUN`` shows the same):
+
+- **train**: ``stages.targets.<id>.train_seconds``, the cold training time recorded with the
+  cached weights (for frozen targets it includes the embedding pass over the 2,000 clips);
+- **record**: ``stages.record.<id>.resources`` (wall and CPU seconds of recording that target);
+- **pruning**: ``stages.experiments.pruning.<id>`` (wall and CPU seconds of the pruned fold-1
+  passes that ran in that stage; a warm cache gives 0 passes, so point ``--run`` at the run that
+  computed them);
+- **shared**: the stages that work neuron by neuron (extremes, summaries, calibrate, open, closed,
+  score) are shared by neuron count: the target's neurons / all neurons x the stage's time. This
+  is an apportioning, not a separate measurement, and is labelled so in the results file.
+
+The CPU model, core count and the 1-minute load average at reading time are recorded; the run's
+own stage times were measured under whatever load it had (see the run's manifest).
+
+Usage::
+
+    python benchmarks/bench_pretrained_added.py --run runs/esc50 \\
+        --out benchmarks/results/pretrained_added.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_cold_run import machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+GOAL_S = 15 * 60.0
+PRETRAINED = ("yamnet-frozen", "yamnet", "whisper-frozen")
+PER_NEURON = ("extremes", "summaries", "calibrate", "open", "closed", "score")
+
+
+def _neurons(run: Path) -> dict[str, int]:
+    """Neurons per target (distinct layer, unit of the run's extremes)."""
+    frame = pl.read_parquet(run / "extremes.parquet", columns=["model", "layer", "unit"])
+    counts = frame.unique().group_by("model").len()
+    return dict(zip(counts["model"].to_list(), counts["len"].to_list(), strict=True))
+
+
+def added(run: Path) -> dict[str, Any]:
+    """Per pretrained target of ``run``: train, record, pruning and shared seconds (wall, CPU)."""
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    neurons = _neurons(run)
+    total = sum(neurons.values())
+    out: dict[str, Any] = {}
+    for target in PRETRAINED:
+        if target not in neurons:
+            continue
+        share = neurons[target] / total
+        trained = stages["targets"][target]
+        rec = stages["record"][target]["resources"]
+        prune = stages["experiments"].get("pruning", {}).get(target, {})
+        shared = {s: round(stages[s]["resources"]["wall_s"] * share, 1) for s in PER_NEURON}
+        parts_wall = {"train": float(trained["train_seconds"]), "record": rec["wall_s"],
+                      "pruning": float(prune.get("wall_s", 0.0)),
+                      "shared_by_neurons": round(sum(shared.values()), 1)}
+        wall = round(sum(parts_wall.values()), 1)
+        out[target] = {
+            "neurons": neurons[target], "neuron_share": round(share, 4),
+            "wall_s": parts_wall, "shared_wall_s_by_stage": shared,
+            "record_cpu_s": rec["cpu_s"], "pruning_cpu_s": prune.get("cpu_s"),
+            "pruning_passes": prune.get("forward_passes"), "pruning_calls": prune.get("calls"),
+            "total_wall_s": wall, "total_wall_min": round(wall / 60, 1),
+            "meets_15_min": wall <= GOAL_S}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", default="runs/esc50")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/pretrained_added.json"))
+    args = parser.parse_args()
+    run = Path(args.run)
+    result = {"benchmark": "pretrained_added", "run": str(run), "goal_s_per_target": GOAL_S,
+              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+              "machine": machine(), "load1_at_reading": os.getloadavg()[0],
+              "targets": added(run),
+              "note": "train, record and pruning are the run's own per-target measurements; "
+                      "'shared_by_neurons' apportions the per-neuron stages' wall time by "
+                      "neuron count (not measured per target)."}
+    Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    print(json.dumps({t: v["total_wall_min"] for t, v in result["targets"].items()}))
+
+
+if __name__ == "__main__":
+    main()
