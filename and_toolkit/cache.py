@@ -24,6 +24,8 @@ import numpy as np
 from and_toolkit.atomic import atomic_write_bytes
 
 _MAGIC = b"ANDC1"
+_HEADER_LEN = len(_MAGIC) + 64
+"""Bytes before the newline that ends an entry's header: the magic and the payload's sha256 (hex)."""
 
 
 def default_cache_dir() -> Path:
@@ -68,6 +70,14 @@ class CacheStats:
     corrupt: int = 0
 
 
+def _header_digest(head: bytes) -> str | None:
+    """The payload sha256 (hex) an entry's header records, from its first
+    :data:`_HEADER_LEN` bytes or more; None when they are not a header."""
+    if not head.startswith(_MAGIC) or len(head) < _HEADER_LEN:
+        return None
+    return head[len(_MAGIC):_HEADER_LEN].decode("ascii", "replace")
+
+
 @dataclass
 class Cache:
     """Content-addressed byte cache under ``root``.
@@ -98,10 +108,9 @@ class Cache:
             stat.misses += 1
             return None
         blob = path.read_bytes()
-        header_len = len(_MAGIC) + 64
-        digest = blob[len(_MAGIC):header_len].decode("ascii", "replace")
-        payload = blob[header_len + 1:]
-        if not blob.startswith(_MAGIC) or hashlib.sha256(payload).hexdigest() != digest:
+        digest = _header_digest(blob)
+        payload = blob[_HEADER_LEN + 1:]
+        if digest is None or hashlib.sha256(payload).hexdigest() != digest:
             stat.corrupt += 1
             stat.misses += 1
             path.unlink(missing_ok=True)
@@ -117,10 +126,7 @@ class Cache:
         if not self.enabled or not path.is_file():
             return None
         with open(path, "rb") as fh:
-            head = fh.read(len(_MAGIC) + 64)
-        if not head.startswith(_MAGIC) or len(head) != len(_MAGIC) + 64:
-            return None
-        return head[len(_MAGIC):].decode("ascii", "replace")
+            return _header_digest(fh.read(_HEADER_LEN))
 
     def verified_path(self, namespace: str, key: str, chunk: int = 1 << 22) -> Path | None:
         """The file of an entry whose payload matches its recorded sha256, checked by
@@ -140,7 +146,7 @@ class Cache:
             return path
         h = hashlib.sha256()
         with open(path, "rb") as fh:
-            fh.seek(len(_MAGIC) + 65)
+            fh.seek(_HEADER_LEN + 1)
             while block := fh.read(chunk):
                 h.update(block)
         if h.hexdigest() != digest:
@@ -201,7 +207,7 @@ def npy_rows(entry: str | Path, start: int, stop: int) -> np.ndarray:
     with open(entry, "rb") as fh:
         if not fh.read(len(_MAGIC)) == _MAGIC:
             raise ValueError(f"{entry}: not a cache entry")
-        fh.seek(len(_MAGIC) + 65)
+        fh.seek(_HEADER_LEN + 1)
         version = np.lib.format.read_magic(fh)
         shape, fortran, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
                                  else np.lib.format.read_array_header_2_0(fh))

@@ -23,28 +23,11 @@ from tests.pipeline.test_ray_engine import _demo
 @pytest.fixture(scope="module")
 def tiny_captioner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
-    from transformers import (
-        Qwen2AudioConfig,
-        Qwen2AudioForConditionalGeneration,
-        Qwen2AudioProcessor,
-        WhisperFeatureExtractor,
-    )
 
-    from tests.backends.test_captioner import byte_level_tokenizer
+    from tests.backends.conftest import tiny_qwen2_audio_model
 
-    tok = byte_level_tokenizer()
-    processor = Qwen2AudioProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=128),
-                                    tokenizer=tok)
-    cfg = Qwen2AudioConfig(
-        audio_config={"d_model": 16, "encoder_layers": 1, "encoder_attention_heads": 2,
-                      "encoder_ffn_dim": 32, "num_mel_bins": 128, "max_source_positions": 1500},
-        text_config={"model_type": "qwen2", "vocab_size": len(tok), "hidden_size": 16,
-                     "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "num_key_value_heads": 1, "max_position_embeddings": 2048,
-                     "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id},
-        audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"))
-    torch.manual_seed(0)
-    model = Qwen2AudioForConditionalGeneration(cfg)
+    model, processor = tiny_qwen2_audio_model()
+    tok = processor.tokenizer
     keep = {tok.convert_tokens_to_ids(c) for c in "abcdefghijklmnopqrstuvwxyz\u0120"}
     with torch.no_grad():
         head = model.get_output_embeddings().weight
