@@ -89,6 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", default="runs/esc50")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/pretrained_added.json"))
+    parser.add_argument("--note", default="", help="how the run's figures were measured (load)")
     args = parser.parse_args()
     run = Path(args.run)
     result = {"benchmark": "pretrained_added", "run": str(run), "goal_s_per_target": GOAL_S,
@@ -97,7 +98,7 @@ def main() -> None:
               "targets": added(run),
               "note": "train, record and pruning are the run's own per-target measurements; "
                       "'shared_by_neurons' apportions the per-neuron stages' wall time by "
-                      "neuron count (not measured per target)."}
+                      "neuron count (not measured per target).", "measurement_note": args.note}
     Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     print(json.dumps({t: v["total_wall_min"] for t, v in result["targets"].items()}))
 

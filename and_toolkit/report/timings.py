@@ -64,12 +64,14 @@ def _pruning_rows(pruning: Mapping[str, Any]) -> list[StageTime]:
             continue
         n, cached = int(p.get("forward_passes") or 0), int(p.get("cached") or 0)
         note = f"{n} pruned fold-1 pass(es) run here"
-        if cached:
-            note += (f"; {cached} read from the cache, whose production took "
+        unknown = int(p.get("cached_without_cost") or 0)
+        if cached > unknown:
+            note += (f"; {cached - unknown} read from the cache, whose production took "
                      f"{_float(p.get('cached_cost_wall_s')) or 0.0:.0f} s wall / "
                      f"{_float(p.get('cached_cost_cpu_s')) or 0.0:.0f} s CPU")
-            if p.get("cached_without_cost"):
-                note += f" ({p['cached_without_cost']} cached before costs were recorded)"
+        if unknown:
+            note += (f"; {unknown} {'more ' if cached > unknown else ''}read from the cache, "
+                     "cached before their cost was recorded")
         rows.append(StageTime(stage=f"experiments · {tid} pruning", wall_s=_float(p.get("wall_s")),
                               cpu_s=_float(p.get("cpu_s")), peak_rss_mib=None, note=note))
     return rows

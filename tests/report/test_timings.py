@@ -55,5 +55,10 @@ def test_record_and_pruning_rows_per_target_follow_their_stage() -> None:
     assert by["record · ast"].wall_s is None and "kept" in by["record · ast"].note
     assert by["record · cnn"].cpu_s == 70.0
     note = by["experiments · cnn pruning"].note
-    assert note.startswith("3 pruned fold-1 pass(es) run here; 4 read from the cache")
-    assert "26 s wall / 51 s CPU (1 cached before costs were recorded)" in note
+    assert note == ("3 pruned fold-1 pass(es) run here; 3 read from the cache, whose production "
+                    "took 26 s wall / 51 s CPU; 1 more read from the cache, cached before their "
+                    "cost was recorded")
+    old = stage_times({"experiments": {"resources": {"wall_s": 1.0}, "pruning": {"ast": {
+        "forward_passes": 0, "wall_s": 0.0, "cached": 5, "cached_without_cost": 5}}}}, STAGES)
+    assert old[1].note == ("0 pruned fold-1 pass(es) run here; 5 read from the cache, cached "
+                           "before their cost was recorded")
