@@ -182,13 +182,14 @@ def info_text(info: dict[str, Any]) -> str:
                     "wall_s"), ".1f"), _num((t["record"] or {}).get("cpu_s"), ".1f"),
                  _num((t["pruning"] or {}).get("forward_passes"), "d"),
                  _num((t["pruning"] or {}).get("wall_s"), ".1f"),
-                 _num((t["pruning"] or {}).get("cpu_s"), ".1f")]
+                 _num((t["pruning"] or {}).get("cpu_s"), ".1f"),
+                 _num((t["pruning"] or {}).get("cached"), "d")]
                 for tid, t in info["per_target"].items()]
         out += _table(["target", "record s", "record cpu s", "pruned passes", "pruning s",
-                       "pruning cpu s"], rows)
+                       "pruning cpu s", "cached passes"], rows)
         out += ["(record: this run's recording of the target, 'reused' when its files were "
-                "kept; pruning: the experiments stage's pruned forward passes, 0 when cached)",
-                ""]
+                "kept; pruning: the experiments stage's pruned forward passes run here; cached "
+                "passes were read from the cache, --json gives what they cost when they ran)", ""]
     records = info["records"]
     if records:
         rows = [[name, str(r.get("rows", r.get("neurons", "")))] for name, r in records.items()]

@@ -182,8 +182,8 @@ def stage_record(ctx: Context) -> dict[str, Any]:
     A target whose activation files were all written under the same :func:`record_key` (same
     weights, probe, layers and pooling) keeps them: adding a target to a run records only the
     new one. Activation files of targets or layers the config no longer records are removed
-    once every target is recorded (``removed`` in the stage info), so later stages never read
-    them.
+    once every target is recorded (``_removed`` in the stage info), so later stages never
+    read them.
 
     Stage info per target: ``layers`` (module paths in module order, the classifier last; read
     back by :meth:`~and_toolkit.run.Run.recorded_layers`); ``reused`` (the key's prefix) when

@@ -89,12 +89,12 @@ def test_info_shows_each_targets_recording_and_pruned_passes(tmp_path: Path) -> 
                    cnn={"layers": ["l1"], "resources": {"wall_s": 3.25, "cpu_s": 6.5}},
                    ast={"layers": ["l1"], "reused": "abcd"})
     run.mark_stage("experiments", pruning={"cnn": {"calls": 9, "forward_passes": 7,
-                                                   "wall_s": 12.5, "cpu_s": 24.0}})
+                                                   "wall_s": 12.5, "cpu_s": 24.0, "cached": 2}})
     info = run_info(tmp_path / "run")
     assert set(info["per_target"]) == {"ast", "cnn"}
     assert info["per_target"]["cnn"]["pruning"]["forward_passes"] == 7
     lines = info_text(info).splitlines()
     cnn = next(line for line in lines if line.startswith("cnn "))
-    assert cnn.split() == ["cnn", "3.2", "6.5", "7", "12.5", "24.0"]
+    assert cnn.split() == ["cnn", "3.2", "6.5", "7", "12.5", "24.0", "2"]
     ast = next(line for line in lines if line.startswith("ast "))
-    assert ast.split() == ["ast", "reused", "-", "-", "-", "-"]
+    assert ast.split() == ["ast", "reused", "-", "-", "-", "-", "-"]
