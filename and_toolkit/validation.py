@@ -128,13 +128,14 @@ def run_info(path: Path) -> dict[str, Any]:
         stage: {"wall_s": entry.get("seconds"), **(entry.get("resources") or {})}
         for stage, entry in sorted(stages.items(), key=lambda kv: order.get(kv[0], len(order)))
         if isinstance(entry, dict)}
-    record, pruning = run.stage_info("record"), run.stage_info("experiments").get("pruning")
+    recorded = run.stage_info("record")
+    pruning = run.stage_info("experiments").get("pruning") or {}
     info["per_target"] = {
-        tid: {"record": (record.get(tid) or {}).get("resources"),
-              "record_reused": (record.get(tid) or {}).get("reused"),
-              "pruning": (pruning or {}).get(tid)}
-        for tid in sorted({*(k for k, v in record.items() if isinstance(v, dict)
-                             and "layers" in v), *(pruning or {})})}
+        tid: {"record": (recorded.get(tid) or {}).get("resources"),
+              "record_reused": (recorded.get(tid) or {}).get("reused"),
+              "pruning": pruning.get(tid)}
+        for tid in sorted({*(k for k, v in recorded.items() if isinstance(v, dict)
+                             and "layers" in v), *pruning})}
     info["results"] = sorted(run.results())
     info["report"] = str(run.report_path) if run.report_path.is_file() else None
     return info

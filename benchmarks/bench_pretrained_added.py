@@ -33,10 +33,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_cold_run import machine  # noqa: E402
+
+from and_toolkit.run import Run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 15 * 60.0
@@ -44,17 +44,12 @@ PRETRAINED = ("yamnet-frozen", "yamnet", "whisper-frozen")
 PER_NEURON = ("extremes", "summaries", "calibrate", "open", "closed", "score")
 
 
-def _neurons(run: Path) -> dict[str, int]:
-    """Neurons per target (distinct layer, unit of the run's extremes)."""
-    frame = pl.read_parquet(run / "extremes.parquet", columns=["model", "layer", "unit"])
-    counts = frame.unique().group_by("model").len()
-    return dict(zip(counts["model"].to_list(), counts["len"].to_list(), strict=True))
-
-
 def added(run: Path) -> dict[str, Any]:
     """Per pretrained target of ``run``: train, record, pruning and shared seconds (wall, CPU)."""
-    stages = json.loads((run / "manifest.json").read_text())["stages"]
-    neurons = _neurons(run)
+    handle = Run.at(run)
+    stages = handle.manifest()["stages"]
+    counts = handle.neuron_index().group_by("model").len()
+    neurons = dict(zip(counts["model"].to_list(), counts["len"].to_list(), strict=True))
     total = sum(neurons.values())
     out: dict[str, Any] = {}
     for target in PRETRAINED:

@@ -50,10 +50,16 @@ def _unpruned_rows(inp: Inputs, experiments: tuple[str, ...] | list[str],
     """One "not run" row per experiment for each of ``infos`` left out by
     ``experiments.pruning_models`` (empty frames when none is)."""
     kept = {i.id for i in _prunable(inp, infos)}
-    out = [i.id for i in infos if i.id not in kept]
-    why = "not in experiments.pruning_models (" + (
-        ", ".join(inp.ctx.cfg.experiments.pruning_models or []) or "empty") + ")"
-    return {e: concat_results([not_run_frame(e, why, m) for m in out]) for e in experiments}
+    return _left_out_rows(experiments, [i.id for i in infos if i.id not in kept],
+                          "pruning_models", inp.ctx.cfg.experiments.pruning_models or [])
+
+
+def _left_out_rows(experiments: tuple[str, ...] | list[str], models: list[str], field: str,
+                   chosen: list[str]) -> dict[str, pl.DataFrame]:
+    """``not run: not in experiments.<field> (<chosen>)`` for each of ``models``, per
+    experiment id (empty frames when ``models`` is empty)."""
+    why = f"not in experiments.{field} (" + (", ".join(chosen) or "empty") + ")"
+    return {e: concat_results([not_run_frame(e, why, m) for m in models]) for e in experiments}
 
 
 def _with_unpruned(frames: dict[str, pl.DataFrame],
@@ -139,8 +145,7 @@ def _fig4_left_out(inp: Inputs, ids: tuple[str, ...] | list[str]) -> dict[str, p
     if chosen is None:
         return {}
     out = [i.id for i in inp.infos if i.paper_model == "AST" and i.id not in chosen]
-    why = "not in experiments.fig4_models (" + (", ".join(chosen) or "empty") + ")"
-    return {e: concat_results([not_run_frame(e, why, m) for m in out]) for e in ids}
+    return _left_out_rows(ids, out, "fig4_models", chosen)
 
 
 def _fig4_frame(inp: Inputs, infos: list[ModelInfo], variant: str,
