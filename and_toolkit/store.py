@@ -8,6 +8,7 @@ never damages the previous version. Reads check the metadata and validate the fr
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -235,6 +236,19 @@ def read_table(path: str | Path) -> pl.DataFrame:
         return pl.read_parquet(path)
     except Exception as exc:  # polars raises several kinds for corrupt files
         raise DataError(f"{path}: not a readable Parquet file: {exc}") from None
+
+
+def frame_bytes(record: type[Record], df: pl.DataFrame) -> bytes:
+    """A validated record frame as in-memory Parquet bytes (for the content cache)."""
+    record.validate_frame(df, source=f"{record.record_name} frame")
+    buf = io.BytesIO()
+    df.write_parquet(buf)
+    return buf.getvalue()
+
+
+def bytes_frame(record: type[Record], raw: bytes, source: str) -> pl.DataFrame:
+    """The record frame of :func:`frame_bytes`, validated again (``source`` names it in errors)."""
+    return record.validate_frame(pl.read_parquet(io.BytesIO(raw)), source=source)
 
 
 def vector_width(record: type[Record], path: str | Path, field: str) -> int | None:

@@ -114,7 +114,7 @@ def run_info(path: Path) -> dict[str, Any]:
     info["targets"] = {
         tid: {k: t.get(k) for k in ("arch", "precision", "threads", "test_accuracy",
                                    "weights_key", "train_seconds", "resources", "family",
-                                   "pretrained", "factory", "sample_rate")}
+                                   "pretrained", "factory", "sample_rate", "early_stopping")}
         for tid, t in sorted(targets.items()) if isinstance(t, dict) and (
             "arch" in t or "family" in t)}
     stages = manifest.get("stages") or {}
@@ -152,6 +152,13 @@ def _num(value: Any, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _epochs(stop: dict[str, Any] | None) -> str:
+    """``kept/run of max`` of a target trained with early stopping, else ``-``."""
+    if not stop:
+        return "-"
+    return f"{stop['kept_epoch']}/{stop['epochs_run']} of {stop['max_epochs']}"
+
+
 def info_text(info: dict[str, Any]) -> str:
     """``and-toolkit info`` as text: the run, its targets and each stage's resources as tables
     (``--json`` prints :func:`run_info` itself)."""
@@ -163,13 +170,14 @@ def info_text(info: dict[str, Any]) -> str:
     if info["targets"]:
         rows = [[tid, str(t.get("arch") or t.get("family")), str(t.get("precision")),
                  str(t.get("threads")), _num(t.get("test_accuracy"), ".3f"),
-                 _num(t.get("train_seconds"), ".1f"),
+                 _epochs(t.get("early_stopping")), _num(t.get("train_seconds"), ".1f"),
                  _num((t.get("resources") or {}).get("wall_s"), ".1f"),
                  _num((t.get("resources") or {}).get("peak_rss_mib"), ".0f")]
                 for tid, t in info["targets"].items()]
-        out += _table(["target", "arch", "precision", "threads", "accuracy", "train s",
-                       "this run s", "peak MiB"], rows)
-        out += ["(train s: the training that produced the weights; this run s: this run's "
+        out += _table(["target", "arch", "precision", "threads", "accuracy", "epochs",
+                       "train s", "this run s", "peak MiB"], rows)
+        out += ["(epochs: with early stopping, the epoch kept / epochs run of the maximum; "
+                "train s: the training that produced the weights; this run s: this run's "
                 "targets stage for the target, a cache read when the weights were cached)", ""]
     if info["timings"]:
         rows = [[stage, _num(t.get("wall_s"), ".1f"), _num(t.get("cpu_s"), ".1f"),

@@ -21,6 +21,12 @@ Usage::
 
     python benchmarks/bench_pretrained_added.py --run runs/esc50 \\
         --out benchmarks/results/pretrained_added.json
+
+``--targets ID ...`` re-measures only those targets (a run that re-trained and re-recorded just
+them, e.g. after a change to one head); the results file keeps the other targets' entries with
+their own run and date. ``--shared-from-earlier`` then takes a re-measured target's per-neuron
+share from the file's earlier entry: right when the per-neuron stages of the new run read their
+results from the cache (a forced re-run), which makes them no measure of computing them.
 """
 
 from __future__ import annotations
@@ -44,15 +50,16 @@ PRETRAINED = ("yamnet-frozen", "yamnet", "whisper-frozen")
 PER_NEURON = ("extremes", "summaries", "calibrate", "open", "closed", "score")
 
 
-def added(run: Path) -> dict[str, Any]:
-    """Per pretrained target of ``run``: train, record, pruning and shared seconds (wall, CPU)."""
+def added(run: Path, only: tuple[str, ...] = PRETRAINED) -> dict[str, Any]:
+    """Per pretrained target of ``run`` (those in ``only``): train, record, pruning and shared
+    seconds (wall, CPU)."""
     handle = Run.at(run)
     stages = handle.manifest()["stages"]
     counts = handle.neuron_index().group_by("model").len()
     neurons = dict(zip(counts["model"].to_list(), counts["len"].to_list(), strict=True))
     total = sum(neurons.values())
     out: dict[str, Any] = {}
-    for target in PRETRAINED:
+    for target in only:
         if target not in neurons:
             continue
         share = neurons[target] / total
@@ -85,15 +92,36 @@ def main() -> None:
     parser.add_argument("--run", default="runs/esc50")
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/pretrained_added.json"))
     parser.add_argument("--note", default="", help="how the run's figures were measured (load)")
+    parser.add_argument("--targets", nargs="*", default=list(PRETRAINED), choices=PRETRAINED)
+    parser.add_argument("--shared-from-earlier", action="store_true",
+                        help="keep each re-measured target's per-neuron share from the file")
     args = parser.parse_args()
     run = Path(args.run)
-    result = {"benchmark": "pretrained_added", "run": str(run), "goal_s_per_target": GOAL_S,
-              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    earlier = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+    targets = {t: {**v, "run": v.get("run", earlier.get("run")),
+                   "date": v.get("date", earlier.get("date"))}
+               for t, v in (earlier.get("targets") or {}).items()}
+    for target, entry in added(run, tuple(args.targets)).items():
+        entry |= {"run": str(run), "date": date, "measurement_note": args.note}
+        if args.shared_from_earlier:
+            old = targets.get(target)
+            if old is None:
+                raise SystemExit(f"--shared-from-earlier: {args.out} has no entry for {target}")
+            entry["wall_s"]["shared_by_neurons"] = old["wall_s"]["shared_by_neurons"]
+            entry["shared_wall_s_by_stage"] = old["shared_wall_s_by_stage"]
+            entry["shared_from"] = f"{old['run']} ({old['date']})"
+            wall = round(sum(entry["wall_s"].values()), 1)
+            entry |= {"total_wall_s": wall, "total_wall_min": round(wall / 60, 1),
+                      "meets_15_min": wall <= GOAL_S}
+        targets[target] = entry
+    result = {"benchmark": "pretrained_added", "goal_s_per_target": GOAL_S, "date": date,
               "machine": machine(), "load1_at_reading": os.getloadavg()[0],
-              "targets": added(run),
+              "targets": targets,
               "note": "train, record and pruning are the run's own per-target measurements; "
                       "'shared_by_neurons' apportions the per-neuron stages' wall time by "
-                      "neuron count (not measured per target).", "measurement_note": args.note}
+                      "neuron count (not measured per target). Each target names the run and "
+                      "date it was read from."}
     Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     print(json.dumps({t: v["total_wall_min"] for t, v in result["targets"].items()}))
 

@@ -25,6 +25,7 @@ from and_toolkit.pipeline.targets import (
 from and_toolkit.records.models import Extremes, TrainingCurve
 from and_toolkit.resources import measured
 from and_toolkit.run import Run
+from and_toolkit.targets.early_stop import final_row
 
 
 def stage_targets(ctx: Context) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
             "seconds": float(c["seconds"])} for c in curve]
         record = {
             "arch": target.arch, "weights_key": loaded.weights_key,
-            "test_accuracy": curve[-1]["test_accuracy"] if curve else None,
+            "test_accuracy": final_row(curve)["test_accuracy"] if curve else None,
             "train_seconds": round(sum(c["seconds"] for c in curve), 1),
             "test_fold": loaded.train_config.test_fold,
             "precision": loaded.train_config.precision,
@@ -55,6 +56,13 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
             record["backbone_sha256"] = loaded.train_config.arch_payload()["backbone_sha256"]
         if loaded.train_config.yamnet_tuned_blocks is not None:  # fine-tuned: top blocks only
             record["yamnet_tuned_blocks"] = loaded.train_config.yamnet_tuned_blocks
+        if loaded.train_config.patience is not None and curve:  # early stopping's choice
+            record["early_stopping"] = {
+                "patience": loaded.train_config.patience,
+                "val_fraction": loaded.train_config.val_fraction,
+                "max_epochs": loaded.train_config.epochs, "epochs_run": len(curve),
+                "kept_epoch": int(final_row(curve)["epoch"]),
+                "val_accuracy": [c["val_accuracy"] for c in curve]}
         provenance[target.id] = record
         # the thread count and the measurements behind the choices may differ from process to
         # process (they never change the weights key): manifest only, not the records

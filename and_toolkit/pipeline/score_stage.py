@@ -8,10 +8,17 @@ and the report's ``results/explanation_scores.parquet``. The audio-side variant 
 TAB's audio-text model: the one trained here (``closed.tab_model = "trained"``; its rows say it
 learned from the probe's captions) or CLAP (``closed.clap_path``); without either it is
 recorded under ``not_run`` with the reason.
+
+Each layer's rows are kept in the content cache (namespace ``scores``), keyed by what they are
+computed from: the layer's activations and units, its excluded clips, its description rows
+(group, unit, text), the clip sides (encoder id, clip embeddings), ``q``, ``seed`` and
+:data:`SCORE_VERSION`; a run that changes one target rescores only that target's layers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from and_toolkit.cache import cache_key
 from and_toolkit.dissect.captions import caption_variants
 from and_toolkit.dissect.closed import distinct_texts
 from and_toolkit.dissect.explanations import descriptions, excluded_clips
@@ -38,12 +46,25 @@ from and_toolkit.pipeline.backends import clap, text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.targets import load_audio_text
 from and_toolkit.records.models import CalibratedSummary, ConceptSet, ExplanationScore
+from and_toolkit.store import bytes_frame, frame_bytes
 
 RESULT_ID = "explanation_scores"
 """Experiment id of the report's "Explanation quality" rows."""
 GROUP = ["kind", "method", "similarity", "variant"]
 SCORE_THREADS = max(1, min(4, os.cpu_count() or 1))
 """Layers scored at once (threads; the result does not depend on it)."""
+SCORE_VERSION = 1
+"""Part of every cached layer's key: bump it when scoring changes what it computes."""
+
+
+def _sha(*arrays: np.ndarray) -> str:
+    """sha256 hex of arrays' dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -150,6 +171,8 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
     except StageNotRun as exc:
         info["not_run"]["audio"] = str(exc)
     info["encoders"] = sorted({s.encoder for s in sides.values()})
+    side_ids = {f"{src}/{var}": [s.encoder, _sha(s.clip_emb, s.clip_rows)]
+                for (src, var), s in sides.items()}
     info["texts"] = {"descriptions": len(texts), "encode_s": round(time.perf_counter() - t0, 2)}
     t0 = time.perf_counter()
     clip_index = {c: i for i, c in enumerate(ctx.probe()["clip_id"].to_list())}
@@ -163,15 +186,35 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
     desc_by_layer = desc.partition_by(["model", "layer"], as_dict=True)
     n_clips = len(clip_index)
 
+    cached: list[str] = []
+
     def one_layer(model: str, layer: str) -> list[pl.DataFrame]:
         acts = run.activation_matrix(model, layer)
         units = acts.units
         ex = ex_by_layer.get((model, layer))
         if ex is None:
             raise DataError(f"{run.extremes_path()}: no Extremes for {model} {layer}")
+        rows = desc_by_layer[(model, layer)].select(*GROUP, "unit", "description").rows()
+        key = cache_key(kind="explanation-scores", version=SCORE_VERSION, model=model,
+                        layer=layer, acts=_sha(acts.values, units), n_clips=n_clips,
+                        excluded=_sha(ex["unit"].to_numpy(), ex["clip_idx"].to_numpy()),
+                        descriptions=hashlib.sha256(json.dumps(rows).encode()).hexdigest(),
+                        sides=side_ids, q=cfg.q, seed=cfg.seed)
+        hit = ctx.cache.get_bytes("scores", key)
+        if hit is not None:
+            cached.append(f"{model}/{layer}")
+            frame = bytes_frame(ExplanationScore, hit, f"cache scores/{key}")
+            return [frame] if frame.height else []
+        out = _score_layer(model, layer, acts.values, units, ex)
+        ctx.cache.put_bytes("scores", key, frame_bytes(
+            ExplanationScore, pl.concat(out) if out else ExplanationScore.empty()))
+        return out
+
+    def _score_layer(model: str, layer: str, values: np.ndarray, units: np.ndarray,
+                     ex: pl.DataFrame) -> list[pl.DataFrame]:
         keep = heldout_mask(n_clips, units.size, _rows(units, ex["unit"], layer),
                             ex["clip_idx"].to_numpy())
-        ranks = activation_ranks(np.ascontiguousarray(acts.values.T), keep, cfg.q)
+        ranks = activation_ranks(np.ascontiguousarray(values.T), keep, cfg.q)
         out = []
         layer_sums: dict[tuple[str, str], TextSums] = {}  # per clip side, shared by the kinds
         done: dict[tuple[Any, ...], LayerScores] = {}
@@ -205,6 +248,8 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
     with ThreadPoolExecutor(max_workers=SCORE_THREADS) as pool:
         frames = [f for part in pool.map(lambda ml: one_layer(*ml), layers) for f in part]
     info["layers_s"] = round(time.perf_counter() - t0, 2)
+    info["cached_layers"] = len(cached)
+    info["layers"] = len(layers)
     return pl.concat(frames) if frames else ExplanationScore.empty()
 
 

@@ -77,6 +77,21 @@ class TrainConfig(BaseModel):
             fine-tunes every layer on waveforms (the first implementation, ~12x the CPU time of
             N = 2). The ESC-50 default is in :data:`DEFAULT_TARGETS`. Part of the weights key
             of ``yamnet`` only.
+        head_sd_floor: frozen pretrained archs only: the head is trained on clip embeddings
+            standardised per dimension by ``max(std, head_sd_floor * median std)`` (training
+            folds), instead of by the std alone (None). A near-constant dimension (YAMNet's
+            ReLU6 channels that are almost always 0) otherwise gets a weight ``1 / std`` times
+            larger once the standardisation is folded into the head, and any input that moves
+            it (a pruned neuron below it) swings the logits by hundreds. 1.0 scales no
+            dimension up more than the median one. Part of the weights key when set.
+        patience: early stopping (every arch but the frozen pretrained ones, whose linear head
+            trains in seconds): stop once the
+            accuracy on a held-out ``val_fraction`` of the training folds has not improved for
+            this many epochs, and keep the best epoch's weights (``targets/early_stop.py``);
+            ``epochs`` is then the maximum. None (default) trains every epoch on every training
+            clip. Part of the weights key when set.
+        val_fraction: share of each class of the training folds held out for ``patience``
+            (seeded by ``seed``); used only with ``patience``.
         pretrain: If set (AST archs only), the encoder is first pretrained by masked-patch
             reconstruction on the unlabelled features (SSAST-style), then fine-tuned (``ast``)
             or frozen with a trained head (``ast-frozen``).
@@ -111,6 +126,9 @@ class TrainConfig(BaseModel):
     pretrain: PretrainConfig | None = None
     whisper_window_seconds: float = Field(default=30.0, gt=0, le=30)
     yamnet_tuned_blocks: int | None = Field(default=None, ge=1, le=14)
+    head_sd_floor: float | None = Field(default=None, gt=0)
+    patience: int | None = Field(default=None, ge=1)
+    val_fraction: float = Field(default=0.1, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -118,6 +136,12 @@ class TrainConfig(BaseModel):
             raise ValueError(f"pretrain: only AST archs can be pretrained, not {self.arch!r}")
         if self.yamnet_tuned_blocks is not None and self.arch != "yamnet":
             raise ValueError(f"yamnet_tuned_blocks: only for arch 'yamnet', not {self.arch!r}")
+        if self.head_sd_floor is not None and self.arch not in FROZEN_PRETRAINED_ARCHS:
+            raise ValueError(f"head_sd_floor: only for the frozen pretrained archs "
+                             f"{sorted(FROZEN_PRETRAINED_ARCHS)}, not {self.arch!r}")
+        if self.patience is not None and self.arch in FROZEN_PRETRAINED_ARCHS:
+            raise ValueError(f"patience: early stopping is not implemented for the linear head "
+                             f"of {self.arch!r} (its epochs take milliseconds)")
         return self
 
     @property
@@ -135,12 +159,18 @@ class TrainConfig(BaseModel):
                                      else set())
             if self.arch != "yamnet":  # the keys of the other archs stay as before the field
                 drop.add("yamnet_tuned_blocks")
-            payload = self.model_dump(mode="json", exclude=drop)
+            if self.head_sd_floor is None:  # keys as before the field
+                drop.add("head_sd_floor")
+            payload = self.model_dump(mode="json", exclude=drop | self._unset_stopping())
             payload["backbone_sha256"] = backbone_sha256(self.arch)
             return payload
-        drop = {"cnn", "whisper_window_seconds", "yamnet_tuned_blocks"} if self.arch.startswith(
-            "ast") else {"ast", "whisper_window_seconds", "yamnet_tuned_blocks"}
-        return self.model_dump(mode="json", exclude=drop)
+        unused = {"whisper_window_seconds", "yamnet_tuned_blocks", "head_sd_floor"}
+        drop = unused | ({"cnn"} if self.arch.startswith("ast") else {"ast"})
+        return self.model_dump(mode="json", exclude=drop | self._unset_stopping())
+
+    def _unset_stopping(self) -> set[str]:
+        """Without ``patience`` its fields are left out (keys as before they existed)."""
+        return {"patience", "val_fraction"} if self.patience is None else set()
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -172,9 +202,12 @@ DEFAULT_TARGETS: dict[str, TrainConfig] = {
     "ast-frozen": TrainConfig(arch="ast-frozen"),
     "cnn": TrainConfig(arch="cnn"),
     # a linear head on frozen float32 clip embeddings: cheap epochs, no augmentation, fp32
-    # (pruned evaluations then run the backbone as it was embedded; see head.py)
+    # (pruned evaluations then run the backbone as it was embedded; see head.py). YAMNet's
+    # embedding has near-constant dimensions: their std is floored at the median one (without
+    # the floor, folded weights reached 35,479 and pruned logits exploded; whisper's head, max
+    # |W| 2.9, was trained without it and keeps its key)
     "yamnet-frozen": TrainConfig(arch="yamnet-frozen", epochs=60, lr=1e-3, batch_size=64,
-                                 precision="fp32",
+                                 precision="fp32", head_sd_floor=1.0,
                                  weight_decay=1e-2, mixup_alpha=0.0, time_masks=0,
                                  freq_masks=0),
     "whisper-frozen": TrainConfig(arch="whisper-frozen", epochs=60, lr=1e-3, batch_size=64,

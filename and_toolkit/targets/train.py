@@ -17,6 +17,7 @@ from and_toolkit.cache import Cache
 from and_toolkit.targets.ast import freeze_encoder
 from and_toolkit.targets.augment import mixup, spec_augment, time_shift
 from and_toolkit.targets.config import FROZEN_PRETRAINED_ARCHS, TrainConfig, build_model
+from and_toolkit.targets.early_stop import EarlyStop, validation_rows
 from and_toolkit.targets.pretrain import pretrain_encoder
 from and_toolkit.targets.pretrained.head import train_frozen_head
 from and_toolkit.targets.pretrained.partial import TopBlocks, freeze_trunk, trunk_outputs
@@ -190,7 +191,8 @@ def train_target(
         on_epoch: Optional callback receiving each epoch's curve row as it is produced
             (pretraining rows, which have a ``loss`` key instead, come first).
         cache: content cache for the frozen trunk's outputs of a partial YAMNet fine-tune
-            (``yamnet_tuned_blocks``); None computes them without storing.
+            (``yamnet_tuned_blocks``) and the clip embeddings of a frozen pretrained target;
+            None computes them without storing.
 
     Returns:
         The :class:`TrainedTarget` (model in eval mode, per-epoch curve).
@@ -214,9 +216,13 @@ def train_target(
             f"(folds present: {sorted(set(folds.tolist()))})"
         )
     if cfg.arch in FROZEN_PRETRAINED_ARCHS:
+        from and_toolkit.targets.pretrained.pins import backbone_sha256
+
+        backbone = f"{cfg.arch} {backbone_sha256(cfg.arch)}" + (
+            f" window {cfg.whisper_window_seconds:g} s" if cfg.arch.startswith("whisper") else "")
         with torch_threads(cfg.threads):
             model, curve = train_frozen_head(build_model(cfg), cfg, features, targets, folds,
-                                             progress)
+                                             progress, cache, backbone)
         return TrainedTarget(model=model, config=cfg, curve=curve)
     if cfg.yamnet_tuned_blocks is not None:
         with torch_threads(cfg.threads):
@@ -306,7 +312,20 @@ def _fit(
     progress: bool,
     on_epoch: Callable[[dict[str, float]], None] | None,
 ) -> list[dict[str, float]]:
-    """The optimisation loop of :func:`train_target`; returns the per-epoch curve."""
+    """The optimisation loop of :func:`train_target`; returns the per-epoch curve.
+
+    With ``cfg.patience``, ``cfg.val_fraction`` of the training clips is held out
+    (``targets/early_stop.py``): each row gains ``val_accuracy``, training stops after
+    ``patience`` epochs without improvement and the best epoch's weights are restored (its row
+    flagged ``restored``); the schedule still spans ``cfg.epochs``.
+    """
+    stopper: EarlyStop | None = None
+    if cfg.patience is not None:
+        held = validation_rows(y_train.numpy(), cfg.val_fraction, cfg.seed + 3)
+        x_val, y_val = x_train[held].numpy(), y_train[held].numpy()
+        keep = torch.from_numpy(~held)
+        x_train, y_train = x_train[keep], y_train[keep]
+        stopper = EarlyStop(cfg.patience)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = sum(
@@ -341,15 +360,19 @@ def _fit(
             count += len(idx)
             bar.update(1)
         acc, _ = evaluate(model, x_test, y_test, cfg.eval_batch_size, "fp32")
-        row = {
-            "epoch": epoch,
-            "train_loss": total / count,
-            "test_accuracy": acc,
-            "seconds": time.perf_counter() - t0,
-        }
+        stop = False
+        row = {"epoch": epoch, "train_loss": total / count, "test_accuracy": acc}
+        if stopper is not None:
+            row["val_accuracy"], _ = evaluate(model, x_val, y_val, cfg.eval_batch_size, "fp32")
+            stop = stopper.update(epoch, row["val_accuracy"], model)
+        row["seconds"] = time.perf_counter() - t0
         curve.append(row)
         if on_epoch is not None:
             on_epoch(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{acc:.3f}")
+        if stop:
+            break
     bar.close()
+    if stopper is not None:
+        stopper.restore(model, curve)
     return curve

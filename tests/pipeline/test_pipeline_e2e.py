@@ -224,3 +224,25 @@ def test_record_stage_keeps_files_recorded_under_the_same_key(
     assert {p: p.read_bytes() for p in kept} == kept
     extremes = pl.read_parquet(copy / "extremes.parquet")
     assert set(extremes["model"].to_list()) == {"cnn"}
+
+
+def test_early_stopping_is_recorded_in_the_curve_and_the_provenance(tmp_path: Path) -> None:
+    """A target with ``patience``: the held-out accuracy per epoch and the kept epoch in the
+    manifest, and the target's accuracy read from the kept epoch's row."""
+    cnn = {**TINY["targets"][0], "epochs": 4,
+           "overrides": {**TINY["targets"][0]["overrides"], "patience": 1,
+                         "val_fraction": 0.25}}
+    run = _run(tmp_path / "run", tmp_path / "cache", targets=[cnn],
+               stages=["probe", "targets"])
+    curve = pl.read_parquet(run / "training.parquet")
+    record = json.loads((run / "manifest.json").read_text())["stages"]["targets"]["cnn"]
+    stop = record["early_stopping"]
+    assert stop["patience"] == 1 and stop["max_epochs"] == 4
+    assert stop["epochs_run"] == curve.height == len(stop["val_accuracy"])
+    assert stop["val_accuracy"][stop["kept_epoch"] - 1] == max(stop["val_accuracy"])
+    kept = curve.filter(pl.col("epoch") == stop["kept_epoch"])
+    assert record["test_accuracy"] == kept["test_accuracy"][0]
+    from and_toolkit.validation import info_text, run_info
+
+    text = info_text(run_info(run))
+    assert f"{stop['kept_epoch']}/{stop['epochs_run']} of 4" in text

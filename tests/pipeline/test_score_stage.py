@@ -149,3 +149,25 @@ def test_audio_side_not_run_says_why(ctx: Context, monkeypatch: pytest.MonkeyPat
     assert set(scores["source"]) == {"caption"}
     notes = ctx.run.results()["explanation_scores"]["note"].to_list()
     assert "not run: no CLAP weights here" in notes
+
+
+def test_layers_are_cached_and_rescored_only_when_an_input_changes(
+        ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(score_stage, "clap", lambda c, path: FakeAudioText())
+    first = score_stage.stage_score(ctx)
+    assert (first["cached_layers"], first["layers"]) == (0, 1)
+    before = ctx.run.read(ExplanationScore)
+    second = score_stage.stage_score(ctx)
+    assert second["cached_layers"] == 1
+    assert ctx.run.read(ExplanationScore).equals(before)
+    # another description of one neuron: the layer is scored again, and differently
+    concepts = ctx.run.read(ConceptSet).with_columns(
+        pl.when(pl.col("unit") == 0).then(pl.lit("siren")).otherwise(pl.col("concept"))
+        .alias("concept"))
+    ctx.run.write(ConceptSet, concepts)
+    third = score_stage.stage_score(ctx)
+    assert third["cached_layers"] == 0
+    assert not ctx.run.read(ExplanationScore).equals(before)
+    # the cache is content-keyed: a fresh context over the same run reads it back
+    ctx.cache.stats.clear()
+    assert score_stage.stage_score(ctx)["cached_layers"] == 1
