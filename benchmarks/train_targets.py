@@ -36,6 +36,7 @@ from and_toolkit.targets import (
     train_target,
     weights_key,
 )
+from and_toolkit.targets.early_stop import final_row
 
 
 def load_esc50(data_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         load1 = os.getloadavg()[0]
         save_weights(trained.model, args.cache / f"weights-{name}-{key[:16]}.safetensors")
         best = max(e["test_accuracy"] for e in trained.curve)
-        final = trained.curve[-1]["test_accuracy"]
+        final = final_row(trained.curve)["test_accuracy"]  # the kept epoch's, with patience
         line = (
             f"{name}: final fold-1 acc {final:.4f} (best epoch {best:.4f}), "
             f"{len(trained.curve)} epochs, {dt:.0f} s wall, {cpu:.0f} s cpu, loadavg {load0:.2f}->{load1:.2f}, key {key[:12]}"
