@@ -85,11 +85,10 @@ class TrainConfig(BaseModel):
             it (a pruned neuron below it) swings the logits by hundreds. 1.0 scales no
             dimension up more than the median one. Part of the weights key when set.
         patience: early stopping (every arch but the frozen pretrained ones, whose linear head
-            trains in seconds): stop once the
-            accuracy on a held-out ``val_fraction`` of the training folds has not improved for
-            this many epochs, and keep the best epoch's weights (``targets/early_stop.py``);
-            ``epochs`` is then the maximum. None (default) trains every epoch on every training
-            clip. Part of the weights key when set.
+            trains in seconds): stop once the accuracy on a held-out ``val_fraction`` of the
+            training folds has not improved for this many epochs, and keep the best epoch's
+            weights (``targets/early_stop.py``); ``epochs`` is then the maximum. None (default)
+            trains every epoch on every training clip. Part of the weights key when set.
         val_fraction: share of each class of the training folds held out for ``patience``
             (seeded by ``seed``); used only with ``patience``.
         pretrain: If set (AST archs only), the encoder is first pretrained by masked-patch
