@@ -12,6 +12,7 @@ Layout: ``<root>/<namespace>/<key[:2]>/<key>`` (+ ``.tmp`` files while writing).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable
@@ -32,6 +33,18 @@ def default_cache_dir() -> Path:
     """``$AND_CACHE_DIR`` or ``~/.cache/and-toolkit``."""
     env = os.environ.get("AND_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "and-toolkit"
+
+
+def array_bytes(arr: np.ndarray) -> bytes:
+    """``np.save`` bytes of an array (for the cache)."""
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def bytes_array(raw: bytes) -> np.ndarray:
+    """Inverse of :func:`array_bytes` (no pickles)."""
+    return np.load(io.BytesIO(raw), allow_pickle=False)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:

@@ -9,7 +9,6 @@ Backends are loaded by :mod:`and_toolkit.pipeline.backends`, target networks by
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import polars as pl
 
-from and_toolkit.cache import Cache, cache_key
+from and_toolkit.cache import Cache, array_bytes, bytes_array, cache_key
 from and_toolkit.config import ExecutionSection, RunConfig, TargetSection
 from and_toolkit.errors import ConfigError, DataError
 from and_toolkit.records.models import ProbeClip
@@ -33,18 +32,6 @@ if TYPE_CHECKING:
     from and_toolkit.targets.features import FeatureConfig
 
 T = TypeVar("T")
-
-
-def array_bytes(arr: np.ndarray) -> bytes:
-    """``np.save`` bytes of an array (for the cache)."""
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
-
-
-def bytes_array(raw: bytes) -> np.ndarray:
-    """Inverse of :func:`array_bytes` (no pickles)."""
-    return np.load(io.BytesIO(raw), allow_pickle=False)
 
 
 def make_engine(execution: ExecutionSection) -> Engine:

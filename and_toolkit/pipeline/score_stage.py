@@ -47,6 +47,7 @@ from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.targets import load_audio_text
 from and_toolkit.records.models import CalibratedSummary, ConceptSet, ExplanationScore
 from and_toolkit.store import bytes_frame, frame_bytes
+from and_toolkit.targets.features import features_sha
 
 RESULT_ID = "explanation_scores"
 """Experiment id of the report's "Explanation quality" rows."""
@@ -55,16 +56,6 @@ SCORE_THREADS = max(1, min(4, os.cpu_count() or 1))
 """Layers scored at once (threads; the result does not depend on it)."""
 SCORE_VERSION = 1
 """Part of every cached layer's key: bump it when scoring changes what it computes."""
-
-
-def _sha(*arrays: np.ndarray) -> str:
-    """sha256 hex of arrays' dtypes, shapes and bytes."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -171,7 +162,7 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
     except StageNotRun as exc:
         info["not_run"]["audio"] = str(exc)
     info["encoders"] = sorted({s.encoder for s in sides.values()})
-    side_ids = {f"{src}/{var}": [s.encoder, _sha(s.clip_emb, s.clip_rows)]
+    side_ids = {f"{src}/{var}": [s.encoder, features_sha(s.clip_emb), features_sha(s.clip_rows)]
                 for (src, var), s in sides.items()}
     info["texts"] = {"descriptions": len(texts), "encode_s": round(time.perf_counter() - t0, 2)}
     t0 = time.perf_counter()
@@ -196,8 +187,9 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
             raise DataError(f"{run.extremes_path()}: no Extremes for {model} {layer}")
         rows = desc_by_layer[(model, layer)].select(*GROUP, "unit", "description").rows()
         key = cache_key(kind="explanation-scores", version=SCORE_VERSION, model=model,
-                        layer=layer, acts=_sha(acts.values, units), n_clips=n_clips,
-                        excluded=_sha(ex["unit"].to_numpy(), ex["clip_idx"].to_numpy()),
+                        layer=layer, acts=[features_sha(acts.values), features_sha(units)], n_clips=n_clips,
+                        excluded=[features_sha(ex["unit"].to_numpy()),
+                                  features_sha(ex["clip_idx"].to_numpy())],
                         descriptions=hashlib.sha256(json.dumps(rows).encode()).hexdigest(),
                         sides=side_ids, q=cfg.q, seed=cfg.seed)
         hit = ctx.cache.get_bytes("scores", key)

@@ -13,7 +13,6 @@ raw waveforms to logits. The head starts at zero (deterministic).
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import time
 from typing import Any
@@ -23,7 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from and_toolkit.cache import Cache, cache_key
+from and_toolkit.cache import Cache, array_bytes, bytes_array, cache_key
 
 __all__ = ["clip_embeddings", "embedding_key", "train_frozen_head"]
 
@@ -53,7 +52,7 @@ def clip_embeddings(model: Any, waveforms: np.ndarray, progress: bool = False,
         for i, key in enumerate(keys):
             raw = cache.get_bytes("clip-embedding", key)
             if raw is not None:
-                rows[i] = np.load(io.BytesIO(raw), allow_pickle=False)
+                rows[i] = bytes_array(raw)
     todo = [i for i, r in enumerate(rows) if r is None]
     with torch.inference_mode():
         for j in tqdm(range(0, len(todo), EMBED_BATCH), desc="embed", disable=not progress,
@@ -63,9 +62,7 @@ def clip_embeddings(model: Any, waveforms: np.ndarray, progress: bool = False,
             for i, e in zip(batch, emb, strict=True):
                 rows[i] = e
                 if cache is not None:
-                    buf = io.BytesIO()
-                    np.save(buf, e, allow_pickle=False)
-                    cache.put_bytes("clip-embedding", keys[i], buf.getvalue())
+                    cache.put_bytes("clip-embedding", keys[i], array_bytes(e))
     if not rows:
         raise ValueError("clip_embeddings: no clips")
     return np.stack([r for r in rows if r is not None]).astype(np.float32, copy=False)

@@ -14,14 +14,13 @@ pipeline then records, prunes and evaluates from waveforms as any target.
 from __future__ import annotations
 
 import hashlib
-import io
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from and_toolkit.cache import Cache, cache_key
+from and_toolkit.cache import Cache, array_bytes, bytes_array, cache_key
 from and_toolkit.targets.pretrained.yamnet import YAMNet
 
 __all__ = ["TRUNK_BATCH", "TopBlocks", "freeze_trunk", "trunk_key", "trunk_outputs"]
@@ -85,12 +84,6 @@ def trunk_key(backbone_sha256: str, n_tuned: int, wav: np.ndarray) -> str:
                      layout="[P*H, W, C] float32 npy")
 
 
-def _npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
-
-
 def trunk_outputs(model: YAMNet, waveforms: np.ndarray, rows: np.ndarray, n_tuned: int,
                   cache: Cache | None, backbone_sha256: str, progress: bool = False
                   ) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -118,7 +111,7 @@ def trunk_outputs(model: YAMNet, waveforms: np.ndarray, rows: np.ndarray, n_tune
         if raw is None:
             todo.append(i)
             continue
-        clip = np.load(io.BytesIO(raw), allow_pickle=False)
+        clip = bytes_array(raw)
         if out is None:
             out = np.empty((len(rows), *clip.shape), np.float32)
         out[i] = clip
@@ -133,7 +126,7 @@ def trunk_outputs(model: YAMNet, waveforms: np.ndarray, rows: np.ndarray, n_tune
             for i, clip in zip(batch, nhwc, strict=True):
                 out[i] = clip
                 if cache is not None:
-                    cache.put_bytes("yamnet-trunk", keys[i], _npy(clip))
+                    cache.put_bytes("yamnet-trunk", keys[i], array_bytes(clip))
     if out is None:
         raise ValueError("trunk_outputs: no clips (rows is empty)")
     ph, w, c = (int(v) for v in out.shape[1:])
