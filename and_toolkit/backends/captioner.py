@@ -24,14 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from and_toolkit.backends.llm import prompt_seed
-from and_toolkit.backends.llm_transformers import (
-    PerRowGumbelSampler,
-    greedy_generation_config,
+from and_toolkit.backends.hf_loading import (
     load_pretrained,
     resolve_model_source,
     weights_fingerprint,
 )
+from and_toolkit.backends.llm import prompt_seed
+from and_toolkit.backends.llm_transformers import PerRowGumbelSampler, greedy_generation_config
 from and_toolkit.interfaces import CAPTION_PROMPT, Sampling
 from and_toolkit.signal import check_waveforms, resample, rms
 

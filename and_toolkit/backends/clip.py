@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from and_toolkit.backends.encoders import _check_texts
-from and_toolkit.backends.llm_transformers import weights_fingerprint
+from and_toolkit.backends.hf_loading import weights_fingerprint
 from and_toolkit.interfaces import l2_normalise
 
 CLIP_DEFAULT = "openai/clip-vit-base-patch32"

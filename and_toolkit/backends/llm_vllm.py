@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from and_toolkit.backends.hf_loading import resolve_model_source, weights_fingerprint
 from and_toolkit.backends.llm import _check_prompts, prompt_seed
-from and_toolkit.backends.llm_transformers import resolve_model_source, weights_fingerprint
 from and_toolkit.interfaces import Prompt, Sampling
 
 VLLM_MISSING = ("vLLM is not installed. It needs a CUDA GPU and its own environment "

@@ -109,8 +109,29 @@ def backend_id(model_id: str, draft_tokens: int) -> str:
     return f"{model_id}+{ID_TAG}{draft_tokens}" if draft_tokens else model_id
 
 
+def greedy_settings(gen: Any) -> tuple[list[int], int]:
+    """(EOS ids, pad id) of a greedy ``GenerationConfig`` that this module's decoder can run.
+
+    Raises:
+        ValueError: naming the field, when ``gen`` sets a logits processor or stopping rule
+            (:data:`LOGIT_KNOBS`) that :func:`greedy_decode` does not apply.
+    """
+    from transformers import GenerationConfig
+
+    default = GenerationConfig()
+    for knob in LOGIT_KNOBS:
+        if getattr(gen, knob, None) not in (None, getattr(default, knob, None)):
+            raise ValueError(f"this decoder runs plain greedy search only; the generation "
+                             f"config sets {knob}={getattr(gen, knob)!r}")
+    eos = gen.eos_token_id
+    eos_ids = [] if eos is None else [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
+    pad = gen.pad_token_id if gen.pad_token_id is not None else (eos_ids or [0])[0]
+    return eos_ids, int(pad)
+
+
 def decode_like_generate(model: Any, enc: dict[str, Any], gen: Any, draft_tokens: int,
-                         stats: DecodeStats | None = None) -> list[list[int]]:
+                         stats: DecodeStats | None = None, *, shared_prefix: Any = None,
+                         prefix_ids: Sequence[int] = ()) -> list[list[int]]:
     """:func:`greedy_decode` with the budget, EOS and pad ids of a greedy ``GenerationConfig``.
 
     Args:
@@ -119,8 +140,10 @@ def decode_like_generate(model: Any, enc: dict[str, Any], gen: Any, draft_tokens
             prefix cache of :func:`~and_toolkit.backends.prefix_cache.batch_inputs`).
         gen: the greedy generation config (``max_new_tokens``, ``eos_token_id``,
             ``pad_token_id``).
-        draft_tokens: largest draft per row and step.
+        draft_tokens: largest draft per row and step (0: one-token greedy steps).
         stats: counters to add to, or None.
+        shared_prefix: see :func:`greedy_decode`.
+        prefix_ids: see :func:`greedy_decode`.
 
     Returns:
         Per row, the generated token ids (as ``generate`` returns them after the input, without
@@ -130,19 +153,11 @@ def decode_like_generate(model: Any, enc: dict[str, Any], gen: Any, draft_tokens
         ValueError: naming the field, when ``gen`` sets a logits processor or stopping rule
             (:data:`LOGIT_KNOBS`) that this decoder does not apply.
     """
-    from transformers import GenerationConfig
-
-    default = GenerationConfig()
-    for knob in LOGIT_KNOBS:
-        if getattr(gen, knob, None) not in (None, getattr(default, knob, None)):
-            raise ValueError(f"prompt-lookup decoding runs plain greedy search only; the "
-                             f"generation config sets {knob}={getattr(gen, knob)!r}")
-    eos = gen.eos_token_id
-    eos_ids = [] if eos is None else [int(eos)] if isinstance(eos, int) else [int(e) for e in eos]
-    pad = gen.pad_token_id if gen.pad_token_id is not None else (eos_ids or [0])[0]
+    eos_ids, pad = greedy_settings(gen)
     return greedy_decode(model, enc["input_ids"], enc["attention_mask"], enc.get("cache"),
-                         max_new_tokens=gen.max_new_tokens, eos_ids=eos_ids, pad_id=int(pad),
-                         draft_tokens=draft_tokens, stats=stats)
+                         max_new_tokens=gen.max_new_tokens, eos_ids=eos_ids, pad_id=pad,
+                         draft_tokens=draft_tokens, stats=stats, shared_prefix=shared_prefix,
+                         prefix_ids=prefix_ids)
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -152,10 +167,10 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor,
-             cache: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+             cache: Any, **model_kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
     """One forward pass; (greedy token [B, W], top-2 gap [B, W] float32, cache)."""
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache,
-                use_cache=True)
+                use_cache=True, **model_kwargs)
     logits = out.logits.float()
     top = logits.topk(2, dim=-1)
     new_cache = out["cache"] if "cache" in out else out.past_key_values
@@ -166,7 +181,9 @@ def greedy_decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Ten
                   cache: Any, *, max_new_tokens: int, eos_ids: Sequence[int], pad_id: int,
                   draft_tokens: int = DRAFT_TOKENS, ngram_max: int = NGRAM_MAX,
                   stats: DecodeStats | None = None,
-                  reserve_cache: bool = True) -> list[list[int]]:
+                  reserve_cache: bool = True,
+                  shared_prefix: Any = None,
+                  prefix_ids: Sequence[int] = ()) -> list[list[int]]:
     """Greedy continuation of every row by prompt-lookup drafts verified in batched passes.
 
     Args:
@@ -184,6 +201,11 @@ def greedy_decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Ten
         reserve_cache: after the prefill, write the cache into buffers with room for the whole
             answer (:mod:`~and_toolkit.backends.reserved_cache`: same values, no per-step copy
             of the cache); False keeps transformers' concatenating layers.
+        shared_prefix: a :class:`~and_toolkit.backends.shared_attention.SharedPrefix` every row
+            attends to before its own tokens (call inside ``shared_attention.attending``);
+            ``input_ids`` / ``attention_mask`` / ``cache`` then cover the rows' own tokens
+            only and positions start after the prefix. None: no shared prefix.
+        prefix_ids: the shared prefix's token ids [P] (drafts look them up too).
 
     Returns:
         Per row, the generated token ids (ending with an EOS id when one was produced).
@@ -194,12 +216,20 @@ def greedy_decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Ten
     device = input_ids.device
     eos = set(int(e) for e in eos_ids)
     n_rows = input_ids.shape[0]
-    history = [input_ids[r][attention_mask[r].bool()].tolist() for r in range(n_rows)]
+    history = [list(prefix_ids) + input_ids[r][attention_mask[r].bool()].tolist()
+               for r in range(n_rows)]
     cached = cache.get_seq_length() if cache is not None else 0
+    extra: dict[str, Any] = {}
+    offset = 0
+    if shared_prefix is not None:
+        extra["shared_prefix"] = shared_prefix
+        offset = shared_prefix.length
     mask = attention_mask.long()
-    pos = _positions(mask)
+    pos = _positions(mask) + offset
     with torch.inference_mode():
-        greedy, gap, cache = _forward(model, input_ids[:, cached:], mask, pos[:, cached:], cache)
+        # only the last position's logits are read after the prefill
+        greedy, gap, cache = _forward(model, input_ids[:, cached:], mask, pos[:, cached:], cache,
+                                      logits_to_keep=1, **extra)
     stats.forward_passes += 1
     stats.min_top2_gap = min(stats.min_top2_gap, float(gap[:, -1].min()))
     if reserve_cache:
@@ -208,7 +238,7 @@ def greedy_decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Ten
         reserved_cache.reserve(cache, max_new_tokens * (1 + draft_tokens))
     out: list[list[int]] = [[] for _ in range(n_rows)]
     last = greedy[:, -1].tolist()
-    next_pos = (mask.sum(-1)).tolist()
+    next_pos = (mask.sum(-1) + offset).tolist()
     active = list(range(n_rows))
     while True:
         still: list[int] = []
@@ -241,7 +271,7 @@ def greedy_decode(model: Any, input_ids: torch.Tensor, attention_mask: torch.Ten
         block, bmask, bpos = block.to(device), bmask.to(device), bpos.to(device)
         with torch.inference_mode():
             greedy, gap, cache = _forward(model, block, torch.cat([mask, bmask], dim=1), bpos,
-                                          cache)
+                                          cache, **extra)
         stats.forward_passes += 1
         greedy_rows, gap_rows = greedy.tolist(), gap.tolist()
         for i, (r, d) in enumerate(zip(active, drafts, strict=True)):

@@ -25,8 +25,10 @@ from and_toolkit.pipeline.targets import audio_text_zero_shot, load_audio_text
 from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet
 from and_toolkit.run import Run
 
-ICL_CHUNK = 8
-"""Summaries per LLM call (the unit of caching)."""
+ICL_CHUNK = 64
+"""Summaries per LLM call (a progress step; under Ray, the unit handed to an LLM actor). Each
+prompt is cached on its own; 64 fills one shared-prefix decode batch
+(``llm_transformers.SHARED_BATCH``)."""
 
 
 def _evidence_db(ctx: Context, names: list[str], info: dict[str, Any]

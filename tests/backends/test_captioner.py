@@ -15,7 +15,7 @@ from and_toolkit.backends.captioner import (
     caption_messages,
     clip_seed,
 )
-from and_toolkit.backends.llm_transformers import weights_fingerprint
+from and_toolkit.backends.hf_loading import weights_fingerprint
 from and_toolkit.interfaces import CAPTION_PROMPT, Captioner, Sampling
 from and_toolkit.signal import resample
 from tests.backends.conftest import tiny_qwen2_audio_model

@@ -13,6 +13,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from and_toolkit.backends.hf_loading import resolve_model_source, weights_fingerprint
 from and_toolkit.backends.llm import (
     CachedLLM,
     FakeLLM,
@@ -26,9 +27,7 @@ from and_toolkit.backends.llm_transformers import (
     PerRowGumbelSampler,
     SmolLM2LLM,
     TransformersLLM,
-    resolve_model_source,
     smollm2_gguf_path,
-    weights_fingerprint,
 )
 from and_toolkit.cache import Cache as FileCache
 from and_toolkit.dissect.icl import is_yes, llm_is_acoustic

@@ -1,0 +1,95 @@
+"""Loading transformers models offline: local-or-hub resolution, weight fingerprints.
+
+Shared by every transformers-backed wrapper (LLMs, the captioner, CLIP, vLLM's id). Loading never
+touches the network unless ``allow_download=True`` (HF_HUB_OFFLINE semantics).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from and_toolkit.cache import sha256_file
+
+
+def weights_fingerprint(path: Path) -> str:
+    """Cheap fingerprint of local weights.
+
+    A file: its sha256. A directory: sha256 over the sorted (relative path, size) of every file
+    plus the bytes of its ``*.json`` files (configs, tokenizer, safetensors index); weight
+    files are identified by name and size, not re-hashed (13B weights would take minutes).
+
+    Args:
+        path: a weights file or model directory.
+
+    Returns:
+        ``"sha256:<hex>"``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"model weights not found at {path}")
+    if path.is_file():
+        return "sha256:" + sha256_file(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        h.update(f"{rel}\x00{f.stat().st_size}\x00".encode())
+        if f.suffix == ".json":
+            h.update(f.read_bytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
+
+
+def resolve_model_source(name_or_path: str | Path) -> tuple[str, bool]:
+    """Decide whether ``name_or_path`` is a local path or a hub id.
+
+    Args:
+        name_or_path: a directory / file path, or a hub id such as ``org/model``.
+
+    Returns:
+        (resolved string, is_local).
+
+    Raises:
+        FileNotFoundError: naming the path, if it looks like a path and does not exist.
+    """
+    name = str(name_or_path)
+    if isinstance(name_or_path, Path) or _looks_like_path(name):
+        p = Path(name).expanduser()
+        if not p.exists():
+            raise FileNotFoundError(f"model not found at local path {p}")
+        return str(p), True
+    return name, False
+
+
+def load_pretrained(loader: Any, name_or_path: str | Path, *, allow_download: bool = False,
+                    **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` with offline semantics and a clear error.
+
+    Args:
+        loader: a transformers class with ``from_pretrained`` (AutoTokenizer, a model class...).
+        name_or_path: local path or hub id.
+        allow_download: permit hub downloads (default False: local files / HF cache only).
+        **kwargs: passed through (e.g. ``gguf_file``, ``dtype``).
+
+    Returns:
+        The loaded object.
+
+    Raises:
+        FileNotFoundError: naming the path or hub id when it is not available locally.
+    """
+    source, is_local = resolve_model_source(name_or_path)
+    local_only = is_local or not allow_download
+    try:
+        return loader.from_pretrained(source, local_files_only=local_only, **kwargs)
+    except (OSError, ValueError) as err:
+        if is_local or not local_only:
+            raise
+        raise FileNotFoundError(
+            f"model {source!r} is not in the local Hugging Face cache and downloads are "
+            f"disabled; pass a local path or allow_download=True ({err})") from err
