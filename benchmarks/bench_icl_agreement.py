@@ -53,6 +53,9 @@ def main() -> None:
                     default=ROOT / "benchmarks" / "results" / "icl_agreement.json")
     args = ap.parse_args()
 
+    if not (args.run / "manifest.json").is_file():
+        raise SystemExit(f"{args.run}: no finished run here; run `and-toolkit run {args.config}` "
+                         "first (its closed stage caches the answers compared)")
     cfg = load_config(args.config)
     ctx = Context(cfg=cfg, run=Run.at(args.run), cache=Cache(), progress=False)
     names, _ = _concept_set(ctx)
