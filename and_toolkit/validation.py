@@ -133,6 +133,7 @@ def run_info(path: Path) -> dict[str, Any]:
     info["per_target"] = {
         tid: {"record": (recorded.get(tid) or {}).get("resources"),
               "record_reused": (recorded.get(tid) or {}).get("reused"),
+              "record_from_cache": (recorded.get(tid) or {}).get("from_cache"),
               "pruning": pruning.get(tid)}
         for tid in sorted({*(k for k, v in recorded.items() if isinstance(v, dict)
                              and "layers" in v), *pruning})}
@@ -188,7 +189,8 @@ def info_text(info: dict[str, Any]) -> str:
         out += _table(["stage", "wall s", "cpu s", "peak MiB"], rows) + [""]
     if info.get("per_target"):
         rows = [[tid, "reused" if t["record_reused"] else _num((t["record"] or {}).get(
-                    "wall_s"), ".1f"), _num((t["record"] or {}).get("cpu_s"), ".1f"),
+                    "wall_s"), ".1f") + (" (cache)" if t.get("record_from_cache") else ""),
+                 _num((t["record"] or {}).get("cpu_s"), ".1f"),
                  _num((t["pruning"] or {}).get("forward_passes"), "d"),
                  _num((t["pruning"] or {}).get("wall_s"), ".1f"),
                  _num((t["pruning"] or {}).get("cpu_s"), ".1f"),
@@ -197,7 +199,7 @@ def info_text(info: dict[str, Any]) -> str:
         out += _table(["target", "record s", "record cpu s", "pruned passes", "pruning s",
                        "pruning cpu s", "cached passes"], rows)
         out += ["(record: this run's recording of the target, 'reused' when its files were "
-                "kept; pruning: the experiments stage's pruned forward passes run here; cached "
+                "kept, '(cache)' when copied from the cache; pruning: the experiments stage's pruned forward passes run here; cached "
                 "passes were read from the cache, --json gives what they cost when they ran)", ""]
     records = info["records"]
     if records:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.cache import cache_key
 from and_toolkit.config import TargetSection
 from and_toolkit.errors import DataError
@@ -181,6 +182,37 @@ def _recorded(run: Run, model: str, layers: list[str], key: str) -> bool:
         for layer in layers)
 
 
+ACTIVATIONS_NAMESPACE = "activations"
+"""Cache namespace of recorded activation files (one entry per record key and layer)."""
+
+
+def _layer_key(key: str, layer: str) -> str:
+    return cache_key(kind="activation-file", record=key, layer=layer)
+
+
+def _from_cache(ctx: Context, model: str, layers: list[str], key: str) -> bool:
+    """Write ``model``'s activation files from the cache when every layer is there under
+    ``key`` (a new run directory of the same targets and probe records nothing); else False
+    and nothing is written."""
+    blobs = []
+    for layer in layers:
+        data = ctx.cache.get_bytes(ACTIVATIONS_NAMESPACE, _layer_key(key, layer))
+        if data is None:
+            return False
+        blobs.append(data)
+    for layer, data in zip(layers, blobs, strict=True):
+        atomic_write_bytes(ctx.run.activation_path(model, layer),
+                           lambda tmp, d=data: tmp.write_bytes(d))  # type: ignore[misc]
+    return True
+
+
+def _to_cache(ctx: Context, model: str, layers: list[str], key: str) -> None:
+    """Store ``model``'s freshly recorded activation files in the cache under ``key``."""
+    for layer in layers:
+        ctx.cache.put_bytes(ACTIVATIONS_NAMESPACE, _layer_key(key, layer),
+                            ctx.run.activation_path(model, layer).read_bytes())
+
+
 def stage_record(ctx: Context) -> dict[str, Any]:
     """Record every chosen layer of every target over the whole probe set (through the run's
     engine: this process, or an actor pool on a Ray cluster whose actors load, resample and
@@ -192,6 +224,10 @@ def stage_record(ctx: Context) -> dict[str, Any]:
     new one. Activation files of targets or layers the config no longer records are removed
     once every target is recorded (``_removed`` in the stage info), so later stages never
     read them.
+
+    Recorded files are also stored in the cache under the record key and layer, so another run
+    directory with the same target and probe copies them instead of recording (``from_cache``:
+    the key's prefix; ``resources`` then measure the copy).
 
     Stage info per target: ``layers`` (module paths in module order, the classifier last; read
     back by :meth:`~and_toolkit.run.Run.recorded_layers`); ``reused`` (the key's prefix) when
@@ -211,6 +247,12 @@ def stage_record(ctx: Context) -> dict[str, Any]:
             if _recorded(ctx.run, target.id, layers, key):
                 info[target.id] = {"layers": list(layers), "reused": key[:16]}
                 continue
+            with measured() as usage:
+                copied = _from_cache(ctx, target.id, layers, key)
+            if copied:
+                info[target.id] = {"layers": list(layers), "from_cache": key[:16],
+                                   "resources": usage.as_dict()}
+                continue
             common: dict[str, Any] = dict(
                 model=loaded.model, batch_size=batch_size_of(cfg, ctx.cfg.record.batch_size),
                 layers=layers, pooling=ctx.cfg.record.pooling, run=ctx.run, model_id=target.id,
@@ -224,6 +266,7 @@ def stage_record(ctx: Context) -> dict[str, Any]:
                                 **common)
             with measured() as usage:
                 engine.record(job)
+            _to_cache(ctx, target.id, layers, key)
             info[target.id] = {"layers": list(layers), "resources": usage.as_dict()}
     finally:
         engine.release()

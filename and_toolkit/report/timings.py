@@ -52,7 +52,8 @@ def _record_rows(record: Mapping[str, Any]) -> list[StageTime]:
             stage=f"record · {tid}", wall_s=None if reused else _float(res.get("wall_s")),
             cpu_s=None if reused else _float(res.get("cpu_s")), peak_rss_mib=None,
             note="files kept from an earlier record stage (same record key)" if reused
-            else ""))
+            else "copied from the cache (recorded earlier under the same record key)"
+            if entry.get("from_cache") else ""))
     return rows
 
 

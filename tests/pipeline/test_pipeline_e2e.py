@@ -226,6 +226,38 @@ def test_record_stage_keeps_files_recorded_under_the_same_key(
     assert set(extremes["model"].to_list()) == {"cnn"}
 
 
+def test_a_new_run_directory_copies_recorded_activations_from_the_cache(
+        tiny_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same targets and probe in another run directory: the record stage copies each layer's
+    file from the cache (byte for byte) instead of recording; the manifest says so."""
+    from and_toolkit.pipeline.engine import LocalEngine
+
+    run, cache = tiny_run
+
+    def never(self: LocalEngine, job: Any) -> Any:
+        raise AssertionError(f"{job.model_id} recorded although its files are cached")
+
+    with monkeypatch.context() as m:
+        m.setattr(LocalEngine, "record", never)
+        second = _run(tmp_path / "second", cache, stages=["probe", "targets", "record"])
+    record = json.loads((second / "manifest.json").read_text())["stages"]["record"]
+    for tid in ("cnn", "ast"):
+        assert isinstance(record[tid].get("from_cache"), str) and "reused" not in record[tid]
+        assert record[tid]["resources"]["wall_s"] >= 0
+    files = sorted(p.relative_to(run) for p in (run / "activations").rglob("*.parquet"))
+    assert files == sorted(p.relative_to(second)
+                           for p in (second / "activations").rglob("*.parquet"))
+    assert all((run / f).read_bytes() == (second / f).read_bytes() for f in files)
+    # a damaged or missing entry: that target is recorded again, nothing half-written
+    import shutil
+
+    shutil.rmtree(cache / "activations")
+    third = _run(tmp_path / "third", cache, stages=["probe", "targets", "record"])
+    record = json.loads((third / "manifest.json").read_text())["stages"]["record"]
+    assert all("from_cache" not in record[t] for t in ("cnn", "ast"))
+    assert all((run / f).read_bytes() == (third / f).read_bytes() for f in files)
+
+
 def test_early_stopping_is_recorded_in_the_curve_and_the_provenance(tmp_path: Path) -> None:
     """A target with ``patience``: the held-out accuracy per epoch and the kept epoch in the
     manifest, and the target's accuracy read from the kept epoch's row."""

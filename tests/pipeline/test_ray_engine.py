@@ -9,6 +9,7 @@ contract (no Ray needed by the local engine) is tested without Ray.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from and_toolkit.cache import Cache
 from and_toolkit.config import parse_config
 from and_toolkit.errors import ConfigError
 from and_toolkit.pipeline import run_pipeline
+from and_toolkit.pipeline.model_stages import ACTIVATIONS_NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGES = ["probe", "targets", "record", "extremes", "captions", "closed"]
@@ -45,8 +47,12 @@ def _demo(**execution: Any) -> dict[str, Any]:
 
 
 def _run(root: Path, cache: Path, **execution: Any) -> dict[str, bytes]:
+    # every run records: recorded files from an earlier run are not copied from the cache
+    shutil.rmtree(cache / ACTIVATIONS_NAMESPACE, ignore_errors=True)
     run_pipeline(parse_config(_demo(**execution)), run_dir=root, cache=Cache(cache),
                  progress=False)
+    record = json.loads((root / "manifest.json").read_text())["stages"]["record"]
+    assert not any(isinstance(e, dict) and "from_cache" in e for e in record.values())
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
 
 
