@@ -28,6 +28,9 @@ Usage::
     export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 AND_DATA_DIR=../shared/data
     python benchmarks/bench_llm_prefix.py                    # writes benchmarks/results/llm_prefix.json
     python benchmarks/bench_llm_prefix.py --prompts 8 --rounds 1 --out /tmp/p.json
+    # torch's / oneDNN's kernels capped at AVX2 (an approximation of an AVX2 laptop)
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/bench_llm_prefix.py \
+        --out benchmarks/results/llm_prefix_avx2.json
 """
 
 from __future__ import annotations
@@ -125,6 +128,8 @@ def main() -> None:
         "benchmark": "llm_prefix", "date": datetime.datetime.now(datetime.UTC).isoformat(),
         "machine": {"platform": platform.platform(), "cpu_model": cpu_model(),
                     "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "kernel_caps": {k: os.environ.get(k) for k in ("ATEN_CPU_CAPABILITY",
+                                                                   "ONEDNN_MAX_CPU_ISA")},
                     "load_average_1_5_15_before": list(load_before),
                     "load_average_1_5_15_after": list(load_after)},
         "model": llm.model_id, "prompts": len(prompts),

