@@ -39,6 +39,9 @@ import torch
 
 IMPLEMENTATION = "and-shared-prefix"
 """Name of the attention function registered with transformers (and its mask function)."""
+UNSUPPORTED_KWARGS = ("softcap", "sliding_window", "s_aux")
+"""Attention-function arguments of variants this module does not compute (logit soft-capping,
+sliding windows, attention sinks)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,10 @@ def shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor,
                                       dropout=dropout, scaling=scaling, **kwargs)
     if dropout:
         raise ValueError("shared-prefix attention is for inference only (dropout must be 0)")
+    unsupported = [k for k in UNSUPPORTED_KWARGS if kwargs.get(k) is not None]
+    if unsupported:
+        raise ValueError(f"shared-prefix attention computes plain softmax attention; this layer "
+                         f"passes {unsupported}")
     b, h, q, d = query.shape
     scale = scaling if scaling is not None else d ** -0.5
     pk = shared_prefix.keys[module.layer_idx]
@@ -169,9 +176,14 @@ def register() -> None:
 
 def supports(model: Any) -> bool:
     """Whether ``model`` runs transformers' SDPA attention on modules with a ``layer_idx``
-    (Llama, Qwen2, Mistral, ... decoders), the setting this function replaces."""
+    (Llama, Qwen2, ... decoders), the setting this function replaces, with plain softmax
+    attention (no logit soft-capping, no sliding window)."""
     config = getattr(model, "config", None)
     if getattr(config, "_attn_implementation", None) not in ("sdpa", IMPLEMENTATION):
+        return False
+    if getattr(config, "attn_logit_softcapping", None) or (
+            getattr(config, "sliding_window", None)
+            and getattr(config, "use_sliding_window", True) is not False):
         return False
     return any(hasattr(m, "layer_idx") and hasattr(m, "num_key_value_groups")
                for m in model.modules())

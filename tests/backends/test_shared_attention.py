@@ -77,6 +77,22 @@ def test_a_query_with_every_own_key_masked_reads_the_prefix_only() -> None:
                                atol=ATOL, rtol=0)
 
 
+def test_variants_it_does_not_compute_are_refused(tiny_llm: TransformersLLM) -> None:
+    q = torch.zeros(1, 2, 1, 4)
+    k = torch.zeros(1, 1, 1, 4)
+    prefix = SharedPrefix((torch.zeros(1, 3, 4),), (torch.zeros(1, 3, 4),))
+    with pytest.raises(ValueError, match="sliding_window"):
+        shared_prefix_attention(_Layer(2), q, k, k, None, shared_prefix=prefix,
+                                sliding_window=4)
+    config = tiny_llm.model.config
+    config.sliding_window = 16
+    try:
+        assert not shared_attention.supports(tiny_llm.model)
+    finally:
+        config.sliding_window = None
+    assert shared_attention.supports(tiny_llm.model)
+
+
 def _shared_prompts() -> list[str]:
     head = ("You answer with one word. Examples: the sound of rain is wet; the sound of a siren "
             "is loud; the sound of a whisper is quiet; the sound of a bell is ringing. Now: ")
