@@ -199,8 +199,9 @@ def info_text(info: dict[str, Any]) -> str:
         out += _table(["target", "record s", "record cpu s", "pruned passes", "pruning s",
                        "pruning cpu s", "cached passes"], rows)
         out += ["(record: this run's recording of the target, 'reused' when its files were "
-                "kept, '(cache)' when copied from the cache; pruning: the experiments stage's pruned forward passes run here; cached "
-                "passes were read from the cache, --json gives what they cost when they ran)", ""]
+                "kept, '(cache)' when copied from the cache; pruning: the experiments stage's "
+                "pruned forward passes run here; cached passes were read from the cache, --json "
+                "gives what they cost when they ran)", ""]
     records = info["records"]
     if records:
         rows = [[name, str(r.get("rows", r.get("neurons", "")))] for name, r in records.items()]

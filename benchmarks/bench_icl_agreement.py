@@ -26,7 +26,6 @@ import platform
 import time
 from pathlib import Path
 
-import polars as pl
 from bench_llm_prefix import cpu_model
 
 from and_toolkit.backends.llm import generation_key
@@ -37,9 +36,8 @@ from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY, icl_prompt_t
 from and_toolkit.dissect.prompts import icl_prompt
 from and_toolkit.interfaces import Sampling
 from and_toolkit.pipeline.backends import LLMCacheAdapter
-from and_toolkit.pipeline.closed_stage import ICL_CHUNK, _concept_set
+from and_toolkit.pipeline.closed_stage import ICL_CHUNK, concept_set, icl_neurons
 from and_toolkit.pipeline.context import Context
-from and_toolkit.records.models import NEURON_KEY, CalibratedSummary
 from and_toolkit.run import Run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,13 +56,8 @@ def main() -> None:
                          "first (its closed stage caches the answers compared)")
     cfg = load_config(args.config)
     ctx = Context(cfg=cfg, run=Run.at(args.run), cache=Cache(), progress=False)
-    names, _ = _concept_set(ctx)
-    cal = ctx.run.read(CalibratedSummary).sort(list(NEURON_KEY))
-    if cfg.closed.icl_layers == "classifier":
-        last = {t.id: ctx.run.recorded_layers(t.id)[-1] for t in cfg.targets}
-        cal = cal.filter(pl.struct("model", "layer").is_in(
-            [{"model": m, "layer": lay} for m, lay in last.items()]))
-    summaries = [" ".join(p) if p else "No common description." for p in cal["kept"].to_list()]
+    names, _ = concept_set(ctx)
+    cal, summaries = icl_neurons(ctx)
     llm = SmolLM2LLM.load()
     stored = LLMCacheAdapter(ctx.cache)
     load_before = os.getloadavg()

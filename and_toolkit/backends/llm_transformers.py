@@ -235,21 +235,22 @@ class TransformersLLM:
         enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         return {k: v.to(self.device) for k, v in enc.items()}
 
-    def _shared_decoder(self, sampling: Sampling) -> bool:
-        """Whether this call's batches decode with shared-prefix attention: greedy requests on
-        an SDPA decoder whose generation config sets no logits processor."""
+    def _shared_decoder(self, sampling: Sampling) -> Any:
+        """The greedy generation config when this call's batches decode with shared-prefix
+        attention (greedy requests on an SDPA decoder whose generation config sets no logits
+        processor), else None."""
         if not (self.shared_decode and sampling.greedy
                 and shared_attention.supports(self.model)):
-            return False
+            return None
         gen = greedy_generation_config(self.model, self.tokenizer, sampling.max_new_tokens)
         try:
             lookup_decode.greedy_settings(gen)
         except ValueError:
-            return False
-        return True
+            return None
+        return gen
 
     def _decode_shared(self, prefix: list[int], cache: Any, suffixes: list[list[int]],
-                       sampling: Sampling) -> list[str]:
+                       gen: Any) -> list[str]:
         """Greedy answers of one batch whose rows attend to ``prefix`` through one shared copy
         of its keys and values (:mod:`~and_toolkit.backends.shared_attention`)."""
         width = max(len(x) for x in suffixes)
@@ -258,7 +259,6 @@ class TransformersLLM:
                            device=self.device)
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in suffixes],
                             dtype=torch.long, device=self.device)
-        gen = greedy_generation_config(self.model, self.tokenizer, sampling.max_new_tokens)
         with shared_attention.attending(self.model):
             rows = lookup_decode.decode_like_generate(
                 self.model, {"input_ids": ids, "attention_mask": mask}, gen, self.lookup_drafts,
@@ -286,7 +286,8 @@ class TransformersLLM:
         if shared:
             shared, cache = self._prefix_cache(ids[0], shared)
         self.last_prefix_tokens = shared
-        use_shared = cache is not None and self._shared_decoder(sampling)
+        gen = self._shared_decoder(sampling) if cache is not None else None
+        use_shared = gen is not None
         self.last_decoder = ("shared-prefix" if use_shared else "repeated-prefix"
                              if cache is not None else "plain")
         order = list(np.argsort(-np.asarray([len(x) for x in ids]), kind="stable"))
@@ -296,7 +297,7 @@ class TransformersLLM:
             idx = [int(i) for i in order[lo:lo + rows]]
             if use_shared:
                 texts_out = self._decode_shared(ids[0][:shared], cache,
-                                                [ids[i][shared:] for i in idx], sampling)
+                                                [ids[i][shared:] for i in idx], gen)
             else:
                 if cache is None:
                     enc = self._padded([ids[i] for i in idx])

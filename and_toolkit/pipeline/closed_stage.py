@@ -114,6 +114,18 @@ def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[p
     return frames
 
 
+def icl_neurons(ctx: Context) -> tuple[pl.DataFrame, list[str]]:
+    """The neurons ICL names and what it reads: their CalibratedSummary rows (sorted by neuron;
+    only the classifier layers with ``closed.icl_layers = "classifier"``) and one summary text
+    per row (the kept sentences joined; "No common description." when none was kept)."""
+    cal = ctx.run.read(CalibratedSummary).sort(list(NEURON_KEY))
+    if ctx.cfg.closed.icl_layers == "classifier":
+        last = {t.id: ctx.run.recorded_layers(t.id)[-1] for t in ctx.cfg.targets}
+        cal = cal.filter(pl.struct("model", "layer").is_in(
+            [{"model": m, "layer": lay} for m, lay in last.items()]))
+    return cal, [" ".join(p) if p else "No common description." for p in cal["kept"].to_list()]
+
+
 def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
     from and_toolkit.dissect.icl import icl_concepts_from_responses, icl_prompt_top
     from and_toolkit.dissect.prompts import icl_prompt
@@ -122,12 +134,7 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
 
     if "ICL" not in ctx.cfg.closed.methods:
         return []
-    cal = ctx.run.read(CalibratedSummary).sort(list(NEURON_KEY))
-    if ctx.cfg.closed.icl_layers == "classifier":
-        last = {t.id: ctx.run.recorded_layers(t.id)[-1] for t in ctx.cfg.targets}
-        cal = cal.filter(pl.struct("model", "layer").is_in(
-            [{"model": m, "layer": lay} for m, lay in last.items()]))
-    summaries = [" ".join(p) if p else "No common description." for p in cal["kept"].to_list()]
+    cal, summaries = icl_neurons(ctx)
     # one backend call per ICL_CHUNK summaries and k (icl_concepts' prompts); the chunks of
     # both k go to the engine together (under Ray: one LLM actor pool for the stage)
     parts = chunks_of(summaries, ICL_CHUNK)
@@ -162,7 +169,7 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
     return [ConceptSet.frame(rows)] if rows else []
 
 
-def _concept_set(ctx: Context) -> tuple[list[str], str]:
+def concept_set(ctx: Context) -> tuple[list[str], str]:
     """The concept set D_c and where it came from: ``closed.concepts``, else (with
     ``concepts_from = "open"``) the adjectives Module C kept over all neurons, else the probe's
     label names.
@@ -189,7 +196,7 @@ def _concept_set(ctx: Context) -> tuple[list[str], str]:
 
 def stage_closed(ctx: Context) -> dict[str, Any]:
     """Module A: ConceptSet(closed) rows for DB / TAB (all layers) and ICL."""
-    names, origin = _concept_set(ctx)
+    names, origin = concept_set(ctx)
     info: dict[str, Any] = {"not_run": {}, "backends": {}, "concepts": len(names),
                             "concept_source": origin}
     frames = _db_tab_rows(ctx, names, info) + _icl_rows(ctx, names, info)

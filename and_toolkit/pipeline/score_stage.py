@@ -187,7 +187,8 @@ def score_run(ctx: Context, info: dict[str, Any]) -> pl.DataFrame:
             raise DataError(f"{run.extremes_path()}: no Extremes for {model} {layer}")
         rows = desc_by_layer[(model, layer)].select(*GROUP, "unit", "description").rows()
         key = cache_key(kind="explanation-scores", version=SCORE_VERSION, model=model,
-                        layer=layer, acts=[features_sha(acts.values), features_sha(units)], n_clips=n_clips,
+                        layer=layer, acts=[features_sha(acts.values), features_sha(units)],
+                        n_clips=n_clips,
                         excluded=[features_sha(ex["unit"].to_numpy()),
                                   features_sha(ex["clip_idx"].to_numpy())],
                         descriptions=hashlib.sha256(json.dumps(rows).encode()).hexdigest(),
