@@ -119,17 +119,21 @@ def finish_svg(raw: str, fig_id: str, title: str) -> str:
     return f"{head}<title>{escape(title)}</title>{svg[root.end():].strip()}"
 
 
-def legend_overlaps(fig: Figure) -> list[str]:
+def legend_overlaps(fig: Figure, drawn: bool = False) -> list[str]:
     """Legends whose box overlaps the data area of a visible axes, after the figure is drawn.
 
     Args:
-        fig: the figure (drawn again here with Agg to measure it).
+        fig: the figure.
+        drawn: True when the figure was just drawn (e.g. saved), so its layout engine has placed
+            the axes and legends: they are measured as they are. False draws it first with Agg
+            (its layout engine runs then).
 
     Returns:
         One message per (legend, axes) overlap; empty when every legend sits outside the data.
     """
     renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw(renderer)  # the same constrained layout as the SVG just written
+    if not drawn:
+        fig.draw(renderer)
     legends = list(fig.legends) + [leg for a in fig.axes if (leg := a.get_legend()) is not None]
     out = []
     for i, leg in enumerate(legends):
@@ -148,7 +152,7 @@ def to_svg(fig: Figure, fig_id: str, title: str) -> str:
     """
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata=_METADATA)
-    if problems := legend_overlaps(fig):
+    if problems := legend_overlaps(fig, drawn=True):  # measured in the layout just saved
         raise ValueError(f"figure {fig_id}: " + "; ".join(problems))
     return finish_svg(buf.getvalue(), fig_id, title)
 

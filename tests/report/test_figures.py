@@ -158,6 +158,15 @@ def test_legend_inside_the_data_area_is_refused() -> None:
     fig2.add_subplot().plot([0, 1], [0, 1], label="a")
     fig2.legend(loc="outside lower center")
     assert legend_overlaps(fig2) == []
+    fig3 = Figure(figsize=(4, 3), layout="constrained")  # measured in the layout savefig made
+    fig3.add_subplot().plot([0, 1], [0, 1], label="a")
+    fig3.legend(loc="outside lower center")
+    assert to_svg(fig3, "good", "t").startswith("<svg")
+    fig4 = Figure(figsize=(4, 3), layout="constrained")
+    fig4.add_subplot().plot([0, 1], [0, 1], label="a long legend label")
+    fig4.axes[0].legend(loc="center")
+    with pytest.raises(ValueError, match="figure bad: legend 0 overlaps axes 0"):
+        to_svg(fig4, "bad", "t")
 
 
 def test_finish_svg_rejects_bad_ids_and_non_svg() -> None:
