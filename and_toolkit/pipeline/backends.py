@@ -104,8 +104,9 @@ def tagger(ctx: Context) -> Any:
 
 
 def make_llm(name: str, cache: Cache, lookup_drafts: int = 0) -> Any:
-    """Load the LLM backend ``name`` wrapped in a :class:`~and_toolkit.backends.llm.CachedLLM`
-    over ``cache`` (no per-process memo: see :func:`llm`; a Ray LLM actor calls this once);
+    """The LLM backend ``name`` wrapped in a :class:`~and_toolkit.backends.llm.CachedLLM`
+    over ``cache`` (SmolLM2's weights load on its first cache miss:
+    :class:`~and_toolkit.backends.llm.DeferredLLM`) (no per-process memo: see :func:`llm`; a Ray LLM actor calls this once);
     ``lookup_drafts`` > 0 turns on prompt-lookup decoding (transformers backends only).
 
     Names: ``"smollm2"`` (offline SmolLM2-135M), ``"vllm:<model dir>"`` (vLLM on a GPU, extra
@@ -125,7 +126,7 @@ def make_llm(name: str, cache: Cache, lookup_drafts: int = 0) -> Any:
         if name == "smollm2":
             from and_toolkit.backends.llm_transformers import SmolLM2LLM
 
-            inner: Any = SmolLM2LLM.load(lookup_drafts=lookup_drafts)
+            inner: Any = SmolLM2LLM.deferred(lookup_drafts)  # weights load on a cache miss
         elif name.startswith("vllm:"):
             from and_toolkit.backends.llm_vllm import VLLMLLM
 

@@ -13,9 +13,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
+from and_toolkit.backends import lookup_decode
 from and_toolkit.backends.hf_loading import resolve_model_source, weights_fingerprint
 from and_toolkit.backends.llm import (
     CachedLLM,
+    DeferredLLM,
     FakeLLM,
     MemoryCache,
     NamespacedCache,
@@ -110,6 +112,28 @@ def test_cached_llm_dedups_within_a_call_and_caches_across_calls() -> None:
     llm.generate(["a", "d"], Sampling())
     assert fake.calls == 2 and llm.last.generated == 0
     assert llm.id == "fake" and llm.weights_id == "fake"
+
+
+def test_deferred_llm_loads_on_the_first_miss_only() -> None:
+    loads: list[FakeLLM] = []
+
+    def load() -> FakeLLM:
+        loads.append(FakeLLM(lambda p: f"<{last_user_text(p)}>"))
+        return loads[-1]
+
+    cache = MemoryCache()
+    warm = CachedLLM(FakeLLM(lambda p: f"<{last_user_text(p)}>"), cache)
+    warm.generate(["a", "b"], Sampling())
+    deferred = DeferredLLM("fake", "fake", load)
+    llm = CachedLLM(deferred, cache)
+    assert llm.generate(["b", "a"], Sampling()) == ["<b>", "<a>"]  # all cached: nothing loaded
+    assert loads == [] and deferred.loaded is None
+    assert llm.generate(["c", "a"], Sampling()) == ["<c>", "<a>"]
+    assert llm.generate(["d"], Sampling()) == ["<d>"]
+    assert len(loads) == 1 and loads[0].prompts == ["c", "d"]
+    wrong = CachedLLM(DeferredLLM("fake", "other-weights", load))
+    with pytest.raises(ValueError, match="expected 'fake' / 'other-weights'"):
+        wrong.generate(["x"], Sampling())
 
 
 def test_cached_llm_keys_on_sampling_and_backend() -> None:
@@ -277,6 +301,10 @@ def test_smollm2_answers_yes_no_deterministically() -> None:
     load_s = time.perf_counter() - t0
     assert llm.id.startswith("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert llm.weights_id.startswith("sha256:") and len(llm.weights_id) == 71
+    # the deferred backend's ids (no weights loaded) are the loaded one's: same cache keys
+    assert (SmolLM2LLM.deferred().id, SmolLM2LLM.deferred().weights_id) == \
+        (llm.id, llm.weights_id)
+    assert SmolLM2LLM.deferred(4).id == lookup_decode.backend_id(llm.model_id, 4)
     words = ["loud", "muffled", "purple"]
     prompts = [adjective_prompt(w) for w in words]
     greedy = Sampling(max_new_tokens=24)
