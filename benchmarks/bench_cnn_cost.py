@@ -54,9 +54,13 @@ FRAMES, MELS, BATCH = 512, 64, 32
 DEFAULT = DEFAULT_TARGETS["cnn"]
 
 
+def _arch(arch: dict[str, Any], **update: Any) -> TrainConfig:
+    cnn = CNNArchConfig(**{**DEFAULT.cnn.model_dump(), **arch})
+    return DEFAULT.model_copy(update={"cnn": cnn, **update})
+
+
 def _pooled(time_pool: int, **update: Any) -> TrainConfig:
-    arch = CNNArchConfig(**{**DEFAULT.cnn.model_dump(), "time_pool": time_pool})
-    return DEFAULT.model_copy(update={"cnn": arch, **update})
+    return _arch({"time_pool": time_pool}, **update)
 
 
 CONFIGS: dict[str, TrainConfig] = {
@@ -65,6 +69,9 @@ CONFIGS: dict[str, TrainConfig] = {
     "time_pool=4": _pooled(4),
     "time_pool=4, 30 epochs": _pooled(4, epochs=30),
     "time_pool=4, 30 epochs, patience 5": _pooled(4, epochs=30, patience=5),
+    "stem_stride=2, 30 epochs": _arch({"stem_stride": 2}, epochs=30),
+    "stem_stride=2, widths 24-48-112-224, 30 epochs":
+        _arch({"stem_stride": 2, "channels": (24, 48, 112, 224)}, epochs=30),
 }
 """The ESC-50 CNN target and the cheaper candidates (same recipe unless named)."""
 

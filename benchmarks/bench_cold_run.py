@@ -32,6 +32,15 @@ Usage::
 ``--targets`` runs a copy of the config with only the named ``[[targets]]`` (written to the
 temporary directory). ``--warm-only`` skips the cold run and measures one run into a fresh run
 directory with the cache ``and-toolkit`` uses anyway (``$AND_CACHE_DIR`` or its default).
+``--seed-weights`` makes the cold run cold in everything but training: the empty cache first
+receives the machine cache's trained weights, their training curves and the machine's
+precision / thread memo (namespaces :data:`SEED_NAMESPACES`), so the targets stage reads the
+weights a finished training left (its manifest keeps that training's seconds) and every other
+stage starts from nothing. For ESC-50, whose training alone takes hours on 2 cores, that gives
+the per-stage table of a cold run with the training times of the run that trained the weights::
+
+    python benchmarks/bench_cold_run.py --config configs/esc50.toml --targets ast ast-frozen cnn \
+        --seed-weights --no-warm --out benchmarks/results/cold_esc50_trained.json
 """
 
 from __future__ import annotations
@@ -52,6 +61,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 GOALS_S = {"demo": {"cold": 90.0}, "esc50": {"cold": 1800.0, "warm": 300.0}}
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+SEED_NAMESPACES = ("weights", "curves", "machine")
+"""Cache namespaces ``--seed-weights`` copies into the cold run's empty cache."""
 AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 """Environment that caps torch's (ATen) and oneDNN's kernels at AVX2."""
 
@@ -109,6 +120,28 @@ def subset_config(config: Path, targets: list[str], out: Path) -> Path:
     return out
 
 
+def seed_cache(cache: Path) -> dict[str, Any]:
+    """Copy :data:`SEED_NAMESPACES` of the machine's cache into the empty ``cache``.
+
+    Raises:
+        SystemExit: the machine's cache has no trained weights.
+    """
+    import shutil
+
+    from and_toolkit.cache import default_cache_dir
+
+    source = default_cache_dir()
+    if not (source / "weights").is_dir():
+        raise SystemExit(f"--seed-weights: {source}/weights does not exist (train the targets "
+                         "once with `and-toolkit run CONFIG` first)")
+    copied = {}
+    for ns in SEED_NAMESPACES:
+        if (source / ns).is_dir():
+            shutil.copytree(source / ns, cache / ns)
+            copied[ns] = sum(1 for f in (cache / ns).rglob("*") if f.is_file())
+    return {"seeded_from": str(source), "files_per_namespace": copied}
+
+
 def one_run(config: Path, run_dir: Path, cache: Path | None,
             extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """``and-toolkit run`` in a subprocess; wall seconds, load and the manifest's stage figures.
@@ -144,6 +177,8 @@ def main() -> None:
                         help="run only these target ids of the config")
     parser.add_argument("--warm-only", action="store_true",
                         help="one run with the existing cache (no cold run)")
+    parser.add_argument("--seed-weights", action="store_true",
+                        help="cold run with the machine's trained weights copied in (see above)")
     args = parser.parse_args()
     extra = AVX2_ENV if args.emulate_avx2 else {}
     config = (ROOT / args.config).resolve()
@@ -161,6 +196,9 @@ def main() -> None:
             result["warm"] = one_run(config, Path(tmp) / "warm", None, extra)
         else:
             cache = Path(tmp) / "cache"
+            if args.seed_weights:
+                cache.mkdir()
+                result["cache"] = {"cold_except": list(SEED_NAMESPACES), **seed_cache(cache)}
             result["cold"] = one_run(config, Path(tmp) / "cold", cache, extra)
             if not args.no_warm:
                 result["warm"] = one_run(config, Path(tmp) / "warm", cache, extra)

@@ -7,8 +7,10 @@ Module paths (for recording by path): ``bn0`` (per-mel input normalisation),
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 from torch import nn
 
 __all__ = ["CNNArchConfig", "ConvBlock", "LogMelCNN", "build_cnn"]
@@ -23,6 +25,10 @@ class CNNArchConfig(BaseModel):
         dropout: Dropout probability before the head.
         time_pool: Average-pool the normalised input over this many frames before the first
             block (1 keeps the 10 ms resolution; 2 halves the cost).
+        stem_stride: Stride of the first block's first convolution along time and frequency
+            (learned downsampling): 2 runs every later layer on a quarter of the positions,
+            about 3.8x fewer multiply-accumulates per clip with the default widths. Left out
+            of the config's dump when 1, so keys written before the field stay valid.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -31,6 +37,7 @@ class CNNArchConfig(BaseModel):
     num_mel_bins: int = Field(default=64, gt=0)
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
     time_pool: int = Field(default=1, ge=1)
+    stem_stride: int = Field(default=1, ge=1)
 
     @field_validator("channels")
     @classmethod
@@ -39,6 +46,13 @@ class CNNArchConfig(BaseModel):
             raise ValueError(f"channels: need at least one positive width, got {v}")
         return v
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if self.stem_stride == 1:
+            out.pop("stem_stride", None)
+        return out
+
 
 class ConvBlock(nn.Module):
     """Two 3x3 conv + BatchNorm + ReLU layers followed by 2x2 average pooling.
@@ -46,18 +60,20 @@ class ConvBlock(nn.Module):
     Args:
         c_in: Input channels.
         c_out: Output channels.
+        stride: Stride of the first convolution (both axes).
     """
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(c_in, c_out, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, kernel_size=3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.pool = nn.AvgPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map [B, c_in, H, W] to [B, c_out, H // 2, W // 2]."""
+        """Map [B, c_in, H, W] to [B, c_out, H // (2 s), W // (2 s)] (s = stride, sizes
+        rounded up by the strided convolution first)."""
         x = torch.relu(self.bn1(self.conv1(x)))
         x = torch.relu(self.bn2(self.conv2(x)))
         return self.pool(x)
@@ -80,7 +96,8 @@ class LogMelCNN(nn.Module):
         self.time_pool = cfg.time_pool
         widths = (1, *cfg.channels)
         self.blocks = nn.ModuleList(
-            ConvBlock(widths[i], widths[i + 1]) for i in range(len(cfg.channels))
+            ConvBlock(widths[i], widths[i + 1], cfg.stem_stride if i == 0 else 1)
+            for i in range(len(cfg.channels))
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.channels[-1], n_classes)

@@ -123,3 +123,23 @@ def test_cnn_time_pool_halves_frames_keeps_params() -> None:
     assert pooled(torch.zeros(2, 33, 8)).shape == (2, 3)
     hook.remove()
     assert seen == [(2, 4, 17, 8)]
+
+
+def test_cnn_stem_stride_quarters_positions_and_keeps_old_keys() -> None:
+    arch = CNNArchConfig(channels=(4, 8), num_mel_bins=8, stem_stride=2)
+    strided = build_cnn(arch, 3).eval()
+    assert _n_params(strided) == _n_params(build_cnn(CNNArchConfig(channels=(4, 8),
+                                                                   num_mel_bins=8), 3))
+    seen: dict[str, tuple[int, ...]] = {}
+    for path in ("blocks.0.conv1", "blocks.1.conv1"):
+        strided.get_submodule(path).register_forward_hook(
+            lambda _m, _i, out, p=path: seen.__setitem__(p, tuple(out.shape)))
+    assert strided(torch.zeros(2, 33, 8)).shape == (2, 3)
+    # [33, 8] -> stride 2 (rounded up) [17, 4] -> 2x2 pool [8, 2] into block 1
+    assert seen == {"blocks.0.conv1": (2, 4, 17, 4), "blocks.1.conv1": (2, 8, 8, 2)}
+    # stride 1 is left out of the dump, so weights keys written before the field stay valid
+    assert "stem_stride" not in CNNArchConfig().model_dump()
+    assert CNNArchConfig.model_validate(arch.model_dump()) == arch
+    assert "stem_stride" not in tiny_cfg("cnn").arch_payload()["cnn"]  # type: ignore[operator]
+    with pytest.raises(ValidationError, match="stem_stride"):
+        CNNArchConfig(stem_stride=0)
