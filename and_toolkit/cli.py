@@ -12,6 +12,20 @@ from pathlib import Path
 from and_toolkit.errors import AndToolkitError, DataError
 
 
+def library_bars(progress: bool) -> None:
+    """Make the libraries' own progress bars (transformers' weight loading and GGUF conversion,
+    Hugging Face Hub) follow ours: off when ``progress`` is False, so logs get one line per
+    stage. Also set for processes started from here (``HF_HUB_DISABLE_PROGRESS_BARS``)."""
+    if progress:
+        return
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from and_toolkit.config import load_config
     from and_toolkit.pipeline import run_pipeline
@@ -19,6 +33,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     # progress bars with an ETA on a terminal; one line per stage in logs
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    library_bars(progress)
     run = run_pipeline(cfg, run_dir=args.run_dir, only=args.stage, force=args.force,
                        progress=progress)
     print(f"run complete: {run.root}")
@@ -125,6 +140,7 @@ def _cmd_dissect(args: argparse.Namespace) -> int:
     from and_toolkit.own_model import dissect
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    library_bars(progress)
     try:
         run = dissect(args.model, args.probe, labels=args.labels, captions=args.captions,
                       concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir, name=args.name,

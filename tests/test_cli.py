@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import polars as pl
@@ -94,3 +95,24 @@ def test_neuron_view_one_row_per_neuron(tmp_path: Path) -> None:
     assert first["open_concepts"] == ["loud"]
     assert first["closed_top1"][0]["concept"] == "dog"
     assert view.filter(pl.col("unit") == 2)["top_clips"][0] is None
+
+
+def test_library_progress_bars_follow_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    from and_toolkit.cli import library_bars
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    hf_logging.enable_progress_bar()  # an earlier `run --no-progress` in this process
+    enable_progress_bars()
+    try:
+        library_bars(True)  # a terminal: the libraries keep their bars
+        assert hf_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()
+        library_bars(False)  # logs: one line per stage, no library bars either
+        assert not hf_logging.is_progress_bar_enabled() and are_progress_bars_disabled()
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+    finally:
+        os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)  # monkeypatch restores a set one
+        hf_logging.enable_progress_bar()
+        enable_progress_bars()
