@@ -14,26 +14,32 @@ from and_toolkit.errors import AndToolkitError, DataError
 
 def library_bars(progress: bool) -> None:
     """Make the libraries' own progress bars (transformers' weight loading and GGUF conversion,
-    Hugging Face Hub) follow ours: off when ``progress`` is False, so logs get one line per
-    stage. Also set for processes started from here (``HF_HUB_DISABLE_PROGRESS_BARS``)."""
+    the Hugging Face Hub's) follow ours: off when ``progress`` is False, so logs get one line per
+    stage. Call it before the pipeline is imported: ``TQDM_DISABLE`` is read when tqdm is
+    imported (it also reaches processes started from here, as ``HF_HUB_DISABLE_PROGRESS_BARS``
+    does); libraries already imported are switched off directly."""
     if progress:
         return
+    os.environ["TQDM_DISABLE"] = "1"
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
-    from huggingface_hub.utils import disable_progress_bars
-    from transformers.utils import logging as hf_logging
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub.utils import disable_progress_bars
 
-    disable_progress_bars()
-    hf_logging.disable_progress_bar()
+        disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    # progress bars with an ETA on a terminal; one line per stage in logs
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    library_bars(progress)
     from and_toolkit.config import load_config
     from and_toolkit.pipeline import run_pipeline
 
     cfg = load_config(args.config)
-    # progress bars with an ETA on a terminal; one line per stage in logs
-    progress = sys.stderr.isatty() if args.progress is None else args.progress
-    library_bars(progress)
     run = run_pipeline(cfg, run_dir=args.run_dir, only=args.stage, force=args.force,
                        progress=progress)
     print(f"run complete: {run.root}")
@@ -137,10 +143,10 @@ def _cmd_layers(args: argparse.Namespace) -> int:
 
 
 def _cmd_dissect(args: argparse.Namespace) -> int:
-    from and_toolkit.own_model import dissect
-
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     library_bars(progress)
+    from and_toolkit.own_model import dissect
+
     try:
         run = dissect(args.model, args.probe, labels=args.labels, captions=args.captions,
                       concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir, name=args.name,

@@ -72,6 +72,8 @@ CONFIGS: dict[str, TrainConfig] = {
     "stem_stride=2, 30 epochs": _arch({"stem_stride": 2}, epochs=30),
     "stem_stride=2, widths 24-48-112-224, 30 epochs":
         _arch({"stem_stride": 2, "channels": (24, 48, 112, 224)}, epochs=30),
+    "stem_stride=2, widths 24-48-112-224, 30 epochs, seed 1":
+        _arch({"stem_stride": 2, "channels": (24, 48, 112, 224)}, epochs=30, seed=1),
 }
 """The ESC-50 CNN target and the cheaper candidates (same recipe unless named)."""
 

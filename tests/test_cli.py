@@ -103,7 +103,8 @@ def test_library_progress_bars_follow_ours(monkeypatch: pytest.MonkeyPatch) -> N
 
     from and_toolkit.cli import library_bars
 
-    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+        monkeypatch.delenv(var, raising=False)
     hf_logging.enable_progress_bar()  # an earlier `run --no-progress` in this process
     enable_progress_bars()
     try:
@@ -111,8 +112,23 @@ def test_library_progress_bars_follow_ours(monkeypatch: pytest.MonkeyPatch) -> N
         assert hf_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()
         library_bars(False)  # logs: one line per stage, no library bars either
         assert not hf_logging.is_progress_bar_enabled() and are_progress_bars_disabled()
-        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"
+        assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == os.environ["TQDM_DISABLE"] == "1"
     finally:
-        os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)  # monkeypatch restores a set one
+        for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+            os.environ.pop(var, None)  # monkeypatch restores a set one
         hf_logging.enable_progress_bar()
         enable_progress_bars()
+
+
+def test_library_bars_reach_plain_tqdm_imported_afterwards() -> None:
+    """transformers' GGUF conversion uses plain tqdm, which reads TQDM_DISABLE on import, as the
+    pipeline's imports do after ``run`` calls ``library_bars``."""
+    import subprocess
+    import sys
+
+    code = ("from and_toolkit.cli import library_bars; library_bars({}); "
+            "from tqdm.auto import tqdm; print(tqdm([1], file=open('/dev/null', 'w')).disable)")
+    env = {k: v for k, v in os.environ.items() if k != "TQDM_DISABLE"}
+    out = [subprocess.run([sys.executable, "-c", code.format(flag)], env=env, check=True,
+                          capture_output=True, text=True).stdout.strip() for flag in (False, True)]
+    assert out == ["True", "False"]
