@@ -105,9 +105,10 @@ def tagger(ctx: Context) -> Any:
 
 def make_llm(name: str, cache: Cache, lookup_drafts: int = 0) -> Any:
     """The LLM backend ``name`` wrapped in a :class:`~and_toolkit.backends.llm.CachedLLM`
-    over ``cache`` (SmolLM2's weights load on its first cache miss:
-    :class:`~and_toolkit.backends.llm.DeferredLLM`) (no per-process memo: see :func:`llm`; a Ray LLM actor calls this once);
-    ``lookup_drafts`` > 0 turns on prompt-lookup decoding (transformers backends only).
+    over ``cache`` (no per-process memo: see :func:`llm`; a Ray LLM actor calls this once).
+    SmolLM2's weights load on its first cache miss
+    (:class:`~and_toolkit.backends.llm.DeferredLLM`). ``lookup_drafts`` > 0 turns on
+    prompt-lookup decoding (transformers backends only).
 
     Names: ``"smollm2"`` (offline SmolLM2-135M), ``"vllm:<model dir>"`` (vLLM on a GPU, extra
     ``vllm`` in its own environment), anything else a transformers model directory or hub id.

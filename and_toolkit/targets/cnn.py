@@ -27,7 +27,8 @@ class CNNArchConfig(BaseModel):
             block (1 keeps the 10 ms resolution; 2 halves the cost).
         stem_stride: Stride of the first block's first convolution along time and frequency
             (learned downsampling): 2 runs every later layer on a quarter of the positions,
-            about 3.8x fewer multiply-accumulates per clip with the default widths. Left out
+            4.0x fewer multiply-accumulates per 5 s clip with the default widths
+            (``benchmarks/results/cnn_cost.json``). Left out
             of the config's dump when 1, so keys written before the field stay valid.
     """
 
@@ -72,8 +73,7 @@ class ConvBlock(nn.Module):
         self.pool = nn.AvgPool2d(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map [B, c_in, H, W] to [B, c_out, H // (2 s), W // (2 s)] (s = stride, sizes
-        rounded up by the strided convolution first)."""
+        """Map [B, c_in, H, W] to [B, c_out, ceil(H / s) // 2, ceil(W / s) // 2] (s = stride)."""
         x = torch.relu(self.bn1(self.conv1(x)))
         x = torch.relu(self.bn2(self.conv2(x)))
         return self.pool(x)
