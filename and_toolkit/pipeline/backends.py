@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,7 @@ def make_llm(name: str, cache: Cache, lookup_drafts: int = 0) -> Any:
         StageNotRun: the backend cannot be loaded here (message says why).
         ConfigError: ``lookup_drafts`` with a vLLM backend.
     """
-    from and_toolkit.backends.llm import CachedLLM
+    from and_toolkit.backends.llm import CachedLLM, DeferredLLM
 
     if lookup_drafts and name.startswith("vllm:"):
         raise ConfigError(f"closed.icl_lookup_drafts = {lookup_drafts}: prompt-lookup decoding "
@@ -127,7 +128,9 @@ def make_llm(name: str, cache: Cache, lookup_drafts: int = 0) -> Any:
         if name == "smollm2":
             from and_toolkit.backends.llm_transformers import SmolLM2LLM
 
-            inner: Any = SmolLM2LLM.deferred(lookup_drafts)  # weights load on a cache miss
+            ids = SmolLM2LLM.ids(lookup_drafts)  # the weights load on a cache miss
+            load = partial(SmolLM2LLM.load, lookup_drafts=lookup_drafts, weights_id=ids[1])
+            inner: Any = DeferredLLM(*ids, partial(_loaded, name, load))
         elif name.startswith("vllm:"):
             from and_toolkit.backends.llm_vllm import VLLMLLM
 
@@ -136,9 +139,22 @@ def make_llm(name: str, cache: Cache, lookup_drafts: int = 0) -> Any:
             from and_toolkit.backends.llm_transformers import TransformersLLM
 
             inner = TransformersLLM.from_pretrained(name, lookup_drafts=lookup_drafts)
-    except (FileNotFoundError, OSError, ImportError) as exc:
+    except UNAVAILABLE as exc:
         raise StageNotRun(f"LLM {name!r} unavailable: {exc}") from exc
     return CachedLLM(inner, LLMCacheAdapter(cache))
+
+
+UNAVAILABLE = (FileNotFoundError, OSError, ImportError)
+"""Errors that mean an LLM's weights cannot be loaded here (the stage is then not run)."""
+
+
+def _loaded(name: str, load: Any) -> Any:
+    """``load()``, its :data:`UNAVAILABLE` errors as StageNotRun: a deferred load fails on the
+    first cache miss as an eager one fails in :func:`make_llm`."""
+    try:
+        return load()
+    except UNAVAILABLE as exc:
+        raise StageNotRun(f"LLM {name!r} unavailable: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -302,9 +302,8 @@ def test_smollm2_answers_yes_no_deterministically() -> None:
     assert llm.id.startswith("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert llm.weights_id.startswith("sha256:") and len(llm.weights_id) == 71
     # the deferred backend's ids (no weights loaded) are the loaded one's: same cache keys
-    assert (SmolLM2LLM.deferred().id, SmolLM2LLM.deferred().weights_id) == \
-        (llm.id, llm.weights_id)
-    assert SmolLM2LLM.deferred(4).id == lookup_decode.backend_id(llm.model_id, 4)
+    assert SmolLM2LLM.ids() == (llm.id, llm.weights_id)
+    assert SmolLM2LLM.ids(4)[0] == lookup_decode.backend_id(llm.model_id, 4)
     words = ["loud", "muffled", "purple"]
     prompts = [adjective_prompt(w) for w in words]
     greedy = Sampling(max_new_tokens=24)

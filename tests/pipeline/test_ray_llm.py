@@ -208,3 +208,23 @@ def test_icl_lookup_drafts_names_the_backend_and_matches_plain(tiny_llm_dir: Pat
         .icl_lookup_drafts == 4
     with pytest.raises(ConfigError, match="icl_lookup_drafts"):
         make_llm("vllm:/nowhere", Cache(tmp_path / "c"), 4)
+
+
+def test_a_deferred_smollm2_that_cannot_load_is_not_run_on_its_first_miss(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SmolLM2 loads on the first cache miss; a load that fails then (here: an unreadable
+    file) stops the stage as StageNotRun, as an eager load in ``make_llm`` did."""
+    from and_toolkit.backends.llm_transformers import SmolLM2LLM
+    from and_toolkit.errors import StageNotRun
+    from and_toolkit.interfaces import Sampling
+    from and_toolkit.pipeline.backends import make_llm
+
+    def unreadable(**_: object) -> SmolLM2LLM:
+        raise OSError("cannot read the GGUF file")
+
+    monkeypatch.setattr(SmolLM2LLM, "ids", classmethod(lambda cls, k=0: ("smol", "sha")))
+    monkeypatch.setattr(SmolLM2LLM, "load", unreadable)
+    llm = make_llm("smollm2", Cache(tmp_path / "cache"))
+    assert (llm.id, llm.weights_id) == ("smol", "sha")  # nothing loaded yet
+    with pytest.raises(StageNotRun, match="LLM 'smollm2' unavailable: cannot read"):
+        llm.generate(["a prompt"], Sampling())
