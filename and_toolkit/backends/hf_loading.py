@@ -7,6 +7,9 @@ touches the network unless ``allow_download=True`` (HF_HUB_OFFLINE semantics).
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +96,46 @@ def load_pretrained(loader: Any, name_or_path: str | Path, *, allow_download: bo
         raise FileNotFoundError(
             f"model {source!r} is not in the local Hugging Face cache and downloads are "
             f"disabled; pass a local path or allow_download=True ({err})") from err
+
+
+@contextmanager
+def gguf_parsed_once(path: Path) -> Iterator[None]:
+    """While the block runs, transformers' GGUF loading parses ``path`` once.
+
+    transformers parses a GGUF file anew for each of the config, the tokenizer and the weights
+    (``load_gguf_checkpoint`` builds a ``gguf.GGUFReader`` each time; SmolLM2's tokenizer
+    metadata makes each parse take seconds), and maps tensor names with a ``TensorNameMap``
+    built anew for every submodule of the model (hundreds, each the same). Here every reader of
+    ``path`` is one reader, and every name map of one (architecture, blocks) is one map. Both
+    are read-only once built (the reader memory-maps the file in mode "r"), so the loads get the
+    same tensors, tokenizer and names. Readers of other files or modes are built as usual. Not
+    thread-safe (it swaps two ``gguf`` attributes for the block's duration); loading happens in
+    one thread.
+
+    Args:
+        path: the GGUF file.
+    """
+    import gguf
+
+    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    target = os.path.realpath(path)
+    readers: dict[str, Any] = {}
+    maps: dict[tuple[Any, int], Any] = {}
+
+    def reader(file: Any, mode: Any = "r") -> Any:
+        if mode != "r" or os.path.realpath(file) != target:
+            return reader_class(file, mode)
+        if target not in readers:
+            readers[target] = reader_class(file, mode)
+        return readers[target]
+
+    def names(arch: Any, n_blocks: int) -> Any:
+        if (arch, n_blocks) not in maps:
+            maps[arch, n_blocks] = name_map(arch, n_blocks)
+        return maps[arch, n_blocks]
+
+    gguf.GGUFReader, gguf.get_tensor_name_map = reader, names  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map  # type: ignore[misc]

