@@ -27,8 +27,9 @@ class CNNArchConfig(BaseModel):
             block (1 keeps the 10 ms resolution; 2 halves the cost).
         stem_stride: Stride of the first block's first convolution along time and frequency
             (learned downsampling): 2 runs every later layer on a quarter of the positions,
-            4.0x fewer multiply-accumulates per 5 s clip with the default widths
-            (``benchmarks/results/cnn_cost.json``). Left out
+            4.0x fewer multiply-accumulates per 5 s clip with channels 24-48-96-160
+            (``benchmarks/results/cnn_cost.json``; the ``cnn`` target's default,
+            ``DEFAULT_TARGETS``, has stride 2 and wider late blocks). Left out
             of the config's dump when 1, so keys written before the field stay valid.
     """
 

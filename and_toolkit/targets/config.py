@@ -202,7 +202,7 @@ DEFAULT_TARGETS: dict[str, TrainConfig] = {
     # learned downsampling (strided first convolution) and wider late blocks, 30 epochs: 3.2x
     # fewer multiply-accumulates per clip than the full-resolution CNN (channels 24-48-96-160,
     # stride 1, 20 epochs: 76.75 % on ESC-50 fold 1) at 80.75 % / 82.25 % (seeds 0 / 1),
-    # 2.4x less training time (benchmarks/results/cnn_cost.json)
+    # 2.6x less training time (benchmarks/results/cnn_cost.json)
     "cnn": TrainConfig(arch="cnn", epochs=30,
                        cnn=CNNArchConfig(stem_stride=2, channels=(24, 48, 112, 224))),
     # a linear head on frozen float32 clip embeddings: cheap epochs, no augmentation, fp32
