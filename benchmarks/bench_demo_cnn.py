@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         labels = probe["target"].to_numpy().astype("int64")
         folds = probe["fold"].to_numpy().astype("int64")
         feats = inputs_of(ctx, base)
-        rows: list[dict[str, object]] = []
+        rows: list[dict[str, Any]] = []
         for stride in (1, 2):
             for seed in range(args.seeds):
                 c = base.model_copy(update={
@@ -70,14 +71,12 @@ def main(argv: list[str] | None = None) -> int:
                              "fold1_accuracy": final_row(trained.curve)["test_accuracy"],
                              "train_wall_s": round(time.perf_counter() - t0, 2)})
                 print(rows[-1], flush=True)
-    summary = {
-        str(s): {"mean_fold1_accuracy": round(statistics.mean(
-                     float(r["fold1_accuracy"]) for r in rows  # type: ignore[arg-type]
-                     if r["stem_stride"] == s), 4),
-                 "median_train_wall_s": statistics.median(
-                     float(r["train_wall_s"]) for r in rows  # type: ignore[arg-type]
-                     if r["stem_stride"] == s)}
-        for s in (1, 2)}
+    summary = {}
+    for stride in (1, 2):
+        mine = [r for r in rows if r["stem_stride"] == stride]
+        summary[str(stride)] = {
+            "mean_fold1_accuracy": round(statistics.mean(float(r["fold1_accuracy"]) for r in mine), 4),
+            "median_train_wall_s": statistics.median(float(r["train_wall_s"]) for r in mine)}
     result = {"benchmark": "demo_cnn", "date": datetime.datetime.now(datetime.UTC).isoformat(
                   timespec="seconds"), "machine": machine(),
               "loadavg_1min_before_after": [round(load0, 2), round(os.getloadavg()[0], 2)],

@@ -119,15 +119,15 @@ def gguf_parsed_once(path: Path) -> Iterator[None]:
 
     reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
     target = os.path.realpath(path)
-    readers: dict[str, Any] = {}
+    shared: list[Any] = []  # the one reader of ``path``, once built
     maps: dict[tuple[Any, int], Any] = {}
 
     def reader(file: Any, mode: Any = "r") -> Any:
         if mode != "r" or os.path.realpath(file) != target:
             return reader_class(file, mode)
-        if target not in readers:
-            readers[target] = reader_class(file, mode)
-        return readers[target]
+        if not shared:
+            shared.append(reader_class(file, mode))
+        return shared[0]
 
     def names(arch: Any, n_blocks: int) -> Any:
         if (arch, n_blocks) not in maps:

@@ -104,6 +104,10 @@ def tagger(ctx: Context) -> Any:
     return ctx.backend("tagger", SpacyTagger.load)
 
 
+UNAVAILABLE = (FileNotFoundError, OSError, ImportError)
+"""Errors that mean an LLM's weights cannot be loaded here (the stage is then not run)."""
+
+
 def make_llm(name: str, cache: Cache, lookup_drafts: int = 0) -> Any:
     """The LLM backend ``name`` wrapped in a :class:`~and_toolkit.backends.llm.CachedLLM`
     over ``cache`` (no per-process memo: see :func:`llm`; a Ray LLM actor calls this once).
@@ -124,33 +128,28 @@ def make_llm(name: str, cache: Cache, lookup_drafts: int = 0) -> Any:
         raise ConfigError(f"closed.icl_lookup_drafts = {lookup_drafts}: prompt-lookup decoding "
                           f"is for transformers backends, not {name!r} (use vLLM's own "
                           "speculative decoding)")
-    try:
+
+    def build() -> Any:
         if name == "smollm2":
             from and_toolkit.backends.llm_transformers import SmolLM2LLM
 
             ids = SmolLM2LLM.ids(lookup_drafts)  # the weights load on a cache miss
             load = partial(SmolLM2LLM.load, lookup_drafts=lookup_drafts, weights_id=ids[1])
-            inner: Any = DeferredLLM(*ids, partial(_loaded, name, load))
-        elif name.startswith("vllm:"):
+            return DeferredLLM(*ids, partial(_loaded, name, load))
+        if name.startswith("vllm:"):
             from and_toolkit.backends.llm_vllm import VLLMLLM
 
-            inner = VLLMLLM(name.removeprefix("vllm:"))
-        else:
-            from and_toolkit.backends.llm_transformers import TransformersLLM
+            return VLLMLLM(name.removeprefix("vllm:"))
+        from and_toolkit.backends.llm_transformers import TransformersLLM
 
-            inner = TransformersLLM.from_pretrained(name, lookup_drafts=lookup_drafts)
-    except UNAVAILABLE as exc:
-        raise StageNotRun(f"LLM {name!r} unavailable: {exc}") from exc
-    return CachedLLM(inner, LLMCacheAdapter(cache))
+        return TransformersLLM.from_pretrained(name, lookup_drafts=lookup_drafts)
 
-
-UNAVAILABLE = (FileNotFoundError, OSError, ImportError)
-"""Errors that mean an LLM's weights cannot be loaded here (the stage is then not run)."""
+    return CachedLLM(_loaded(name, build), LLMCacheAdapter(cache))
 
 
 def _loaded(name: str, load: Any) -> Any:
-    """``load()``, its :data:`UNAVAILABLE` errors as StageNotRun: a deferred load fails on the
-    first cache miss as an eager one fails in :func:`make_llm`."""
+    """``load()``, its :data:`UNAVAILABLE` errors as StageNotRun: the one translation for an
+    eager load in :func:`make_llm` and a deferred one on the first cache miss."""
     try:
         return load()
     except UNAVAILABLE as exc:
