@@ -166,6 +166,17 @@ def one_run(config: Path, run_dir: Path, cache: Path | None,
             "stages": per_stage, "training": training}
 
 
+def commit() -> dict[str, Any]:
+    """The checkout's commit and whether its tracked files differ from it (git; "unknown"
+    outside a git checkout)."""
+    def git(*cmd: str) -> str:
+        done = subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+    return {"commit": git("rev-parse", "HEAD"),
+            "dirty": git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.toml")
@@ -190,7 +201,7 @@ def main() -> None:
         result: dict[str, Any] = {
             "benchmark": "cold_run", "config": args.config, "targets": args.targets or "all",
             "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "machine": machine(), "goals_s": GOALS_S.get(name, {}), "emulated_avx2": extra}
+            "machine": machine(), "code": commit(), "goals_s": GOALS_S.get(name, {}), "emulated_avx2": extra}
         if args.warm_only:
             result["cache"] = "the machine's existing cache (not emptied)"
             result["warm"] = one_run(config, Path(tmp) / "warm", None, extra)
