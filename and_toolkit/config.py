@@ -317,6 +317,11 @@ class ExecutionSection(_Section):
         "forward batch, so every forward pass sees the local engine's batches).")
     stages: dict[DistributedStage, StageResources] = Field(
         default_factory=dict, description="Per-stage resources; default StageResources().")
+    train_workers: int | None = Field(
+        None, ge=1, description="Targets trained at once, each in its own process (default: "
+        "the usable cores over the training thread count measured for this machine, at most "
+        "the targets to train; 1: one after another in this process). The weights do not "
+        "depend on it.")
 
     def resources(self, stage: str) -> StageResources:
         """The resources of ``stage`` (the defaults when the config names none)."""

@@ -45,6 +45,7 @@ class LoadedTarget:
         weights_key: content key of its weights in the cache.
         curve: per-epoch ``{epoch, train_loss, test_accuracy, seconds}``.
         training_choice: how precision and threads were chosen, with the measurements.
+        trained_now: trained by this load (in this process), not read from the cache.
     """
 
     section: TargetSection
@@ -53,6 +54,7 @@ class LoadedTarget:
     weights_key: str
     curve: list[dict[str, Any]]
     training_choice: dict[str, Any]
+    trained_now: bool = False
 
     @property
     def id(self) -> str:
@@ -113,7 +115,8 @@ def resolved_train_config(ctx: Context, target: TargetSection, *, fresh: bool = 
     return cfg, decision.as_dict()
 
 
-def _labels(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+def labels_of(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids int64 [N] and fold ids int64 [N] of the probe clips (probe order)."""
     probe = ctx.probe()
     return probe["target"].to_numpy().astype(np.int64), probe["fold"].to_numpy().astype(np.int64)
 
@@ -130,7 +133,7 @@ def weights_key_of(ctx: Context, cfg: TrainConfig) -> str:
     from and_toolkit.cache import cache_key
     from and_toolkit.targets import labels_sha, weights_key
 
-    targets, folds = _labels(ctx)
+    targets, folds = labels_of(ctx)
     inputs = (cache_key(kind="waveforms", probe=ctx.probe_sha(), data=ctx.data_sha())
               if cfg.takes_waveforms else ctx.features_sha())  # = features_sha(ctx.features())
     return str(weights_key(cfg, inputs, labels_sha(targets, folds)))
@@ -145,29 +148,26 @@ def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> 
     """
     if target.id in ctx.targets:
         return ctx.targets[target.id]  # type: ignore[no-any-return]
-    from and_toolkit.targets import build_model, load_weights, save_weights, train_target
+    from and_toolkit.targets import build_model, load_weights
+    from and_toolkit.targets.concurrent import train_and_store
 
     cfg, choice = resolved_train_config(ctx, target, fresh=fresh)
     key = weights_key_of(ctx, cfg)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "weights.safetensors"
-        raw = ctx.cache.get_bytes("weights", key)
-        curve = ctx.cache.get_json("curves", key)
-        if raw is None or curve is None:
-            targets, folds = _labels(ctx)
-            trained = train_target(cfg, inputs_of(ctx, cfg), targets, folds,
-                                   progress=ctx.progress, cache=ctx.cache)
-            save_weights(trained.model, path)
-            ctx.cache.put_bytes("weights", key, path.read_bytes())
-            curve = trained.curve
-            ctx.cache.put_json("curves", key, curve)
-            model = trained.model
-        else:
+    raw = ctx.cache.get_bytes("weights", key)
+    curve = ctx.cache.get_json("curves", key)
+    if raw is None or curve is None:
+        trained = train_and_store(ctx.cache, cfg, key, inputs_of(ctx, cfg), *labels_of(ctx),
+                                  progress=ctx.progress)
+        model, curve = trained.model, trained.curve
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "weights.safetensors"
             path.write_bytes(raw)
             model = load_weights(build_model(cfg), path)
     model.eval()
     loaded = LoadedTarget(section=target, model=model, train_config=cfg, weights_key=key,
-                          curve=list(curve), training_choice=choice)
+                          curve=list(curve), training_choice=choice,
+                          trained_now=raw is None or curve is None)
     ctx.targets[target.id] = loaded
     return loaded
 
@@ -272,7 +272,7 @@ def load_audio_text(ctx: Context, text_encoder: Any) -> LoadedAudioText:
                         f"{captioner!r} for {len(missing)} probe clips, e.g. {missing[:3]}")
     texts = [caps[c] for c in clips]
     features = ctx.features()
-    _, folds = _labels(ctx)
+    _, folds = labels_of(ctx)
     key = audio_text_key(cfg, features_sha(features), texts, str(text_encoder.id), folds)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.safetensors"

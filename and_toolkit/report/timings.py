@@ -27,16 +27,23 @@ def _target_rows(targets: Mapping[str, Any]) -> list[StageTime]:
         entry = targets[tid]
         if not isinstance(entry, dict) or "arch" not in entry:
             continue
-        choice = entry.get("training_choice") or {}
-        cached = bool(choice.get("remembered")) or (
-            (_float((entry.get("resources") or {}).get("wall_s")) or 0.0)
-            < 0.5 * (_float(entry.get("train_seconds")) or 0.0))
+        here = entry.get("trained_here")
+        if isinstance(here, bool):
+            cached = not here
+        else:  # manifests written before the stage said so
+            choice = entry.get("training_choice") or {}
+            cached = bool(choice.get("remembered")) or (
+                (_float((entry.get("resources") or {}).get("wall_s")) or 0.0)
+                < 0.5 * (_float(entry.get("train_seconds")) or 0.0))
         how = f"{entry.get('precision', '?')}, {entry.get('threads', '?')} thread(s); "
+        beside = entry.get("trained_alongside")
+        where = (f", in a worker process beside {', '.join(map(str, beside))}"
+                 if isinstance(beside, list) and beside else "")
         rows.append(StageTime(
             stage=f"targets · {tid} training", wall_s=_float(entry.get("train_seconds")),
             cpu_s=None, peak_rss_mib=None,
             note=how + ("weights read from the cache: the training that produced them"
-                        if cached else "trained in this run")))
+                        if cached else "trained in this run" + where)))
     return rows
 
 

@@ -281,3 +281,30 @@ def test_early_stopping_is_recorded_in_the_curve_and_the_provenance(tmp_path: Pa
 
     text = info_text(run_info(run))
     assert f"{stop['kept_epoch']}/{stop['epochs_run']} of 4" in text
+
+
+def test_targets_trained_in_worker_processes_equal_those_trained_here(tmp_path: Path) -> None:
+    """``execution.train_workers = 2`` trains both targets side by side in worker processes:
+    the same weights keys, weights bytes and curves as one after another in this process."""
+    from and_toolkit.run import Run
+
+    runs = {}
+    for workers in (1, 2):
+        cache = tmp_path / f"cache{workers}"
+        runs[workers] = (_run(tmp_path / f"run{workers}", cache, stages=["probe", "targets"],
+                              execution={"train_workers": workers}), Cache(cache))
+    here, there = (Run.at(runs[w][0]).stage_info("targets") for w in (1, 2))
+    for tid in ("cnn", "ast"):
+        assert here[tid]["weights_key"] == there[tid]["weights_key"]
+        key = here[tid]["weights_key"]
+        assert runs[2][1].get_bytes("weights", key) == runs[1][1].get_bytes("weights", key)
+        assert here[tid]["trained_here"] and "trained_alongside" not in here[tid]
+        assert there[tid]["trained_here"] and there[tid]["training_workers"] == 2
+        assert there[tid]["trained_alongside"] == [{"cnn": "ast", "ast": "cnn"}[tid]]
+        assert there[tid]["worker_resources"]["wall_s"] > 0
+    curves = [pl.read_parquet(runs[w][0] / "training.parquet").drop("seconds") for w in (1, 2)]
+    assert curves[0].equals(curves[1])
+    # warm: nothing left to train, nothing goes to a worker, the weights are read
+    again = Run.at(_run(tmp_path / "run3", tmp_path / "cache2", stages=["probe", "targets"],
+                        execution={"train_workers": 2})).stage_info("targets")
+    assert not again["cnn"]["trained_here"] and "training_workers" not in again["cnn"]

@@ -62,3 +62,19 @@ def test_record_and_pruning_rows_per_target_follow_their_stage() -> None:
         "forward_passes": 0, "wall_s": 0.0, "cached": 5, "cached_without_cost": 5}}}}, STAGES)
     assert old[1].note == ("0 pruned fold-1 pass(es) run here; 5 read from the cache, cached "
                            "before their cost was recorded")
+
+
+def test_training_row_says_where_the_run_trained_it() -> None:
+    stages = {"targets": {
+        "resources": {"wall_s": 5.0, "cpu_s": 9.0},
+        # trained in a worker: the stage's own read of the weights took no time
+        "ast": {"arch": "ast", "precision": "fp32", "threads": 1, "train_seconds": 300.0,
+                "resources": {"wall_s": 0.1}, "trained_here": True,
+                "trained_alongside": ["cnn"]},
+        # a fast cache read of weights trained by another run, whatever the timings say
+        "cnn": {"arch": "cnn", "precision": "fp32", "threads": 1, "train_seconds": 1.0,
+                "resources": {"wall_s": 4.0}, "trained_here": False}}}
+    by = {r.stage: r for r in stage_times(stages, STAGES)}
+    assert by["targets · ast training"].note == ("fp32, 1 thread(s); trained in this run, in a "
+                                                  "worker process beside cnn")
+    assert "from the cache" in by["targets · cnn training"].note
