@@ -111,7 +111,8 @@ def resolved_train_config(ctx: Context, target: TargetSection, *, fresh: bool = 
         threads = cfg.threads if cfg.threads is not None else recorded.get("threads")
         cfg = cfg.model_copy(update={"precision": recorded["precision"], "threads": threads})
         return cfg, {**recorded, "reused_from": "run manifest (targets stage)"}
-    cfg, decision = resolve_train_config(cfg, memo=ctx.cache)
+    shape = None if cfg.takes_waveforms else tuple(ctx.features().shape[1:])
+    cfg, decision = resolve_train_config(cfg, memo=ctx.cache, clip_shape=shape)
     return cfg, decision.as_dict()
 
 

@@ -13,7 +13,12 @@ float32 (one ESC-50 AST step: 17.5 s bf16 vs 0.84 s fp32 on an AVX2 laptop), so 
 2. **Threads** (unless ``TrainConfig.threads`` is set): the same step in the chosen precision
    is timed in wall seconds at 1, half the usable cores (if >= 4) and all usable cores,
    interleaved; a larger count is taken only if its median is :data:`MIN_THREAD_GAIN` times
-   faster (:func:`choose_threads`). This is a snapshot of the load at start.
+   faster (:func:`choose_threads`). This is a snapshot of the load at start. When the caller
+   knows the clip shape (the pipeline does), targets of :data:`MODEL_PROBE_ARCHS` are timed on
+   their own training step instead (one batch of their shape, seconds for the ESC-50 AST): the
+   generic step is ten times smaller and under-states what a second thread buys (on a 2-core
+   AVX-512 machine it chose one thread where real bf16 training ran 1.5x faster on two,
+   ``benchmarks/results/train_workers.json``).
 
 Together about 0.5-1.5 s (workloads in :mod:`and_toolkit.targets.timing`), measured at most
 once per process (memoised); the torch thread count and the global RNG are restored. Nothing
@@ -77,7 +82,9 @@ class PrecisionDecision:
         precision_source: ``"config"`` (explicit in the TrainConfig), ``"env"``
             (:data:`ENV_PRECISION`) or ``"probe"`` (measured here).
         threads: torch intra-op threads for training.
-        threads_source: ``"config"``, ``"probe"`` or ``"single-core"`` (one usable core).
+        threads_source: ``"config"``, ``"probe"`` (the generic step), ``"target"`` (the
+            target's own training step, :func:`resolve_train_config` with ``clip_shape``) or
+            ``"single-core"`` (one usable core).
         fp32_s: Median CPU seconds per probe call in float32, one thread (None: not probed).
         bf16_s: Median CPU seconds per probe call under bf16 autocast, one thread (None: not
             probed).
@@ -97,12 +104,15 @@ class PrecisionDecision:
         torch_version: ``torch.__version__``.
         remembered: the measured parts were taken from an earlier measurement on this machine
             (a :class:`DecisionMemo`), not measured again.
+        thread_workload: what ``thread_seconds`` timed: ``"generic step"`` or
+            ``"target step [B, ...]"`` (the target's model on a batch of that shape).
+        threads_remembered: the target step's times came from a :class:`DecisionMemo`.
     """
 
     precision: Precision
     precision_source: Literal["config", "env", "probe"]
     threads: int
-    threads_source: Literal["config", "probe", "single-core"]
+    threads_source: Literal["config", "probe", "target", "single-core"]
     fp32_s: float | None = None
     bf16_s: float | None = None
     bf16_over_fp32: float | None = None
@@ -118,6 +128,8 @@ class PrecisionDecision:
     bf16_flags: tuple[str, ...] = field(default_factory=lambda: _bf16_flags())
     torch_version: str = torch.__version__
     remembered: bool = False
+    thread_workload: str = "generic step"
+    threads_remembered: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready dict (thread_seconds as ``{threads: seconds}`` with string keys)."""
@@ -313,7 +325,53 @@ def _measure(chosen: Precision | None, source: Literal["config", "env", "probe"]
                    screen_bf16_over_fp32=pp.screen_ratio)
 
 
-def resolve_train_config(cfg: TrainConfig, memo: DecisionMemo | None = None
+MODEL_PROBE_ARCHS: frozenset[str] = frozenset({"ast", "ast-frozen", "cnn"})
+"""Archs whose thread count is measured on their own training step when the clip shape is
+known (the pretrained archs' steps depend on cached backbone outputs; they keep the generic
+probe)."""
+_MODEL_PROBES: dict[str, tuple[tuple[int, float], ...]] = {}
+"""Target-step thread times measured in this process, by memo key."""
+
+
+def _target_threads(cfg: TrainConfig, clip_shape: tuple[int, ...], decision: PrecisionDecision,
+                    memo: DecisionMemo | None) -> PrecisionDecision:
+    """``decision`` with the thread count chosen on the target's own step (``cfg`` has its
+    concrete precision): measured once per machine, config (but threads / epochs) and clip
+    shape, remembered in ``memo``."""
+    from and_toolkit.targets.config import build_model
+
+    ident = {"v": 1, "machine": machine_key(), "clip_shape": list(clip_shape),
+             "cfg": cfg.model_dump(mode="json", exclude={"threads", "epochs"})}
+    key = "target-threads-" + hashlib.sha256(
+        json.dumps(ident, sort_keys=True).encode()).hexdigest()
+    workload = f"target step [{cfg.batch_size}, {', '.join(map(str, clip_shape))}]"
+    found = memo.get_json(MEMO_NAMESPACE, key) if memo is not None else None
+    remembered, wall = False, 0.0
+    if key in _MODEL_PROBES:
+        seconds = _MODEL_PROBES[key]
+    elif isinstance(found, dict) and isinstance(found.get("thread_seconds"), dict) \
+            and found["thread_seconds"]:
+        seconds = tuple(sorted((int(n), float(t)) for n, t in found["thread_seconds"].items()))
+        remembered = True
+    else:
+        model = build_model(cfg)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            batch = torch.randn(cfg.batch_size, *clip_shape)
+        probe = timing.probe_model_threads(model, batch, decision.precision, usable_cores())
+        seconds, wall = probe.seconds, probe.wall_s
+        if memo is not None:
+            memo.put_json(MEMO_NAMESPACE, key, {"thread_seconds": {str(n): t for n, t in seconds},
+                                                "workload": workload})
+    _MODEL_PROBES[key] = seconds
+    return replace(decision, threads=choose_threads(dict(seconds)), threads_source="target",
+                   thread_seconds=seconds, thread_workload=workload,
+                   threads_remembered=remembered,
+                   probe_seconds=round(decision.probe_seconds + wall, 3))
+
+
+def resolve_train_config(cfg: TrainConfig, memo: DecisionMemo | None = None,
+                         clip_shape: tuple[int, ...] | None = None
                          ) -> tuple[TrainConfig, PrecisionDecision]:
     """A copy of ``cfg`` with a concrete ``precision`` and ``threads``, and how they were chosen.
 
@@ -323,6 +381,11 @@ def resolve_train_config(cfg: TrainConfig, memo: DecisionMemo | None = None
     Args:
         cfg: A training configuration (``precision`` may be ``"auto"``, ``threads`` None).
         memo: see :func:`resolve_precision`.
+        clip_shape: the shape of one training input without the batch axis (log-mel
+            [T, F]). Given, with ``threads`` unset, for an arch of :data:`MODEL_PROBE_ARCHS` on
+            more than one core: the thread count is chosen on the target's own training step
+            (:func:`~and_toolkit.targets.timing.probe_model_threads`, remembered in ``memo``
+            per machine, config and shape) instead of the generic step.
 
     Returns:
         (resolved config, decision).
@@ -331,5 +394,9 @@ def resolve_train_config(cfg: TrainConfig, memo: DecisionMemo | None = None
         ValueError: As :func:`resolve_precision`.
     """
     decision = resolve_precision(cfg.precision, cfg.threads, memo)
+    if clip_shape is not None and cfg.threads is None and cfg.arch in MODEL_PROBE_ARCHS \
+            and decision.threads_source == "probe":
+        decision = _target_threads(cfg.model_copy(update={"precision": decision.precision}),
+                                   tuple(clip_shape), decision, memo)
     resolved = cfg.model_copy(update={"precision": decision.precision, "threads": decision.threads})
     return resolved, decision

@@ -28,6 +28,7 @@ __all__ = [
     "ThreadProbe",
     "autocast",
     "interleaved_medians",
+    "probe_model_threads",
     "probe_precision",
     "probe_threads",
     "thread_candidates",
@@ -272,4 +273,55 @@ def probe_threads(cores: int, precision: Precision) -> ThreadProbe:
     cands = thread_candidates(cores)
     med = interleaved_medians({n: at(n) for n in cands}, time.perf_counter, min_reps=3,
                               max_reps=6, budget_s=0.25, cap_s=0.5, drop_factor=4.0)
+    return ThreadProbe(tuple((n, med[n]) for n in cands), time.perf_counter() - t0)
+
+
+def probe_model_threads(model: nn.Module, batch: torch.Tensor, precision: Precision,
+                        cores: int, cap_s: float = 8.0) -> ThreadProbe:
+    """Wall seconds per training step of ``model`` itself at each of :func:`thread_candidates`.
+
+    The generic step of :func:`probe_threads` is small (1,024 tokens): it under-states what a
+    second thread buys a real training step (the ESC-50 AST's batch is about ten times larger;
+    ``benchmarks/results/train_workers.json``). This times one forward + backward of the
+    target's own model on one batch of its training shape (random values): one warm-up per
+    count, then rounds across the counts (order alternating) until four rounds or, after the
+    first, ``cap_s`` wall seconds (warm-up included). The model's parameters and the global RNG are left as they were (gradients are
+    cleared; batch-norm running statistics are restored).
+
+    Args:
+        model: the target network (train mode is set for the probe, then restored).
+        batch: one input batch [B, ...] of the training shape.
+        precision: the training precision.
+        cores: usable cores.
+    """
+    t0 = time.perf_counter()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    was_training = model.training
+    model.train()
+
+    def step() -> None:
+        for p in model.parameters():
+            p.grad = None
+        with autocast(precision):
+            out = model(batch)
+        logits = getattr(out, "logits", out)
+        logits.float().square().mean().backward()
+
+    def at(n: int) -> Callable[[], None]:
+        def run() -> None:
+            with torch_threads(n):
+                step()
+
+        return run
+
+    cands = thread_candidates(cores)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            med = interleaved_medians({n: at(n) for n in cands}, time.perf_counter, min_reps=2,
+                                      max_reps=4, budget_s=0.0, cap_s=cap_s, drop_factor=4.0)
+    finally:
+        for p in model.parameters():
+            p.grad = None
+        model.load_state_dict(state)
+        model.train(was_training)
     return ThreadProbe(tuple((n, med[n]) for n in cands), time.perf_counter() - t0)

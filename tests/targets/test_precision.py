@@ -274,3 +274,60 @@ def test_a_corrupt_memory_is_measured_again(no_env: None,
     monkeypatch.setattr(timing, "probe_precision", lambda: slow)
     resolved, decision = resolve_train_config(tiny_cfg("cnn", precision="auto", threads=1), memo)
     assert resolved.precision == "fp32" and not decision.remembered
+
+
+def test_the_thread_count_is_chosen_on_the_targets_own_step(no_env: None,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """With the clip shape, the target's own step decides the threads (the generic step said 1,
+    the target's says 2), once per machine, config and shape; other archs and explicit counts
+    keep their way."""
+    from and_toolkit.targets import precision
+
+    memo = DictMemo()
+    fast = timing.PrecisionProbe("step", fp32_s=1.0, bf16_s=0.9, screen_ratio=0.9, wall_s=0.1)
+    monkeypatch.setattr(timing, "probe_precision", lambda: fast)
+    monkeypatch.setattr(timing, "probe_threads", lambda cores, p: timing.ThreadProbe(
+        ((1, 1.0), (2, 1.2)), 0.1))
+    monkeypatch.setattr("and_toolkit.targets.precision.usable_cores", lambda: 2)
+    seen: list[tuple[int, ...]] = []
+
+    def target_probe(model: torch.nn.Module, batch: torch.Tensor, p: str, cores: int
+                     ) -> timing.ThreadProbe:
+        seen.append(tuple(batch.shape))
+        return timing.ThreadProbe(((1, 2.0), (2, 1.0)), 0.5)
+
+    monkeypatch.setattr(timing, "probe_model_threads", target_probe)
+    monkeypatch.setattr(precision, "_MODEL_PROBES", {})
+    generic, _ = resolve_train_config(tiny_cfg("cnn", precision="auto"), memo)
+    assert generic.threads == 1 and seen == []
+    cfg, d = resolve_train_config(tiny_cfg("cnn", precision="auto"), memo, clip_shape=(32, 8))
+    assert (cfg.precision, cfg.threads, d.threads_source) == ("fp32", 2, "target")
+    assert d.thread_workload == "target step [8, 32, 8]" and seen == [(8, 32, 8)]
+    assert dict(d.thread_seconds) == {1: 2.0, 2: 1.0} and not d.threads_remembered
+    # another process: the memo answers, nothing is measured
+    monkeypatch.setattr(precision, "_MODEL_PROBES", {})
+    again, d2 = resolve_train_config(tiny_cfg("cnn", precision="auto", epochs=3), memo,
+                                     clip_shape=(32, 8))
+    assert again.threads == 2 and d2.threads_remembered and seen == [(8, 32, 8)]
+    # another shape is measured anew; an explicit count is never overridden
+    resolve_train_config(tiny_cfg("cnn", precision="auto"), memo, clip_shape=(16, 8))
+    assert seen[-1] == (8, 16, 8)
+    pinned, d3 = resolve_train_config(tiny_cfg("cnn", precision="auto", threads=1), memo,
+                                      clip_shape=(32, 8))
+    assert pinned.threads == 1 and d3.threads_source == "config"
+
+
+def test_the_target_step_probe_leaves_the_model_as_it_was() -> None:
+    from and_toolkit.targets import build_model
+
+    model = build_model(tiny_cfg("cnn")).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = torch.randn(8, 32, 8)
+    rng = torch.get_rng_state()
+    probe = timing.probe_model_threads(model, batch, "fp32", cores=2, cap_s=0.5)
+    assert [n for n, _ in probe.seconds] == [1, 2] and all(s > 0 for _, s in probe.seconds)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # batch-norm stats too
+    assert not model.training and all(p.grad is None for p in model.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
