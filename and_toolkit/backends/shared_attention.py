@@ -10,6 +10,7 @@ layer's attention is computed in two parts that are merged exactly:
     prefix part   q [B, H, q, d] against the shared K, V: one matmul per kv head, with the
                   rows and query heads of a group folded into the query axis (no copy per row)
     own part      q against the row's own cached keys, with the batch's causal / padding mask
+                  (query heads of a kv head again folded into the query axis: no key copies)
     merge         softmax over the union = the two partial softmaxes rescaled by their
                   log-sum-exp (m = running max, l = sum of exp), as in cascade / flash attention
 
@@ -147,17 +148,21 @@ def shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor,
                 .reshape(b, h, q, t.shape[-1]))
 
     o1, m1, l1 = unfold(o1), unfold(m1), unfold(l1)
-    # own part: the rows' own keys, grouped heads repeated, under the batch's mask
-    own_k = key.repeat_interleave(groups, dim=1) if groups > 1 else key
-    own_v = value.repeat_interleave(groups, dim=1) if groups > 1 else value
-    scores = torch.matmul(query, own_k.transpose(2, 3)) * scale
+    # own part: each row's own keys, the query heads of a kv head folded into the query axis
+    # (no copy of the keys per query head), under the batch's mask
+    s_len = key.shape[-2]
+    grouped = query.reshape(b, kv_heads, groups * q, d)
+    scores = (torch.matmul(grouped, key.transpose(2, 3)) * scale).reshape(
+        b, kv_heads, groups, q, s_len)
     if attention_mask is None:
-        attention_mask = _causal_mask(q, key.shape[-2], query.device)
-    if attention_mask.dtype == torch.bool:
-        scores = scores.masked_fill(~attention_mask, float("-inf"))
+        attention_mask = _causal_mask(q, s_len, query.device)
+    mask = attention_mask.unsqueeze(2)  # [B or 1, 1, 1, q, S]: the same for every head
+    if mask.dtype == torch.bool:
+        scores = scores.masked_fill(~mask, float("-inf"))
     else:
-        scores = scores + attention_mask
-    o2, m2, l2 = _partial(scores, own_v)
+        scores = scores + mask
+    o2, m2, l2 = _partial(scores.reshape(b, kv_heads, groups * q, s_len), value)
+    o2, m2, l2 = (t.reshape(b, h, q, t.shape[-1]) for t in (o2, m2, l2))
     top = torch.maximum(m1, m2)
     w1, w2 = torch.exp(m1 - top) * l1, torch.exp(m2 - top) * l2
     out = (w1 * o1 + w2 * o2) / (w1 + w2)
