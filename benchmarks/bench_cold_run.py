@@ -158,8 +158,10 @@ def one_run(config: Path, run_dir: Path, cache: Path | None,
     stages = manifest.get("stages") or {}
     per_stage = {s: e.get("resources") for s, e in stages.items()
                  if isinstance(e, dict) and isinstance(e.get("resources"), dict)}
-    training = {t: {k: e.get(k) for k in ("arch", "precision", "threads", "train_seconds",
-                                            "test_accuracy")}
+    training = {t: {**{k: e.get(k) for k in ("arch", "precision", "threads", "train_seconds",
+                                             "test_accuracy", "trained_here", "training_workers",
+                                             "trained_alongside")},
+                    "threads_source": (e.get("training_choice") or {}).get("threads_source")}
                 for t, e in (stages.get("targets") or {}).items()
                 if isinstance(e, dict) and "arch" in e}
     return {"wall_s": round(wall, 2), "load1_before": load, "load1_after": os.getloadavg()[0],

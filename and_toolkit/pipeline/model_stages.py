@@ -84,11 +84,15 @@ def _train_in_workers(ctx: Context) -> dict[str, dict[str, Any]]:
     """Train the run's uncached targets side by side in worker processes when the chosen
     thread counts leave cores idle (:mod:`and_toolkit.targets.concurrent`; ``[execution]
     train_workers`` overrides the count); the weights land in the cache, where the stage's
-    loop then finds them. Per target trained so: ``trained_here``, the worker count, the
-    targets it trained alongside and the worker's own resources. Empty when fewer than two
-    targets need training or one worker is all that fits (the loop trains in this process)."""
+    loop then finds them. Per target trained so: ``trained_here``, the worker count
+    (``training_workers``: trainings at once), the other targets trained in workers in this
+    stage (``trained_alongside``) and the worker's own resources. Empty when fewer than two
+    targets need training, one worker is all that fits, or the cache is disabled (the workers
+    hand their weights over through it): the loop then trains in this process."""
     from and_toolkit.targets.concurrent import TrainJob, train_concurrently, workers_for
 
+    if not ctx.cache.enabled:
+        return {}
     jobs = []
     for target in ctx.cfg.targets:
         if target.external:

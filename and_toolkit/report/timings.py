@@ -36,9 +36,9 @@ def _target_rows(targets: Mapping[str, Any]) -> list[StageTime]:
                 (_float((entry.get("resources") or {}).get("wall_s")) or 0.0)
                 < 0.5 * (_float(entry.get("train_seconds")) or 0.0))
         how = f"{entry.get('precision', '?')}, {entry.get('threads', '?')} thread(s); "
-        beside = entry.get("trained_alongside")
-        where = (f", in a worker process beside {', '.join(map(str, beside))}"
-                 if isinstance(beside, list) and beside else "")
+        beside, at_once = entry.get("trained_alongside"), entry.get("training_workers")
+        where = (f", in a worker process ({at_once} trainings at once, with "
+                 f"{', '.join(map(str, beside))})" if isinstance(beside, list) and beside else "")
         rows.append(StageTime(
             stage=f"targets · {tid} training", wall_s=_float(entry.get("train_seconds")),
             cpu_s=None, peak_rss_mib=None,

@@ -70,11 +70,12 @@ def test_training_row_says_where_the_run_trained_it() -> None:
         # trained in a worker: the stage's own read of the weights took no time
         "ast": {"arch": "ast", "precision": "fp32", "threads": 1, "train_seconds": 300.0,
                 "resources": {"wall_s": 0.1}, "trained_here": True,
-                "trained_alongside": ["cnn"]},
+                "trained_alongside": ["cnn"], "training_workers": 2},
         # a fast cache read of weights trained by another run, whatever the timings say
         "cnn": {"arch": "cnn", "precision": "fp32", "threads": 1, "train_seconds": 1.0,
                 "resources": {"wall_s": 4.0}, "trained_here": False}}}
     by = {r.stage: r for r in stage_times(stages, STAGES)}
     assert by["targets · ast training"].note == ("fp32, 1 thread(s); trained in this run, in a "
-                                                  "worker process beside cnn")
+                                                  "worker process (2 trainings at once, with "
+                                                  "cnn)")
     assert "from the cache" in by["targets · cnn training"].note
