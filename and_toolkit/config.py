@@ -320,8 +320,9 @@ class ExecutionSection(_Section):
     train_workers: int | None = Field(
         None, ge=1, description="Targets trained at once, each in its own process (default: "
         "the usable cores over the training thread count measured for this machine, at most "
-        "the targets to train; 1: one after another in this process). The weights do not "
-        "depend on it.")
+        "the targets to train, and only trainings estimated at a minute or more; set: every "
+        "uncached target, this many at once; 1: one after another in this process). The "
+        "weights do not depend on it.")
 
     def resources(self, stage: str) -> StageResources:
         """The resources of ``stage`` (the defaults when the config names none)."""

@@ -12,7 +12,10 @@ machine (``AND_TRAIN_PRECISION`` or the probe), each mode in fresh caches:
 - ``sequential-1``: one after another in this process, one thread each (the stage without
   workers when the probe chooses one thread);
 - ``sequential-all``: one after another, every usable core each (what a larger thread count buys);
-- ``workers``: side by side, one thread each, ``min(cores, 3)`` workers (spawn included).
+- ``workers``: side by side, one thread each, ``min(cores, 3)`` workers (spawn included);
+- ``pipeline``: what the targets stage does: threads measured on each target's own step
+  (``resolve_train_config`` with the clip shape, no memory), then workers when they fit
+  (``workers_for``), else one after another; the probe's seconds are included.
 
 Rounds alternate the modes (the machine is shared); the results file keeps every wall time, the
 medians, the ratios and the CPU model, core count and load average.
@@ -43,7 +46,7 @@ from bench_cold_run import AVX2_ENV, commit, machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "train_workers.json"
-MODES = ("sequential-1", "sequential-all", "workers")
+MODES = ("sequential-1", "sequential-all", "workers", "pipeline")
 ARCHS = ("ast", "cnn", "ast-frozen")
 
 
@@ -53,35 +56,46 @@ def _one(mode: str, epochs: int, clips: int) -> dict[str, Any]:
 
     from and_toolkit.cache import Cache
     from and_toolkit.targets import DEFAULT_TARGETS
-    from and_toolkit.targets.concurrent import TrainJob, train_and_store, train_concurrently
+    from and_toolkit.targets.concurrent import (
+        TrainJob,
+        train_and_store,
+        train_concurrently,
+        workers_for,
+    )
     from and_toolkit.targets.precision import resolve_train_config
     from and_toolkit.targets.timing import usable_cores
 
     cores = usable_cores()
-    threads = cores if mode == "sequential-all" else 1
+    threads = cores if mode == "sequential-all" else None if mode == "pipeline" else 1
     jobs = []
     rng = np.random.default_rng(0)
+    start = time.perf_counter()  # the pipeline mode's thread probes count
     for arch in ARCHS:
         base = DEFAULT_TARGETS[arch]
         frames, mels = base.ast.max_length, base.ast.num_mel_bins
         if arch == "cnn":
             mels = base.cnn.num_mel_bins
         cfg, _ = resolve_train_config(base.model_copy(update={"epochs": epochs, "threads": threads,
-                                                              "patience": None}))
+                                                              "patience": None}),
+                                      clip_shape=(frames, mels) if mode == "pipeline" else None)
         inputs = rng.normal(size=(clips, frames, mels)).astype(np.float32)
         targets = np.arange(clips) % cfg.n_classes
         folds = np.arange(clips) % 5 + 1
         jobs.append(TrainJob(arch, cfg, f"bench-{arch}", inputs, targets, folds))
+    workers = (workers_for([j.cfg.threads or 1 for j in jobs], len(jobs)) if mode == "pipeline"
+               else min(cores, len(jobs)) if mode == "workers" else 1)
+    probe_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         cache = Cache(Path(tmp))
         start = time.perf_counter()
-        if mode == "workers":
-            train_concurrently(jobs, cache, workers=min(cores, len(jobs)))
+        if workers > 1:
+            train_concurrently(jobs, cache, workers=workers)
         else:
             for j in jobs:
                 train_and_store(cache, j.cfg, j.key, j.inputs, j.targets, j.folds, progress=False)
-        wall = time.perf_counter() - start
-    return {"mode": mode, "wall_s": round(wall, 2), "threads": threads,
+        wall = time.perf_counter() - start + (probe_s if mode == "pipeline" else 0.0)
+    return {"mode": mode, "wall_s": round(wall, 2), "workers": workers,
+            "threads": {j.target_id: j.cfg.threads for j in jobs},
             "precision": jobs[0].cfg.precision}
 
 
@@ -100,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, **(AVX2_ENV if args.emulate_avx2 else {})}
     load0 = os.getloadavg()[0]
     runs: dict[str, list[float]] = {m: [] for m in MODES}
+    chosen: list[dict[str, Any]] = []
     precision = ""
     for _ in range(args.rounds):
         for mode in MODES:
@@ -109,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             row = json.loads(out.stdout.strip().splitlines()[-1])
             runs[mode].append(row["wall_s"])
             precision = row["precision"]
+            if mode == "pipeline":
+                chosen.append({"threads": row["threads"], "workers": row["workers"]})
             print(mode, row["wall_s"], flush=True)
     med = {m: statistics.median(v) for m, v in runs.items()}
     result = {
@@ -120,14 +137,17 @@ def main(argv: list[str] | None = None) -> int:
         "precision": precision, "wall_s": runs, "median_wall_s": med,
         "sequential_1_over_workers": round(med["sequential-1"] / med["workers"], 3),
         "sequential_all_over_workers": round(med["sequential-all"] / med["workers"], 3),
+        "pipeline_choices": chosen,
+        "pipeline_over_best": round(med["pipeline"] / min(v for k, v in med.items()
+                                                          if k != "pipeline"), 3),
         "note": "ESC-50 default configs of the three targets trained here, shortened to "
                 "`epochs` on random inputs of ESC-50's shape; the workers' wall includes "
                 "starting the spawn processes and handing them the inputs",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-    print(json.dumps({k: result[k] for k in ("median_wall_s", "sequential_1_over_workers",
-                                             "sequential_all_over_workers")}))
+    print(json.dumps({k: result[k] for k in ("median_wall_s", "pipeline_choices",
+                                             "pipeline_over_best")}))
     return 0
 
 

@@ -86,22 +86,35 @@ def _train_in_workers(ctx: Context) -> dict[str, dict[str, Any]]:
     train_workers`` overrides the count); the weights land in the cache, where the stage's
     loop then finds them. Per target trained so: ``trained_here``, the worker count
     (``training_workers``: trainings at once), the other targets trained in workers in this
-    stage (``trained_alongside``) and the worker's own resources. Empty when fewer than two
-    targets need training, one worker is all that fits, or the cache is disabled (the workers
-    hand their weights over through it): the loop then trains in this process."""
-    from and_toolkit.targets.concurrent import TrainJob, train_concurrently, workers_for
+    stage (``trained_alongside``) and the worker's own resources. Unless ``train_workers`` is
+    set, only a training worth a worker goes to one (``concurrent.long_enough``: estimated
+    from its measured step at a minute or more; starting a worker costs seconds). Empty when
+    fewer than two such targets need training, one worker is all that fits, or the cache is
+    disabled (the workers hand their weights over through it): the loop then trains in this
+    process."""
+    from and_toolkit.targets.concurrent import (
+        TrainJob,
+        estimated_seconds,
+        long_enough,
+        train_concurrently,
+        workers_for,
+    )
 
     if not ctx.cache.enabled:
         return {}
     jobs = []
+    targets, folds = labels_of(ctx)
     for target in ctx.cfg.targets:
         if target.external:
             continue
-        cfg, _ = resolved_train_config(ctx, target, fresh=True)
+        cfg, choice = resolved_train_config(ctx, target, fresh=True)
         key = weights_key_of(ctx, cfg)
         if ctx.cache.payload_digest("weights", key) and ctx.cache.payload_digest("curves", key):
             continue
-        jobs.append(TrainJob(target.id, cfg, key, inputs_of(ctx, cfg), *labels_of(ctx)))
+        n_train = int((folds != cfg.test_fold).sum())
+        if ctx.cfg.execution.train_workers is not None \
+                or long_enough([estimated_seconds(cfg, choice, n_train)])[0]:
+            jobs.append(TrainJob(target.id, cfg, key, inputs_of(ctx, cfg), targets, folds))
     workers = workers_for([j.cfg.threads or 1 for j in jobs], len(jobs),
                           ctx.cfg.execution.train_workers)
     if len(jobs) < 2 or workers < 2:

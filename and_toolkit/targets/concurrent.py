@@ -38,6 +38,28 @@ from and_toolkit.targets.timing import usable_cores
 
 POLL_S = 0.5
 """Seconds between checks that the running workers are alive while none reports."""
+MIN_WORKER_S = 60.0
+"""Only a training estimated to take at least this long goes to a worker: starting one (spawn,
+importing torch) costs seconds, about 10 s per wave on a loaded 2-core machine
+(``benchmarks/results/train_workers.json``), more than the demo's trainings take."""
+
+
+def estimated_seconds(cfg: TrainConfig, choice: dict[str, Any], n_train: int) -> float | None:
+    """Training seconds of ``cfg`` estimated from its measured step: the target step's seconds
+    at the chosen threads (``choice``: the decision's ``as_dict()``, ``threads_source ==
+    "target"``) times the optimiser steps (epochs x batches of ``n_train`` clips); None when the
+    threads were not measured on the target's own step."""
+    seconds = choice.get("thread_seconds") or {}
+    step = seconds.get(str(cfg.threads)) if choice.get("threads_source") == "target" else None
+    if not isinstance(step, int | float):
+        return None
+    return float(step) * cfg.epochs * -(-n_train // cfg.batch_size)
+
+
+def long_enough(estimates: Sequence[float | None], min_s: float = MIN_WORKER_S) -> list[bool]:
+    """Per training, whether it is worth a worker: estimated at ``min_s`` or more, or not
+    estimated (a pretrained target's step is not measured; its backbone pass is long)."""
+    return [e is None or e >= min_s for e in estimates]
 
 
 @dataclass(frozen=True)

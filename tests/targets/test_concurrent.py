@@ -77,3 +77,14 @@ def test_workers_for(threads: list[int], jobs: int, requested: int | None, cores
 def test_workers_for_refuses_zero() -> None:
     with pytest.raises(ValueError, match="train_workers"):
         workers_for([1], 2, 0)
+
+
+def test_only_trainings_estimated_long_enough_get_a_worker() -> None:
+    from and_toolkit.targets.concurrent import MIN_WORKER_S, estimated_seconds, long_enough
+
+    cfg = tiny_cfg("cnn", epochs=10, batch_size=8, threads=2)
+    target = {"threads_source": "target", "thread_seconds": {"1": 0.9, "2": 0.5}}
+    # 10 epochs x ceil(30 / 8) = 40 steps at the chosen (2-thread) step time
+    assert estimated_seconds(cfg, target, 30) == pytest.approx(20.0)
+    assert estimated_seconds(cfg, {**target, "threads_source": "probe"}, 30) is None
+    assert long_enough([20.0, MIN_WORKER_S, None]) == [False, True, True]
