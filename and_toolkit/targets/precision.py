@@ -13,12 +13,9 @@ float32 (one ESC-50 AST step: 17.5 s bf16 vs 0.84 s fp32 on an AVX2 laptop), so 
 2. **Threads** (unless ``TrainConfig.threads`` is set): the same step in the chosen precision
    is timed in wall seconds at 1, half the usable cores (if >= 4) and all usable cores,
    interleaved; a larger count is taken only if its median is :data:`MIN_THREAD_GAIN` times
-   faster (:func:`choose_threads`). This is a snapshot of the load at start. When the caller
-   knows the clip shape (the pipeline does), targets of :data:`MODEL_PROBE_ARCHS` are timed on
-   their own training step instead (one batch of their shape, seconds for the ESC-50 AST): the
-   generic step is ten times smaller and under-states what a second thread buys (on a 2-core
-   AVX-512 machine it chose one thread where real bf16 training ran 1.5x faster on two,
-   ``benchmarks/results/train_workers.json``).
+   faster (:func:`choose_threads`). This is a snapshot of the load at start. Given the clip
+   shape, targets of :data:`MODEL_PROBE_ARCHS` are timed on their own training step instead
+   (the generic step is ten times smaller and under-states what a second thread buys).
 
 Together about 0.5-1.5 s (workloads in :mod:`and_toolkit.targets.timing`), measured at most
 once per process (memoised); the torch thread count and the global RNG are restored. Nothing

@@ -261,8 +261,16 @@ def probe_threads(cores: int, precision: Precision) -> ThreadProbe:
     """
     t0 = time.perf_counter()
     model, parts, inputs, _, _ = _workloads()
-    step = _step_fn(model, inputs, precision, parts)
+    seconds = _thread_seconds(_step_fn(model, inputs, precision, parts), cores, min_reps=3,
+                              max_reps=6, budget_s=0.25, cap_s=0.5)
+    return ThreadProbe(seconds, time.perf_counter() - t0)
 
+
+def _thread_seconds(step: Callable[[], None], cores: int, *, min_reps: int, max_reps: int,
+                    budget_s: float, cap_s: float) -> tuple[tuple[int, float], ...]:
+    """``(threads, median wall seconds of step)`` per :func:`thread_candidates`, interleaved
+    (the round limits are :func:`interleaved_medians`'; a count 4x slower to warm up is not
+    repeated)."""
     def at(n: int) -> Callable[[], None]:
         def run() -> None:
             with torch_threads(n):
@@ -271,9 +279,9 @@ def probe_threads(cores: int, precision: Precision) -> ThreadProbe:
         return run
 
     cands = thread_candidates(cores)
-    med = interleaved_medians({n: at(n) for n in cands}, time.perf_counter, min_reps=3,
-                              max_reps=6, budget_s=0.25, cap_s=0.5, drop_factor=4.0)
-    return ThreadProbe(tuple((n, med[n]) for n in cands), time.perf_counter() - t0)
+    med = interleaved_medians({n: at(n) for n in cands}, time.perf_counter, min_reps, max_reps,
+                              budget_s, cap_s, drop_factor=4.0)
+    return tuple((n, med[n]) for n in cands)
 
 
 def probe_model_threads(model: nn.Module, batch: torch.Tensor, precision: Precision,
@@ -285,8 +293,9 @@ def probe_model_threads(model: nn.Module, batch: torch.Tensor, precision: Precis
     ``benchmarks/results/train_workers.json``). This times one forward + backward of the
     target's own model on one batch of its training shape (random values): one warm-up per
     count, then rounds across the counts (order alternating) until four rounds or, after the
-    first, ``cap_s`` wall seconds (warm-up included). The model's parameters and the global RNG are left as they were (gradients are
-    cleared; batch-norm running statistics are restored).
+    first, ``cap_s`` wall seconds (warm-up included). The model's parameters and the global
+    RNG are left as they were (gradients are cleared; batch-norm running statistics are
+    restored).
 
     Args:
         model: the target network (train mode is set for the probe, then restored).
@@ -307,21 +316,13 @@ def probe_model_threads(model: nn.Module, batch: torch.Tensor, precision: Precis
         logits = getattr(out, "logits", out)
         logits.float().square().mean().backward()
 
-    def at(n: int) -> Callable[[], None]:
-        def run() -> None:
-            with torch_threads(n):
-                step()
-
-        return run
-
-    cands = thread_candidates(cores)
     try:
         with torch.random.fork_rng(devices=[]):
-            med = interleaved_medians({n: at(n) for n in cands}, time.perf_counter, min_reps=2,
-                                      max_reps=4, budget_s=0.0, cap_s=cap_s, drop_factor=4.0)
+            seconds = _thread_seconds(step, cores, min_reps=2, max_reps=4, budget_s=0.0,
+                                      cap_s=cap_s)
     finally:
         for p in model.parameters():
             p.grad = None
         model.load_state_dict(state)
         model.train(was_training)
-    return ThreadProbe(tuple((n, med[n]) for n in cands), time.perf_counter() - t0)
+    return ThreadProbe(seconds, time.perf_counter() - t0)

@@ -240,14 +240,19 @@ class DictMemo:
         self.data[(namespace, key)] = json.loads(json.dumps(value))
 
 
+def _fake_probes(monkeypatch: pytest.MonkeyPatch, bf16_s: float,
+                 threads: tuple[tuple[int, float], ...]) -> None:
+    """Measurements of a 2-core machine: fp32 1.0 s against ``bf16_s``, ``threads`` times."""
+    fast = timing.PrecisionProbe("step", fp32_s=1.0, bf16_s=bf16_s, screen_ratio=0.9, wall_s=0.1)
+    monkeypatch.setattr(timing, "probe_precision", lambda: fast)
+    monkeypatch.setattr(timing, "probe_threads", lambda cores, p: timing.ThreadProbe(threads, 0.1))
+    monkeypatch.setattr("and_toolkit.targets.precision.usable_cores", lambda: 2)
+
+
 def test_a_machine_remembers_its_measured_choice(no_env: None,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     memo = DictMemo()
-    fast = timing.PrecisionProbe("step", fp32_s=1.0, bf16_s=0.5, screen_ratio=0.9, wall_s=0.1)
-    monkeypatch.setattr(timing, "probe_precision", lambda: fast)
-    monkeypatch.setattr(timing, "probe_threads", lambda cores, precision: timing.ThreadProbe(
-        ((1, 1.0), (2, 0.5)), 0.1))
-    monkeypatch.setattr("and_toolkit.targets.precision.usable_cores", lambda: 2)
+    _fake_probes(monkeypatch, 0.5, ((1, 1.0), (2, 0.5)))
     first, d1 = resolve_train_config(tiny_cfg("cnn", precision="auto"), memo)
     assert (first.precision, first.threads, d1.remembered) == ("bf16", 2, False)
     assert list(memo.data) == [(MEMO_NAMESPACE, machine_key())]
@@ -285,11 +290,7 @@ def test_the_thread_count_is_chosen_on_the_targets_own_step(no_env: None,
     from and_toolkit.targets import precision
 
     memo = DictMemo()
-    fast = timing.PrecisionProbe("step", fp32_s=1.0, bf16_s=0.9, screen_ratio=0.9, wall_s=0.1)
-    monkeypatch.setattr(timing, "probe_precision", lambda: fast)
-    monkeypatch.setattr(timing, "probe_threads", lambda cores, p: timing.ThreadProbe(
-        ((1, 1.0), (2, 1.2)), 0.1))
-    monkeypatch.setattr("and_toolkit.targets.precision.usable_cores", lambda: 2)
+    _fake_probes(monkeypatch, 0.9, ((1, 1.0), (2, 1.2)))
     seen: list[tuple[int, ...]] = []
 
     def target_probe(model: torch.nn.Module, batch: torch.Tensor, p: str, cores: int
