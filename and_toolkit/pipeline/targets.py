@@ -260,10 +260,14 @@ def load_audio_text(ctx: Context, text_encoder: Any) -> LoadedAudioText:
     from and_toolkit.targets import features_sha, load_weights, save_weights
     from and_toolkit.targets.audio_text import audio_text_key, build_audio_text, train_audio_text
     from and_toolkit.targets.audio_text_encoder import TrainedAudioTextEncoder
+    from and_toolkit.targets.precision import resolve_precision
 
     cfg = ctx.cfg.closed.audio_text
     cnn = cfg.cnn.model_copy(update={"num_mel_bins": ctx.cfg.features.num_mel_bins})
-    cfg = cfg.model_copy(update={"cnn": cnn})  # the run's mel bins, like the targets'
+    # the run's mel bins, like the targets'; "auto" precision measured as for the targets
+    # (bf16 only where it is faster: emulated bf16 trains many times slower)
+    precision = resolve_precision(cfg.precision, cfg.threads, ctx.cache).precision
+    cfg = cfg.model_copy(update={"cnn": cnn, "precision": precision})
     captioner = ctx.cfg.captions.captioner_id
     caps = ctx.run.captions(captioner)
     clips = ctx.probe()["clip_id"].to_list()

@@ -71,7 +71,11 @@ class AudioTextConfig(BaseModel):
         time_shift: max circular time shift in frames (0 disables).
         test_fold: the fold left out of training (the zero-shot test fold; the paper's 1).
         seed: seed of initialisation, shuffling, augmentation and dropout.
-        precision: ``"fp32"`` or ``"bf16"`` (CPU autocast of the audio tower's forward).
+        precision: ``"fp32"`` or ``"bf16"`` (CPU autocast of the audio tower's forward), or
+            ``"auto"``: bf16 only where this machine's measurement finds it faster (the
+            targets' rule, :func:`~and_toolkit.targets.precision.resolve_precision`); the
+            pipeline resolves it before keying and training, so the key holds the precision
+            trained.
         threads: torch intra-op threads while training (None: unchanged; default 1, so every
             process trains the same bytes). Not in the key: results are bitwise reproducible
             at a fixed thread count only.
@@ -94,7 +98,7 @@ class AudioTextConfig(BaseModel):
     time_shift: int = Field(default=64, ge=0)
     test_fold: int = 1
     seed: int = 0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "fp32"
     threads: int | None = Field(default=1, ge=1)
 
 

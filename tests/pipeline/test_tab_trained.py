@@ -128,5 +128,21 @@ def test_warm_cache_reuses_the_weights(tab_run: tuple[Path, Path], tmp_path: Pat
         run / "concepts.parquet").read_bytes()
 
 
+
+def test_auto_precision_is_measured_before_keying(tab_run: tuple[Path, Path], tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """``audio_text.precision = "auto"`` trains in the precision the machine's rule picks (here
+    pinned to fp32 by the environment, as the suite does): the same key as an explicit fp32,
+    so the cached model is read, not retrained in an emulated precision."""
+    run, cache = tab_run
+    monkeypatch.setenv("AND_TRAIN_PRECISION", "fp32")
+    closed = {**TINY["closed"], "audio_text": {**AUDIO_TEXT, "precision": "auto"}}
+    cfg = parse_config({**TINY, "closed": closed, "stages": [s for s in TINY["stages"]
+                                                              if s != "experiments"]})
+    again = run_pipeline(cfg, run_dir=tmp_path / "auto", cache=Cache(cache), progress=False)
+    first = json.loads((run / "manifest.json").read_text())["stages"]["closed"]["tab_model"]
+    assert again.stage_info("closed")["tab_model"] == first
+
+
 def probe_classes(run: Path) -> int:
     return pl.read_parquet(run / "probe.parquet")["target"].n_unique()
