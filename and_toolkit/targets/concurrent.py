@@ -151,6 +151,7 @@ def train_concurrently(jobs: Sequence[TrainJob], cache: Cache, workers: int,
             training has been stored.
 
     Raises:
+        ValueError: ``workers`` below 1.
         RuntimeError: a worker raised or died; names the target (and the traceback); the
             other workers are stopped first.
     """
