@@ -112,7 +112,8 @@ def run_info(path: Path) -> dict[str, Any]:
             "layers": len(layers), "neurons": sum(layers.values()), "per_layer": layers}
     targets = run.stage_info("targets")
     info["targets"] = {
-        tid: {k: t.get(k) for k in ("arch", "precision", "threads", "test_accuracy",
+        tid: {k: t.get(k) for k in ("arch", "precision", "threads", "trained_with",
+                                   "test_accuracy",
                                    "weights_key", "train_seconds", "resources", "family",
                                    "pretrained", "factory", "sample_rate", "early_stopping")}
         for tid, t in sorted(targets.items()) if isinstance(t, dict) and (
@@ -170,15 +171,17 @@ def info_text(info: dict[str, Any]) -> str:
         out.append("")
     if info["targets"]:
         rows = [[tid, str(t.get("arch") or t.get("family")), str(t.get("precision")),
-                 str(t.get("threads")), _num(t.get("test_accuracy"), ".3f"),
+                 str(t.get("threads") or ("?" if t.get("arch") else "-")),
+                 _num(t.get("test_accuracy"), ".3f"),
                  _epochs(t.get("early_stopping")), _num(t.get("train_seconds"), ".1f"),
                  _num((t.get("resources") or {}).get("wall_s"), ".1f"),
                  _num((t.get("resources") or {}).get("peak_rss_mib"), ".0f")]
                 for tid, t in info["targets"].items()]
         out += _table(["target", "arch", "precision", "threads", "accuracy", "epochs",
                        "train s", "this run s", "peak MiB"], rows)
-        out += ["(epochs: with early stopping, the epoch kept / epochs run of the maximum; "
-                "train s: the training that produced the weights; this run s: this run's "
+        out += ["(threads, train s: of the training that produced the weights, ? when they were "
+                "cached before it was recorded; epochs: with early stopping, the epoch kept / "
+                "epochs run of the maximum; this run s: this run's "
                 "targets stage for the target, a cache read when the weights were cached)", ""]
     if info["timings"]:
         rows = [[stage, _num(t.get("wall_s"), ".1f"), _num(t.get("cpu_s"), ".1f"),

@@ -71,8 +71,12 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
                 "val_accuracy": [c["val_accuracy"] for c in curve]}
         provenance[target.id] = record
         # the thread count and the measurements behind the choices may differ from process to
-        # process (they never change the weights key): manifest only, not the records
-        info[target.id] = {**record, "threads": loaded.train_config.threads,
+        # process (they never change the weights key): manifest only, not the records.
+        # "threads" is the training's (stored beside cached weights; None if cached before it
+        # was), "training_choice" this run's
+        made = loaded.trained_with or {}
+        info[target.id] = {**record, "threads": made.get("threads"),
+                           "trained_with": loaded.trained_with,
                            "training_choice": loaded.training_choice,
                            "resources": usage.as_dict(),
                            **in_workers.get(target.id, {"trained_here": loaded.trained_now})}

@@ -46,6 +46,9 @@ class LoadedTarget:
         curve: per-epoch ``{epoch, train_loss, test_accuracy, seconds}``.
         training_choice: how precision and threads were chosen, with the measurements.
         trained_now: trained by this load (in this process), not read from the cache.
+        trained_with: what the training of the weights ran with (threads, CPU, torch's
+            kernels: :func:`~and_toolkit.targets.machine.training_facts`); None for weights
+            cached before it was stored.
     """
 
     section: TargetSection
@@ -55,6 +58,7 @@ class LoadedTarget:
     curve: list[dict[str, Any]]
     training_choice: dict[str, Any]
     trained_now: bool = False
+    trained_with: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -150,17 +154,21 @@ def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> 
     if target.id in ctx.targets:
         return ctx.targets[target.id]  # type: ignore[no-any-return]
     from and_toolkit.targets import build_model, load_weights
-    from and_toolkit.targets.concurrent import train_and_store
+    from and_toolkit.targets.concurrent import TRAININGS, train_and_store
+    from and_toolkit.targets.machine import training_facts
 
     cfg, choice = resolved_train_config(ctx, target, fresh=fresh)
     key = weights_key_of(ctx, cfg)
     raw = ctx.cache.get_bytes("weights", key)
     curve = ctx.cache.get_json("curves", key)
+    made: Any
     if raw is None or curve is None:
         trained = train_and_store(ctx.cache, cfg, key, inputs_of(ctx, cfg), *labels_of(ctx),
                                   progress=ctx.progress)
         model, curve = trained.model, trained.curve
+        made = training_facts(cfg.threads, cfg.precision)
     else:
+        made = ctx.cache.get_json(TRAININGS, key)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "weights.safetensors"
             path.write_bytes(raw)
@@ -168,7 +176,8 @@ def load_target(ctx: Context, target: TargetSection, *, fresh: bool = False) -> 
     model.eval()
     loaded = LoadedTarget(section=target, model=model, train_config=cfg, weights_key=key,
                           curve=list(curve), training_choice=choice,
-                          trained_now=raw is None or curve is None)
+                          trained_now=raw is None or curve is None,
+                          trained_with=made if isinstance(made, dict) else None)
     ctx.targets[target.id] = loaded
     return loaded
 

@@ -35,7 +35,9 @@ def _target_rows(targets: Mapping[str, Any]) -> list[StageTime]:
             cached = bool(choice.get("remembered")) or (
                 (_float((entry.get("resources") or {}).get("wall_s")) or 0.0)
                 < 0.5 * (_float(entry.get("train_seconds")) or 0.0))
-        how = f"{entry.get('precision', '?')}, {entry.get('threads', '?')} thread(s); "
+        threads = entry.get("threads")
+        how = f"{entry.get('precision', '?')}, " + (
+            f"{threads} thread(s); " if threads else "thread count not recorded; ")
         beside, at_once = entry.get("trained_alongside"), entry.get("training_workers")
         where = (f", in a worker process ({at_once} trainings at once, with "
                  f"{', '.join(map(str, beside))})" if isinstance(beside, list) and beside else "")

@@ -38,6 +38,9 @@ from and_toolkit.targets.timing import usable_cores
 
 POLL_S = 0.5
 """Seconds between checks that the running workers are alive while none reports."""
+TRAININGS = "trainings"
+"""Cache namespace of what each stored training ran with (:func:`~and_toolkit.targets.machine.
+training_facts`: threads, CPU, torch's kernels), keyed as its weights."""
 MIN_WORKER_S = 60.0
 """Only a training estimated to take at least this long goes to a worker: starting one (spawn,
 importing torch) costs seconds, about 10 s per wave on a loaded 2-core machine
@@ -92,10 +95,12 @@ class TrainJob:
 def train_and_store(cache: Cache, cfg: TrainConfig, key: str, inputs: np.ndarray,
                     targets: np.ndarray, folds: np.ndarray, *, progress: bool,
                     on_epoch: Callable[[dict[str, float]], None] | None = None) -> Any:
-    """Train ``cfg`` (:func:`~and_toolkit.targets.train.train_target`) and store its weights
-    and curve in ``cache`` under ``key``; the :class:`~and_toolkit.targets.train.TrainedTarget`.
+    """Train ``cfg`` (:func:`~and_toolkit.targets.train.train_target`) and store its weights,
+    its curve and what it ran with (namespace :data:`TRAININGS`) in ``cache`` under ``key``; the
+    :class:`~and_toolkit.targets.train.TrainedTarget`.
     """
     from and_toolkit.targets import save_weights, train_target
+    from and_toolkit.targets.machine import training_facts
 
     trained = train_target(cfg, inputs, targets, folds, progress=progress, on_epoch=on_epoch,
                            cache=cache)
@@ -104,6 +109,7 @@ def train_and_store(cache: Cache, cfg: TrainConfig, key: str, inputs: np.ndarray
         save_weights(trained.model, path)
         cache.put_bytes("weights", key, path.read_bytes())
     cache.put_json("curves", key, trained.curve)
+    cache.put_json(TRAININGS, key, training_facts(cfg.threads, cfg.precision))
     return trained
 
 

@@ -32,14 +32,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 import torch
 
-from and_toolkit.targets import timing
+from and_toolkit.targets import machine, timing
 from and_toolkit.targets.config import TrainConfig
 from and_toolkit.targets.timing import SCREEN_SLOWDOWN, autocast, torch_threads, usable_cores
 
@@ -118,11 +117,10 @@ class PrecisionDecision:
     min_speedup: float = MIN_BF16_SPEEDUP
     thread_seconds: tuple[tuple[int, float], ...] = ()
     probe_seconds: float = 0.0
-    cpu_model: str = field(default_factory=lambda: _cpu_model())
+    cpu_model: str = field(default_factory=machine.cpu_model)
     cpu_count: int = field(default_factory=lambda: usable_cores())
-    cpu_capability: str = field(
-        default_factory=lambda: str(torch.backends.cpu.get_cpu_capability()))
-    bf16_flags: tuple[str, ...] = field(default_factory=lambda: _bf16_flags())
+    cpu_capability: str = field(default_factory=machine.cpu_capability)
+    bf16_flags: tuple[str, ...] = field(default_factory=machine.bf16_flags)
     torch_version: str = torch.__version__
     remembered: bool = False
     thread_workload: str = "generic step"
@@ -175,30 +173,6 @@ def choose_threads(seconds: Mapping[int, float], min_gain: float = MIN_THREAD_GA
     return best
 
 
-# ----- CPU facts (provenance only) ------------------------------------------------------------
-def _cpuinfo() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return f.read(200_000)
-    except OSError:
-        return ""
-
-
-def _cpu_model() -> str:
-    for line in _cpuinfo().splitlines():
-        if line.lower().startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def _bf16_flags() -> tuple[str, ...]:
-    for line in _cpuinfo().splitlines():
-        if line.lower().startswith(("flags", "features")):
-            flags = set(line.split(":", 1)[1].split())
-            return tuple(sorted(f for f in flags if "bf16" in f or f.startswith("amx")))
-    return ()
-
-
 # ----- per-machine memory ----------------------------------------------------------------------
 class DecisionMemo(Protocol):
     """Where measured decisions persist between processes (e.g. :class:`and_toolkit.cache.Cache`)."""
@@ -215,9 +189,9 @@ MEMO_NAMESPACE = "machine"
 def machine_key() -> str:
     """Identity of this machine for remembered measurements: CPU model, usable cores, torch's
     CPU capability, bf16 flags, torch version and the probe's rules (sha256 hex)."""
-    ident = {"v": 1, "cpu": _cpu_model(), "cores": usable_cores(),
-             "capability": str(torch.backends.cpu.get_cpu_capability()),
-             "flags": list(_bf16_flags()), "torch": torch.__version__,
+    ident = {"v": 1, "cpu": machine.cpu_model(), "cores": usable_cores(),
+             "capability": machine.cpu_capability(),
+             "flags": list(machine.bf16_flags()), "torch": torch.__version__,
              "min_speedup": MIN_BF16_SPEEDUP, "min_thread_gain": MIN_THREAD_GAIN}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 

@@ -283,6 +283,39 @@ def test_early_stopping_is_recorded_in_the_curve_and_the_provenance(tmp_path: Pa
     assert f"{stop['kept_epoch']}/{stop['epochs_run']} of 4" in text
 
 
+def test_cached_weights_report_the_threads_they_were_trained_with(tmp_path: Path) -> None:
+    """The thread count is not in the weights key, so a run choosing another one reads weights
+    trained at the first: the manifest's (and ``info``'s) ``threads`` is the training's, stored
+    beside the weights; this run's choice stays in ``training_choice``. Weights cached before
+    the facts were stored show an unknown count, never this run's."""
+    import shutil
+
+    from and_toolkit.run import Run
+    from and_toolkit.validation import info_text, run_info
+
+    def cnn(threads: int) -> dict[str, Any]:
+        t = TINY["targets"][0]
+        return {**t, "overrides": {**t["overrides"], "threads": threads}}
+
+    cache = tmp_path / "cache"
+    first = _run(tmp_path / "one", cache, targets=[cnn(1)], stages=["probe", "targets"])
+    second = _run(tmp_path / "two", cache, targets=[cnn(2)], stages=["probe", "targets"])
+    made, read = (Run.at(r).stage_info("targets")["cnn"] for r in (first, second))
+    assert made["trained_here"] and not read["trained_here"]
+    assert read["weights_key"] == made["weights_key"]
+    assert made["threads"] == read["threads"] == 1
+    assert read["training_choice"]["threads"] == 2
+    assert read["trained_with"] == made["trained_with"]
+    assert made["trained_with"]["capability"] and made["trained_with"]["torch"]
+    shutil.rmtree(cache / "trainings")  # a cache written before the facts were stored
+    third = _run(tmp_path / "three", cache, targets=[cnn(2)], stages=["probe", "targets"])
+    old = Run.at(third).stage_info("targets")["cnn"]
+    assert not old["trained_here"] and old["threads"] is None and old["trained_with"] is None
+    row = next(line for line in info_text(run_info(third)).splitlines()
+               if line.startswith("cnn "))
+    assert row.split()[3] == "?"
+
+
 def test_targets_trained_in_worker_processes_equal_those_trained_here(tmp_path: Path) -> None:
     """``execution.train_workers = 2`` trains both targets side by side in worker processes:
     the same weights keys, weights bytes and curves as one after another in this process."""

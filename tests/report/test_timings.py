@@ -79,3 +79,15 @@ def test_training_row_says_where_the_run_trained_it() -> None:
                                                   "worker process (2 trainings at once, with "
                                                   "cnn)")
     assert "from the cache" in by["targets · cnn training"].note
+
+
+def test_training_row_never_guesses_an_unrecorded_thread_count() -> None:
+    """Weights cached before their training's thread count was stored (manifest ``threads``
+    None) say so; the reading run's own choice is not shown as the training's."""
+    stages = {"targets": {"resources": {"wall_s": 0.2},
+                          "cnn": {"arch": "cnn", "precision": "bf16", "threads": None,
+                                  "train_seconds": 10.0, "resources": {"wall_s": 0.1},
+                                  "trained_here": False,
+                                  "training_choice": {"threads": 2}}}}
+    row = {r.stage: r for r in stage_times(stages, STAGES)}["targets · cnn training"]
+    assert row.note.startswith("bf16, thread count not recorded; weights read from the cache")

@@ -10,6 +10,7 @@ import pytest
 
 from and_toolkit.cache import Cache
 from and_toolkit.targets.concurrent import (
+    TRAININGS,
     TrainJob,
     train_and_store,
     train_concurrently,
@@ -45,6 +46,10 @@ def test_workers_store_what_an_in_process_training_stores(tiny_data: Data, tmp_p
         curve_here, curve_there = here.get_json("curves", key), there.get_json("curves", key)
         drop = [{k: v for k, v in row.items() if k != "seconds"} for row in curve_here]
         assert [{k: v for k, v in row.items() if k != "seconds"} for row in curve_there] == drop
+        # what each training ran with is stored beside its weights, the same from a worker
+        made = there.get_json(TRAININGS, key)
+        assert made == here.get_json(TRAININGS, key)
+        assert made["threads"] == 1 and made["precision"] == "fp32" and made["capability"]
     assert sorted(epochs) == [("ast", 1), ("ast", 2), ("cnn", 1), ("cnn", 2)]
     assert set(done) == {"cnn", "ast"} and all(u["wall_s"] > 0 for u in done.values())
 
