@@ -129,6 +129,10 @@ def run_info(path: Path) -> dict[str, Any]:
         stage: {"wall_s": entry.get("seconds"), **(entry.get("resources") or {})}
         for stage, entry in sorted(stages.items(), key=lambda kv: order.get(kv[0], len(order)))
         if isinstance(entry, dict)}
+    closed = run.stage_info("closed")
+    info["closed_methods"] = {
+        "seconds": closed.get("method_seconds") or {},
+        "llm_load_s": (closed.get("icl_requests") or {}).get("llm_load_s")}
     recorded = run.stage_info("record")
     pruning = run.stage_info("experiments").get("pruning") or {}
     info["per_target"] = {
@@ -189,7 +193,15 @@ def info_text(info: dict[str, Any]) -> str:
         total = [sum(t.get(k) or 0.0 for t in info["timings"].values())
                  for k in ("wall_s", "cpu_s")]
         rows.append(["total", f"{total[0]:.1f}", f"{total[1]:.1f}" if total[1] else "-", ""])
-        out += _table(["stage", "wall s", "cpu s", "peak MiB"], rows) + [""]
+        out += _table(["stage", "wall s", "cpu s", "peak MiB"], rows)
+        methods = (info.get("closed_methods") or {}).get("seconds") or {}
+        if methods:
+            load = info["closed_methods"].get("llm_load_s")
+            out.append("(closed: " + ", ".join(
+                f"{m} {s:.1f} s" + (f" incl. loading the LLM {load:.1f} s"
+                                    if m == "ICL" and load is not None else "")
+                for m, s in methods.items()) + ")")
+        out.append("")
     if info.get("per_target"):
         rows = [[tid, "reused" if t["record_reused"] else _num((t["record"] or {}).get(
                     "wall_s"), ".1f") + (" (cache)" if t.get("record_from_cache") else ""),

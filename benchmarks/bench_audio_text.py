@@ -46,9 +46,9 @@ from and_toolkit.cache import Cache
 from and_toolkit.config import load_config
 from and_toolkit.dissect.closed import concept_texts
 from and_toolkit.pipeline import run_pipeline
+from and_toolkit.pipeline.audio_text_model import audio_text_zero_shot, load_audio_text
 from and_toolkit.pipeline.backends import text_encoder
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.targets import audio_text_zero_shot, load_audio_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,6 +15,7 @@ uninterrupted one. Greedy decoding (``temperature == 0``, the default) ignores t
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -230,6 +231,7 @@ class DeferredLLM:
 
     Attributes:
         loaded: the backend once loaded, else None.
+        load_s: seconds the load took (wall), else None.
     """
 
     def __init__(self, id: str, weights_id: str, load: Callable[[], LLM]) -> None:
@@ -237,6 +239,7 @@ class DeferredLLM:
         self.weights_id = weights_id
         self._load = load
         self.loaded: LLM | None = None
+        self.load_s: float | None = None
 
     def backend(self) -> LLM:
         """The loaded backend (loads it now if needed).
@@ -246,7 +249,9 @@ class DeferredLLM:
                 (cache keys made before loading would then be wrong).
         """
         if self.loaded is None:
+            start = time.perf_counter()
             inner = self._load()
+            self.load_s = time.perf_counter() - start
             if (inner.id, inner.weights_id) != (self.id, self.weights_id):
                 raise ValueError(f"deferred LLM: loaded backend is {inner.id!r} / "
                                  f"{inner.weights_id!r}, expected {self.id!r} / "

@@ -9,6 +9,7 @@ reason, and the experiments report it as "not run: <reason>".
 
 from __future__ import annotations
 
+import time
 import warnings
 from typing import Any
 
@@ -19,9 +20,9 @@ from tqdm.auto import tqdm
 from and_toolkit.dissect.closed import CLOSED_METHODS, ClosedConfig, concept_texts
 from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
 from and_toolkit.errors import DataError, StageNotRun
+from and_toolkit.pipeline.audio_text_model import audio_text_zero_shot, load_audio_text
 from and_toolkit.pipeline.backends import clap, text_encoder
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.targets import audio_text_zero_shot, load_audio_text
 from and_toolkit.records.models import NEURON_KEY, CalibratedSummary, ConceptSet
 from and_toolkit.run import Run
 
@@ -56,6 +57,7 @@ def _evidence_tab(ctx: Context, names: list[str], info: dict[str, Any]
     if ctx.cfg.closed.tab_model == "trained":
         trained = load_audio_text(ctx, text_encoder(ctx, ctx.cfg.closed.encoder))
         audio, concepts, zero_shot = audio_text_zero_shot(ctx, trained, text)
+        info["tab_trained_here"] = trained.trained_now  # manifest only: records stay equal
         info["tab_model"] = {**trained.provenance, **zero_shot,
                              "zero_shot_prompt": "the class name, underscores as spaces "
                                                  "(the concept texts TAB scores)"}
@@ -97,6 +99,7 @@ def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[p
         if method not in evidence or method not in ctx.cfg.closed.methods:
             continue
         make = evidence[method]
+        start = time.perf_counter()
         try:
             P, encoder_id = make(ctx, names, info)
         except StageNotRun as exc:
@@ -111,6 +114,7 @@ def _db_tab_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[p
             per_layer = [layer_concepts((ctx.run, P, names, cfg, method), item)
                          for item in tqdm(layers, desc=f"Module A {method}", unit="layer")]
         frames += [f for layer_frames in per_layer for f in layer_frames]
+        info["method_seconds"][method] = round(time.perf_counter() - start, 2)
     return frames
 
 
@@ -137,6 +141,7 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
     cal, summaries = icl_neurons(ctx)
     # one backend call per ICL_CHUNK summaries and k (icl_concepts' prompts); the chunks of
     # both k go to the engine together (under Ray: one LLM actor pool for the stage)
+    start = time.perf_counter()
     parts = chunks_of(summaries, ICL_CHUNK)
     calls = [([icl_prompt(s, names, top=icl_prompt_top(k)) for s in part],
               Sampling(max_new_tokens=ICL_MAX_TOKENS[k]))
@@ -165,7 +170,10 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.D
                                                       "generated")},
                             "neurons": cal.height,
                             "requests_per_neuron": round(stats["generated"] / max(cal.height, 1),
-                                                         3)}
+                                                         3),
+                            **({"llm_load_s": stats["llm_load_s"]} if "llm_load_s" in stats
+                               else {})}
+    info["method_seconds"]["ICL"] = round(time.perf_counter() - start, 2)
     return [ConceptSet.frame(rows)] if rows else []
 
 
@@ -195,10 +203,13 @@ def concept_set(ctx: Context) -> tuple[list[str], str]:
 
 
 def stage_closed(ctx: Context) -> dict[str, Any]:
-    """Module A: ConceptSet(closed) rows for DB / TAB (all layers) and ICL."""
+    """Module A: ConceptSet(closed) rows for DB / TAB (all layers) and ICL. Stage info:
+    ``method_seconds`` (wall seconds per method run; TAB's include training its audio-text
+    model on a cache miss, ICL's loading the LLM: ``icl_requests.llm_load_s``), backends,
+    not-run reasons."""
     names, origin = concept_set(ctx)
     info: dict[str, Any] = {"not_run": {}, "backends": {}, "concepts": len(names),
-                            "concept_source": origin}
+                            "concept_source": origin, "method_seconds": {}}
     frames = _db_tab_rows(ctx, names, info) + _icl_rows(ctx, names, info)
     closed = pl.concat(frames) if frames else ConceptSet.empty()
     extra = {"tab_model": info["tab_model"]} if "tab_model" in info else {}

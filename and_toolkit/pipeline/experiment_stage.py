@@ -21,6 +21,7 @@ from and_toolkit.experiments import encoding as enc
 from and_toolkit.experiments.human_ratings import DESCRIBED_SIMILARITY, rating_table
 from and_toolkit.experiments.paper import SIMILARITIES
 from and_toolkit.experiments.rows import result_key, result_row
+from and_toolkit.pipeline.audio_text_model import recorded_audio_text
 from and_toolkit.pipeline.backends import loaded_text_encoder, text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.experiment_inputs import (
@@ -44,7 +45,6 @@ from and_toolkit.pipeline.pruning_jobs import (
     job_dose,
     job_unlearning,
 )
-from and_toolkit.pipeline.targets import recorded_audio_text
 from and_toolkit.records.models import (
     CAPTION_VARIANTS,
     CalibratedSummary,

@@ -55,7 +55,7 @@ def first_seen(chunks: Sequence[Chunk]) -> list[list[Prompt]]:
 
 def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chunk],
                        desc: str, lookup_drafts: int = 0
-                       ) -> tuple[list[list[str]], dict[str, int], str]:
+                       ) -> tuple[list[list[str]], dict[str, Any], str]:
     """Completions of every chunk, through the run's engine (see the module docstring).
 
     Args:
@@ -68,7 +68,8 @@ def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chu
 
     Returns:
         (completions per chunk in prompt order, request counters of this call as the local
-        :class:`~and_toolkit.backends.llm.RequestStats`, backend id).
+        :class:`~and_toolkit.backends.llm.RequestStats` plus, when this call loaded the local
+        engine's deferred weights, ``llm_load_s`` (wall seconds of the load), backend id).
 
     Raises:
         StageNotRun: the backend cannot be loaded.
@@ -76,12 +77,16 @@ def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chu
     engine = ctx.engine()
     unique = sum(len({_key(p, s) for p in ps}) for ps, s in chunks)
     requested = sum(len(ps) for ps, _ in chunks)
+    load_s = None
     if engine.name == "local":
         model = llm(ctx, name, lookup_drafts)
         before = model.stats.generated
+        deferred = getattr(model, "inner", None)  # a DeferredLLM times its own load
+        unloaded = getattr(deferred, "load_s", None) is None
         texts = [list(model.generate(list(ps), s))
                  for ps, s in tqdm(chunks, desc=desc, unit="chunk", disable=not ctx.progress)]
         generated, backend_id = model.stats.generated - before, str(model.id)
+        load_s = getattr(deferred, "load_s", None) if unloaded else None
     else:
         new = first_seen(chunks)
         todo = [i for i, ps in enumerate(new) if ps]
@@ -92,8 +97,11 @@ def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chu
             found.update({_key(p, chunks[i][1]): t for p, t in zip(new[i], outs, strict=True)})
         texts = [[found[_key(p, s)] for p in ps] for ps, s in chunks]
         generated, backend_id = result.generated, result.backend_id
-    stats = {"requested": requested, "unique": unique, "cache_hits": unique - generated,
-             "generated": generated, "calls": len(chunks)}
+    stats: dict[str, Any] = {"requested": requested, "unique": unique,
+                             "cache_hits": unique - generated, "generated": generated,
+                             "calls": len(chunks)}
+    if isinstance(load_s, float):
+        stats["llm_load_s"] = round(load_s, 2)
     return texts, stats, backend_id
 
 

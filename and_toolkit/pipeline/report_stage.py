@@ -18,8 +18,8 @@ from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.cache import sha256_file
 from and_toolkit.config import STAGES, TargetSection
 from and_toolkit.errors import DataError
+from and_toolkit.pipeline.audio_text_model import recorded_audio_text
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.targets import recorded_audio_text
 from and_toolkit.records.models import (
     CalibratedSummary,
     Caption,

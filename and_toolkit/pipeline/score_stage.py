@@ -42,9 +42,9 @@ from and_toolkit.dissect.scoring import (
     text_sums,
 )
 from and_toolkit.errors import DataError, StageNotRun
+from and_toolkit.pipeline.audio_text_model import load_audio_text
 from and_toolkit.pipeline.backends import clap, text_encoder
 from and_toolkit.pipeline.context import Context
-from and_toolkit.pipeline.targets import load_audio_text
 from and_toolkit.records.models import CalibratedSummary, ConceptSet, ExplanationScore
 from and_toolkit.store import bytes_frame, frame_bytes
 from and_toolkit.targets.features import features_sha

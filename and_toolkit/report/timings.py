@@ -49,6 +49,33 @@ def _target_rows(targets: Mapping[str, Any]) -> list[StageTime]:
     return rows
 
 
+def _closed_rows(closed: Mapping[str, Any]) -> list[StageTime]:
+    """One row per Module A method the closed stage ran (wall s; none for manifests written
+    before the stage timed them)."""
+    seconds = closed.get("method_seconds")
+    if not isinstance(seconds, dict):
+        return []
+    rows = []
+    for method in ("DB", "TAB", "ICL"):
+        wall = _float(seconds.get(method))
+        if wall is None:
+            continue
+        note = ""
+        here, made = closed.get("tab_trained_here"), closed.get("tab_model")
+        if method == "TAB" and isinstance(here, bool) and isinstance(made, dict):
+            note = (f"includes training its audio-text model ({made.get('train_seconds')} s)"
+                    if here else "its audio-text model read from the cache")
+        elif method == "ICL":
+            asked = closed.get("icl_requests") or {}
+            note = (f"{asked.get('generated', 0)} answer(s) generated, "
+                    f"{asked.get('cache_hits', 0)} read from the cache")
+            if (load := _float(asked.get("llm_load_s"))) is not None:
+                note += f"; loading the LLM took {load:.1f} s"
+        rows.append(StageTime(stage=f"closed · {method}", wall_s=wall, cpu_s=None,
+                              peak_rss_mib=None, note=note))
+    return rows
+
+
 def _record_rows(record: Mapping[str, Any]) -> list[StageTime]:
     rows = []
     for tid in sorted(record):
@@ -97,7 +124,8 @@ def stage_times(stages: Mapping[str, Any], order: Sequence[str]) -> tuple[StageT
 
     Returns:
         The rows; the stage rows first, each target's training row right after ``targets``,
-        its recording right after ``record`` and its pruned passes right after
+        its recording right after ``record``, each Module A method right after ``closed``
+        and each target's pruned passes right after
         ``experiments`` (parts of those stages' figures), and a last ``total`` row (sums of
         wall and CPU seconds of the stage rows). Empty when no stage recorded resources.
     """
@@ -119,6 +147,8 @@ def stage_times(stages: Mapping[str, Any], order: Sequence[str]) -> tuple[StageT
             rows.extend(_target_rows(entry))
         elif stage == "record":
             rows.extend(_record_rows(entry))
+        elif stage == "closed":
+            rows.extend(_closed_rows(entry))
         elif stage == "experiments" and isinstance(entry.get("pruning"), dict):
             rows.extend(_pruning_rows(entry["pruning"]))
     if not rows:

@@ -162,6 +162,10 @@ def test_info_and_later_stages_use_the_recorded_training_choice(
     assert set(per) == {"cnn", "ast"}
     assert all(p["record"]["cpu_s"] >= 0 and p["pruning"] is None for p in per.values())
     assert "pruned passes" in info_text(run_info(run))
+    # and each Module A method the closed stage ran (TAB is not run here: no CLAP offline)
+    methods = run_info(run)["closed_methods"]["seconds"]
+    assert list(methods) == ["DB"] and methods["DB"] >= 0
+    assert f"(closed: DB {methods['DB']:.1f} s)" in info_text(run_info(run))
     # the record stage wrote each model's layer order: nothing loads a model to learn it
     handle = Run.at(run)
     for model in ("cnn", "ast"):

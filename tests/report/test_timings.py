@@ -91,3 +91,28 @@ def test_training_row_never_guesses_an_unrecorded_thread_count() -> None:
                                   "training_choice": {"threads": 2}}}}
     row = {r.stage: r for r in stage_times(stages, STAGES)}["targets · cnn training"]
     assert row.note.startswith("bf16, thread count not recorded; weights read from the cache")
+
+
+def test_closed_rows_say_where_module_a_spent_its_time() -> None:
+    """The closed stage's per-method seconds become rows after ``closed``: TAB says whether
+    it trained its audio-text model, ICL how many answers it generated and the LLM's load."""
+    stages = {"closed": {"resources": {"wall_s": 60.0, "cpu_s": 80.0},
+                         "method_seconds": {"DB": 2.0, "TAB": 20.0, "ICL": 38.0},
+                         "tab_trained_here": True, "tab_model": {"train_seconds": 17.5},
+                         "icl_requests": {"generated": 70, "cache_hits": 2,
+                                          "llm_load_s": 9.5}},
+              "score": {"resources": {"wall_s": 5.0}}}
+    rows = stage_times(stages, STAGES)
+    assert [r.stage for r in rows] == ["closed", "closed · DB", "closed · TAB", "closed · ICL",
+                                       "score", "total"]
+    by = {r.stage: r for r in rows}
+    assert by["closed · TAB"].note == "includes training its audio-text model (17.5 s)"
+    assert by["closed · ICL"].note == ("70 answer(s) generated, 2 read from the cache; loading "
+                                       "the LLM took 9.5 s")
+    assert by["total"].wall_s == 65.0  # the method rows are parts of the closed stage
+    warm = {"closed": {"resources": {"wall_s": 1.0}, "method_seconds": {"TAB": 0.5},
+                       "tab_trained_here": False, "tab_model": {"train_seconds": 17.5}}}
+    assert stage_times(warm, STAGES)[1].note == "its audio-text model read from the cache"
+    # manifests written before the stage timed its methods: no method rows
+    assert [r.stage for r in stage_times({"closed": {"resources": {"wall_s": 1.0}}}, STAGES)] \
+        == ["closed", "total"]
