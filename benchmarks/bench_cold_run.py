@@ -160,12 +160,37 @@ def one_run(config: Path, run_dir: Path, cache: Path | None,
                  if isinstance(e, dict) and isinstance(e.get("resources"), dict)}
     training = {t: {**{k: e.get(k) for k in ("arch", "precision", "threads", "train_seconds",
                                              "test_accuracy", "trained_here", "training_workers",
-                                             "trained_alongside")},
+                                             "trained_alongside", "trained_with")},
                     "threads_source": (e.get("training_choice") or {}).get("threads_source")}
                 for t, e in (stages.get("targets") or {}).items()
                 if isinstance(e, dict) and "arch" in e}
     return {"wall_s": round(wall, 2), "load1_before": load, "load1_after": os.getloadavg()[0],
-            "stages": per_stage, "training": training}
+            "stages": per_stage, "training": training, "parts": parts(stages)}
+
+
+def parts(stages: dict[str, Any]) -> dict[str, Any]:
+    """Where the long stages' time went, from a manifest's ``stages``: the closed stage's
+    seconds per Module A method (whether TAB trained its audio-text model, ICL's answers and
+    LLM load), the score stage's text encoding, the experiments' seconds per result and each
+    target's pruned passes (count, wall and CPU seconds, passes read from the cache)."""
+    closed, score = stages.get("closed") or {}, stages.get("score") or {}
+    experiments = stages.get("experiments") or {}
+    asked = closed.get("icl_requests") or {}
+    return {
+        "closed": {"method_seconds": closed.get("method_seconds"),
+                   "tab_trained_here": closed.get("tab_trained_here"),
+                   "tab_train_seconds": (closed.get("tab_model") or {}).get("train_seconds"),
+                   "icl_generated": asked.get("generated"),
+                   "icl_llm_load_s": asked.get("llm_load_s")},
+        "score": {"texts": score.get("texts")},
+        "experiments": {"seconds": {e: v.get("seconds") for e, v in
+                                    (experiments.get("experiments") or {}).items()
+                                    if isinstance(v, dict)},
+                        "pruning": {t: {k: p.get(k) for k in ("forward_passes", "wall_s",
+                                                              "cpu_s", "cached")}
+                                    for t, p in (experiments.get("pruning") or {}).items()
+                                    if isinstance(p, dict)}},
+    }
 
 
 def commit() -> dict[str, Any]:
