@@ -114,7 +114,8 @@ def run_info(path: Path) -> dict[str, Any]:
     info["targets"] = {
         tid: {k: t.get(k) for k in ("arch", "precision", "threads", "trained_with",
                                    "test_accuracy",
-                                   "weights_key", "train_seconds", "resources", "family",
+                                   "weights_key", "train_seconds", "estimated_train_s",
+                                   "resources", "family",
                                    "pretrained", "factory", "sample_rate", "early_stopping")}
         for tid, t in sorted(targets.items()) if isinstance(t, dict) and (
             "arch" in t or "family" in t)}

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.cache import cache_key
@@ -21,12 +20,10 @@ from and_toolkit.pipeline.targets import (
     external_audio,
     external_layers,
     inputs_of,
-    labels_of,
     load_target,
     recorded_layers,
-    resolved_train_config,
-    weights_key_of,
 )
+from and_toolkit.pipeline.training_plan import announce, plan_trainings, train_in_workers
 from and_toolkit.records.models import Extremes, TrainingCurve
 from and_toolkit.resources import measured
 from and_toolkit.run import Run
@@ -38,7 +35,10 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     info: dict[str, Any] = {}
     provenance: dict[str, Any] = {}
-    in_workers = _train_in_workers(ctx)
+    plan = plan_trainings(ctx)
+    announce(plan)
+    estimates = {p.target.id: p.estimate_s for p in plan if not p.cached}
+    in_workers = train_in_workers(ctx, plan)
     for target in ctx.cfg.targets:
         if target.external:
             with measured() as usage:
@@ -80,68 +80,11 @@ def stage_targets(ctx: Context) -> dict[str, Any]:
                            "training_choice": loaded.training_choice,
                            "resources": usage.as_dict(),
                            **in_workers.get(target.id, {"trained_here": loaded.trained_now})}
+        estimate = estimates.get(target.id)
+        if info[target.id]["trained_here"] and estimate is not None:
+            info[target.id]["estimated_train_s"] = round(estimate, 2)
     ctx.run.write(TrainingCurve, TrainingCurve.frame(rows), targets=provenance)
     return info
-
-
-def _train_in_workers(ctx: Context) -> dict[str, dict[str, Any]]:
-    """Train the run's uncached targets side by side in worker processes when the chosen
-    thread counts leave cores idle (:mod:`and_toolkit.targets.concurrent`; ``[execution]
-    train_workers`` overrides the count); the weights land in the cache, where the stage's
-    loop then finds them. Per target trained so: ``trained_here``, the worker count
-    (``training_workers``: trainings at once), the other targets trained in workers in this
-    stage (``trained_alongside``) and the worker's own resources. Unless ``train_workers`` is
-    set, only a training worth a worker goes to one (``concurrent.long_enough``: estimated
-    from its measured step at a minute or more; starting a worker costs seconds). Empty when
-    fewer than two such targets need training, one worker is all that fits, or the cache is
-    disabled (the workers hand their weights over through it): the loop then trains in this
-    process."""
-    from and_toolkit.targets.concurrent import (
-        TrainJob,
-        estimated_seconds,
-        long_enough,
-        train_concurrently,
-        workers_for,
-    )
-
-    if not ctx.cache.enabled:
-        return {}
-    jobs = []
-    targets, folds = labels_of(ctx)
-    for target in ctx.cfg.targets:
-        if target.external:
-            continue
-        cfg, choice = resolved_train_config(ctx, target, fresh=True)
-        key = weights_key_of(ctx, cfg)
-        if ctx.cache.payload_digest("weights", key) and ctx.cache.payload_digest("curves", key):
-            continue
-        n_train = int((folds != cfg.test_fold).sum())
-        if ctx.cfg.execution.train_workers is not None \
-                or long_enough([estimated_seconds(cfg, choice, n_train)])[0]:
-            jobs.append(TrainJob(target.id, cfg, key, inputs_of(ctx, cfg), targets, folds))
-    workers = workers_for([j.cfg.threads or 1 for j in jobs], len(jobs),
-                          ctx.cfg.execution.train_workers)
-    if len(jobs) < 2 or workers < 2:
-        return {}
-    ids = [j.target_id for j in jobs]
-    out: dict[str, dict[str, Any]] = {}
-    left = {j.target_id: j.cfg.epochs for j in jobs}  # epochs not yet reported
-    with tqdm(total=sum(left.values()), desc=f"training {len(jobs)} targets, {workers} at a "
-              "time", unit="epoch", disable=not ctx.progress) as bar:
-        def epoch(tid: str, row: dict[str, Any]) -> None:
-            if "loss" not in row:  # pretraining rows come first and carry "loss"
-                left[tid] -= 1
-                bar.update(1)
-
-        def done(tid: str, usage: dict[str, Any]) -> None:
-            out[tid] = {"trained_here": True, "training_workers": workers,
-                        "trained_alongside": [i for i in ids if i != tid],
-                        "worker_resources": usage}
-            bar.total -= max(left[tid], 0)  # early stopping ended it before its last epoch
-            bar.set_postfix_str(f"{tid} done")
-
-        train_concurrently(jobs, ctx.cache, workers, on_epoch=epoch, on_done=done)
-    return out
 
 
 def _external_provenance(ctx: Context, target: TargetSection) -> dict[str, Any]:

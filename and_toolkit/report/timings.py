@@ -41,11 +41,14 @@ def _target_rows(targets: Mapping[str, Any]) -> list[StageTime]:
         beside, at_once = entry.get("trained_alongside"), entry.get("training_workers")
         where = (f", in a worker process ({at_once} trainings at once, with "
                  f"{', '.join(map(str, beside))})" if isinstance(beside, list) and beside else "")
+        estimate = _float(entry.get("estimated_train_s"))
+        ahead = f"; estimated beforehand from its measured step: {estimate:.0f} s" \
+            if estimate is not None and not cached else ""
         rows.append(StageTime(
             stage=f"targets · {tid} training", wall_s=_float(entry.get("train_seconds")),
             cpu_s=None, peak_rss_mib=None,
             note=how + ("weights read from the cache: the training that produced them"
-                        if cached else "trained in this run" + where)))
+                        if cached else "trained in this run" + where + ahead)))
     return rows
 
 

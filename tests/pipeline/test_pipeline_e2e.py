@@ -151,6 +151,8 @@ def test_info_and_later_stages_use_the_recorded_training_choice(
     info = run_info(run)["targets"]
     assert set(info) == {"cnn", "ast"}
     assert all(t["precision"] == "fp32" and t["threads"] >= 1 for t in info.values())
+    # each training was estimated beforehand from its own measured step
+    assert all(t["estimated_train_s"] >= 0 for t in info.values())
     # every stage and every target's training is timed: wall, CPU, sampled peak memory
     timings = run_info(run)["timings"]
     assert list(timings) == TINY["stages"]
@@ -306,6 +308,9 @@ def test_cached_weights_report_the_threads_they_were_trained_with(tmp_path: Path
     second = _run(tmp_path / "two", cache, targets=[cnn(2)], stages=["probe", "targets"])
     made, read = (Run.at(r).stage_info("targets")["cnn"] for r in (first, second))
     assert made["trained_here"] and not read["trained_here"]
+    # the training was estimated beforehand from its own measured step (threads pinned here:
+    # no step measured, no estimate); a cache read has nothing to estimate
+    assert "estimated_train_s" not in made and "estimated_train_s" not in read
     assert read["weights_key"] == made["weights_key"]
     assert made["threads"] == read["threads"] == 1
     assert read["training_choice"]["threads"] == 2

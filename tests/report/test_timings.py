@@ -70,14 +70,16 @@ def test_training_row_says_where_the_run_trained_it() -> None:
         # trained in a worker: the stage's own read of the weights took no time
         "ast": {"arch": "ast", "precision": "fp32", "threads": 1, "train_seconds": 300.0,
                 "resources": {"wall_s": 0.1}, "trained_here": True,
-                "trained_alongside": ["cnn"], "training_workers": 2},
+                "trained_alongside": ["cnn"], "training_workers": 2,
+                "estimated_train_s": 280.4},
         # a fast cache read of weights trained by another run, whatever the timings say
         "cnn": {"arch": "cnn", "precision": "fp32", "threads": 1, "train_seconds": 1.0,
                 "resources": {"wall_s": 4.0}, "trained_here": False}}}
     by = {r.stage: r for r in stage_times(stages, STAGES)}
     assert by["targets · ast training"].note == ("fp32, 1 thread(s); trained in this run, in a "
                                                   "worker process (2 trainings at once, with "
-                                                  "cnn)")
+                                                  "cnn); estimated beforehand from its "
+                                                  "measured step: 280 s")
     assert "from the cache" in by["targets · cnn training"].note
 
 
