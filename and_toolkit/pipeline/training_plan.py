@@ -41,9 +41,9 @@ class Planned:
         key: its weights key.
         cached: the cache holds its weights and curve (nothing to train).
         steps: optimiser steps of a full training (epochs x batches).
-        estimate_s: seconds of those steps from the target's own measured step at the chosen
-            threads (``concurrent.estimated_seconds``; the per-epoch test-fold evaluation is
-            not counted), or None when the step was not measured (pretrained archs).
+        estimate_s: seconds of those steps and of each epoch's test-fold evaluation from the
+            target's own measured step at the chosen threads (``concurrent.estimated_seconds``),
+            or None when the step was not measured (pretrained archs).
     """
 
     target: TargetSection
@@ -69,9 +69,10 @@ def plan_trainings(ctx: Context) -> list[Planned]:
         cached = bool(ctx.cache.payload_digest("weights", key)
                       and ctx.cache.payload_digest("curves", key))
         n_train = int((folds != cfg.test_fold).sum())
+        n_test = len(folds) - n_train
         steps = cfg.epochs * -(-n_train // cfg.batch_size)
-        out.append(Planned(target, cfg, choice, key, cached, steps,
-                           None if cached else estimated_seconds(cfg, choice, n_train)))
+        out.append(Planned(target, cfg, choice, key, cached, steps, None if cached
+                           else estimated_seconds(cfg, choice, n_train, n_test)))
     return out
 
 
@@ -93,8 +94,7 @@ def announce(plan: list[Planned], min_s: float = MIN_WORKER_S) -> list[str]:
             continue
         lines.append(f"[targets] {p.target.id}: training {p.cfg.epochs} epochs ({p.steps} "
                      f"steps), about {duration(p.estimate_s)} ({p.cfg.precision}, "
-                     f"{p.cfg.threads} thread(s); from its measured step, evaluation not "
-                     "counted)")
+                     f"{p.cfg.threads} thread(s); estimated from its measured step)")
     for line in lines:
         print(line, flush=True)
     return lines

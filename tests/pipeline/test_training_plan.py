@@ -28,5 +28,5 @@ def test_only_long_uncached_measured_trainings_are_announced(
             _planned("cached", True, None), _planned("unmeasured", False, None)]
     lines = announce(plan)
     assert lines == ["[targets] ast: training 40 epochs (2000 steps), about 35 min (fp32, "
-                     "2 thread(s); from its measured step, evaluation not counted)"]
+                     "2 thread(s); estimated from its measured step)"]
     assert capsys.readouterr().out == lines[0] + "\n"

@@ -91,5 +91,7 @@ def test_only_trainings_estimated_long_enough_get_a_worker() -> None:
     target = {"threads_source": "target", "thread_seconds": {"1": 0.9, "2": 0.5}}
     # 10 epochs x ceil(30 / 8) = 40 steps at the chosen (2-thread) step time
     assert estimated_seconds(cfg, target, 30) == pytest.approx(20.0)
+    # + each epoch's evaluation of 12 test clips: a third of a step per batch of 8
+    assert estimated_seconds(cfg, target, 30, 12) == pytest.approx(20.0 + 10 * 0.5 * 1.5 / 3)
     assert estimated_seconds(cfg, {**target, "threads_source": "probe"}, 30) is None
     assert long_enough([20.0, MIN_WORKER_S, None]) == [False, True, True]
