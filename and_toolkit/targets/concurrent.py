@@ -55,7 +55,8 @@ def estimated_seconds(cfg: TrainConfig, choice: dict[str, Any], n_train: int,
     epoch's test-fold evaluation of ``n_test`` clips counted as a third of a step per batch (a
     forward pass without the backward); None when the threads were not measured on the
     target's own step. Augmentation, the optimiser update and data handling are not counted:
-    on a quiet 2-core machine the ESC-50 AST's epochs took about 1.1x the estimate."""
+    a rough guide (ESC-50 capped at AVX2: 0.85x to 1.95x of the actual seconds, see
+    docs/architecture.md)."""
     seconds = choice.get("thread_seconds") or {}
     step = seconds.get(str(cfg.threads)) if choice.get("threads_source") == "target" else None
     if not isinstance(step, int | float):
