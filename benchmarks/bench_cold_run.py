@@ -160,7 +160,8 @@ def one_run(config: Path, run_dir: Path, cache: Path | None,
                  if isinstance(e, dict) and isinstance(e.get("resources"), dict)}
     training = {t: {**{k: e.get(k) for k in ("arch", "precision", "threads", "train_seconds",
                                              "test_accuracy", "trained_here", "training_workers",
-                                             "trained_alongside", "trained_with")},
+                                             "trained_alongside", "trained_with",
+                                             "estimated_train_s")},
                     "threads_source": (e.get("training_choice") or {}).get("threads_source")}
                 for t, e in (stages.get("targets") or {}).items()
                 if isinstance(e, dict) and "arch" in e}
