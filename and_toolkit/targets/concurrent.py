@@ -55,7 +55,7 @@ def estimated_seconds(cfg: TrainConfig, choice: dict[str, Any], n_train: int,
     epoch's test-fold evaluation of ``n_test`` clips counted as a third of a step per batch (a
     forward pass without the backward); None when the threads were not measured on the
     target's own step. Augmentation, the optimiser update and data handling are not counted:
-    a rough guide (ESC-50 capped at AVX2: the trainings took 0.85x to 1.95x their estimates, see
+    a rough guide (ESC-50 capped at AVX2: the trainings took 0.94x to 1.94x their estimates, see
     docs/architecture.md)."""
     seconds = choice.get("thread_seconds") or {}
     step = seconds.get(str(cfg.threads)) if choice.get("threads_source") == "target" else None
