@@ -22,6 +22,7 @@ from and_toolkit.targets.concurrent import (
     TrainJob,
     estimated_seconds,
     long_enough,
+    optimiser_steps,
     train_concurrently,
     workers_for,
 )
@@ -70,8 +71,8 @@ def plan_trainings(ctx: Context) -> list[Planned]:
                       and ctx.cache.payload_digest("curves", key))
         n_train = int((folds != cfg.test_fold).sum())
         n_test = len(folds) - n_train
-        steps = cfg.epochs * -(-n_train // cfg.batch_size)
-        out.append(Planned(target, cfg, choice, key, cached, steps, None if cached
+        out.append(Planned(target, cfg, choice, key, cached, optimiser_steps(cfg, n_train),
+                           None if cached
                            else estimated_seconds(cfg, choice, n_train, n_test)))
     return out
 

@@ -61,8 +61,12 @@ def estimated_seconds(cfg: TrainConfig, choice: dict[str, Any], n_train: int,
     step = seconds.get(str(cfg.threads)) if choice.get("threads_source") == "target" else None
     if not isinstance(step, int | float):
         return None
-    batches = -(-n_train // cfg.batch_size) + n_test / cfg.batch_size / 3
-    return float(step) * cfg.epochs * batches
+    return float(step) * (optimiser_steps(cfg, n_train) + cfg.epochs * n_test / cfg.batch_size / 3)
+
+
+def optimiser_steps(cfg: TrainConfig, n_train: int) -> int:
+    """Optimiser steps of a full training of ``cfg`` on ``n_train`` clips (epochs x batches)."""
+    return cfg.epochs * -(-n_train // cfg.batch_size)
 
 
 def long_enough(estimates: Sequence[float | None], min_s: float = MIN_WORKER_S) -> list[bool]:
