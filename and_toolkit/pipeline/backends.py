@@ -70,17 +70,34 @@ class LLMCacheAdapter:
         self.cache.put_bytes(self.namespace, key, value.encode("utf-8"))
 
 
+def minilm_onnx(cache: Cache) -> bytes:
+    """The packaged MiniLM exported to ONNX
+    (:func:`~and_toolkit.backends.minilm_onnx.export_onnx`), from ``cache`` (namespace
+    ``onnx``) or exported now and stored there."""
+    from and_toolkit.backends.minilm_onnx import export_key_parts, export_onnx
+
+    key = cache_key(**export_key_parts())
+    raw = cache.get_bytes("onnx", key)
+    if raw is None:
+        raw = export_onnx()
+        cache.put_bytes("onnx", key, raw)
+    return raw
+
+
 def text_encoder(ctx: Context, name: str) -> DiskCachedEncoder:
-    """The sentence encoder ``name`` ('minilm', 'clip' or 'hashing'), cached on disk.
+    """The sentence encoder ``name``, cached on disk: 'minilm' (all-MiniLM-L6-v2 on ONNX
+    Runtime, :mod:`~and_toolkit.backends.minilm_onnx`), 'clip' or 'hashing'.
 
     Raises:
         StageNotRun: the encoder's weights are not available here.
     """
     def make() -> DiskCachedEncoder:
-        from and_toolkit.backends.encoders import HashingEncoder, MiniLMEncoder
+        from and_toolkit.backends.encoders import HashingEncoder
 
         if name == "minilm":
-            inner: Any = MiniLMEncoder.load()
+            from and_toolkit.backends.minilm_onnx import OnnxMiniLMEncoder
+
+            inner: Any = OnnxMiniLMEncoder.load(minilm_onnx(ctx.cache))
         elif name == "hashing":
             inner = HashingEncoder()
         elif name == "clip":
