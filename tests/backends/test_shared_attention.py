@@ -64,6 +64,20 @@ def test_merged_attention_equals_attention_over_prefix_and_own_keys(q_len: int) 
                                rtol=0)
 
 
+def test_fused_prefix_part_equals_plain_ops() -> None:
+    """The fused flash-attention kernel and the plain-ops fallback (other devices) give the
+    same output and log-sum-exp (to float32 rounding)."""
+    gen = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(3, n, 16, generator=gen) for n in (20, 37, 37))
+    fused = shared_attention._prefix_part(q, k, v, 0.25, fused=True)
+    plain = shared_attention._prefix_part(q, k, v, 0.25, fused=False)
+    assert fused[0].shape == (3, 20, 16) and fused[1].shape == (3, 20, 1)
+    for a, b in zip(fused, plain, strict=True):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)
+    torch.testing.assert_close(plain[1][..., 0], torch.logsumexp(q @ k.transpose(1, 2) * 0.25,
+                                                                 dim=-1), atol=ATOL, rtol=0)
+
+
 def test_a_query_with_every_own_key_masked_reads_the_prefix_only() -> None:
     gen = torch.Generator().manual_seed(1)
     q = torch.randn(1, 2, 1, 4, generator=gen)
