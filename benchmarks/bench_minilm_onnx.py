@@ -49,7 +49,7 @@ def texts() -> tuple[list[str], dict[str, int]]:
     path = Path(data) / "esc50" / "captions" / "qwen2-audio-7b-instruct.csv" if data else None
     if path is not None and path.is_file():
         with path.open(newline="", encoding="utf-8") as f:
-            esc = sorted({row["text"] for row in csv.DictReader(f) if row.get("text")})
+            esc = sorted({row["caption"] for row in csv.DictReader(f) if row.get("caption")})
         out += esc
         counts["esc50_qwen2_audio_captions"] = len(esc)
     return list(dict.fromkeys(out)), counts
