@@ -133,8 +133,7 @@ def run_info(path: Path) -> dict[str, Any]:
     closed = run.stage_info("closed")
     info["closed_methods"] = {
         "seconds": closed.get("method_seconds") or {},
-        "llm_load_s": (closed.get("icl_requests") or {}).get("llm_load_s"),
-        "llm_prefetched": bool((closed.get("icl_requests") or {}).get("llm_prefetched"))}
+        "llm_load_s": (closed.get("icl_requests") or {}).get("llm_load_s")}
     recorded = run.stage_info("record")
     pruning = run.stage_info("experiments").get("pruning") or {}
     info["per_target"] = {
@@ -200,11 +199,8 @@ def info_text(info: dict[str, Any]) -> str:
         if methods:
             load = info["closed_methods"].get("llm_load_s")
             out.append("(closed: " + ", ".join(
-                f"{m} {s:.1f} s" + (
-                    (f" after loading the LLM in {load:.1f} s beside DB and TAB"
-                     if info["closed_methods"].get("llm_prefetched")
-                     else f" incl. loading the LLM {load:.1f} s")
-                    if m == "ICL" and load is not None else "")
+                f"{m} {s:.1f} s" + (f" incl. loading the LLM {load:.1f} s"
+                                    if m == "ICL" and load is not None else "")
                 for m, s in methods.items()) + ")")
         out.append("")
     if info.get("per_target"):

@@ -15,7 +15,6 @@ uninterrupted one. Greedy decoding (``temperature == 0``, the default) ignores t
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,9 +224,6 @@ class DeferredLLM:
     so a :class:`CachedLLM` over it answers every cached prompt without loading the model: a
     warm run's LLM stages skip SmolLM2's GGUF parse (seconds to tens of seconds).
 
-    :meth:`prefetch` starts the load in a background thread, so a stage can do other work
-    while the weights are read (the first ``generate`` then waits for it).
-
     Args:
         id: the backend id the loaded backend will report (checked on load).
         weights_id: its weights id (checked on load).
@@ -236,7 +232,6 @@ class DeferredLLM:
     Attributes:
         loaded: the backend once loaded, else None.
         load_s: seconds the load took (wall), else None.
-        prefetched: whether :meth:`prefetch` started the load.
     """
 
     def __init__(self, id: str, weights_id: str, load: Callable[[], LLM]) -> None:
@@ -245,51 +240,24 @@ class DeferredLLM:
         self._load = load
         self.loaded: LLM | None = None
         self.load_s: float | None = None
-        self.prefetched = False
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def prefetch(self) -> bool:
-        """Start loading in a background thread; False when loaded or started already. A
-        failed load is raised by the next :meth:`backend` call, in the caller's thread."""
-        if self.loaded is not None or self._thread is not None:
-            return False
-        self.prefetched = True
-        self._thread = threading.Thread(target=self._background, name="llm-prefetch",
-                                        daemon=True)
-        self._thread.start()
-        return True
-
-    def _background(self) -> None:
-        try:
-            self.backend()
-        except BaseException as exc:  # handed to the thread that asks for the backend
-            self._error = exc
 
     def backend(self) -> LLM:
-        """The loaded backend (loads it now if needed; waits for a prefetch under way).
+        """The loaded backend (loads it now if needed).
 
         Raises:
             ValueError: the loaded backend reports another id or weights id than promised
                 (cache keys made before loading would then be wrong).
         """
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-            if self._error is not None:
-                raise self._error
-        with self._lock:
-            if self.loaded is None:
-                start = time.perf_counter()
-                inner = self._load()
-                self.load_s = time.perf_counter() - start
-                if (inner.id, inner.weights_id) != (self.id, self.weights_id):
-                    raise ValueError(f"deferred LLM: loaded backend is {inner.id!r} / "
-                                     f"{inner.weights_id!r}, expected {self.id!r} / "
-                                     f"{self.weights_id!r}")
-                self.loaded = inner
-            return self.loaded
+        if self.loaded is None:
+            start = time.perf_counter()
+            inner = self._load()
+            self.load_s = time.perf_counter() - start
+            if (inner.id, inner.weights_id) != (self.id, self.weights_id):
+                raise ValueError(f"deferred LLM: loaded backend is {inner.id!r} / "
+                                 f"{inner.weights_id!r}, expected {self.id!r} / "
+                                 f"{self.weights_id!r}")
+            self.loaded = inner
+        return self.loaded
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:
         """The loaded backend's completions (see :class:`~and_toolkit.interfaces.LLM`)."""
@@ -327,16 +295,6 @@ class CachedLLM:
     def weights_id(self) -> str:
         """The wrapped backend's weights id."""
         return self.inner.weights_id
-
-    def misses(self, prompts: Sequence[Prompt], sampling: Sampling) -> int:
-        """How many distinct prompts of a call are not in the cache (what :meth:`generate`
-        would send to the backend); calls nothing.
-
-        Raises:
-            ValueError: if a prompt is malformed.
-        """
-        keys = {generation_key(self.inner, p, sampling) for p in _check_prompts(prompts)}
-        return sum(1 for k in keys if self.cache.get(k) is None)
 
     def generate(self, prompts: Sequence[Prompt], sampling: Sampling) -> list[str]:
         """Generate (or fetch) one completion per prompt; see the class docstring.

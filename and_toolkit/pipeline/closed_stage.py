@@ -130,37 +130,26 @@ def icl_neurons(ctx: Context) -> tuple[pl.DataFrame, list[str]]:
     return cal, [" ".join(p) if p else "No common description." for p in cal["kept"].to_list()]
 
 
-def _icl_calls(ctx: Context, names: list[str]) -> tuple[pl.DataFrame, int, list[Any]]:
-    """ICL's neurons, its number of chunks per k, and its backend calls: one per ICL_CHUNK
-    summaries and k (icl_concepts' prompts); the chunks of both k go to the engine together
-    (under Ray: one LLM actor pool for the stage)."""
-    from and_toolkit.dissect.icl import icl_prompt_top
+def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any]) -> list[pl.DataFrame]:
+    from and_toolkit.dissect.icl import icl_concepts_from_responses, icl_prompt_top
     from and_toolkit.dissect.prompts import icl_prompt
     from and_toolkit.interfaces import Sampling
-    from and_toolkit.pipeline.llm_chunks import chunks_of
+    from and_toolkit.pipeline.llm_chunks import chunked_generation, chunks_of
 
+    if "ICL" not in ctx.cfg.closed.methods:
+        return []
     cal, summaries = icl_neurons(ctx)
+    # one backend call per ICL_CHUNK summaries and k (icl_concepts' prompts); the chunks of
+    # both k go to the engine together (under Ray: one LLM actor pool for the stage)
+    start = time.perf_counter()
     parts = chunks_of(summaries, ICL_CHUNK)
     calls = [([icl_prompt(s, names, top=icl_prompt_top(k)) for s in part],
               Sampling(max_new_tokens=ICL_MAX_TOKENS[k]))
              for k in ICL_SIMILARITY for part in parts]
-    return cal, len(parts), calls
-
-
-def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any],
-              planned: tuple[pl.DataFrame, int, list[Any]] | None, prefetched: bool
-              ) -> list[pl.DataFrame]:
-    from and_toolkit.dissect.icl import icl_concepts_from_responses
-    from and_toolkit.pipeline.llm_chunks import chunked_generation
-
-    if planned is None:
-        return []
-    cal, n_parts, calls = planned
-    start = time.perf_counter()
     try:
         texts, stats, backend_id = chunked_generation(
             ctx, "closed", ctx.cfg.closed.icl_llm, calls, desc="ICL",
-            lookup_drafts=ctx.cfg.closed.icl_lookup_drafts, prefetched=prefetched)
+            lookup_drafts=ctx.cfg.closed.icl_lookup_drafts)
     except StageNotRun as exc:
         info["not_run"]["ICL"] = str(exc)
         return []
@@ -168,7 +157,7 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any],
     rows: list[dict[str, Any]] = []
     for j, (k, sim) in enumerate(ICL_SIMILARITY.items()):
         picked: list[list[str]] = []
-        for responses in texts[j * n_parts:(j + 1) * n_parts]:
+        for responses in texts[j * len(parts):(j + 1) * len(parts)]:
             picked += icl_concepts_from_responses(responses, names, enc, k)
         for (m, lay, unit), concepts in zip(cal.select(NEURON_KEY).rows(), picked,
                                             strict=True):
@@ -183,8 +172,7 @@ def _icl_rows(ctx: Context, names: list[str], info: dict[str, Any],
                             "requests_per_neuron": round(stats["generated"] / max(cal.height, 1),
                                                          3),
                             **({"llm_load_s": stats["llm_load_s"]} if "llm_load_s" in stats
-                               else {}),
-                            **({"llm_prefetched": True} if prefetched else {})}
+                               else {})}
     info["method_seconds"]["ICL"] = round(time.perf_counter() - start, 2)
     return [ConceptSet.frame(rows)] if rows else []
 
@@ -217,19 +205,12 @@ def concept_set(ctx: Context) -> tuple[list[str], str]:
 def stage_closed(ctx: Context) -> dict[str, Any]:
     """Module A: ConceptSet(closed) rows for DB / TAB (all layers) and ICL. Stage info:
     ``method_seconds`` (wall seconds per method run; TAB's include training its audio-text
-    model on a cache miss, ICL's waiting for the LLM's load: ``icl_requests.llm_load_s``,
-    ``llm_prefetched`` when it loaded while DB and TAB ran), backends,
+    model on a cache miss, ICL's loading the LLM: ``icl_requests.llm_load_s``), backends,
     not-run reasons."""
-    from and_toolkit.pipeline.llm_chunks import prefetch_llm
-
     names, origin = concept_set(ctx)
     info: dict[str, Any] = {"not_run": {}, "backends": {}, "concepts": len(names),
                             "concept_source": origin, "method_seconds": {}}
-    planned = _icl_calls(ctx, names) if "ICL" in ctx.cfg.closed.methods else None
-    # the LLM's weights load in the background while DB and TAB run (when ICL will generate)
-    prefetched = planned is not None and prefetch_llm(
-        ctx, ctx.cfg.closed.icl_llm, planned[2], ctx.cfg.closed.icl_lookup_drafts)
-    frames = _db_tab_rows(ctx, names, info) + _icl_rows(ctx, names, info, planned, prefetched)
+    frames = _db_tab_rows(ctx, names, info) + _icl_rows(ctx, names, info)
     closed = pl.concat(frames) if frames else ConceptSet.empty()
     extra = {"tab_model": info["tab_model"]} if "tab_model" in info else {}
     ctx.run.replace_concepts("closed", closed, closed_backends=info["backends"],

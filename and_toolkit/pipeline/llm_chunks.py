@@ -26,7 +26,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from and_toolkit.errors import StageNotRun
 from and_toolkit.interfaces import Prompt, Sampling, prompt_sha256
 from and_toolkit.pipeline.backends import LLMSource, llm
 from and_toolkit.pipeline.context import Context
@@ -55,7 +54,7 @@ def first_seen(chunks: Sequence[Chunk]) -> list[list[Prompt]]:
 
 
 def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chunk],
-                       desc: str, lookup_drafts: int = 0, prefetched: bool = False
+                       desc: str, lookup_drafts: int = 0
                        ) -> tuple[list[list[str]], dict[str, Any], str]:
     """Completions of every chunk, through the run's engine (see the module docstring).
 
@@ -66,8 +65,6 @@ def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chu
         chunks: backend calls, in order.
         desc: progress-bar label (local engine).
         lookup_drafts: prompt-lookup decoding's draft length (0: off; ``closed.icl_lookup_drafts``).
-        prefetched: :func:`prefetch_llm` started the load for these chunks (its seconds are
-            then reported as this call's ``llm_load_s``).
 
     Returns:
         (completions per chunk in prompt order, request counters of this call as the local
@@ -85,8 +82,7 @@ def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chu
         model = llm(ctx, name, lookup_drafts)
         before = model.stats.generated
         deferred = getattr(model, "inner", None)  # a DeferredLLM times its own load
-        # a load prefetched for these chunks (prefetch_llm) counts as this call's
-        unloaded = prefetched or getattr(deferred, "load_s", None) is None
+        unloaded = getattr(deferred, "load_s", None) is None
         texts = [list(model.generate(list(ps), s))
                  for ps, s in tqdm(chunks, desc=desc, unit="chunk", disable=not ctx.progress)]
         generated, backend_id = model.stats.generated - before, str(model.id)
@@ -107,29 +103,6 @@ def chunked_generation(ctx: Context, stage: str, name: str, chunks: Sequence[Chu
     if isinstance(load_s, float):
         stats["llm_load_s"] = round(load_s, 2)
     return texts, stats, backend_id
-
-
-def prefetch_llm(ctx: Context, name: str, chunks: Sequence[Chunk], lookup_drafts: int = 0
-                 ) -> bool:
-    """Start loading the local engine's deferred LLM weights in a background thread when
-    ``chunks`` will miss the cache, so the stage's other work overlaps the load (SmolLM2's GGUF
-    read: seconds, mostly in one core); the first :func:`chunked_generation` call waits for it.
-
-    Returns:
-        True if a load was started; False under another engine, when every prompt is cached,
-        the backend loads eagerly or is loaded already, or cannot be built (the generation
-        call then reports why).
-    """
-    if ctx.engine().name != "local":
-        return False
-    try:
-        model = llm(ctx, name, lookup_drafts)
-    except StageNotRun:
-        return False
-    start = getattr(getattr(model, "inner", None), "prefetch", None)
-    if start is None or not any(model.misses(list(ps), s) for ps, s in chunks):
-        return False
-    return bool(start())
 
 
 def chunks_of(prompts: Sequence[Any], size: int) -> list[list[Any]]:

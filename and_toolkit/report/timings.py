@@ -73,9 +73,7 @@ def _closed_rows(closed: Mapping[str, Any]) -> list[StageTime]:
             note = (f"{asked.get('generated', 0)} answer(s) generated, "
                     f"{asked.get('cache_hits', 0)} read from the cache")
             if (load := _float(asked.get("llm_load_s"))) is not None:
-                note += f"; loading the LLM took {load:.1f} s" + (
-                    ", in the background while DB and TAB ran"
-                    if asked.get("llm_prefetched") else "")
+                note += f"; loading the LLM took {load:.1f} s"
         rows.append(StageTime(stage=f"closed · {method}", wall_s=wall, cpu_s=None,
                               peak_rss_mib=None, note=note))
     return rows

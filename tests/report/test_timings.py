@@ -112,9 +112,6 @@ def test_closed_rows_say_where_module_a_spent_its_time() -> None:
     assert by["closed · ICL"].note == ("70 answer(s) generated, 2 read from the cache; loading "
                                        "the LLM took 9.5 s")
     assert by["total"].wall_s == 65.0  # the method rows are parts of the closed stage
-    stages["closed"]["icl_requests"]["llm_prefetched"] = True
-    assert stage_times(stages, STAGES)[3].note.endswith(
-        "loading the LLM took 9.5 s, in the background while DB and TAB ran")
     warm = {"closed": {"resources": {"wall_s": 1.0}, "method_seconds": {"TAB": 0.5},
                        "tab_trained_here": False, "tab_model": {"train_seconds": 17.5}}}
     assert stage_times(warm, STAGES)[1].note == "its audio-text model read from the cache"
