@@ -120,7 +120,9 @@ def export_onnx(path: Path | None = None) -> bytes:
     axes = {name: {0: "batch", 1: "tokens"} for name in (*INPUTS, "last_hidden_state")}
     # the tracer warns that Python conditions on shapes become constants: with a full-length
     # attention mask given, those conditions (extra mask padding, causal attention) are the
-    # same for every input; tests/backends/test_minilm_onnx.py checks other shapes
+    # same for every input; and that advanced indexing is wrong for negative indices: the
+    # padding mask is indexed by position ranges (>= 0). tests/backends/test_minilm_onnx.py
+    # checks other shapes against the torch path
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*aten::index.*")
