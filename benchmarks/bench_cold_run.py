@@ -11,8 +11,8 @@ the figures, because the machine is shared and noisy.
 
 Goals (issue 18, on a 2-core AVX2 laptop): demo cold <= 90 s; ESC-50 cold <= 30 min, warm <= 5 min.
 A run on another kind of CPU is recorded, not compared against these goals as if it were one.
-``--emulate-avx2`` runs both subprocesses with torch's and oneDNN's kernels capped at AVX2
-(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``): bf16 is then emulated as on an AVX2
+``--emulate-avx2`` runs both subprocesses with torch's, oneDNN's and MKL's kernels capped at AVX2
+(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``, ``MKL_ENABLE_INSTRUCTIONS=AVX2``): bf16 is then emulated as on an AVX2
 laptop (the precision probe sees it), though clock, caches and the LLM runtime's own kernels are
 still this machine's, so it approximates such a laptop rather than being one (the results file
 says which it was).
@@ -63,8 +63,11 @@ GOALS_S = {"demo": {"cold": 90.0}, "esc50": {"cold": 1800.0, "warm": 300.0}}
 FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 SEED_NAMESPACES = ("weights", "curves", "machine")
 """Cache namespaces ``--seed-weights`` copies into the cold run's empty cache."""
-AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-"""Environment that caps torch's (ATen) and oneDNN's kernels at AVX2."""
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+            "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+"""Environment that caps torch's (ATen), oneDNN's and MKL's kernels at AVX2 (torch's float32
+matrix products go to MKL; on the AMD EPYC these figures come from MKL reports its generic
+code path whether capped or not, so its cap matters on Intel CPUs with AVX-512)."""
 
 
 def machine() -> dict[str, Any]:

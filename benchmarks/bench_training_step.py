@@ -12,7 +12,7 @@ with the bf16/fp32 ratio (< 1: bf16 faster) and what the ``>= 1.25x`` rule would
 these full steps, next to what the start-up probe (``resolve_precision("auto")``) chose.
 
 Unless ``--no-emulated``, the probe and the steps of ``--emulated-archs`` are re-run in
-a subprocess with ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2``: torch then computes bf16
+a subprocess with ``ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2``: torch then computes bf16
 without AVX-512-BF16/AMX, as on CPUs that emulate it, to check the probe picks fp32 there.
 
 Usage::
@@ -45,7 +45,8 @@ from and_toolkit.targets import DEFAULT_TARGETS, build_model, logits_of
 from and_toolkit.targets.precision import ENV_PRECISION, choose_precision, resolve_precision
 from and_toolkit.targets.timing import autocast, usable_cores
 
-EMULATION_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+EMULATION_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                 "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
 def make_step(model: nn.Module, precision: str, x: torch.Tensor, soft: torch.Tensor,
