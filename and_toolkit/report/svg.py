@@ -4,7 +4,8 @@ matplotlib runs through :class:`matplotlib.figure.Figure` with the SVG backend i
 ``rc_context`` that fixes ``svg.hashsalt``, keeps text as ``<text>`` (escaped by matplotlib) and
 drops the date metadata, so the same data always gives byte-identical SVG. Element ids are
 prefixed with the figure id, so several figures can live in one HTML page. Every figure is
-checked when it is rendered: no legend may overlap the data area of any axes.
+laid out once and drawn once (:func:`lay_out_for_svg`) and checked when it is rendered: no
+legend may overlap the data area of any axes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from xml.sax.saxutils import escape
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 
 RC: dict[str, object] = {
@@ -144,12 +146,48 @@ def legend_overlaps(fig: Figure, drawn: bool = False) -> list[str]:
     return out
 
 
+def lay_out_for_svg(fig: Figure) -> None:
+    """Run ``fig``'s layout engine once as ``savefig(format="svg")`` would, then detach it.
+
+    With a layout engine attached, ``savefig`` draws the figure twice: a first, draw-disabled
+    pass only so that ``Figure.draw`` runs the engine, then the real pass. Running the engine
+    here under the same conditions as that first pass (an SVG canvas, hence the SVG renderer's
+    text metrics, at the 72 dpi ``print_svg`` draws at) and detaching it leaves ``savefig`` one
+    draw, with the same axes / legend positions, so the SVG is byte-identical. ``fig.dpi`` is
+    restored afterwards (``savefig`` restores it too). No-op for a figure without an engine;
+    like ``Figure.draw``, the engine only runs when the figure has axes.
+
+    Raises:
+        ValueError: from the engine (``Figure.draw`` would swallow it and save the figure
+            without a layout).
+        RuntimeError: if the engine cannot be detached (rc ``figure.autolayout`` or
+            ``figure.constrained_layout.use`` re-attach one); savefig would lay out twice.
+    """
+    engine = fig.get_layout_engine()
+    if engine is None:
+        return
+    if fig.axes:
+        FigureCanvasSVG(fig)  # the renderer the engine asks the figure for is then the SVG one
+        dpi = fig.dpi
+        fig.dpi = 72  # print_svg's dpi: point = pixel, as in savefig's layout pass
+        try:
+            engine.execute(fig)
+        finally:
+            fig.dpi = dpi
+    fig.set_layout_engine(None)
+    if fig.get_layout_engine() is not None:
+        raise RuntimeError("figure layout engine could not be detached after the layout "
+                           "(rc figure.autolayout / figure.constrained_layout.use is set)")
+
+
 def to_svg(fig: Figure, fig_id: str, title: str) -> str:
-    """Draw ``fig`` as inline SVG, refusing a layout where a legend covers data.
+    """Draw ``fig`` as inline SVG (one draw: see :func:`lay_out_for_svg`, which detaches its
+    layout engine), refusing a layout where a legend covers data.
 
     Raises:
         ValueError: naming the figure when a legend overlaps an axes' data area.
     """
+    lay_out_for_svg(fig)
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata=_METADATA)
     if problems := legend_overlaps(fig, drawn=True):  # measured in the layout just saved

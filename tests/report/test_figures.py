@@ -97,6 +97,35 @@ def test_rerender_is_byte_identical(rendered: dict[str, str], name: str) -> None
     assert RENDERERS[name](f"f-{name}") == rendered[name]
 
 
+MPL_RENDERERS = sorted(set(RENDERERS) - {"wordcloud"})
+
+
+@pytest.mark.parametrize("name", MPL_RENDERERS)
+def test_layout_once_gives_the_svg_of_savefigs_own_layout_pass(
+        rendered: dict[str, str], name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from and_toolkit.report import svg
+
+    # without lay_out_for_svg, savefig runs the constrained layout in its own (second) draw
+    monkeypatch.setattr(svg, "lay_out_for_svg", lambda fig: None)
+    assert RENDERERS[name](f"f-{name}") == rendered[name]
+
+
+@pytest.mark.parametrize("name", MPL_RENDERERS)
+def test_each_figure_is_drawn_once(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.figure import Figure
+
+    draws: list[Figure] = []
+    real_draw = Figure.draw
+
+    def counting_draw(self: Figure, renderer: object) -> None:
+        draws.append(self)
+        real_draw(self, renderer)
+
+    monkeypatch.setattr(Figure, "draw", counting_draw)
+    RENDERERS[name](f"f-{name}")
+    assert len(draws) == 1
+
+
 def test_svg_has_no_date_or_creator_metadata(rendered: dict[str, str]) -> None:
     for svg in rendered.values():
         assert "<metadata" not in svg and "dc:date" not in svg
