@@ -29,6 +29,9 @@ Algorithm (:func:`summarise_many`):
    not count.
 6. Points are ordered by support (descending), then sentence points before adjective
    before noun points, then first appearance; at most ``max_points``.
+
+Steps 3-5 live in :mod:`and_toolkit.dissect.extractive_groups`, arranged so that what
+neurons share (a caption's sentences and words, a sentence pair's Dice) is computed once.
 """
 
 from __future__ import annotations
@@ -37,9 +40,18 @@ import re
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from and_toolkit.dissect.extractive_groups import (
+    CaptionInfo,
+    Word,
+    caption_info,
+    group,
+    lexical_sim,
+    mask_clips,
+    medoid,
+    shared_words,
+)
 from and_toolkit.dissect.open_concepts import ACOUSTIC_ADJECTIVES
 from and_toolkit.dissect.text import split_sentences
 from and_toolkit.interfaces import TaggedToken, Tagger, TextEncoder
@@ -172,12 +184,6 @@ def content_lemmas(sentence: str) -> frozenset[str]:
                      if w not in EXTRACTIVE_STOPWORDS and not w.isdigit())
 
 
-def _dice(a: frozenset[str], b: frozenset[str]) -> float:
-    if not a or not b:
-        return 0.0
-    return 2.0 * len(a & b) / (len(a) + len(b))
-
-
 def _join(words: Sequence[str]) -> str:
     if len(words) <= 1:
         return "".join(words)
@@ -190,38 +196,7 @@ def _first_lower(s: str) -> str:
     return s
 
 
-class _Item(NamedTuple):
-    clip: int
-    text: str
-    lemmas: frozenset[str]
-
-
-def _group(items: list[_Item], sim: np.ndarray, threshold: float) -> list[list[int]]:
-    groups: list[list[int]] = []
-    for i in range(len(items)):
-        best, best_sim = -1, -np.inf
-        for g, members in enumerate(groups):
-            s = float(max(sim[i, j] for j in members))
-            if s > best_sim:
-                best, best_sim = g, s
-        if best >= 0 and best_sim >= threshold:
-            groups[best].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
-def _medoid(members: list[int], sim: np.ndarray) -> int:
-    if len(members) == 1:
-        return members[0]
-    scores = [sum(float(sim[i, j]) for j in members if j != i) for i in members]
-    return members[int(np.argmax(scores))]
-
-
-_Word = tuple[str, str, str]  # (kind, lemma, display form)
-
-
-def _sentence_words(text: str, tags: list[TaggedToken] | None) -> tuple[_Word, ...]:
+def _sentence_words(text: str, tags: list[TaggedToken] | None) -> tuple[Word, ...]:
     """Adjectives / nouns of one sentence that are not negated (see the module docstring)."""
     if tags is not None:
         toks = [(t.text.lower(), t.tag) for t in tags]
@@ -238,59 +213,71 @@ def _sentence_words(text: str, tags: list[TaggedToken] | None) -> tuple[_Word, .
     return tuple(out)
 
 
-def _shared_words(
-    items: list[_Item], words_of: dict[str, tuple[_Word, ...]], kinds: tuple[str, ...],
-) -> dict[str, dict[str, tuple[set[int], str, int]]]:
-    """kind -> lemma -> (clips, display form, first position)."""
-    out: dict[str, dict[str, tuple[set[int], str, int]]] = {k: {} for k in kinds}
-    pos = 0
-    for it in items:
-        for kind, lem, form in words_of[it.text]:
-            pos += 1
-            if kind in out:
-                out[kind].setdefault(lem, (set(), form, pos))[0].add(it.clip)
-    return out
+class _Sentences(NamedTuple):
+    """The run's distinct content sentences (first-appearance order) and their lemma sets."""
+
+    texts: list[str]
+    lemmas: list[frozenset[str]]
 
 
 def _summarise_one(
-    items: list[_Item], k: int, sim: np.ndarray, threshold: float, cfg: ExtractiveConfig,
-    words_of: dict[str, tuple[_Word, ...]], with_nouns: bool,
+    infos: list[CaptionInfo], sim: list[list[float]], rows: list[int], clip_of: list[int],
+    sentences: _Sentences, threshold: float, cfg: ExtractiveConfig, with_nouns: bool,
 ) -> ExtractiveSummary:
-    ranked: list[tuple[int, int, int, ExtractivePoint]] = []
-    stated: list[tuple[frozenset[str], int]] = []
-    for g, members in enumerate(_group(items, sim, threshold)):
-        clips = tuple(sorted({items[i].clip for i in members}))
+    """Summary of one neuron: ``infos`` its K captions, ``rows`` / ``clip_of`` its n content
+    sentences (rows into ``sentences``, clip indices), ``sim`` their [n][n] similarities."""
+    ranked: list[tuple[int, int, int, str, tuple[int, ...], str]] = []
+    stated: dict[str, int] = {}  # lemma -> largest support of a sentence point stating it
+    for g, members in enumerate(group(sim, threshold)):
+        if len(members) < cfg.min_support:  # fewer sentences than needed clips
+            continue
+        clips = tuple(sorted({clip_of[i] for i in members}))
         if len(clips) < cfg.min_support:
             continue
-        rep = items[_medoid(members, sim)]
-        ranked.append((-len(clips), 0, g, ExtractivePoint(
-            text=rep.text, support=len(clips), clips=clips, kind="sentence")))
-        stated.append((rep.lemmas, len(clips)))
+        rep = rows[medoid(members, sim)]
+        ranked.append((-len(clips), 0, g, sentences.texts[rep], clips, "sentence"))
+        for lem in sentences.lemmas[rep]:
+            stated[lem] = max(stated.get(lem, 0), len(clips))
     if cfg.word_points:
         kinds = ("adjectives", "nouns") if with_nouns else ("adjectives",)
-        for order, (kind, words) in enumerate(_shared_words(items, words_of, kinds).items(), 1):
-            by_clips: dict[frozenset[int], list[tuple[int, str]]] = {}
-            for lem, (clips_set, form, first) in words.items():
-                n = len(clips_set)
-                if n < cfg.min_support or any(lem in lems and n <= sup for lems, sup in stated):
-                    continue
-                by_clips.setdefault(frozenset(clips_set), []).append((first, form))
-            for clip_set, entries in by_clips.items():
-                entries.sort()
-                joined = _join([f for _, f in entries])
-                text = (f"It is {joined}." if kind == "adjectives"
-                        else joined[:1].upper() + joined[1:] + ".")
-                ranked.append((-len(clip_set), order, entries[0][0], ExtractivePoint(
-                    text=text, support=len(clip_set), clips=tuple(sorted(clip_set)),
-                    kind=kind)))  # type: ignore[arg-type]
+        by_clips: dict[tuple[int, int], list[tuple[int, str]]] = {}
+        for order, lem, mask, form, first in shared_words(infos, kinds, cfg.min_support):
+            if mask.bit_count() > stated.get(lem, 0):
+                by_clips.setdefault((order, mask), []).append((first, form))
+        for (order, mask), entries in by_clips.items():
+            entries.sort()
+            joined = _join([f for _, f in entries])
+            kind = kinds[order - 1]
+            text = (f"It is {joined}." if kind == "adjectives"
+                    else joined[:1].upper() + joined[1:] + ".")
+            clips = mask_clips(mask)
+            ranked.append((-len(clips), order, entries[0][0], text, clips, kind))
+    # (-support, kind order, group / first position) is unique per point, so the order
+    # candidates were appended in does not matter.
     ranked.sort(key=lambda r: r[:3])
-    details = tuple(r[3] for r in ranked[:cfg.max_points])
+    k = len(infos)
+    details = tuple(ExtractivePoint(text=text, support=-neg, clips=clips, kind=kind)  # type: ignore[arg-type]
+                    for neg, _, _, text, clips, kind in ranked[:cfg.max_points])
     if details:
         text = "\n".join(f"{p.support}/{k} clips: {_first_lower(p.text)}" for p in details)
     else:
         text = f"No point is shared by at least {cfg.min_support} of the {k} clips."
     return ExtractiveSummary(text=text, points=tuple(p.text for p in details),
                              details=details, k=k)
+
+
+def _split_captions(caption_lists: Sequence[Sequence[str]]) -> dict[str, list[str]]:
+    """Distinct caption -> its content sentences (checking every neuron's list)."""
+    sentences_of: dict[str, list[str]] = {}
+    for n, caps in enumerate(caption_lists):
+        if isinstance(caps, str) or len(caps) == 0:
+            raise ValueError(f"caption_lists[{n}] must be a non-empty list of captions")
+        for c, cap in enumerate(caps):
+            if not isinstance(cap, str):
+                raise ValueError(f"caption_lists[{n}][{c}] is {type(cap).__name__}, not str")
+            if cap not in sentences_of:
+                sentences_of[cap] = [s for s in split_sentences(cap) if content_lemmas(s)]
+    return sentences_of
 
 
 def summarise_many(
@@ -302,7 +289,9 @@ def summarise_many(
     """Extractive summaries of many neurons' captions (see the module docstring).
 
     Every distinct sentence is embedded (embedding mode) and tagged (with a tagger) once
-    across all neurons; neurons with identical caption lists share one computation.
+    across all neurons, a distinct caption is split once, the Dice of a pair of distinct
+    sentences is computed once, and neurons with identical caption lists share one
+    computation.
 
     Args:
         caption_lists: per neuron, its K captions in clip order (top clips by descending
@@ -321,39 +310,33 @@ def summarise_many(
     cfg = cfg or ExtractiveConfig()
     if cfg.similarity == "embedding" and encoder is None:
         raise ValueError("cfg.similarity='embedding' needs an encoder")
-    sentences_of: dict[str, list[tuple[str, frozenset[str]]]] = {}
-    per_neuron: list[list[_Item]] = []
-    for n, caps in enumerate(caption_lists):
-        if isinstance(caps, str) or len(caps) == 0:
-            raise ValueError(f"caption_lists[{n}] must be a non-empty list of captions")
-        items = []
-        for c, cap in enumerate(caps):
-            if not isinstance(cap, str):
-                raise ValueError(f"caption_lists[{n}][{c}] is {type(cap).__name__}, not str")
-            if cap not in sentences_of:
-                sents = [(s, content_lemmas(s)) for s in split_sentences(cap)]
-                sentences_of[cap] = [(s, lem) for s, lem in sents if lem]
-            items += [_Item(clip=c, text=s, lemmas=lem) for s, lem in sentences_of[cap]]
-        per_neuron.append(items)
-    distinct = list(dict.fromkeys(s for sents in sentences_of.values() for s, _ in sents))
+    sentences_of = _split_captions(caption_lists)
+    distinct = list(dict.fromkeys(s for sents in sentences_of.values() for s in sents))
     row = {s: i for i, s in enumerate(distinct)}
+    sentences = _Sentences(distinct, [content_lemmas(s) for s in distinct])
     emb = encoder.encode(distinct) if cfg.similarity == "embedding" and encoder else None
-    words_of: dict[str, tuple[_Word, ...]] = {}
+    words: list[tuple[Word, ...]] = [()] * len(distinct)
     if cfg.word_points:
         tags = tagger.tag(distinct) if tagger is not None and distinct else [None] * len(distinct)
-        words_of = {s: _sentence_words(s, t) for s, t in zip(distinct, tags, strict=True)}
+        words = [_sentence_words(s, t) for s, t in zip(distinct, tags, strict=True)]
+    info_of = {cap: caption_info(tuple(row[s] for s in sents), words)
+               for cap, sents in sentences_of.items()}
     threshold = cfg.embedding_threshold if emb is not None else cfg.lexical_threshold
+    pair_dice: dict[int, float] = {}
     memo: dict[tuple[str, ...], ExtractiveSummary] = {}
     out = []
-    for caps, items in zip(caption_lists, per_neuron, strict=True):
+    for caps in caption_lists:
         key = tuple(caps)
         if key not in memo:
-            if emb is not None:
-                e = emb[[row[it.text] for it in items]]
-                sim = e @ e.T if items else np.zeros((0, 0))
+            infos = [info_of[cap] for cap in caps]
+            rows = [r for info in infos for r in info.sents]
+            clip_of = [c for c, info in enumerate(infos) for _ in info.sents]
+            if emb is not None:  # e @ e.T exactly as before (numpy may take a syrk path)
+                e = emb[rows]
+                sim = (e @ e.T).tolist() if rows else []
             else:
-                sim = np.array([[_dice(a.lemmas, b.lemmas) for b in items] for a in items])
-            memo[key] = _summarise_one(items, len(caps), sim, threshold, cfg, words_of,
+                sim = lexical_sim(rows, sentences.lemmas, pair_dice)
+            memo[key] = _summarise_one(infos, sim, rows, clip_of, sentences, threshold, cfg,
                                        with_nouns=tagger is not None)
         out.append(memo[key])
     return out
