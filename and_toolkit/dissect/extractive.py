@@ -266,9 +266,12 @@ def _summarise_one(
                              details=details, k=k)
 
 
-def _split_captions(caption_lists: Sequence[Sequence[str]]) -> dict[str, list[str]]:
-    """Distinct caption -> its content sentences (checking every neuron's list)."""
+def _split_captions(caption_lists: Sequence[Sequence[str]]
+                    ) -> tuple[dict[str, list[str]], dict[str, frozenset[str]]]:
+    """(distinct caption -> its content sentences, distinct sentence -> its content lemmas),
+    each lemma set computed once; checks every neuron's list."""
     sentences_of: dict[str, list[str]] = {}
+    lemmas_of: dict[str, frozenset[str]] = {}
     for n, caps in enumerate(caption_lists):
         if isinstance(caps, str) or len(caps) == 0:
             raise ValueError(f"caption_lists[{n}] must be a non-empty list of captions")
@@ -276,8 +279,14 @@ def _split_captions(caption_lists: Sequence[Sequence[str]]) -> dict[str, list[st
             if not isinstance(cap, str):
                 raise ValueError(f"caption_lists[{n}][{c}] is {type(cap).__name__}, not str")
             if cap not in sentences_of:
-                sentences_of[cap] = [s for s in split_sentences(cap) if content_lemmas(s)]
-    return sentences_of
+                kept = []
+                for sentence in split_sentences(cap):
+                    if sentence not in lemmas_of:
+                        lemmas_of[sentence] = content_lemmas(sentence)
+                    if lemmas_of[sentence]:
+                        kept.append(sentence)
+                sentences_of[cap] = kept
+    return sentences_of, lemmas_of
 
 
 def summarise_many(
@@ -310,10 +319,10 @@ def summarise_many(
     cfg = cfg or ExtractiveConfig()
     if cfg.similarity == "embedding" and encoder is None:
         raise ValueError("cfg.similarity='embedding' needs an encoder")
-    sentences_of = _split_captions(caption_lists)
+    sentences_of, lemmas_of = _split_captions(caption_lists)
     distinct = list(dict.fromkeys(s for sents in sentences_of.values() for s in sents))
     row = {s: i for i, s in enumerate(distinct)}
-    sentences = _Sentences(distinct, [content_lemmas(s) for s in distinct])
+    sentences = _Sentences(distinct, [lemmas_of[s] for s in distinct])
     emb = encoder.encode(distinct) if cfg.similarity == "embedding" and encoder else None
     words: list[tuple[Word, ...]] = [()] * len(distinct)
     if cfg.word_points:
