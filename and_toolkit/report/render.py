@@ -24,8 +24,9 @@ from and_toolkit.report.context import (
     ReportContext,
     check_section_id,
 )
+from and_toolkit.report.parallel import SectionJob, build_views
 from and_toolkit.report.sections import RESERVED_IDS, SECTIONS, SECTIONS_BY_ID, generic_spec
-from and_toolkit.report.views import SectionView, build_section, not_run_reason
+from and_toolkit.report.views import SectionView, not_run_reason
 
 ADDITIONAL_ID = "additional"
 
@@ -69,19 +70,10 @@ def _check_results(results: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFram
     return out
 
 
-def build_sections(results: Mapping[str, pl.DataFrame], context: ReportContext
-                   ) -> list[SectionView]:
-    """The section views of a report, in page order.
-
-    Paper sections come first in the paper's order; result frames without a paper section follow
-    (sorted by id), then one "Additional tables" section for extra tables of other ids.
-
-    Args:
-        results: experiment id -> ResultRow frame.
-        context: the report context.
-
-    Returns:
-        The section views.
+def section_jobs(results: Mapping[str, pl.DataFrame], context: ReportContext
+                 ) -> list[SectionJob]:
+    """The result sections of a report, in page order: paper sections in the paper's order,
+    then result frames without a paper section (sorted by id).
 
     Raises:
         RecordValidationError: if a frame does not conform to ResultRow.
@@ -89,11 +81,37 @@ def build_sections(results: Mapping[str, pl.DataFrame], context: ReportContext
     """
     frames = _check_results(results)
     extra = context.extra_tables
-    views = [build_section(spec, frames.get(spec.id), extra.get(spec.id, ()), frames)
-             for spec in SECTIONS]
-    for name in sorted(set(frames) - set(SECTIONS_BY_ID)):
-        views.append(build_section(generic_spec(name), frames[name], extra.get(name, ()), frames))
-    leftover = sorted(set(extra) - set(SECTIONS_BY_ID) - set(frames))
+    specs = [*SECTIONS, *map(generic_spec, sorted(set(frames) - set(SECTIONS_BY_ID)))]
+    return [SectionJob(spec, frames.get(spec.id), tuple(extra.get(spec.id, ())), frames)
+            for spec in specs]
+
+
+def build_sections(results: Mapping[str, pl.DataFrame], context: ReportContext, *,
+                   workers: int | None = None) -> list[SectionView]:
+    """The section views of a report, in page order.
+
+    Paper sections come first in the paper's order; result frames without a paper section follow
+    (sorted by id), then one "Additional tables" section for extra tables of other ids. A report
+    with enough figures is drawn on two processes (:mod:`and_toolkit.report.parallel`), with the
+    same views as in one.
+
+    Args:
+        results: experiment id -> ResultRow frame.
+        context: the report context.
+        workers: 1 = draw in this process only; 2 = also in one worker process when the figures
+            are worth it; None (default) = 2 when two CPUs are available.
+
+    Returns:
+        The section views.
+
+    Raises:
+        RecordValidationError: if a frame does not conform to ResultRow.
+        ValueError: if a result id is not a valid / free section id.
+        ReportWorkerError: if the worker process dies.
+    """
+    views = build_views(section_jobs(results, context), workers=workers)
+    extra = context.extra_tables
+    leftover = sorted(set(extra) - set(SECTIONS_BY_ID) - set(results))
     if leftover:
         tables = tuple(t for name in leftover for t in extra[name])
         views.append(SectionView(
@@ -103,13 +121,15 @@ def build_sections(results: Mapping[str, pl.DataFrame], context: ReportContext
     return views
 
 
-def render_report(results: Mapping[str, pl.DataFrame], context: ReportContext) -> str:
+def render_report(results: Mapping[str, pl.DataFrame], context: ReportContext, *,
+                  workers: int | None = None) -> str:
     """Render one run's report as a self-contained HTML page.
 
     Args:
         results: experiment id (e.g. ``"table7"``) -> ResultRow frame. Missing paper experiments
             and frames whose rows all carry a ``not run: ...`` note render as "not run" boxes.
         context: run name, title, provenance, findings, extra tables and notes.
+        workers: processes drawing the figures (see :func:`build_sections`).
 
     Returns:
         The HTML text (UTF-8 when written).
@@ -118,8 +138,9 @@ def render_report(results: Mapping[str, pl.DataFrame], context: ReportContext) -
         RecordValidationError: if a frame does not conform to ResultRow.
         ValueError: if a result id is invalid or reserved.
         jinja2.UndefinedError: if a template refers to a variable that is not provided.
+        ReportWorkerError: if the worker process dies.
     """
-    sections = build_sections(results, context)
+    sections = build_sections(results, context, workers=workers)
     if context.not_graded:
         sections = [replace(s, caption=f"Pipeline demo on {context.not_graded}: not graded "
                             f"against the paper. {s.caption}") if s.id in SECTIONS_BY_ID else s
