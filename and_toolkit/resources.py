@@ -10,6 +10,7 @@ numbers: they describe a run, they never change its records.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +25,14 @@ CHILDREN_SECONDS = 0.5
 """How often (s) the sampler looks for new child processes (listing them reads every process's
 ``/proc`` entry, ~1 ms); their RSS is then read at every sample."""
 MIB = 1024 * 1024
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (CPU affinity; ``os.cpu_count()`` where unsupported)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 @dataclass

@@ -23,7 +23,6 @@ worker has the worker's traceback as its cause. A worker that dies or fails to s
 from __future__ import annotations
 
 import multiprocessing
-import os
 import pickle
 import signal
 import threading
@@ -40,6 +39,7 @@ import polars as pl
 from and_toolkit.report.context import ExtraTable
 from and_toolkit.report.sections import SectionSpec
 from and_toolkit.report.views import SectionView, build_section, not_run_reason
+from and_toolkit.resources import usable_cores
 
 MIN_PARALLEL_SECONDS = 3.0
 """Estimated drawing time (s, :func:`estimated_seconds`) from which a report is built on two
@@ -139,13 +139,6 @@ def claim_order(costs: Sequence[float], head_start: float = 1.0) -> list[int]:
     return front + back[::-1]
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def use_worker(costs: Sequence[float], workers: int | None) -> bool:
     """Whether :func:`build_views` starts a worker.
 
@@ -164,7 +157,7 @@ def use_worker(costs: Sequence[float], workers: int | None) -> bool:
     if workers not in (None, 1, 2):
         raise ValueError(f"workers: expected None, 1 or 2, got {workers!r}")
     if workers is None:
-        workers = 2 if _cpus() >= 2 and not multiprocessing.current_process().daemon else 1
+        workers = 2 if usable_cores() >= 2 and not multiprocessing.current_process().daemon else 1
     return workers == 2 and sum(costs) >= MIN_PARALLEL_SECONDS
 
 

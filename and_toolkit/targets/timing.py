@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -21,6 +20,8 @@ from typing import Literal, TypeVar
 
 import torch
 from torch import nn
+
+from and_toolkit.resources import usable_cores
 
 __all__ = [
     "SCREEN_SLOWDOWN",
@@ -69,14 +70,6 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (CPU affinity; ``os.cpu_count()`` where unsupported)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 # ----- the workload -----------------------------------------------------------------------------
