@@ -56,11 +56,13 @@ def estimated_seconds(cfg: TrainConfig, choice: dict[str, Any], n_train: int,
     forward pass without the backward); None when the threads were not measured on the
     target's own step. Augmentation, the optimiser update and data handling are not counted:
     a rough guide (ESC-50 capped at AVX2: the trainings took 0.94x to 1.94x their estimates, see
-    docs/architecture.md)."""
+    docs/architecture.md). With ``cfg.encoder_once``: one forward pass of every clip."""
     seconds = choice.get("thread_seconds") or {}
     step = seconds.get(str(cfg.threads)) if choice.get("threads_source") == "target" else None
     if not isinstance(step, int | float):
         return None
+    if cfg.encoder_once:  # one forward pass of every clip; the classifier's steps are negligible
+        return float(step) * (n_train + n_test) / cfg.batch_size / 3
     return float(step) * (optimiser_steps(cfg, n_train) + cfg.epochs * n_test / cfg.batch_size / 3)
 
 

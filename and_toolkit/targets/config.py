@@ -94,6 +94,12 @@ class TrainConfig(BaseModel):
         pretrain: If set (AST archs only), the encoder is first pretrained by masked-patch
             reconstruction on the unlabelled features (SSAST-style), then fine-tuned (``ast``)
             or frozen with a trained head (``ast-frozen``).
+        encoder_once: ``ast-frozen`` only: compute the frozen encoder's pooled output once per
+            clip and fit the classifier on it (``targets/pooled.py``), instead of running the
+            encoder on augmented inputs every epoch (one encoder pass in all instead of one per
+            epoch). Input augmentation must then be off (``time_shift``, ``time_masks``,
+            ``freq_masks`` = 0); mixup mixes the pooled vectors. Part of the weights key when
+            True.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -128,6 +134,7 @@ class TrainConfig(BaseModel):
     head_sd_floor: float | None = Field(default=None, gt=0)
     patience: int | None = Field(default=None, ge=1)
     val_fraction: float = Field(default=0.1, gt=0, lt=1)
+    encoder_once: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -138,6 +145,13 @@ class TrainConfig(BaseModel):
         if self.head_sd_floor is not None and self.arch not in FROZEN_PRETRAINED_ARCHS:
             raise ValueError(f"head_sd_floor: only for the frozen pretrained archs "
                              f"{sorted(FROZEN_PRETRAINED_ARCHS)}, not {self.arch!r}")
+        if self.encoder_once:
+            if self.arch != "ast-frozen":
+                raise ValueError(f"encoder_once: only for arch 'ast-frozen', not {self.arch!r}")
+            on = [f for f in ("time_shift", "time_masks", "freq_masks") if getattr(self, f)]
+            if on:
+                raise ValueError(f"encoder_once: {', '.join(on)} act on log-mel inputs, which "
+                                 "the classifier no longer sees; set them to 0")
         if self.patience is not None and self.arch in FROZEN_PRETRAINED_ARCHS:
             raise ValueError(f"patience: early stopping is not implemented for the linear head "
                              f"of {self.arch!r} (its epochs take milliseconds)")
@@ -160,16 +174,18 @@ class TrainConfig(BaseModel):
                 drop.add("yamnet_tuned_blocks")
             if self.head_sd_floor is None:  # keys as before the field
                 drop.add("head_sd_floor")
-            payload = self.model_dump(mode="json", exclude=drop | self._unset_stopping())
+            payload = self.model_dump(mode="json", exclude=drop | self._left_out())
             payload["backbone_sha256"] = backbone_sha256(self.arch)
             return payload
         unused = {"whisper_window_seconds", "yamnet_tuned_blocks", "head_sd_floor"}
         drop = unused | ({"cnn"} if self.arch.startswith("ast") else {"ast"})
-        return self.model_dump(mode="json", exclude=drop | self._unset_stopping())
+        return self.model_dump(mode="json", exclude=drop | self._left_out())
 
-    def _unset_stopping(self) -> set[str]:
-        """Without ``patience`` its fields are left out (keys as before they existed)."""
-        return {"patience", "val_fraction"} if self.patience is None else set()
+    def _left_out(self) -> set[str]:
+        """Without ``patience`` its fields are left out, and ``encoder_once`` when False (keys
+        as before they existed)."""
+        unset = {"patience", "val_fraction"} if self.patience is None else set()
+        return unset | ({"encoder_once"} if not self.encoder_once else set())
 
 
 def build_model(cfg: TrainConfig) -> nn.Module:

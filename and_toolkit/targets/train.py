@@ -18,6 +18,7 @@ from and_toolkit.targets.ast import freeze_encoder
 from and_toolkit.targets.augment import mixup, spec_augment, time_shift
 from and_toolkit.targets.config import FROZEN_PRETRAINED_ARCHS, TrainConfig, build_model
 from and_toolkit.targets.early_stop import EarlyStop, validation_rows
+from and_toolkit.targets.pooled import pooled_outputs
 from and_toolkit.targets.pretrain import pretrain_encoder
 from and_toolkit.targets.pretrained.head import train_frozen_head
 from and_toolkit.targets.pretrained.partial import TopBlocks, freeze_trunk, trunk_outputs
@@ -263,7 +264,15 @@ def _train(
     # Dropout draws from the global RNG: seed it inside a fork so callers' RNG is untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed + 2)
-        curve = _fit(model, cfg, x_train, y_train, x_test, y_test, progress, on_epoch)
+        if cfg.encoder_once:  # the classifier alone, on the frozen encoder's pooled output
+            pooled = pooled_outputs(model, features, cfg.precision, cfg.eval_batch_size,
+                                    progress)
+            head = model.classifier
+            assert isinstance(head, nn.Module)
+            curve = _fit(head, cfg, torch.from_numpy(pooled[~test]), y_train, pooled[test],
+                         y_test, progress, on_epoch)
+        else:
+            curve = _fit(model, cfg, x_train, y_train, x_test, y_test, progress, on_epoch)
     model.eval()
     return TrainedTarget(model=model, config=cfg, curve=curve, pretrain_curve=pre_curve)
 
