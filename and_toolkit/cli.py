@@ -93,7 +93,7 @@ def _cmd_convert_whisper(args: argparse.Namespace) -> int:
 
 
 def _cmd_index(args: argparse.Namespace) -> int:
-    from and_toolkit.pipeline.report_stage import write_reports_index
+    from and_toolkit.report.index import write_reports_index
 
     print(write_reports_index(Path(args.reports)))
     return 0

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from and_toolkit.dissect.scoring import DEFAULT_Q
 from and_toolkit.errors import ConfigError
-from and_toolkit.recording.hooks import DEFAULT_EXCLUDE, DEFAULT_POOLING, PoolingName
-from and_toolkit.targets.audio_text import AudioTextConfig
+from and_toolkit.recording.hook_defaults import DEFAULT_EXCLUDE, DEFAULT_POOLING, PoolingName
+from and_toolkit.stages import STAGES, Stage
+from and_toolkit.targets.audio_text_config import AudioTextConfig
 
 PaperModel = Literal["AST", "BEATs-finetuned", "BEATs-frozen"]
 PAPER_MODEL_BY_ARCH: dict[str, PaperModel] = {
@@ -31,14 +32,6 @@ PRETRAINING_BY_ARCH: dict[str, str] = {
     "whisper-frozen": "Whisper-base encoder, weakly supervised on speech, frozen; linear head "
                       "trained here"}
 """How each pretrained architecture was pretrained (archs trained here from scratch: absent)."""
-STAGES = (
-    "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
-    "open", "closed", "score", "experiments", "report",
-)
-Stage = Literal[
-    "probe", "targets", "record", "extremes", "captions", "summaries", "calibrate",
-    "open", "closed", "score", "experiments", "report",
-]
 
 
 class _Section(BaseModel):

@@ -7,10 +7,10 @@ from typing import Any
 
 import polars as pl
 
-from and_toolkit.config import STAGES
 from and_toolkit.errors import RecordValidationError
 from and_toolkit.records.models import ActivationTable, Caption, Extremes, ProbeClip
 from and_toolkit.run import FILES, Run
+from and_toolkit.stages import STAGES
 from and_toolkit.store import read_records, record_of, vector_width
 
 

@@ -55,6 +55,14 @@ def _cpu() -> dict[str, Any]:
             "platform": platform.platform(), "torch": torch.__version__}
 
 
+def machine_block(script: str, note: str) -> dict[str, Any]:
+    """The results file's ``_machine`` entry: CPU facts (:func:`_cpu`), the UTC date, the
+    command that produced the file (``python benchmarks/<script>`` and this process's
+    arguments) and ``note``."""
+    return {**_cpu(), "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "command": f"python benchmarks/{script} " + " ".join(sys.argv[1:]), "note": note}
+
+
 def _run(cfg: TrainConfig, feats: Any, targets: Any, folds: Any) -> dict[str, Any]:
     load0 = os.getloadavg()[0]
     w0, c0 = time.perf_counter(), time.process_time()
@@ -89,12 +97,10 @@ def main() -> None:
               flush=True)
     results["speedup_wall"] = round(results["per_epoch"]["wall_s"] / results["once"]["wall_s"], 1)
     results["speedup_cpu"] = round(results["per_epoch"]["cpu_s"] / results["once"]["cpu_s"], 1)
-    results["_machine"] = {
-        **_cpu(), "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": "python benchmarks/bench_ast_frozen_once.py " + " ".join(sys.argv[1:]),
-        "note": "fold 1 has 400 clips: the binomial standard error of an accuracy near 0.16 "
-                "is about 0.018; the two recipes start from the same seeded random encoder",
-    }
+    results["_machine"] = machine_block(
+        "bench_ast_frozen_once.py",
+        "fold 1 has 400 clips: the binomial standard error of an accuracy near 0.16 is about "
+        "0.018; the two recipes start from the same seeded random encoder")
     Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 

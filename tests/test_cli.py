@@ -132,3 +132,42 @@ def test_library_bars_reach_plain_tqdm_imported_afterwards() -> None:
     out = [subprocess.run([sys.executable, "-c", code.format(flag)], env=env, check=True,
                           capture_output=True, text=True).stdout.strip() for flag in (False, True)]
     assert out == ["True", "False"]
+
+
+def test_read_only_commands_import_no_torch(tmp_path: Path) -> None:
+    """``info``, ``validate``, ``diff`` and ``index`` read runs and reports without importing
+    torch, transformers or ONNX Runtime (seconds of start-up each; the config module, which
+    imports them, is not needed to read a run)."""
+    import subprocess
+    import sys
+
+    run = _run(tmp_path)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    heavy = ("torch", "transformers", "onnxruntime")
+    code = ("import sys\nfrom and_toolkit.cli import main\n"
+            f"for argv in (['info', {str(run.root)!r}], ['validate', {str(run.root)!r}],\n"
+            f"             ['diff', {str(run.root)!r}, {str(run.root)!r}],\n"
+            f"             ['index', {str(reports)!r}]):\n"
+            "    assert main(argv) == 0, argv\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_config_imports_no_torch() -> None:
+    """Parsing a run config (``and-toolkit run`` refusing a bad one, the explorer reading a
+    run's) imports no torch, transformers or ONNX Runtime."""
+    import subprocess
+    import sys
+
+    heavy = ("torch", "transformers", "onnxruntime")
+    code = ("import sys, and_toolkit.config as c\n"
+            "c.parse_config({'name': 'x', 'probe': {'kind': 'synthetic'}})\n"
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

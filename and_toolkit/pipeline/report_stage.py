@@ -17,7 +17,6 @@ from typing import Any
 from and_toolkit.atomic import atomic_write_bytes
 from and_toolkit.cache import sha256_file
 from and_toolkit.config import STAGES, TargetSection
-from and_toolkit.errors import DataError
 from and_toolkit.pipeline.audio_text_model import recorded_audio_text
 from and_toolkit.pipeline.context import Context
 from and_toolkit.records.models import (
@@ -27,15 +26,15 @@ from and_toolkit.records.models import (
     ProbeClip,
     ResultRow,
 )
-from and_toolkit.report.context import ExtraTable, IndexEntry, Provenance, ReportContext
+from and_toolkit.report.context import ExtraTable, Provenance, ReportContext
 from and_toolkit.report.findings import ModelFacts, paper_findings
+from and_toolkit.report.index import SUMMARY_FILE, write_reports_index
 from and_toolkit.report.setup import RunFacts, TargetFacts, setup_items, target_line
 from and_toolkit.report.timings import stage_times
 from and_toolkit.store import write_records
 
-__all__ = ["build_report_context", "run_facts", "stage_report", "write_reports_index"]
+__all__ = ["build_report_context", "run_facts", "stage_report"]
 
-SUMMARY_FILE = "summary.json"
 """Beside each published report: its run name, models with accuracy and summary line (the index
 of reports is built from these)."""
 NOT_GRADED = {"synthetic": "synthetic data"}
@@ -362,31 +361,3 @@ def stage_report(ctx: Context) -> dict[str, Any]:
             "sha256": hashlib.sha256(data).hexdigest(),
             "verdicts": {f.claim: "not graded" if context.not_graded else f.verdict
                          for f in context.findings}}
-
-
-def _index_entry(page: Path) -> IndexEntry:
-    """The index row of one published report, from the ``summary.json`` beside it."""
-    name, path = page.parent.name, f"{page.parent.name}/index.html"
-    meta = page.parent / SUMMARY_FILE
-    if not meta.is_file():
-        return IndexEntry(name=name, path=path, summary=f"no {SUMMARY_FILE} beside this report: "
-                          "re-render it with this version (and-toolkit run CONFIG)")
-    try:
-        data = json.loads(meta.read_text("utf-8"))
-        return IndexEntry(name=name, path=path, summary=str(data["summary"]),
-                          models=tuple(str(m) for m in data["models"]))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DataError(f"{meta}: not a report summary (expected JSON with 'summary' and "
-                        f"'models'): {exc}") from None
-
-
-def write_reports_index(reports: Path) -> Path:
-    """Write ``reports/index.html``: one row per ``reports/<run>/index.html`` with its models,
-    their accuracy and the verdict summary (from ``summary.json`` beside each report)."""
-    from and_toolkit.report.render import render_index
-
-    entries = [_index_entry(page) for page in sorted(reports.glob("*/index.html"))]
-    out = reports / "index.html"
-    html = render_index(entries)
-    atomic_write_bytes(out, lambda tmp: tmp.write_text(html, "utf-8"))
-    return out

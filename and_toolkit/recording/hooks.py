@@ -22,6 +22,12 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
 
+from and_toolkit.recording.hook_defaults import (
+    DEFAULT_EXCLUDE,
+    DEFAULT_POOLING,
+    PoolingName,
+)
+
 __all__ = [
     "DEFAULT_EXCLUDE", "DEFAULT_POOLING", "PoolingName", "DEFAULT_TYPES", "Pooling", "block_index", "closest_paths", "is_channels_first",
     "layer_aliases", "module_width", "pool_output", "pooling_label", "resolve_modules",
@@ -31,19 +37,6 @@ __all__ = [
 DEFAULT_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d)
 """Module types recorded by default: every Linear (MLP, attention output, classifier) and Conv2d."""
 
-QKV_NAMES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "query", "key", "value")
-DEFAULT_EXCLUDE: tuple[str, ...] = (
-    *(p for name in QKV_NAMES for p in (name, f"*.{name}")),
-    "*embeddings.*", "*patch_embed*",
-)
-"""Excluded by default: attention query / key / value projections (the paper does not count them
-as neurons) and input patch-embedding projections of transformers (a Conv2d in AST)."""
-
-PoolingName = Literal["cls", "first", "mean", "max"]
-"""Token pooling of ``[B, T, D]`` outputs (see :class:`Pooling`)."""
-DEFAULT_POOLING: PoolingName = "mean"
-"""Default token pooling: the mean over all tokens. ``cls`` / ``first`` (token 0) is the authors'
-choice, a switch; convolution outputs are mean-pooled over time-frequency either way."""
 
 _BLOCK_RE = re.compile(r"(?:^|\.)(?:layers|layer|blocks|block|h)\.(\d+)(?:\.|$)")
 

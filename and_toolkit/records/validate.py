@@ -60,6 +60,98 @@ def validate_frame(
 ) -> pl.DataFrame:
     """Check columns, dtypes, nulls, finiteness, ranges, allowed values and key uniqueness.
 
+    A clean frame costs one Polars query: every per-row check of every column is counted in one
+    ``select`` (:func:`_problem_counts`). Only when a count is non-zero (or a column's name or
+    dtype is wrong) does :func:`validate_frame_stepwise` run the checks one by one, in field
+    order, to raise the first problem with its offending rows, so the error is the same as
+    checking step by step would give (``tests/test_validate_fast.py`` compares the two).
+
+    Args:
+        df: the frame to check.
+        source: file path or description used in error messages.
+        record_name: the record's name (``Record.record_name``), used in error messages.
+        specs: the record's field specs in column order (``Record.field_specs()``).
+        primary_key: columns that must be unique together (``Record.primary_key``).
+        require_rows: also refuse an empty frame.
+
+    Returns:
+        ``df`` unchanged.
+
+    Raises:
+        RecordValidationError: on the first problem found, naming source, record and field.
+    """
+    if _clean(df, specs, primary_key, require_rows):
+        return df
+    return validate_frame_stepwise(df, source, record_name=record_name, specs=specs,
+                                   primary_key=primary_key, require_rows=require_rows)
+
+
+def _clean(df: pl.DataFrame, specs: Sequence[FieldSpec], key: tuple[str, ...],
+           require_rows: bool) -> bool:
+    """True when the frame passes every check (columns, dtypes, then one counting query)."""
+    if sorted(df.columns) != sorted(s.name for s in specs):
+        return False
+    if require_rows and df.height == 0:
+        return False
+    if not all(_dtype_ok(s, df.schema[s.name]) for s in specs):
+        return False
+    if df.height == 0:
+        return True
+    for spec in specs:  # fixed-width vectors: finiteness through numpy, as the stepwise check
+        if spec.fixed_width and spec.finite and _nonfinite_mask(df, spec).any():
+            return False
+    return not any(_problem_counts(df, specs, key))
+
+
+def _masks(spec: FieldSpec) -> list[pl.Expr]:
+    """Boolean expressions [rows] of every per-row problem of one column (True = problem), the
+    same masks :func:`validate_frame_stepwise` tests (fixed-width finiteness excepted: numpy)."""
+    col = pl.col(spec.name)
+    out: list[pl.Expr] = []
+    if not spec.nullable:
+        out.append(col.is_null())
+    if isinstance(spec.dtype, pl.List) and not spec.fixed_width:
+        out.append(col.list.eval(pl.element().is_null()).list.any().fill_null(False))
+    if spec.finite and _float_cols(spec) and not spec.fixed_width:
+        bad = (col.list.eval(~pl.element().is_finite()).list.any()
+               if isinstance(spec.dtype, pl.List) else ~col.is_finite())
+        out.append(bad.fill_null(False))
+    if spec.allowed is not None:
+        out.append(~col.is_in(list(spec.allowed)) & col.is_not_null())
+    if spec.ge is not None:
+        out.append((col < spec.ge).fill_null(False))
+    if spec.gt is not None:
+        out.append((col <= spec.gt).fill_null(False))
+    if spec.le is not None:
+        out.append((col > spec.le).fill_null(False))
+    if spec.min_length is not None:
+        lengths = col.str.len_chars() if spec.dtype == pl.String else col.list.len()
+        out.append((lengths < spec.min_length).fill_null(False))
+    if spec.dtype == pl.String:
+        out.append(col.str.contains("\ufffd", literal=True).fill_null(False))
+    return out
+
+
+def _problem_counts(df: pl.DataFrame, specs: Sequence[FieldSpec], key: tuple[str, ...]
+                    ) -> list[int]:
+    """Rows failing each check of every column, and rows sharing a primary key, in one query."""
+    exprs = [m.sum().alias(f"p{i}") for i, m in
+             enumerate(m for spec in specs for m in _masks(spec))]
+    if key:
+        exprs.append(pl.struct(list(key)).is_duplicated().sum().alias("key"))
+    if not exprs:
+        return []
+    return [int(v or 0) for v in df.select(exprs).row(0)]
+
+
+def validate_frame_stepwise(
+    df: pl.DataFrame, source: str, *, record_name: str, specs: Sequence[FieldSpec],
+    primary_key: tuple[str, ...], require_rows: bool = False
+) -> pl.DataFrame:
+    """:func:`validate_frame`'s checks one at a time, in field order: raises the first problem
+    with up to five offending rows (a query per check; :func:`validate_frame` calls this only
+    for a frame that has a problem).
+
     Args:
         df: the frame to check.
         source: file path or description used in error messages.

@@ -21,10 +21,11 @@ from and_toolkit.experiments.masks import mask_sha
 from and_toolkit.pipeline.backends import loaded_text_encoder
 from and_toolkit.pipeline.context import Context
 from and_toolkit.pipeline.experiment_inputs import caption_lengths, closed_reasons, word_cos
-from and_toolkit.pipeline.report_stage import manifest_backends, stage_report, write_reports_index
+from and_toolkit.pipeline.report_stage import manifest_backends, stage_report
 from and_toolkit.probe.subset import class_names
 from and_toolkit.records.models import ProbeClip, ResultRow
 from and_toolkit.report.findings import ModelFacts, paper_findings
+from and_toolkit.report.index import write_reports_index
 from and_toolkit.run import Run
 from and_toolkit.store import provenance_of, read_records
 
