@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,21 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Tests check behaviour, not this machine's bf16 speed: "auto" training precision is fp32 here
 # (tests of the probe itself clear it). nox sets the same.
 os.environ.setdefault("AND_TRAIN_PRECISION", "fp32")
+
+
+@pytest.fixture(autouse=True)
+def _bar_switches_restored() -> Iterator[None]:
+    """``and-toolkit run`` without a terminal (``cli.library_bars``) sets TQDM_DISABLE and
+    HF_HUB_DISABLE_PROGRESS_BARS for its process; a test that calls ``main(["run", ...])`` must
+    not leave them to later tests (huggingface_hub reads its variable once, when imported)."""
+    names = ("TQDM_DISABLE", "HF_HUB_DISABLE_PROGRESS_BARS")
+    before = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture

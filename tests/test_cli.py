@@ -105,6 +105,12 @@ def test_library_progress_bars_follow_ours(monkeypatch: pytest.MonkeyPatch) -> N
 
     for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
         monkeypatch.delenv(var, raising=False)
+    # huggingface_hub reads its variable once, when first imported: an earlier test's
+    # `run` without a terminal may have imported it with the variable set
+    import importlib
+
+    hub_tqdm = importlib.import_module("huggingface_hub.utils.tqdm")  # the module, not the class
+    monkeypatch.setattr(hub_tqdm, "HF_HUB_DISABLE_PROGRESS_BARS", None)
     hf_logging.enable_progress_bar()  # an earlier `run --no-progress` in this process
     enable_progress_bars()
     try:
@@ -134,40 +140,39 @@ def test_library_bars_reach_plain_tqdm_imported_afterwards() -> None:
     assert out == ["True", "False"]
 
 
-def test_read_only_commands_import_no_torch(tmp_path: Path) -> None:
-    """``info``, ``validate``, ``diff`` and ``index`` read runs and reports without importing
-    torch, transformers or ONNX Runtime (seconds of start-up each; the config module, which
-    imports them, is not needed to read a run)."""
+HEAVY = ("torch", "transformers", "onnxruntime")
+"""Packages that cost seconds to import."""
+
+
+def _heavy_imports_after(code: str) -> list[str]:
+    """The :data:`HEAVY` modules a fresh interpreter has imported after running ``code``."""
     import subprocess
     import sys
 
-    run = _run(tmp_path)
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    heavy = ("torch", "transformers", "onnxruntime")
-    code = ("import sys\nfrom and_toolkit.cli import main\n"
-            f"for argv in (['info', {str(run.root)!r}], ['validate', {str(run.root)!r}],\n"
-            f"             ['diff', {str(run.root)!r}, {str(run.root)!r}],\n"
-            f"             ['index', {str(reports)!r}]):\n"
-            "    assert main(argv) == 0, argv\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
+    code += f"\nimport sys\nprint(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          check=True, timeout=120)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    return eval(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_read_only_commands_import_no_torch(tmp_path: Path) -> None:
+    """``info``, ``validate``, ``diff`` and ``index`` read runs and reports without importing
+    torch, transformers or ONNX Runtime (seconds of start-up each)."""
+    run = _run(tmp_path)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    code = ("from and_toolkit.cli import main\n"
+            f"for argv in (['info', {str(run.root)!r}], ['validate', {str(run.root)!r}],\n"
+            f"             ['diff', {str(run.root)!r}, {str(run.root)!r}],\n"
+            f"             ['index', {str(reports)!r}]):\n"
+            "    assert main(argv) == 0, argv")
+    assert _heavy_imports_after(code) == []
 
 
 def test_config_imports_no_torch() -> None:
     """Parsing a run config (``and-toolkit run`` refusing a bad one, the explorer reading a
     run's) imports no torch, transformers or ONNX Runtime."""
-    import subprocess
-    import sys
-
-    heavy = ("torch", "transformers", "onnxruntime")
-    code = ("import sys, and_toolkit.config as c\n"
-            "c.parse_config({'name': 'x', 'probe': {'kind': 'synthetic'}})\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                         check=True, timeout=120)
-    assert out.stdout.strip().splitlines()[-1] == "[]"
+    code = ("import and_toolkit.config as c\n"
+            "c.parse_config({'name': 'x', 'probe': {'kind': 'synthetic'}})")
+    assert _heavy_imports_after(code) == []

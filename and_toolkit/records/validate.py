@@ -150,22 +150,8 @@ def validate_frame_stepwise(
 ) -> pl.DataFrame:
     """:func:`validate_frame`'s checks one at a time, in field order: raises the first problem
     with up to five offending rows (a query per check; :func:`validate_frame` calls this only
-    for a frame that has a problem).
-
-    Args:
-        df: the frame to check.
-        source: file path or description used in error messages.
-        record_name: the record's name (``Record.record_name``), used in error messages.
-        specs: the record's field specs in column order (``Record.field_specs()``).
-        primary_key: columns that must be unique together (``Record.primary_key``).
-        require_rows: also refuse an empty frame.
-
-    Returns:
-        ``df`` unchanged.
-
-    Raises:
-        RecordValidationError: on the first problem found, naming source, record and field.
-    """
+    for a frame that has a problem). Arguments, return value and errors as
+    :func:`validate_frame`'s."""
     name = record_name
     expected = [s.name for s in specs]
     missing = [c for c in expected if c not in df.columns]
