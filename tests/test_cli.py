@@ -140,8 +140,8 @@ def test_library_bars_reach_plain_tqdm_imported_afterwards() -> None:
     assert out == ["True", "False"]
 
 
-HEAVY = ("torch", "transformers", "onnxruntime")
-"""Packages that cost seconds to import."""
+HEAVY = ("torch", "transformers", "onnxruntime", "scipy")
+"""Packages that cost a second or more to import."""
 
 
 def _heavy_imports_after(code: str) -> list[str]:
@@ -158,7 +158,7 @@ def _heavy_imports_after(code: str) -> list[str]:
 
 def test_read_only_commands_import_no_torch(tmp_path: Path) -> None:
     """``info``, ``validate``, ``diff`` and ``index`` read runs and reports without importing
-    torch, transformers or ONNX Runtime (seconds of start-up each)."""
+    torch, transformers, ONNX Runtime or SciPy (seconds of start-up each)."""
     run = _run(tmp_path)
     reports = tmp_path / "reports"
     reports.mkdir()
@@ -176,3 +176,9 @@ def test_config_imports_no_torch() -> None:
     code = ("import and_toolkit.config as c\n"
             "c.parse_config({'name': 'x', 'probe': {'kind': 'synthetic'}})")
     assert _heavy_imports_after(code) == []
+
+
+def test_explorer_starts_without_torch() -> None:
+    """The explorer's app and server import none of :data:`HEAVY` (its spectrograms import torch
+    when first drawn)."""
+    assert _heavy_imports_after("import and_toolkit.explore.app, and_toolkit.explore.serve") == []

@@ -31,9 +31,6 @@ from and_toolkit.dissect.similarity import (
 from and_toolkit.records import ConceptSet
 
 EvidenceMode = Literal["softmax100", "cosine"]
-ClosedMethod = Literal["DB", "TAB", "ICL"]
-CLOSED_METHODS: tuple[ClosedMethod, ...] = ("DB", "TAB", "ICL")
-"""Module A's three methods, in the paper's order (description-based, audio-text, in-context)."""
 
 
 class ClosedConfig(BaseModel):

@@ -36,7 +36,6 @@ from typing import Literal
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import stats
 
 from and_toolkit.experiments.paper import FIG5 as PAPER_FIG5
 from and_toolkit.experiments.rows import result_key, result_row, tagged
@@ -254,6 +253,8 @@ def paper_fig5_fit(paper_model: str) -> dict[str, float]:
     if ref is None:
         return {}
     grid = np.arange(1, len(ref) + 1) / len(ref)
+    from scipy import stats  # about a second to import: only the fits need it
+
     res = stats.linregress(grid, np.asarray(ref, dtype=np.float64))
     return {"slope": float(res.slope), "intercept": float(res.intercept),
             "r": float(res.rvalue), "p_value": float(res.pvalue)}
@@ -268,6 +269,8 @@ def _linregress_rows(experiment: str, model: str, series: str, x: np.ndarray, y:
         why = "not computable: fewer than 3 points or a single block"
         vals: tuple[float | None, ...] = (None,) * 4
     else:
+        from scipy import stats
+
         res = stats.linregress(x, y)
         fit = (float(res.slope), float(res.intercept), float(res.rvalue), float(res.pvalue))
         vals = fit

@@ -25,7 +25,7 @@ import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from and_toolkit.dissect.closed import CLOSED_METHODS, ClosedMethod
+from and_toolkit.dissect.closed_methods import CLOSED_METHODS, ClosedMethod
 from and_toolkit.experiments.paper import (
     SIMILARITIES,
     SIMILARITY_ALIASES,

@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from and_toolkit.dissect.closed import CLOSED_METHODS
+from and_toolkit.dissect.closed_methods import CLOSED_METHODS
 from and_toolkit.errors import DataError
 from and_toolkit.experiments.adjectives import KEY, open_adjectives, require_columns
 from and_toolkit.experiments.paper import TABLE3

@@ -17,7 +17,8 @@ import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
-from and_toolkit.dissect.closed import CLOSED_METHODS, ClosedConfig, concept_texts
+from and_toolkit.dissect.closed import ClosedConfig, concept_texts
+from and_toolkit.dissect.closed_methods import CLOSED_METHODS
 from and_toolkit.dissect.icl import ICL_MAX_TOKENS, ICL_SIMILARITY
 from and_toolkit.errors import DataError, StageNotRun
 from and_toolkit.pipeline.audio_text_model import audio_text_zero_shot, load_audio_text

@@ -16,7 +16,7 @@ import polars as pl
 
 from and_toolkit.cache import cache_key
 from and_toolkit.config import TargetSection
-from and_toolkit.dissect.closed import CLOSED_METHODS
+from and_toolkit.dissect.closed_methods import CLOSED_METHODS
 from and_toolkit.dissect.icl import ICL_SIMILARITY
 from and_toolkit.errors import ConfigError
 from and_toolkit.experiments.rows import result_key, result_row
