@@ -62,10 +62,11 @@ def _plant(df: pl.DataFrame, column: str, row: int, plant: str) -> pl.DataFrame:
         return df.with_columns(pl.lit(1).alias("zz_extra"))
     dtype = df.schema[column]
     if isinstance(dtype, pl.Array):
-        if plant not in ("nan", "inf"):
+        if plant not in ("nan", "inf", "null"):
             return df
         values = df[column].to_list()
-        values[row] = [math.nan if plant == "nan" else math.inf] + list(values[row][1:])
+        values[row] = None if plant == "null" else (
+            [math.nan if plant == "nan" else math.inf] + list(values[row][1:]))
         return df.with_columns(pl.Series(column, values, dtype=dtype))
     value = _value(dtype, plant)
     if value is None and plant != "null":
