@@ -182,3 +182,23 @@ def test_explorer_starts_without_torch() -> None:
     """The explorer's app and server import none of :data:`HEAVY` (its spectrograms import torch
     when first drawn)."""
     assert _heavy_imports_after("import and_toolkit.explore.app, and_toolkit.explore.serve") == []
+
+
+def test_library_bars_switch_off_the_hub_without_transformers() -> None:
+    """``library_bars(False)`` switches off huggingface_hub's own bars when transformers is not
+    imported (in the test above, transformers' switch also reaches the hub's)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import huggingface_hub.utils as hub\n"
+            "from and_toolkit.cli import library_bars\n"
+            "before = hub.are_progress_bars_disabled()\n"
+            "library_bars(False)\n"
+            "print(before, hub.are_progress_bars_disabled(), 'transformers' in sys.modules)")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TQDM_DISABLE")}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True, timeout=120)
+    assert out.stdout.split() == ["False", "True", "False"]
