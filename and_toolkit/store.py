@@ -189,12 +189,18 @@ def read_records(
 ) -> pl.DataFrame:
     """Read and validate a record file.
 
+    The rows are read through one open file handle: a file that another thread or process
+    replaces meanwhile (every write here is a rename) is read whole, old or new. Reading by path,
+    polars may open the path more than once and combine the footer of one file with the pages
+    of the next (``tests/test_store.py::test_read_during_replacement_sees_one_file``).
+
     Raises:
         RecordValidationError: see :func:`read_metadata`, or a frame that fails validation.
     """
     read_metadata(path, record)
     try:
-        df = pl.read_parquet(path)
+        with open(path, "rb") as fh:
+            df = pl.read_parquet(fh)
     except Exception as exc:
         raise RecordValidationError(
             str(path), record.record_name, "*", f"cannot read data pages: {exc}"

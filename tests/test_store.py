@@ -25,6 +25,7 @@ from and_toolkit.records import (
     Extremes,
     ProbeClip,
     Record,
+    TrainingCurve,
 )
 from and_toolkit.store import read_records, record_of, write_records
 
@@ -195,3 +196,46 @@ def test_sigkill_mid_write_keeps_previous_file(tmp_path: Path) -> None:
     # readers never see temp files: scanning the directory yields only the real file
     from and_toolkit.store import scan_records
     assert scan_records(ActivationTable, tmp_path).collect().height == 3
+
+
+def test_read_during_replacement_sees_one_file(tmp_path: Path) -> None:
+    """While another thread keeps replacing a record file (``write_records`` renames a finished
+    temporary file over it), every ``read_records`` gets one whole file, the old or the new.
+    Reading by path, polars opened the path more than once and mixed two files' footer and
+    pages ("The page header reported the wrong page size"), as the explorer's concurrent rating
+    posts met it."""
+    import threading
+    import time
+
+    path = tmp_path / "curve.parquet"
+    rows = sample_rows(TrainingCurve)
+    write_records(TrainingCurve, TrainingCurve.frame(rows), path)
+    stop = threading.Event()
+    written = [1]
+
+    def writer() -> None:
+        n = 1
+        while not stop.is_set():
+            n = n % 40 + 1  # files of 1..40 copies of the rows, each with its own page sizes
+            many = [{**r, "epoch": i * len(rows) + j + 1} for i in range(n)
+                    for j, r in enumerate(rows)]
+            write_records(TrainingCurve, TrainingCurve.frame(many), path)
+            written[0] += 1
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    reads, errors = 0, []
+    try:
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            try:
+                df = read_records(TrainingCurve, path)
+                assert df.height % len(rows) == 0
+                reads += 1
+            except RecordValidationError as exc:
+                errors.append(str(exc))
+    finally:
+        stop.set()
+        thread.join()
+    assert written[0] > 10 and reads > 10, (written, reads)
+    assert errors == []
