@@ -55,6 +55,13 @@ def _cpu() -> dict[str, Any]:
             "platform": platform.platform(), "torch": torch.__version__}
 
 
+def write_results(out: str | Path, results: dict[str, Any], script: str, note: str) -> None:
+    """Write ``results`` with its ``_machine`` entry (:func:`machine_block`) to ``out`` as
+    sorted, indented JSON."""
+    results["_machine"] = machine_block(script, note)
+    Path(out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
 def machine_block(script: str, note: str) -> dict[str, Any]:
     """The results file's ``_machine`` entry: CPU facts (:func:`_cpu`), the UTC date, the
     command that produced the file (``python benchmarks/<script>`` and this process's
@@ -97,11 +104,9 @@ def main() -> None:
               flush=True)
     results["speedup_wall"] = round(results["per_epoch"]["wall_s"] / results["once"]["wall_s"], 1)
     results["speedup_cpu"] = round(results["per_epoch"]["cpu_s"] / results["once"]["cpu_s"], 1)
-    results["_machine"] = machine_block(
-        "bench_ast_frozen_once.py",
-        "fold 1 has 400 clips: the binomial standard error of an accuracy near 0.16 is about "
-        "0.018; the two recipes start from the same seeded random encoder")
-    Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_results(args.out, results, "bench_ast_frozen_once.py",
+                  "fold 1 has 400 clips: the binomial standard error of an accuracy near 0.16 "
+                  "is about 0.018; the two recipes start from the same seeded random encoder")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_ast_frozen_once import machine_block  # type: ignore[import-not-found]
+from bench_ast_frozen_once import write_results  # type: ignore[import-not-found]
 from train_targets import cached_features, load_esc50  # type: ignore[import-not-found]
 
 from and_toolkit.targets import DEFAULT_TARGETS, FeatureConfig, train_target
@@ -81,11 +81,9 @@ def main() -> None:
         "source": "benchmarks/results/cold_esc50_avx2.json (commit "
                   f"{ref['code']['commit'][:7]}, same config, fp32, 2 threads)",
         **{k: ref["cold"]["training"]["ast"][k] for k in ("test_accuracy", "train_seconds")}}
-    results["_machine"] = machine_block(
-        "bench_ast_size.py",
-        "fold 1 has 400 clips: the binomial standard error of an accuracy near 0.4 is about "
-        "0.025; accuracy of one seed")
-    Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    write_results(args.out, results, "bench_ast_size.py",
+                  "fold 1 has 400 clips: the binomial standard error of an accuracy near 0.4 is "
+                  "about 0.025; accuracy of one seed")
 
 
 if __name__ == "__main__":

@@ -39,3 +39,13 @@ def test_neutral_modules_import_only_errors() -> None:
         text = (PACKAGE / name).read_text("utf-8")
         own = set(re.findall(r"^\s*(?:from|import) (and_toolkit[\w.]*)", text, re.M))
         assert own <= {"and_toolkit.errors"}, (name, own)
+
+
+def test_targets_lazy_names_match_all() -> None:
+    """``and_toolkit.targets`` loads its names on first use: every name in ``__all__`` has a
+    home submodule and resolves, and no home is listed that ``__all__`` leaves out."""
+    import and_toolkit.targets as targets
+
+    assert set(targets.__all__) == set(targets._HOME)
+    for name in targets.__all__:
+        assert getattr(targets, name) is not None

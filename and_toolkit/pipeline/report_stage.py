@@ -35,8 +35,6 @@ from and_toolkit.store import write_records
 
 __all__ = ["build_report_context", "run_facts", "stage_report"]
 
-"""Beside each published report: its run name, models with accuracy and summary line (the index
-of reports is built from these)."""
 NOT_GRADED = {"synthetic": "synthetic data"}
 """Probe kinds whose runs grade none of the paper's claims, with the reason shown."""
 

@@ -16,7 +16,8 @@ from and_toolkit.report.render import render_index
 __all__ = ["SUMMARY_FILE", "write_reports_index"]
 
 SUMMARY_FILE = "summary.json"
-"""The file beside each published report that the index reads (name, summary line, models)."""
+"""Beside each published report: its run name, models with accuracy and summary line (the index
+reads these)."""
 
 
 def _index_entry(page: Path) -> IndexEntry:
