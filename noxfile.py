@@ -103,18 +103,21 @@ def _committed_results(session: nox.Session) -> dict[str, Path]:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """The main job: the synthetic demo, then the full ESC-50 reproduction when data exists;
-    last, each fresh run's results diffed against the committed report's data."""
+    """The main job: the synthetic demo, then the full ESC-50 reproduction when data exists,
+    each published to reports/<name>/ (and reports/index.html); last, each fresh run's results
+    diffed against the committed report's data (copied aside before the runs publish)."""
     _install(session)
     env = _env()
     committed = _committed_results(session)
-    session.run("and-toolkit", "run", "configs/demo.toml", env=env)
+    # --publish: each report (page, summary.json, data/) to reports/<name>/, and
+    # reports/index.html rewritten; a run without it leaves reports/ alone
+    publish = ("--publish", str(ROOT / "reports"))
+    session.run("and-toolkit", "run", "configs/demo.toml", *publish, env=env)
     data = env.get("AND_DATA_DIR", os.environ.get("AND_DATA_DIR", ""))
     if data and (Path(data) / "esc50" / "meta" / "esc50.csv").is_file():
-        session.run("and-toolkit", "run", "configs/esc50.toml", env=env)
+        session.run("and-toolkit", "run", "configs/esc50.toml", *publish, env=env)
     else:
         session.log("AND_DATA_DIR/esc50 not found: ESC-50 reproduction skipped")
-    session.run("and-toolkit", "index", "reports", env=env)
     for name, before in committed.items():
         fresh = ROOT / "runs" / name
         if not (fresh / "manifest.json").is_file():

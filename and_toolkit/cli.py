@@ -37,14 +37,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     library_bars(progress)
     from and_toolkit.config import load_config
-    from and_toolkit.pipeline import run_pipeline
+    from and_toolkit.pipeline import publish_check, publish_run, run_pipeline
 
     cfg = load_config(args.config)
+    if args.publish is not None:
+        publish_check(cfg, args.stage)
     run = run_pipeline(cfg, run_dir=args.run_dir, only=args.stage, force=args.force,
                        progress=progress)
     print(f"run complete: {run.root}")
     if run.report_path.is_file():
         print(f"report: {run.report_path}")
+    if args.publish is not None:
+        published = publish_run(cfg, run, args.publish)
+        print(f"published: {published.page} ({len(published.data)} result frames in "
+              f"{published.page.parent / 'data'}; index: {published.index})")
     return 0
 
 
@@ -171,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="execute the stages a TOML config names (resumes)")
     r.add_argument("config", help="run configuration (TOML)")
     r.add_argument("--run-dir", default=None, help="override the run directory")
+    r.add_argument("--publish", default=None, metavar="DIR",
+                   help="also publish the report to DIR/<run name>/ (page, summary.json, "
+                   "data/ with every result frame) and rewrite DIR/index.html; without it "
+                   "the report stays in the run directory")
     r.add_argument("--stage", action="append", default=None, help="run only this stage")
     r.add_argument("--force", action="store_true", help="recompute stages already done")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,

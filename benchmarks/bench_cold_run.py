@@ -149,8 +149,8 @@ def one_run(config: Path, run_dir: Path, cache: Path | None,
             extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     """``and-toolkit run`` in a subprocess; wall seconds, load and the manifest's stage figures.
 
-    The subprocess runs in ``run_dir``'s parent, so the published report lands there, never in
-    the checkout's ``reports/``."""
+    The subprocess runs in ``run_dir``'s parent and publishes nothing (no ``--publish``): the
+    report stays in the run directory, never in the checkout's ``reports/``."""
     env = {**os.environ, **({"AND_CACHE_DIR": str(cache)} if cache else {}), **(extra_env or {})}
     load = os.getloadavg()[0]
     start = time.perf_counter()

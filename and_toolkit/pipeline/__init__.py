@@ -15,12 +15,18 @@ from typing import Any
 
 from and_toolkit.cache import Cache
 from and_toolkit.config import STAGES, RunConfig
+from and_toolkit.errors import ConfigError, DataError
 from and_toolkit.pipeline.context import Context, section_sha
+from and_toolkit.report.publish import Published, publish_report
 from and_toolkit.resources import measured
 from and_toolkit.run import Run
 from and_toolkit.versions import package_versions
 
 StageFn = Callable[[Context], dict[str, Any]]
+
+REPORT_OUTPUTS = ("report/index.html", "report/summary.json")
+"""What the report stage writes in the run, part of its fingerprint: a run rendered before the
+stage wrote ``summary.json`` beside the page renders again (publishing needs both)."""
 
 
 def _stage_functions() -> dict[str, StageFn]:
@@ -47,7 +53,8 @@ def _sections(cfg: RunConfig) -> dict[str, tuple[Any, ...]]:
         "record": (cfg.record.pooling, cfg.record.include, cfg.record.exclude),
         "extremes": (cfg.record.k, cfg.record.extra_k), "captions": (cfg.captions,),
         "summaries": (cfg.summaries,), "calibrate": (cfg.calibrate,), "open": (cfg.open,),
-        "closed": (cfg.closed,), "score": (cfg.score,), "experiments": (cfg.experiments,), "report": (),
+        "closed": (cfg.closed,), "score": (cfg.score,), "experiments": (cfg.experiments,),
+        "report": (REPORT_OUTPUTS,),
     }
 
 
@@ -118,3 +125,37 @@ def run_pipeline(
     if cache_stats:
         run.update_manifest(cache=cache_stats)
     return run
+
+
+def publish_check(cfg: RunConfig, only: list[str] | None = None) -> None:
+    """Refuse ``--publish`` before any work when the run would have no report to publish.
+
+    Raises:
+        ConfigError: the config's stages leave out ``report``, or ``only`` does.
+    """
+    if "report" not in cfg.stages:
+        raise ConfigError(f"--publish: run {cfg.name!r} has no report to publish: its config's "
+                          f"stages ({', '.join(cfg.stages)}) leave out 'report'")
+    if only and "report" not in only:
+        raise ConfigError(f"--publish: --stage {' --stage '.join(only)} leaves out the report "
+                          "(add --stage report)")
+
+
+def publish_run(cfg: RunConfig, run: Run, reports: str | Path) -> Published:
+    """Publish the run's report to ``reports`` (:func:`and_toolkit.report.publish.publish_report`)
+    when the report stage of ``cfg`` is current in the run.
+
+    Raises:
+        DataError: the run's report is missing, was skipped (a user's model) or is stale
+            (rendered under another config).
+    """
+    info = run.manifest().get("stages", {}).get("report")
+    if not isinstance(info, dict):
+        raise DataError(f"--publish: {run.root} holds no rendered report (the report stage has "
+                        "not run)")
+    if "skipped" in info:
+        raise DataError(f"--publish: {run.root}: the report stage was skipped: {info['skipped']}")
+    if info.get("fingerprint") != fingerprints(cfg)["report"]:
+        raise DataError(f"--publish: {run.root}'s report is stale (rendered under another "
+                        "config): and-toolkit run CONFIG renders it again")
+    return publish_report(run, reports)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,12 @@ from and_toolkit.records.models import (
     Caption,
     ExplanationScore,
     ProbeClip,
-    ResultRow,
 )
 from and_toolkit.report.context import ExtraTable, Provenance, ReportContext
 from and_toolkit.report.findings import ModelFacts, paper_findings
-from and_toolkit.report.index import SUMMARY_FILE, write_reports_index
+from and_toolkit.report.publish import report_summary_path
 from and_toolkit.report.setup import RunFacts, TargetFacts, setup_items, target_line
 from and_toolkit.report.timings import stage_times
-from and_toolkit.store import write_records
 
 __all__ = ["build_report_context", "run_facts", "stage_report"]
 
@@ -309,26 +306,11 @@ def build_report_context(ctx: Context, results: Mapping[str, Any]) -> ReportCont
                          not_graded=NOT_GRADED.get(ctx.cfg.probe.kind, ""))
 
 
-def publish_data(ctx: Context, results: Mapping[str, Any], folder: Path) -> list[Path]:
-    """Write every result frame beside the published report: ``<folder>/<result id>.parquet``
-    (ResultRow records with their provenance), and remove files of results the run no longer has.
-
-    A reader loads any number of the report with ``and_toolkit.read_records(ResultRow, path)``;
-    ``nox -s reproduce`` diffs a fresh run against these files.
-    """
-    written = []
-    for exp, frame in sorted(results.items()):
-        written.append(write_records(ResultRow, frame, folder / f"{exp}.parquet",
-                                     provenance=ctx.run.result_provenance(exp)))
-    for stale in sorted(set(folder.glob("*.parquet")) - set(written)):
-        stale.unlink()
-    return written
-
-
 def stage_report(ctx: Context) -> dict[str, Any]:
-    """Render ``<run>/report/index.html``, copy it to ``reports/<run name>/index.html`` (relative
-    to the working directory) with the result frames in ``reports/<run name>/data/``, and
-    rewrite ``reports/index.html``.
+    """Render ``<run>/report/index.html`` and write ``<run>/report/summary.json`` beside it (run
+    name, models with accuracy, summary line). Nothing is written outside the run: publishing
+    to a reports folder is :func:`and_toolkit.report.publish.publish_report`
+    (``and-toolkit run CONFIG --publish DIR``).
 
     Returns:
         Stage info: paths, section counts and verdicts (no timings).
@@ -343,19 +325,14 @@ def stage_report(ctx: Context) -> dict[str, Any]:
     context = build_report_context(ctx, results)
     html = render_report(results, context)
     data = html.encode("utf-8")
-    atomic_write_bytes(ctx.run.report_path, lambda tmp: tmp.write_bytes(data))
-    published = Path("reports") / ctx.cfg.name / "index.html"
-    atomic_write_bytes(published, lambda tmp: shutil.copyfile(ctx.run.report_path, tmp))
-    data_files = publish_data(ctx, results, published.parent / "data")
-    summary = {"name": ctx.cfg.name, "summary": summary_line(results, context),
+    line = summary_line(results, context)
+    summary = {"name": ctx.cfg.name, "summary": line,
                "models": [target_line(t) for t in run_facts(ctx, results).targets]}
     text = json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    atomic_write_bytes(published.parent / SUMMARY_FILE,
-                       lambda tmp: tmp.write_text(text, "utf-8"))
-    index = write_reports_index(Path("reports"))
-    return {"report": str(ctx.run.report_path), "published": str(published),
-            "data": len(data_files),
-            "index": str(index), "summary": summary_line(results, context),
+    meta = report_summary_path(ctx.run)
+    atomic_write_bytes(meta, lambda tmp: tmp.write_text(text, "utf-8"))
+    atomic_write_bytes(ctx.run.report_path, lambda tmp: tmp.write_bytes(data))
+    return {"report": str(ctx.run.report_path), "summary_file": str(meta), "summary": line,
             "sha256": hashlib.sha256(data).hexdigest(),
             "verdicts": {f.claim: "not graded" if context.not_graded else f.verdict
                          for f in context.findings}}

@@ -26,7 +26,7 @@ def _index_entry(page: Path) -> IndexEntry:
     meta = page.parent / SUMMARY_FILE
     if not meta.is_file():
         return IndexEntry(name=name, path=path, summary=f"no {SUMMARY_FILE} beside this report: "
-                          "re-render it with this version (and-toolkit run CONFIG)")
+                          "publish it again with this version (and-toolkit run CONFIG --publish DIR)")
     try:
         data = json.loads(meta.read_text("utf-8"))
         return IndexEntry(name=name, path=path, summary=str(data["summary"]),

@@ -26,6 +26,7 @@ from and_toolkit.probe.subset import class_names
 from and_toolkit.records.models import ProbeClip, ResultRow
 from and_toolkit.report.findings import ModelFacts, paper_findings
 from and_toolkit.report.index import write_reports_index
+from and_toolkit.report.publish import publish_report
 from and_toolkit.run import Run
 from and_toolkit.store import provenance_of, read_records
 
@@ -387,8 +388,10 @@ def test_report_stage_is_byte_identical_and_publishes(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     ctx = _tiny_run(tmp_path / "run")
     info = stage_report(ctx)
+    assert not (tmp_path / "reports").exists()  # the stage writes inside the run only
     first = ctx.run.report_path.read_bytes()
-    published = tmp_path / "reports" / "tiny-report" / "index.html"
+    published = publish_report(ctx.run, tmp_path / "reports").page
+    assert published == tmp_path / "reports" / "tiny-report" / "index.html"
     assert published.read_bytes() == first
     index = (tmp_path / "reports" / "index.html").read_text()
     assert 'href="tiny-report/index.html"' in index
@@ -412,6 +415,7 @@ def test_report_stage_is_byte_identical_and_publishes(tmp_path: Path,
     ctx.run.write_manifest(manifest)
     stage_report(Context(cfg=ctx.cfg, run=ctx.run, cache=ctx.cache, progress=False))
     assert ctx.run.report_path.read_bytes() == first
+    publish_report(ctx.run, tmp_path / "reports")
     assert published.read_bytes() == first
 
 
@@ -422,6 +426,7 @@ def test_setup_summary_and_index_come_from_the_run(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     ctx = _tiny_run(tmp_path / "run")
     stage_report(ctx)
+    publish_report(ctx.run, tmp_path / "reports")
     page = (tmp_path / "reports" / "tiny-report" / "index.html").read_text()
     setup = page[page.index('id="setup"'):page.index('id="table2"')]
     for text in ("fold-1 accuracy 60.0 %", "fold-1 accuracy 20.0 %", "95.0 %", "84.8 %",
@@ -449,9 +454,10 @@ def test_report_ships_the_data_of_every_result(tmp_path: Path,
     data = tmp_path / "reports" / "tiny-report" / "data"
     data.mkdir(parents=True)
     (data / "gone.parquet").write_bytes(b"a result this run no longer has")
-    info = stage_report(ctx)
+    stage_report(ctx)
+    published = publish_report(ctx.run, tmp_path / "reports")
     results = ctx.run.results()
-    assert info["data"] == len(results) and {p.stem for p in data.glob("*")} == set(results)
+    assert len(published.data) == len(results) and {p.stem for p in data.glob("*")} == set(results)
     for exp, frame in results.items():
         assert read_records(ResultRow, data / f"{exp}.parquet").equals(frame), exp
         assert provenance_of(data / f"{exp}.parquet")["job"] == "handmade"
