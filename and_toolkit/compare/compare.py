@@ -23,7 +23,7 @@ from and_toolkit.compare.report import (
     ProbeDiff,
     empty,
 )
-from and_toolkit.compare.snapshot import KEY, Snapshot
+from and_toolkit.compare.snapshot import KEY, NEURON_PARTS, Snapshot
 from and_toolkit.compare.ties import clip_set_change
 from and_toolkit.compare.tolerance import Tolerance, close
 from and_toolkit.errors import DataError
@@ -44,6 +44,8 @@ def diff_snapshots(a: Snapshot, b: Snapshot, tolerance: Tolerance) -> DiffReport
     Returns:
         A :class:`DiffReport`; ``report.changed`` is False when the two agree within tolerance.
     """
+    if a.only != b.only:
+        raise ValueError(f"snapshots restricted to different parts: {a.only} vs {b.only}")
     probe = _probe_diff(a, b)
     neurons_a, neurons_b = _collect([a.neurons, b.neurons], a, b)
     common = neurons_a.join(neurons_b, on=KEY, how="semi").lazy()
@@ -108,9 +110,12 @@ def diff_snapshots(a: Snapshot, b: Snapshot, tolerance: Tolerance) -> DiffReport
     layers_a = set(neurons_a.select("model", "layer").unique().iter_rows())
     layers_b = set(neurons_b.select("model", "layer").unique().iter_rows())
     models_a, models_b = {m for m, _ in layers_a}, {m for m, _ in layers_b}
+    neurons_compared = a.only is None or bool(a.only & NEURON_PARTS)
     return DiffReport(
         a=a.label, b=b.label, tolerance=tolerance, probe=probe,
-        neurons_a=neurons_a.height, neurons_b=neurons_b.height,
+        only=None if a.only is None else tuple(sorted(a.only)),
+        neurons_a=neurons_a.height if neurons_compared else None,
+        neurons_b=neurons_b.height if neurons_compared else None,
         models_added=tuple(sorted(models_b - models_a)),
         models_removed=tuple(sorted(models_a - models_b)),
         layers_added=tuple(sorted(layers_b - layers_a)),
@@ -133,8 +138,10 @@ def _collect(lfs: list[pl.LazyFrame], a: Snapshot, b: Snapshot) -> list[pl.DataF
 # ----- probe ------------------------------------------------------------------------------------
 def _probe_diff(a: Snapshot, b: Snapshot) -> ProbeDiff:
     if a.probe is None or b.probe is None:
-        return ProbeDiff(compared=False, same=True, clips_a=0, clips_b=0, only_a=0, only_b=0,
-                         reordered=False)
+        why = ("--only" if a.only is not None and "probe" not in a.only
+               else "a run holds no probe.parquet")
+        return ProbeDiff(compared=False, not_compared=why, same=True, clips_a=0, clips_b=0,
+                         only_a=0, only_b=0, reordered=False)
     pa, pb = _collect([p.sort("index").select("dataset", "clip_id") for p in
                        (a.probe, b.probe)], a, b)
     ids_a = [f"{d}/{c}" for d, c in pa.iter_rows()]

@@ -55,8 +55,10 @@ def tolerance_line(report: DiffReport) -> str:
 
 
 def _overview(report: DiffReport) -> list[str]:
-    lines = [report.probe.message,
-             f"neurons: {report.neurons_a} in A, {report.neurons_b} in B"]
+    lines = [] if report.only is None else [f"compared: {', '.join(report.only)} (--only)"]
+    lines.append(report.probe.message)
+    lines.append("neurons: not compared (--only)" if report.neurons_a is None
+                 else f"neurons: {report.neurons_a} in A, {report.neurons_b} in B")
     for what, items in (("models added", report.models_added),
                         ("models removed", report.models_removed),
                         ("layers added", [f"{m}/{la}" for m, la in report.layers_added]),

@@ -58,7 +58,9 @@ class ProbeDiff(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     compared: bool
-    """Both runs hold a probe file."""
+    """Both runs hold a probe file and the probe was compared."""
+    not_compared: str = ""
+    """Why not, when ``compared`` is False."""
     same: bool
     """Same (dataset, clip_id) sequence: activations / extremes are comparable."""
     clips_a: int
@@ -74,7 +76,7 @@ class ProbeDiff(BaseModel):
     def message(self) -> str:
         """One line about the probes."""
         if not self.compared:
-            return "probe: not compared (a run holds no probe.parquet)"
+            return f"probe: not compared ({self.not_compared or 'a run holds no probe.parquet'})"
         if self.same:
             return f"probe: the same {self.clips_a} clips in the same order"
         what = ("the same clips in another order" if self.reordered else
@@ -92,8 +94,11 @@ class DiffReport(BaseModel):
     b: str
     tolerance: Tolerance
     probe: ProbeDiff
-    neurons_a: int
-    neurons_b: int
+    neurons_a: int | None
+    """Neurons run A holds; None when not compared (``only`` without a neuron-level part)."""
+    neurons_b: int | None
+    only: tuple[str, ...] | None = None
+    """The parts compared (``--only``), sorted; None: every part."""
     models_added: tuple[str, ...] = ()
     models_removed: tuple[str, ...] = ()
     layers_added: tuple[tuple[str, str], ...] = ()
@@ -185,6 +190,7 @@ class DiffReport(BaseModel):
             "a": self.a, "b": self.b, "changed": self.changed, "summary": self.summary_line(),
             "tolerance": self.tolerance.model_dump(),
             "probe": {**self.probe.model_dump(), "message": self.probe.message},
+            "only": None if self.only is None else list(self.only),
             "neurons_a": self.neurons_a, "neurons_b": self.neurons_b,
             "models_added": list(self.models_added), "models_removed": list(self.models_removed),
             "layers_added": [list(x) for x in self.layers_added],

@@ -111,6 +111,9 @@ class Snapshot:
     closed: pl.LazyFrame | None = None
     results: pl.LazyFrame | None = None
     notes: tuple[str, ...] = field(default=())
+    only: frozenset[str] | None = None
+    """The parts a diff compares (names of :data:`PARTS`, set by :meth:`restricted`); None:
+    all of them."""
 
     def frame(self, name: str) -> pl.LazyFrame | None:
         """The canonical frame ``name`` (see :data:`SCHEMAS`), or None."""
@@ -128,14 +131,15 @@ class Snapshot:
         if unknown:
             raise ConfigError(f"--only: unknown part(s) {unknown}; parts are {list(PARTS)}")
         records = {name: rec for name, rec in PART_RECORDS.items() if name in keep}
-        neuron_level = keep & {"extremes", "summaries", "calibrated", "open", "closed"}
+        neuron_level = keep & NEURON_PARTS
         changes: dict[str, Any] = {name: None for name in PARTS if name not in keep}
         if not neuron_level:
             changes["neurons"] = pl.DataFrame(schema=SCHEMAS["neurons"]).lazy()
         present = frozenset(r for r in self.present if r in set(records.values())
                             or (neuron_level and r == ActivationTable.record_name))
         return replace(self, present=present, versions={
-            k: v for k, v in self.versions.items() if k in present}, **changes)
+            k: v for k, v in self.versions.items() if k in present}, only=frozenset(keep),
+            **changes)
 
     @classmethod
     def from_run(cls, run: str | Path | Run) -> Snapshot:
@@ -199,6 +203,8 @@ class Snapshot:
 PARTS: tuple[str, ...] = ("probe", "extremes", "summaries", "calibrated", "open", "closed",
                           "results")
 """What a diff can be restricted to (``--only``)."""
+NEURON_PARTS = frozenset({"extremes", "summaries", "calibrated", "open", "closed"})
+"""The parts compared per neuron: with none of them, the neuron sets are not compared."""
 PART_RECORDS: dict[str, str] = {
     "probe": "ProbeClip", "extremes": "Extremes", "summaries": "Summary",
     "calibrated": "CalibratedSummary", "open": "ConceptSet", "closed": "ConceptSet",

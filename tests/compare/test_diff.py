@@ -277,3 +277,26 @@ def test_only_restricts_the_comparison(
     assert cli(capsys, str(tiny_run), str(other), "--only", "results,probe")[0] == 0
     code, _, err = cli(capsys, str(tiny_run), str(other), "--only", "activations")
     assert code == 2 and "unknown part" in err
+
+
+def test_only_says_what_it_did_not_compare(
+        tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With --only, the header never claims a run lacks a probe or holds 0 neurons: parts left
+    out are "not compared (--only)"."""
+    code, out, _ = cli(capsys, str(tiny_run), str(tiny_run), "--only", "results")
+    assert code == 0
+    assert "compared: results (--only)" in out
+    assert "probe: not compared (--only)" in out and "neurons: not compared (--only)" in out
+    assert "probe.parquet" not in out and "0 in A" not in out
+    code, out, _ = cli(capsys, str(tiny_run), str(tiny_run), "--only", "closed")
+    n = diff(tiny_run, tiny_run).neurons_a
+    assert code == 0 and "probe: not compared (--only)" in out
+    assert f"neurons: {n} in A, {n} in B" in out and n
+    assert "probe: the same" in cli(capsys, str(tiny_run), str(tiny_run), "--only", "probe")[1]
+    code, out, _ = cli(capsys, str(tiny_run), str(tiny_run), "--only", "results",
+                       "--format", "json")
+    data = json.loads(out)
+    assert data["only"] == ["results"] and data["neurons_a"] is None
+    assert data["probe"]["message"] == "probe: not compared (--only)"
+    assert json.loads(cli(capsys, str(tiny_run), str(tiny_run), "--format", "json")[1])[
+        "only"] is None
