@@ -170,8 +170,20 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (1-65535)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
+    from and_toolkit.explore.serve import DEFAULT_HOST, DEFAULT_PORT  # no torch, no uvicorn
+
     p = argparse.ArgumentParser(prog="and-toolkit", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="execute the stages a TOML config names (resumes)")
@@ -217,9 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explore", help="serve a local web app over a run: search neurons, "
                        "listen to their clips, rate their descriptions (Table 3)")
     e.add_argument("run", metavar="RUN", help="run directory")
-    e.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1; others print a warning)")
-    e.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    e.add_argument("--host", default=DEFAULT_HOST,
+                   help=f"address to listen on (default {DEFAULT_HOST}; others print a warning)")
+    e.add_argument("--port", type=_port, default=DEFAULT_PORT,
+                   help=f"port, 1-65535 (default {DEFAULT_PORT})")
     e.set_defaults(func=_cmd_explore)
     ly = sub.add_parser("layers", help="list the recordable modules of your model (shapes, "
                         "pooling, neuron counts from one dummy forward pass)")

@@ -24,6 +24,8 @@ OPEN_METHODS = {"OCP": "open_concepts"}
 """Open-set methods a query can filter on -> browse column holding their kept concepts."""
 MAX_LIMIT = 200
 """Largest page size (rows)."""
+KNOWN_LAYERS_SHOWN = 40
+"""Known layers an unknown ``layer`` error lists (then how many there are in all)."""
 
 
 class NeuronQuery(BaseModel):
@@ -77,7 +79,7 @@ def _norm(text: pl.Expr | str) -> Any:
 
 
 def _check(query: NeuronQuery, browse: pl.DataFrame, closed: pl.DataFrame) -> None:
-    """Refuse unknown models / methods / similarities and an unsortable sort.
+    """Refuse unknown models / layers / methods / similarities and an unsortable sort.
 
     Raises:
         ValueError: naming the field, the value and what is known.
@@ -85,6 +87,8 @@ def _check(query: NeuronQuery, browse: pl.DataFrame, closed: pl.DataFrame) -> No
     models = set(browse["model"].unique().to_list())
     if query.model is not None and query.model not in models:
         raise ValueError(f"model: unknown {query.model!r}; known: {sorted(models)}")
+    if query.layer is not None:
+        _check_layer(query.layer, query.model, browse)
     methods = sorted({*closed["method"].unique().to_list(), *OPEN_METHODS})
     if query.method is not None and query.method not in methods:
         raise ValueError(f"method: unknown {query.method!r}; known: {methods}")
@@ -105,6 +109,24 @@ def _check(query: NeuronQuery, browse: pl.DataFrame, closed: pl.DataFrame) -> No
                              f"(scores of {sorted(of_method.to_list())} are not comparable)")
 
 
+def _check_layer(layer: str, model: str | None, browse: pl.DataFrame) -> None:
+    """Refuse a layer that is neither a module path nor an alias of ``model``'s neurons (of
+    any model's when ``model`` is None), naming the known ones (alias where there is one).
+
+    Raises:
+        ValueError: naming the field, the value and the known layers.
+    """
+    rows = browse if model is None else browse.filter(pl.col("model") == model)
+    if layer in set(rows["layer"].to_list()) or layer in set(rows["alias"].to_list()):
+        return
+    names = rows.select(pl.coalesce(pl.col("alias"), pl.col("layer")).alias("name"))
+    known = sorted(set(names["name"].to_list()))
+    shown = ", ".join(repr(k) for k in known[:KNOWN_LAYERS_SHOWN])
+    more = (f", ... ({len(known)} in all)" if len(known) > KNOWN_LAYERS_SHOWN else "")
+    raise ValueError(f"layer: unknown {layer!r}{f' for model {model!r}' if model else ''} "
+                     f"(a module path or an alias); known: [{shown}{more}]")
+
+
 def search(browse: pl.DataFrame, closed: pl.DataFrame, query: NeuronQuery) -> Page:
     """Answer one query.
 
@@ -119,7 +141,7 @@ def search(browse: pl.DataFrame, closed: pl.DataFrame, query: NeuronQuery) -> Pa
         (``similarity`` too for a closed method).
 
     Raises:
-        ValueError: an unknown model / method / similarity, or ``sort=score`` without a
+        ValueError: an unknown model / layer / method / similarity, or ``sort=score`` without a
             scored method (see :func:`_check`).
     """
     _check(query, browse, closed)

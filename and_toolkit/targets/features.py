@@ -9,12 +9,25 @@ This module is pure: it never reads files or caches; callers cache by a key of t
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["FeatureConfig", "features_sha", "logmel_features"]
+
+_IMPORT_LOCK = threading.Lock()
+"""Serialises the import of transformers' extractor: transformers' lazy module raises
+ImportError in all but one of several threads that import its names for the first time at
+once (transformers 5; the explorer draws spectrograms in a thread pool)."""
+
+
+def _ast_feature_extractor() -> Any:
+    with _IMPORT_LOCK:
+        from transformers import ASTFeatureExtractor
+    return ASTFeatureExtractor
 
 
 class FeatureConfig(BaseModel):
@@ -52,8 +65,6 @@ def logmel_features(waveforms: Sequence[np.ndarray], cfg: FeatureConfig) -> np.n
         ValueError: If ``waveforms`` is empty, or a waveform is not 1-D, is shorter than one
             25 ms analysis window, or has non-finite samples.
     """
-    from transformers import ASTFeatureExtractor
-
     if len(waveforms) == 0:
         raise ValueError("waveforms: expected at least one waveform, got none")
     window = int(round(0.025 * cfg.sample_rate))
@@ -69,7 +80,7 @@ def logmel_features(waveforms: Sequence[np.ndarray], cfg: FeatureConfig) -> np.n
         if not np.isfinite(arr).all():
             raise ValueError(f"waveforms[{i}]: contains NaN or infinite samples")
         checked.append(arr)
-    extractor = ASTFeatureExtractor(
+    extractor = _ast_feature_extractor()(
         sampling_rate=cfg.sample_rate,
         num_mel_bins=cfg.num_mel_bins,
         max_length=cfg.max_length,

@@ -46,6 +46,21 @@ def test_full_text_search_and_filters(client: TestClient) -> None:
     assert client.get("/api/neurons", params={"model": MODEL}).json()["total"] == n_neurons()
 
 
+def test_unknown_layer_is_422_like_an_unknown_model(client: TestClient) -> None:
+    """An unknown layer is refused (not an empty page), naming the known layers (aliases)."""
+    for params in ({"layer": "nosuch"}, {"model": MODEL, "layer": "nosuch"}):
+        r = client.get("/api/neurons", params=params)
+        assert r.status_code == 422, params
+        detail = r.json()["detail"]
+        assert detail.startswith("layer: unknown 'nosuch'")
+        assert "'block1.fc1', 'block2.fc1', 'head'" in detail
+    assert f"for model {MODEL!r}" in client.get(
+        "/api/neurons", params={"model": MODEL, "layer": "nosuch"}).json()["detail"]
+    page = client.get("/", params={"layer": "nosuch"})
+    assert page.status_code == 422 and "layer: unknown" in page.text
+    assert client.get("/api/neurons", params={"layer": "head"}).json()["total"] == UNITS["head"]
+
+
 def test_concept_filters_closed_and_open(client: TestClient) -> None:
     # DB cos_cubed rank-0 of unit u is DB_WORDS[u % 4]; "Siren" matches case-insensitively
     page = client.get("/api/neurons", params={"method": "DB", "similarity": "cos_cubed",

@@ -135,3 +135,24 @@ def test_script_in_a_caption_stays_text(served: tuple[str, Run],
     assert "A loud siren <script>alert(1)</script>" in captions
     assert page.evaluate("document.querySelectorAll('figure.clip script').length") == 0
     assert errors == []
+
+
+def test_an_unknown_layer_shows_the_reason_and_no_rows(
+        served: tuple[str, Run], browser_page: tuple[Page, list[str]]) -> None:
+    """Typing a layer that no neuron has: the API's 422 reason (listing the known layers)
+    shows, and the table no longer holds rows of the previous query."""
+    base, _ = served
+    page, errors = browser_page
+    page.goto(base + "/")
+    page.wait_for_selector("#results tbody tr")
+    page.fill("#layer", "nosuch")
+    expect(page.locator("#error")).to_contain_text("layer: unknown 'nosuch'")
+    expect(page.locator("#error")).to_contain_text("'block1.fc1'")
+    expect(page.locator("#results tbody tr")).to_have_count(0)
+    expect(page.locator("#total")).to_have_text("")
+    page.fill("#layer", "block2.fc1")
+    expect(page.locator("#results tbody tr")).to_have_count(4)
+    expect(page.locator("#error")).to_have_text("")
+    # the browser logs the refused request itself; nothing else may be logged
+    assert [e for e in errors if "status of 422" not in e] == []
+    errors.clear()

@@ -48,3 +48,24 @@ def test_features_sha_sensitive() -> None:
     assert features_sha(a) == features_sha(a.copy())
     assert features_sha(a) != features_sha(b)
     assert features_sha(a) != features_sha(a.reshape(3, 2))
+
+
+def test_first_use_from_several_threads_at_once() -> None:
+    """The explorer draws spectrograms in a thread pool: the first calls of several threads
+    import transformers' extractor at once, which transformers' lazy module refuses in all
+    but one thread (ImportError) unless the import is serialised. Fresh interpreter: the
+    first import is the one under test."""
+    import subprocess
+    import sys
+
+    code = ("import threading\nimport numpy as np\n"
+            "from and_toolkit.targets.features import FeatureConfig, logmel_features\n"
+            "errors = []\nbarrier = threading.Barrier(4)\n"
+            "def draw():\n    barrier.wait()\n    try:\n"
+            "        logmel_features([np.zeros(16000, np.float32)], FeatureConfig())\n"
+            "    except Exception as exc:\n        errors.append(repr(exc))\n"
+            "threads = [threading.Thread(target=draw) for _ in range(4)]\n"
+            "for t in threads: t.start()\nfor t in threads: t.join()\nprint(errors)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout

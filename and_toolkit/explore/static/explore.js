@@ -52,7 +52,12 @@ function setupSearch(form) {
     const res = await fetch("/api/neurons?" + p.toString());
     const data = await res.json();
     if (!res.ok) {
+      // a refused query (e.g. an unknown layer) shows its reason and no rows of another query
       error.textContent = data.detail;
+      body.replaceChildren();
+      total.textContent = "";
+      info.textContent = "";
+      last = null;
       return;
     }
     error.textContent = "";
