@@ -9,7 +9,7 @@ Layout (see docs/architecture.md)::
     <run>/activations/model=<m>/layer=<l>/data.parquet
     <run>/results/<experiment>.parquet
     <run>/experiments/table6_neurons.json, <run>/annotation_sheet.csv
-    <run>/report/index.html
+    <run>/report/index.html, <run>/report/summary.json
     <run>/ratings.parquet                            (human ratings, from the explorer)
 
 :class:`Run` is the one place that knows this layout: every path is built here, and every
@@ -116,6 +116,30 @@ class Run:
     def at(cls, path: str | Path) -> Run:
         """A run rooted at ``path``."""
         return cls(Path(path))
+
+    @classmethod
+    def existing(cls, path: str | Path | Run) -> Run:
+        """A run that exists: a directory holding a readable ``manifest.json`` (a JSON object).
+
+        Raises:
+            DataError: one line naming the path: missing, not a directory, no manifest.json
+                (not a run), or an unreadable manifest.
+        """
+        run = path if isinstance(path, Run) else cls(Path(path))
+        root, manifest = run.root, run.manifest_path
+        if not root.exists():
+            raise DataError(f"{root}: no such run directory")
+        if not root.is_dir():
+            raise DataError(f"{root}: not a directory, so not a run")
+        if not manifest.is_file():
+            raise DataError(f"{root}: not a run (no manifest.json)")
+        try:
+            data = json.loads(manifest.read_text("utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{manifest}: unreadable manifest: {exc}") from None
+        if not isinstance(data, dict):
+            raise DataError(f"{manifest}: the manifest is not a JSON object")
+        return run
 
     # ----- paths ------------------------------------------------------------------------------
     def path(self, record: type[Record], variant: str = "") -> Path:

@@ -91,10 +91,12 @@ def validate_path(path: Path) -> list[str]:
 
 
 def run_info(path: Path) -> dict[str, Any]:
-    """What a run holds: row counts per record kind, neurons per model/layer, stages, provenance."""
-    run = Run.at(path)
-    if not path.is_dir():
-        raise RecordValidationError(str(path), "-", "*", "run directory does not exist")
+    """What a run holds: row counts per record kind, neurons per model/layer, stages, provenance.
+
+    Raises:
+        DataError: ``path`` is not a run (missing, not a directory, no readable manifest.json).
+    """
+    run = Run.existing(path)
     manifest = run.manifest()
     info: dict[str, Any] = {
         "run": str(path),
@@ -166,6 +168,15 @@ def _epochs(stop: dict[str, Any] | None) -> str:
     return f"{stop['kept_epoch']}/{stop['epochs_run']} of {stop['max_epochs']}"
 
 
+def _model_and_precision(target: dict[str, Any]) -> tuple[str, str]:
+    """The ``model`` and ``precision`` cells of a target: ``arch`` and its training precision
+    (``?`` when not recorded) for a target trained here; ``user <family>`` and ``as loaded``
+    for a user's model (no arch: nothing is built or trained here)."""
+    if target.get("arch"):
+        return str(target["arch"]), str(target.get("precision") or "?")
+    return f"user {target.get('family') or '?'}", "as loaded"
+
+
 def info_text(info: dict[str, Any]) -> str:
     """``and-toolkit info`` as text: the run, its targets and each stage's resources as tables
     (``--json`` prints :func:`run_info` itself)."""
@@ -175,16 +186,18 @@ def info_text(info: dict[str, Any]) -> str:
     if info.get("warnings") or info.get("skipped"):
         out.append("")
     if info["targets"]:
-        rows = [[tid, str(t.get("arch") or t.get("family")), str(t.get("precision")),
+        rows = [[tid, *_model_and_precision(t),
                  str(t.get("threads") or ("?" if t.get("arch") else "-")),
                  _num(t.get("test_accuracy"), ".3f"),
                  _epochs(t.get("early_stopping")), _num(t.get("train_seconds"), ".1f"),
                  _num((t.get("resources") or {}).get("wall_s"), ".1f"),
                  _num((t.get("resources") or {}).get("peak_rss_mib"), ".0f")]
                 for tid, t in info["targets"].items()]
-        out += _table(["target", "arch", "precision", "threads", "accuracy", "epochs",
+        out += _table(["target", "model", "precision", "threads", "accuracy", "epochs",
                        "train s", "this run s", "peak MiB"], rows)
-        out += ["(threads, train s: of the training that produced the weights, ? when they were "
+        out += ["(model: the arch trained here, or 'user <family>' for a user's model, run as "
+                "loaded, in its own precision; "
+                "threads, train s: of the training that produced the weights, ? when they were "
                 "cached before it was recorded; epochs: with early stopping, the epoch kept / "
                 "epochs run of the maximum; this run s: this run's "
                 "targets stage for the target, a cache read when the weights were cached)", ""]

@@ -62,6 +62,48 @@ def test_info_lists_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert text.startswith(f"run {run.root} (toy)") and "ActivationTable" in text
 
 
+def test_info_refuses_what_is_not_a_run(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    audio = tmp_path / "clips"
+    audio.mkdir()
+    (audio / "a.wav").write_bytes(b"RIFF")
+    assert main(["info", str(audio)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {audio}: not a run (no manifest.json)"
+    assert main(["info", str(tmp_path / "nope")]) == 2
+    assert f"{tmp_path / 'nope'}: no such run directory" in capsys.readouterr().err
+
+
+def test_index_refuses_a_missing_directory(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nonexistent"
+    assert main(["index", str(missing)]) == 2
+    assert f"{missing}: no such reports directory" in capsys.readouterr().err
+    assert not missing.exists()
+    (tmp_path / "file").write_text("")
+    assert main(["index", str(tmp_path / "file")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_info_tells_user_models_from_archs(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """A user's model has no arch and no training precision: its family is labelled as such
+    and its precision is "as loaded", never a literal None."""
+    run = _run(tmp_path)
+    run.mark_stage("targets", ast={"arch": "ast", "precision": "fp32", "threads": 2,
+                                   "test_accuracy": 0.5},
+                   old={"arch": "cnn", "precision": None},
+                   mine={"family": "clap", "pretrained": "models/clap", "sample_rate": 48000})
+    assert main(["info", str(run.root)]) == 0
+    text = capsys.readouterr().out
+    assert "None" not in text
+    header = next(line for line in text.splitlines() if line.startswith("target"))
+    assert header.split()[:3] == ["target", "model", "precision"]
+    rows = {line.split()[0]: line.split() for line in text.splitlines()
+            if line.split() and line.split()[0] in ("ast", "old", "mine")}
+    assert rows["ast"][1:3] == ["ast", "fp32"] and rows["old"][1:3] == ["cnn", "?"]
+    assert rows["mine"][1:5] == ["user", "clap", "as", "loaded"]
+
+
 def test_schemas_check_and_write(tmp_path: Path) -> None:
     assert main(["schemas", "--out", str(tmp_path), "--check"]) == 1
     assert main(["schemas", "--out", str(tmp_path)]) == 0

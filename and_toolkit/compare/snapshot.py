@@ -26,7 +26,6 @@ A frame is None when the run holds no file of that kind (``present`` lists the k
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 
 import polars as pl
 
-from and_toolkit.errors import ConfigError, DataError
+from and_toolkit.errors import ConfigError
 from and_toolkit.records.base import Record
 from and_toolkit.records.models import (
     NEURON_KEY,
@@ -151,7 +150,7 @@ class Snapshot:
             RecordValidationError: a record file of another kind or schema version, or not a
                 readable Parquet file.
         """
-        handle = open_run(run)
+        handle = Run.existing(run)
         present: set[str] = set()
 
         def scan(record: type[Record]) -> pl.LazyFrame | None:
@@ -219,27 +218,3 @@ def _results(run: Run) -> pl.LazyFrame | None:
     if not frames:
         return None
     return canonical("results", pl.concat(list(frames.values())).lazy())
-
-
-def open_run(run: str | Path | Run) -> Run:
-    """A run handle after checking that the directory is a run.
-
-    Raises:
-        DataError: a one-line message: missing directory, not a directory, no manifest.json,
-            or an unreadable manifest.
-    """
-    handle = run if isinstance(run, Run) else Run.at(run)
-    root = handle.root
-    if not root.exists():
-        raise DataError(f"{root}: no such run directory")
-    if not root.is_dir():
-        raise DataError(f"{root}: not a directory, so not a run")
-    if not handle.manifest_path.is_file():
-        raise DataError(f"{root}: not a run (no manifest.json)")
-    try:
-        manifest = json.loads(handle.manifest_path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{handle.manifest_path}: unreadable manifest: {exc}") from None
-    if not isinstance(manifest, dict):
-        raise DataError(f"{handle.manifest_path}: the manifest is not a JSON object")
-    return handle

@@ -38,7 +38,14 @@ def _index_entry(page: Path) -> IndexEntry:
 
 def write_reports_index(reports: Path) -> Path:
     """Write ``reports/index.html``: one row per ``reports/<run>/index.html`` with its models,
-    their accuracy and the verdict summary (from ``summary.json`` beside each report)."""
+    their accuracy and the verdict summary (from ``summary.json`` beside each report).
+
+    Raises:
+        DataError: ``reports`` is not an existing directory (it is never created here).
+    """
+    if not reports.is_dir():
+        raise DataError(f"{reports}: no such reports directory" if not reports.exists()
+                        else f"{reports}: not a directory")
     entries = [_index_entry(page) for page in sorted(reports.glob("*/index.html"))]
     out = reports / "index.html"
     html = render_index(entries)
