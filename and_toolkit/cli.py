@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from and_toolkit.errors import AndToolkitError, DataError
+from and_toolkit.stages import STAGES
 
 
 def library_bars(progress: bool) -> None:
@@ -149,8 +150,9 @@ def _cmd_dissect(args: argparse.Namespace) -> int:
 
     try:
         run = dissect(args.model, args.probe, labels=args.labels, captions=args.captions,
-                      concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir, name=args.name,
-                      online=args.online, include=args.include, progress=progress)
+                      concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir,
+                      name=args.name, online=args.online, include=args.include,
+                      progress=progress)
     except ValueError as exc:  # an include pattern that matches nothing
         raise DataError(str(exc)) from None
     print(f"run complete: {run.root} (and-toolkit info {run.root})")
@@ -171,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="execute the stages a TOML config names (resumes)")
     r.add_argument("config", help="run configuration (TOML)")
     r.add_argument("--run-dir", default=None, help="override the run directory")
-    r.add_argument("--stage", action="append", default=None, help="run only this stage")
+    r.add_argument("--stage", action="append", default=None, choices=STAGES, metavar="STAGE",
+                   help=f"run only this stage (repeatable): {', '.join(STAGES)}")
     r.add_argument("--force", action="store_true", help="recompute stages already done")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: on a terminal only)")

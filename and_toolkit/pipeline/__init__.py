@@ -1,15 +1,17 @@
 """Stage orchestration: run the configured stages in order, resuming what a run already holds.
 
 Each stage has a fingerprint = hash(previous stage's fingerprint, this stage's config section).
-A stage whose fingerprint is recorded in the manifest is skipped; a changed section re-runs that
-stage and every stage after it. Every file a stage writes is atomic, so a run killed at any
-point resumes to the same result; expensive work (training, features, generations, embeddings)
-is in the content-addressed cache and is not redone.
+A stage whose fingerprint is recorded in the manifest and whose files are all there
+(:func:`and_toolkit.stage_outputs.missing_outputs`) is skipped; a changed section or a missing
+file re-runs that stage and every stage after it, and the run says why.
+Every file a stage writes is atomic, so a run killed at any point resumes to the same result;
+expensive work (training, features, generations, embeddings) is in the content-addressed cache
+and is not redone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from and_toolkit.config import STAGES, RunConfig
 from and_toolkit.pipeline.context import Context, section_sha
 from and_toolkit.resources import measured
 from and_toolkit.run import Run
+from and_toolkit.stage_outputs import missing_outputs
 from and_toolkit.versions import package_versions
 
 StageFn = Callable[[Context], dict[str, Any]]
@@ -62,6 +65,23 @@ def fingerprints(cfg: RunConfig) -> dict[str, str]:
     return out
 
 
+def _why_run(run: Run, stage: str, fingerprint: str, before: Mapping[str, Any],
+             done: Mapping[str, Any], rerun: str | None) -> str | None:
+    """Why ``stage`` must run: None when it is up to date, "" when it never ran, else the reason
+    (its config changed, its files are missing, an earlier stage re-ran). ``before``: the
+    manifest's stages when this call started; ``done``: now (stages after a re-run one are
+    dropped)."""
+    entry = done.get(stage)
+    if not isinstance(entry, dict):
+        return f"after [{rerun}] re-ran" if rerun and stage in before else ""
+    if entry.get("fingerprint") != fingerprint:
+        return "configuration changed (this stage's section or an earlier one's)"
+    missing = missing_outputs(run, stage, entry)
+    if missing:
+        return "outputs missing: " + ", ".join(str(p.relative_to(run.root)) for p in missing)
+    return None
+
+
 def run_pipeline(
     cfg: RunConfig,
     *,
@@ -73,6 +93,10 @@ def run_pipeline(
 ) -> Run:
     """Execute the configured stages of ``cfg``, skipping those the run already holds.
 
+    A stage runs when the manifest does not record it with the same fingerprint (config
+    section, see :func:`fingerprints`), when a file it wrote is missing, or when an earlier
+    stage ran; the printed line says why.
+
     Args:
         cfg: validated run configuration.
         run_dir: run directory (default ``cfg.run_dir`` or ``runs/<name>``).
@@ -83,7 +107,15 @@ def run_pipeline(
 
     Returns:
         The :class:`Run`.
+
+    Raises:
+        ValueError: a name in ``only`` that is not a stage (nothing is written).
+        RuntimeError: a stage returned without writing a file it declares
+            (:func:`~and_toolkit.stage_outputs.stage_outputs`); it is not marked done.
     """
+    unknown = [s for s in only or [] if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}: the stages are {', '.join(STAGES)}")
     root = Path(run_dir or cfg.run_dir or Path("runs") / cfg.name)
     run = Run.at(root)
     ctx = Context(cfg=cfg, run=run, cache=cache or Cache(), progress=progress)
@@ -91,21 +123,29 @@ def run_pipeline(
                         seed=cfg.seed)
     functions = _stage_functions()
     prints = fingerprints(cfg)
-    done = run.manifest().get("stages", {})
+    before = dict(run.manifest().get("stages", {}))
+    done = before
+    rerun: str | None = None
     try:
         for stage in STAGES:
             if stage not in cfg.stages or (only and stage not in only):
                 continue
-            if not force and done.get(stage, {}).get("fingerprint") == prints[stage]:
+            why = "forced" if force else _why_run(run, stage, prints[stage], before, done, rerun)
+            if why is None:
                 print(f"[{stage}] up to date")
                 continue
-            print(f"[{stage}] running", flush=True)
+            print(f"[{stage}] running" + (f" ({why})" if why else ""), flush=True)
             with measured() as usage:
                 info = functions[stage](ctx)
+            missing = missing_outputs(run, stage, info)
+            if missing:
+                raise RuntimeError(f"[{stage}] finished without writing {[str(p) for p in missing]}"
+                                   " (not marked done)")
             run.mark_stage(stage, fingerprint=prints[stage], seconds=round(usage.wall_s, 2),
                            resources=usage.as_dict(), **info)
             print(f"[{stage}] done in {usage.wall_s:.1f} s (cpu {usage.cpu_s:.1f} s, "
                   f"peak {usage.peak_rss_mib:.0f} MiB)", flush=True)
+            rerun = rerun or stage
             # a re-run stage invalidates every later stage
             done = {s: v for s, v in run.manifest().get("stages", {}).items()
                     if STAGES.index(s) <= STAGES.index(stage)}
