@@ -151,7 +151,7 @@ def _cmd_dissect(args: argparse.Namespace) -> int:
     try:
         run = dissect(args.model, args.probe, labels=args.labels, captions=args.captions,
                       concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir,
-                      name=args.name, online=args.online, include=args.include,
+                      name=args.name, online=args.online, include=args.include, force=args.force,
                       progress=progress)
     except ValueError as exc:  # an include pattern that matches nothing
         raise DataError(str(exc)) from None
@@ -237,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--include", action="append", default=None, metavar="PATTERN",
                     help="record only modules matching (repeatable)")
     ds.add_argument("--online", action="store_true", help="allow a hub id / downloads")
+    ds.add_argument("--force", action="store_true",
+                    help="recompute every stage, even those up to date (a stage re-runs anyway "
+                    "when its inputs changed: the model's files, the clips, the CSVs)")
     ds.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     ds.set_defaults(func=_cmd_dissect)
     w = sub.add_parser("convert-whisper", help="write the packaged Whisper base (CTranslate2, "

@@ -1,9 +1,10 @@
 """Stage orchestration: run the configured stages in order, resuming what a run already holds.
 
-Each stage has a fingerprint = hash(previous stage's fingerprint, this stage's config section).
-A stage whose fingerprint is recorded in the manifest and whose files are all there
-(:func:`and_toolkit.stage_outputs.missing_outputs`) is skipped; a changed section or a missing
-file re-runs that stage and every stage after it, and the run says why.
+Each stage has a fingerprint = hash(previous stage's fingerprint, this stage's config section,
+the stamps of the external inputs it reads: :mod:`and_toolkit.pipeline.inputs`). A stage whose
+fingerprint is recorded in the manifest and whose files are all there
+(:func:`and_toolkit.stage_outputs.missing_outputs`) is skipped; a changed section, a changed
+input or a missing file re-runs that stage and every stage after it, and the run says why.
 Every file a stage writes is atomic, so a run killed at any point resumes to the same result;
 expensive work (training, features, generations, embeddings) is in the content-addressed cache
 and is not redone.
@@ -11,13 +12,14 @@ and is not redone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from and_toolkit.cache import Cache
 from and_toolkit.config import STAGES, RunConfig
 from and_toolkit.pipeline.context import Context, section_sha
+from and_toolkit.pipeline.inputs import InputStamp, input_changes, input_stamps
 from and_toolkit.resources import measured
 from and_toolkit.run import Run
 from and_toolkit.stage_outputs import missing_outputs
@@ -54,27 +56,48 @@ def _sections(cfg: RunConfig) -> dict[str, tuple[Any, ...]]:
     }
 
 
-def fingerprints(cfg: RunConfig) -> dict[str, str]:
-    """Fingerprint of every stage (chained in stage order)."""
+def fingerprints(cfg: RunConfig, stamps: Mapping[str, Sequence[InputStamp]] | None = None
+                 ) -> dict[str, str]:
+    """Fingerprint of every stage (chained in stage order).
+
+    Args:
+        cfg: the run configuration.
+        stamps: the external inputs of each stage (:func:`~and_toolkit.pipeline.inputs.
+            input_stamps`); None or a stage without any: its config section alone (the
+            fingerprints of runs without external inputs, e.g. the synthetic and ESC-50
+            configs, are those of the config alone).
+    """
     out: dict[str, str] = {}
     prev = ""
     sections = _sections(cfg)
     for stage in STAGES:
-        prev = section_sha(prev, *sections[stage])
+        parts = sections[stage]
+        mine = (stamps or {}).get(stage)
+        if mine:
+            parts = (*parts, {"inputs": {s.key: s.as_dict() for s in mine}})
+        prev = section_sha(prev, *parts)
         out[stage] = prev
     return out
 
 
 def _why_run(run: Run, stage: str, fingerprint: str, before: Mapping[str, Any],
-             done: Mapping[str, Any], rerun: str | None) -> str | None:
+             done: Mapping[str, Any], stamps: Mapping[str, Sequence[InputStamp]],
+             rerun: str | None) -> str | None:
     """Why ``stage`` must run: None when it is up to date, "" when it never ran, else the reason
-    (its config changed, its files are missing, an earlier stage re-ran). ``before``: the
-    manifest's stages when this call started; ``done``: now (stages after a re-run one are
-    dropped)."""
+    (an input it or an earlier stage reads changed, its config changed, its files are missing,
+    an earlier stage re-ran). ``before``: the manifest's stages when this call started;
+    ``done``: now (stages after a re-run one are dropped)."""
     entry = done.get(stage)
     if not isinstance(entry, dict):
         return f"after [{rerun}] re-ran" if rerun and stage in before else ""
     if entry.get("fingerprint") != fingerprint:
+        for s in STAGES[:STAGES.index(stage) + 1]:
+            old = before.get(s)
+            changes = input_changes(old.get("inputs"), stamps.get(s, [])) if isinstance(
+                old, dict) else []
+            if changes:
+                return "inputs changed" + ("" if s == stage else f" (read by [{s}])") + ": " + (
+                    "; ".join(changes))
         return "configuration changed (this stage's section or an earlier one's)"
     missing = missing_outputs(run, stage, entry)
     if missing:
@@ -93,9 +116,9 @@ def run_pipeline(
 ) -> Run:
     """Execute the configured stages of ``cfg``, skipping those the run already holds.
 
-    A stage runs when the manifest does not record it with the same fingerprint (config
-    section, see :func:`fingerprints`), when a file it wrote is missing, or when an earlier
-    stage ran; the printed line says why.
+    A stage runs when the manifest does not record it with the same fingerprint (config section
+    and input stamps, see :func:`fingerprints`), when a file it wrote is missing, or when an
+    earlier stage ran; the printed line says why. The inputs are stamped once per call.
 
     Args:
         cfg: validated run configuration.
@@ -118,11 +141,12 @@ def run_pipeline(
         raise ValueError(f"unknown stage(s) {unknown}: the stages are {', '.join(STAGES)}")
     root = Path(run_dir or cfg.run_dir or Path("runs") / cfg.name)
     run = Run.at(root)
+    stamps = input_stamps(cfg, exclude=root)
     ctx = Context(cfg=cfg, run=run, cache=cache or Cache(), progress=progress)
     run.update_manifest(config=cfg.model_dump(mode="json"), versions=package_versions(),
                         seed=cfg.seed)
     functions = _stage_functions()
-    prints = fingerprints(cfg)
+    prints = fingerprints(cfg, stamps)
     before = dict(run.manifest().get("stages", {}))
     done = before
     rerun: str | None = None
@@ -130,7 +154,8 @@ def run_pipeline(
         for stage in STAGES:
             if stage not in cfg.stages or (only and stage not in only):
                 continue
-            why = "forced" if force else _why_run(run, stage, prints[stage], before, done, rerun)
+            why = "forced" if force else _why_run(run, stage, prints[stage], before, done,
+                                                   stamps, rerun)
             if why is None:
                 print(f"[{stage}] up to date")
                 continue
@@ -141,8 +166,10 @@ def run_pipeline(
             if missing:
                 raise RuntimeError(f"[{stage}] finished without writing {[str(p) for p in missing]}"
                                    " (not marked done)")
+            inputs = {s.key: s.as_dict() for s in stamps.get(stage, [])}
             run.mark_stage(stage, fingerprint=prints[stage], seconds=round(usage.wall_s, 2),
-                           resources=usage.as_dict(), **info)
+                           resources=usage.as_dict(), **({"inputs": inputs} if inputs else {}),
+                           **info)
             print(f"[{stage}] done in {usage.wall_s:.1f} s (cpu {usage.cpu_s:.1f} s, "
                   f"peak {usage.peak_rss_mib:.0f} MiB)", flush=True)
             rerun = rerun or stage

@@ -129,6 +129,33 @@ def test_dropped_extra_k_file_is_removed_and_refused(
         f"[3] in {run_copy / 'manifest.json'} does not list (left by an earlier configuration)"]
 
 
+def test_config_run_reruns_when_a_clip_is_rewritten(
+        made: tuple[Path, Path], run_copy: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    cfg, _ = made
+    folder = Path(shutil.copytree(Path(load_config(cfg).probe.folder or ""), tmp_path / "clips"))
+    moved = _config(tmp_path, folder, [3, 4])
+    capsys.readouterr()
+    assert main(["run", str(moved), "--run-dir", str(run_copy), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"[probe] running (inputs changed: probe.folder: {cfg.parent / 'clips'} -> " \
+        f"{folder}; probe.labels_csv: " in out  # the same clips elsewhere: read again
+    assert main(["run", str(moved), "--run-dir", str(run_copy), "--no-progress"]) == 0
+    assert "running" not in capsys.readouterr().out
+    run = Run.at(run_copy)
+    model, layer = run.activation_layers()[0]
+    before = run.activation_matrix(model, layer).values
+    wave, rate = sf.read(folder / "c0.wav", dtype="float32")
+    sf.write(folder / "c0.wav", wave[::-1].copy(), rate)  # same size, other audio
+    assert main(["run", str(moved), "--run-dir", str(run_copy), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert (f"[probe] running (inputs changed: probe.folder: files changed under {folder} "
+            "(size or modification time))") in out
+    assert "[record] running (after [probe] re-ran)" in out
+    after = run.activation_matrix(model, layer).values
+    assert not np.array_equal(after[0], before[0]) and np.array_equal(after[1:], before[1:])
+
+
 def test_unknown_stage_is_refused_before_anything_is_written(
         made: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg, _ = made
