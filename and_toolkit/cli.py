@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from and_toolkit.errors import AndToolkitError, DataError
+from and_toolkit.stages import STAGES
 
 
 def library_bars(progress: bool) -> None:
@@ -155,8 +156,9 @@ def _cmd_dissect(args: argparse.Namespace) -> int:
 
     try:
         run = dissect(args.model, args.probe, labels=args.labels, captions=args.captions,
-                      concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir, name=args.name,
-                      online=args.online, include=args.include, progress=progress)
+                      concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir,
+                      name=args.name, online=args.online, include=args.include, force=args.force,
+                      progress=progress)
     except ValueError as exc:  # an include pattern that matches nothing
         raise DataError(str(exc)) from None
     print(f"run complete: {run.root} (and-toolkit info {run.root})")
@@ -193,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also publish the report to DIR/<run name>/ (page, summary.json, "
                    "data/ with every result frame) and rewrite DIR/index.html; without it "
                    "the report stays in the run directory")
-    r.add_argument("--stage", action="append", default=None, help="run only this stage")
+    r.add_argument("--stage", action="append", default=None, choices=STAGES, metavar="STAGE",
+                   help=f"run only this stage (repeatable): {', '.join(STAGES)}")
     r.add_argument("--force", action="store_true", help="recompute stages already done")
     r.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars (default: on a terminal only)")
@@ -257,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--include", action="append", default=None, metavar="PATTERN",
                     help="record only modules matching (repeatable)")
     ds.add_argument("--online", action="store_true", help="allow a hub id / downloads")
+    ds.add_argument("--force", action="store_true",
+                    help="recompute every stage, even those up to date (a stage re-runs anyway "
+                    "when its inputs changed: the model's files, the clips, the CSVs)")
     ds.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
     ds.set_defaults(func=_cmd_dissect)
     w = sub.add_parser("convert-whisper", help="write the packaged Whisper base (CTranslate2, "

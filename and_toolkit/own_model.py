@@ -78,6 +78,7 @@ def dissect_config(model: str, probe: str | Path, *, labels: str | Path | None =
     ``overrides``: more config, by section (``{"calibrate": {"encoder": "hashing"}}``), merged
     over what the arguments set.
     """
+    from and_toolkit.probe.folder import DEFAULT_LABELS_CSV
     from and_toolkit.targets.external import model_spec_kind
 
     kind = model_spec_kind(model)
@@ -85,7 +86,7 @@ def dissect_config(model: str, probe: str | Path, *, labels: str | Path | None =
     if not folder.is_dir():
         raise ConfigError(f"{folder}: probe folder does not exist")
     label_csv = Path(labels).resolve() if labels is not None else (
-        folder / "labels.csv" if (folder / "labels.csv").is_file() else None)
+        folder / DEFAULT_LABELS_CSV if (folder / DEFAULT_LABELS_CSV).is_file() else None)
     if label_csv is not None and not label_csv.is_file():
         raise ConfigError(f"{label_csv}: label CSV does not exist")
     target: dict[str, Any] = {"id": _model_id(model, kind)}
@@ -122,9 +123,10 @@ def dissect_config(model: str, probe: str | Path, *, labels: str | Path | None =
 
 def dissect(model: str, probe: str | Path, *, labels: str | Path | None = None,
             captions: str | Path | None = None, concepts: str | Path | None = None,
-            captioner: str | None = None, run_dir: str | Path | None = None, name: str | None = None, online: bool = False,
-            include: list[str] | None = None, overrides: Mapping[str, Any] | None = None,
-            cache: Cache | None = None, progress: bool = False) -> Run:
+            captioner: str | None = None, run_dir: str | Path | None = None,
+            name: str | None = None, online: bool = False, include: list[str] | None = None,
+            overrides: Mapping[str, Any] | None = None, cache: Cache | None = None,
+            force: bool = False, progress: bool = False) -> Run:
     """Dissect a user's model on a folder of clips; returns the run.
 
     Args:
@@ -145,13 +147,18 @@ def dissect(model: str, probe: str | Path, *, labels: str | Path | None = None,
         include: fnmatch patterns of module paths to record (default: the family's selection).
         overrides: more config by section (see :func:`dissect_config`).
         cache: content-addressed cache (default ``$AND_CACHE_DIR``).
+        force: recompute every stage. Without it, a second call on the same run directory
+            re-runs only what changed: the arguments, or the files read (the model directory's
+            or factory module's, the clips, the label / caption CSVs, the concepts; see
+            :mod:`and_toolkit.pipeline.inputs`) and every stage after.
         progress: progress bars.
     """
     from and_toolkit.pipeline import run_pipeline
 
     cfg = dissect_config(model, probe, labels=labels, captions=captions, concepts=concepts,
-                         captioner=captioner, name=name, online=online, include=include, overrides=overrides)
-    run = run_pipeline(cfg, run_dir=run_dir, cache=cache, progress=progress)
+                         captioner=captioner, name=name, online=online, include=include,
+                         overrides=overrides)
+    run = run_pipeline(cfg, run_dir=run_dir, cache=cache, force=force, progress=progress)
     run.update_manifest(skipped={"experiments": SKIPPED_REASON, "report": SKIPPED_REASON})
     return run
 

@@ -239,8 +239,18 @@ class Run:
         """Whether the run holds the Extremes of the run's K (None) or of an extra K."""
         return self.extremes_path(k).is_file()
 
+    def extremes_ks(self) -> list[int]:
+        """The extra K of every ``extremes_k<K>.parquet`` the run holds, ascending."""
+        return sorted(int(m[1]) for p in self.root.glob("extremes_k*.parquet")
+                      if (m := re.fullmatch(r"extremes_k(\d+)\.parquet", p.name)))
+
     def extremes(self, k: int | None = None) -> pl.DataFrame:
-        """Extremes of the run's K (``k=None``) or of an extra K."""
+        """Extremes of the run's K (``k=None``) or of an extra K (DataError: an extra K that
+        the manifest's ``stages.extremes.extra_k`` does not list, a stale file)."""
+        listed = self.stage_info("extremes").get("extra_k", [k]) if k is not None else [k]
+        if k not in listed:
+            raise DataError(f"{self.extremes_path(k)}: K = {k} is not in stages.extremes.extra_k"
+                            f" {listed} of {self.manifest_path} (a stale file)")
         return read_records(Extremes, self.extremes_path(k))
 
     def write_extremes(self, df: pl.DataFrame, k: int | None = None,

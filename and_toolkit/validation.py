@@ -10,6 +10,7 @@ import polars as pl
 from and_toolkit.errors import RecordValidationError
 from and_toolkit.records.models import ActivationTable, Caption, Extremes, ProbeClip
 from and_toolkit.run import FILES, Run
+from and_toolkit.stage_outputs import manifest_problems
 from and_toolkit.stages import STAGES
 from and_toolkit.store import read_records, record_of, vector_width
 
@@ -71,10 +72,13 @@ def cross_check(run: Run) -> list[str]:
 
 
 def validate_path(path: Path) -> list[str]:
-    """Validate one record file, or every record file of a run directory plus cross-checks.
+    """Validate one record file, or every record file of a run directory plus cross-checks and
+    the manifest's stages (a file of a stage marked done that is missing, an Extremes file of a
+    K the manifest does not list: :func:`~and_toolkit.stage_outputs.manifest_problems`).
 
     Returns:
-        Every problem found, each naming file, record and field (empty list = valid).
+        Every problem found, each naming file, record and field (or file and stage; empty
+        list = valid).
     """
     if path.is_file():
         return _check_file(path)[0]
@@ -87,6 +91,7 @@ def validate_path(path: Path) -> list[str]:
     for f in files:
         problems += _check_file(f)[0]
     problems += cross_check(Run.at(path))
+    problems += manifest_problems(Run.at(path))
     return problems
 
 

@@ -1,15 +1,18 @@
 """Stage orchestration: run the configured stages in order, resuming what a run already holds.
 
-Each stage has a fingerprint = hash(previous stage's fingerprint, this stage's config section).
-A stage whose fingerprint is recorded in the manifest is skipped; a changed section re-runs that
-stage and every stage after it. Every file a stage writes is atomic, so a run killed at any
-point resumes to the same result; expensive work (training, features, generations, embeddings)
-is in the content-addressed cache and is not redone.
+Each stage has a fingerprint = hash(previous stage's fingerprint, this stage's config section,
+the stamps of the external inputs it reads: :mod:`and_toolkit.pipeline.inputs`). A stage whose
+fingerprint is recorded in the manifest and whose files are all there
+(:func:`and_toolkit.stage_outputs.missing_outputs`) is skipped; a changed section, a changed
+input or a missing file re-runs that stage and every stage after it, and the run says why.
+Every file a stage writes is atomic, so a run killed at any point resumes to the same result;
+expensive work (training, features, generations, embeddings) is in the content-addressed cache
+and is not redone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,11 @@ from and_toolkit.cache import Cache
 from and_toolkit.config import STAGES, RunConfig
 from and_toolkit.errors import ConfigError, DataError
 from and_toolkit.pipeline.context import Context, section_sha
+from and_toolkit.pipeline.inputs import InputStamp, input_changes, input_stamps
 from and_toolkit.report.publish import Published, publish_report
 from and_toolkit.resources import measured
 from and_toolkit.run import Run
+from and_toolkit.stage_outputs import missing_outputs
 from and_toolkit.versions import package_versions
 
 StageFn = Callable[[Context], dict[str, Any]]
@@ -58,15 +63,53 @@ def _sections(cfg: RunConfig) -> dict[str, tuple[Any, ...]]:
     }
 
 
-def fingerprints(cfg: RunConfig) -> dict[str, str]:
-    """Fingerprint of every stage (chained in stage order)."""
+def fingerprints(cfg: RunConfig, stamps: Mapping[str, Sequence[InputStamp]] | None = None
+                 ) -> dict[str, str]:
+    """Fingerprint of every stage (chained in stage order).
+
+    Args:
+        cfg: the run configuration.
+        stamps: the external inputs of each stage (:func:`~and_toolkit.pipeline.inputs.
+            input_stamps`); None or a stage without any: its config section alone (the
+            fingerprints of runs without external inputs, e.g. the synthetic and ESC-50
+            configs, are those of the config alone).
+    """
     out: dict[str, str] = {}
     prev = ""
     sections = _sections(cfg)
     for stage in STAGES:
-        prev = section_sha(prev, *sections[stage])
+        parts = sections[stage]
+        mine = (stamps or {}).get(stage)
+        if mine:
+            parts = (*parts, {"inputs": {s.key: s.as_dict() for s in mine}})
+        prev = section_sha(prev, *parts)
         out[stage] = prev
     return out
+
+
+def _why_run(run: Run, stage: str, fingerprint: str, before: Mapping[str, Any],
+             done: Mapping[str, Any], stamps: Mapping[str, Sequence[InputStamp]],
+             rerun: str | None) -> str | None:
+    """Why ``stage`` must run: None when it is up to date, "" when it never ran, else the reason
+    (an input it or an earlier stage reads changed, its config changed, its files are missing,
+    an earlier stage re-ran). ``before``: the manifest's stages when this call started;
+    ``done``: now (stages after a re-run one are dropped)."""
+    entry = done.get(stage)
+    if not isinstance(entry, dict):
+        return f"after [{rerun}] re-ran" if rerun and stage in before else ""
+    if entry.get("fingerprint") != fingerprint:
+        for s in STAGES[:STAGES.index(stage) + 1]:
+            old = before.get(s)
+            changes = input_changes(old.get("inputs"), stamps.get(s, [])) if isinstance(
+                old, dict) else []
+            if changes:
+                return "inputs changed" + ("" if s == stage else f" (read by [{s}])") + ": " + (
+                    "; ".join(changes))
+        return "configuration changed (this stage's section or an earlier one's)"
+    missing = missing_outputs(run, stage, entry)
+    if missing:
+        return "outputs missing: " + ", ".join(str(p.relative_to(run.root)) for p in missing)
+    return None
 
 
 def run_pipeline(
@@ -80,6 +123,10 @@ def run_pipeline(
 ) -> Run:
     """Execute the configured stages of ``cfg``, skipping those the run already holds.
 
+    A stage runs when the manifest does not record it with the same fingerprint (config section
+    and input stamps, see :func:`fingerprints`), when a file it wrote is missing, or when an
+    earlier stage ran; the printed line says why. The inputs are stamped once per call.
+
     Args:
         cfg: validated run configuration.
         run_dir: run directory (default ``cfg.run_dir`` or ``runs/<name>``).
@@ -90,29 +137,49 @@ def run_pipeline(
 
     Returns:
         The :class:`Run`.
+
+    Raises:
+        ValueError: a name in ``only`` that is not a stage (nothing is written).
+        RuntimeError: a stage returned without writing a file it declares
+            (:func:`~and_toolkit.stage_outputs.stage_outputs`); it is not marked done.
     """
+    unknown = [s for s in only or [] if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}: the stages are {', '.join(STAGES)}")
     root = Path(run_dir or cfg.run_dir or Path("runs") / cfg.name)
     run = Run.at(root)
+    stamps = input_stamps(cfg, exclude=root)
     ctx = Context(cfg=cfg, run=run, cache=cache or Cache(), progress=progress)
     run.update_manifest(config=cfg.model_dump(mode="json"), versions=package_versions(),
                         seed=cfg.seed)
     functions = _stage_functions()
-    prints = fingerprints(cfg)
-    done = run.manifest().get("stages", {})
+    prints = fingerprints(cfg, stamps)
+    before = dict(run.manifest().get("stages", {}))
+    done = before
+    rerun: str | None = None
     try:
         for stage in STAGES:
             if stage not in cfg.stages or (only and stage not in only):
                 continue
-            if not force and done.get(stage, {}).get("fingerprint") == prints[stage]:
+            why = "forced" if force else _why_run(run, stage, prints[stage], before, done,
+                                                   stamps, rerun)
+            if why is None:
                 print(f"[{stage}] up to date")
                 continue
-            print(f"[{stage}] running", flush=True)
+            print(f"[{stage}] running" + (f" ({why})" if why else ""), flush=True)
             with measured() as usage:
                 info = functions[stage](ctx)
+            missing = missing_outputs(run, stage, info)
+            if missing:
+                raise RuntimeError(f"[{stage}] finished without writing {[str(p) for p in missing]}"
+                                   " (not marked done)")
+            inputs = {s.key: s.as_dict() for s in stamps.get(stage, [])}
             run.mark_stage(stage, fingerprint=prints[stage], seconds=round(usage.wall_s, 2),
-                           resources=usage.as_dict(), **info)
+                           resources=usage.as_dict(), **({"inputs": inputs} if inputs else {}),
+                           **info)
             print(f"[{stage}] done in {usage.wall_s:.1f} s (cpu {usage.cpu_s:.1f} s, "
                   f"peak {usage.peak_rss_mib:.0f} MiB)", flush=True)
+            rerun = rerun or stage
             # a re-run stage invalidates every later stage
             done = {s: v for s, v in run.manifest().get("stages", {}).items()
                     if STAGES.index(s) <= STAGES.index(stage)}
@@ -155,7 +222,8 @@ def publish_run(cfg: RunConfig, run: Run, reports: str | Path) -> Published:
                         "not run)")
     if "skipped" in info:
         raise DataError(f"--publish: {run.root}: the report stage was skipped: {info['skipped']}")
-    if info.get("fingerprint") != fingerprints(cfg)["report"]:
+    current = fingerprints(cfg, input_stamps(cfg, exclude=run.root))["report"]
+    if info.get("fingerprint") != current:
         raise DataError(f"--publish: {run.root}'s report is stale (rendered under another "
-                        "config): and-toolkit run CONFIG renders it again")
+                        "config or from other inputs): and-toolkit run CONFIG renders it again")
     return publish_report(run, reports)

@@ -41,17 +41,21 @@ def stage_probe(ctx: Context) -> dict[str, Any]:
         probe = subset_probe(esc50_probe(root), cfg.max_clips, cfg.per_class, cfg.classes)
         source = str(root)
     else:
-        from and_toolkit.probe.folder import FolderProbeConfig, folder_probe, unlabelled_probe
+        from and_toolkit.probe.folder import (
+            FolderProbeConfig,
+            folder_probe,
+            labels_csv_of,
+            unlabelled_probe,
+        )
 
         if not cfg.folder:
             raise ConfigError("probe.folder: required for kind 'folder'")
         dataset = Path(cfg.folder).resolve().name or "folder"
-        csv = cfg.labels_csv or ("labels.csv" if (Path(cfg.folder) / "labels.csv").is_file()
-                                 else None)
+        csv = labels_csv_of(cfg.folder, cfg.labels_csv, cfg.folder_options)
         if csv is None:
             probe = unlabelled_probe(cfg.folder, dataset)
         else:
-            options = {"dataset": dataset, "csv": csv, **cfg.folder_options}
+            options = {"dataset": dataset, **cfg.folder_options, "csv": csv}
             probe = folder_probe(cfg.folder, FolderProbeConfig.model_validate(options))
         probe = subset_probe(probe, cfg.max_clips, cfg.per_class, cfg.classes)
         source = cfg.folder

@@ -326,12 +326,20 @@ def _extremes_frame(ctx: Context, k: int) -> pl.DataFrame:
 
 
 def stage_extremes(ctx: Context) -> dict[str, Any]:
-    """Top-K / bottom-K clips per neuron (and the extra K of Figs 11-13)."""
+    """Top-K / bottom-K clips per neuron (and the extra K of Figs 11-13). Files of an extra K
+    the config no longer lists are removed once the new files are written (``removed`` in the
+    stage info), so no reader finds them."""
     k = ctx.cfg.record.k
     df = _extremes_frame(ctx, k)
     ctx.run.write_extremes(df, None, {"k": k})
     for extra in ctx.cfg.record.extra_k:
         ctx.run.write_extremes(_extremes_frame(ctx, extra), extra, {"k": extra})
-    return {"neurons": df.height // 2, "k": k, "extra_k": ctx.cfg.record.extra_k,
+    info = {"neurons": df.height // 2, "k": k, "extra_k": ctx.cfg.record.extra_k,
             "key": cache_key(k=k)[:8], "pooling": json.dumps(ctx.cfg.record.pooling),
             "_execution": ctx.engine().describe("extremes")}
+    stale = [e for e in ctx.run.extremes_ks() if e not in ctx.cfg.record.extra_k]
+    for extra in stale:
+        ctx.run.extremes_path(extra).unlink()
+    if stale:
+        info["removed"] = [ctx.run.extremes_path(e).name for e in stale]
+    return info

@@ -8,7 +8,9 @@ read to fill ``sample_rate`` / ``n_samples``; the audio itself is loaded later w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,14 +19,16 @@ from and_toolkit.errors import DataError
 from and_toolkit.probe.audio import audio_info
 from and_toolkit.records import ProbeClip
 
-__all__ = ["AUDIO_EXTENSIONS", "UNLABELLED", "FolderProbeConfig", "folder_probe",
-           "unlabelled_probe"]
+__all__ = ["AUDIO_EXTENSIONS", "DEFAULT_LABELS_CSV", "UNLABELLED", "FolderProbeConfig",
+           "folder_probe", "labels_csv_of", "unlabelled_probe"]
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au",
                                      ".opus")
 """File extensions an unlabelled folder is scanned for (case-insensitive)."""
 UNLABELLED = "unlabelled"
 """The label of every clip of a folder without a label CSV."""
+DEFAULT_LABELS_CSV = "labels.csv"
+"""The label CSV a folder probe reads when none is configured, if the folder holds it."""
 
 
 class FolderProbeConfig(BaseModel):
@@ -46,7 +50,7 @@ class FolderProbeConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     dataset: str = Field(min_length=1)
-    csv: str = "labels.csv"
+    csv: str = DEFAULT_LABELS_CSV
     audio_dir: str = ""
     filename_col: str = "filename"
     label_col: str = "label"
@@ -84,6 +88,17 @@ def _int_column(df: pl.DataFrame, col: str, path: Path) -> list[int]:
     if (ints < 0).any():
         raise DataError(f"{path}: column {col!r} has negative values")
     return [int(v) for v in ints.to_list()]
+
+
+def labels_csv_of(folder: str | Path, labels_csv: str | None,
+                  options: Mapping[str, Any]) -> str | None:
+    """The label CSV of a folder probe, relative to ``folder`` (or absolute), or None for an
+    unlabelled folder: ``options["csv"]`` (``FolderProbeConfig`` fields) over ``labels_csv``;
+    without ``labels_csv``, :data:`DEFAULT_LABELS_CSV` if the folder holds it, else None (the
+    folder is then unlabelled and ``options`` are not used)."""
+    csv = labels_csv or (DEFAULT_LABELS_CSV if (Path(folder) / DEFAULT_LABELS_CSV).is_file()
+                         else None)
+    return None if csv is None else str(options.get("csv", csv))
 
 
 def folder_probe(root: str | Path, cfg: FolderProbeConfig) -> pl.DataFrame:

@@ -30,6 +30,7 @@ from and_toolkit.dissect.captions import read_caption_file
 from and_toolkit.dissect.descriptors import combine
 from and_toolkit.dissect.text import clean_repeated_substring
 from and_toolkit.pipeline import fingerprints, run_pipeline
+from and_toolkit.pipeline.inputs import input_stamps
 from and_toolkit.records import (
     CalibratedSummary,
     Caption,
@@ -266,9 +267,10 @@ def test_rerun_with_warm_cache_rewrites_nothing(esc50_run: Esc50Run,
     for p, (mtime, data) in before.items():
         assert p.stat().st_mtime_ns == mtime and p.read_bytes() == data, p
     manifest = json.loads((esc50_run.run / "manifest.json").read_text())
-    prints = fingerprints(cfg)
+    prints = fingerprints(cfg, input_stamps(cfg, exclude=esc50_run.run))
     assert {s: manifest["stages"][s]["fingerprint"] for s in STAGES} == {
         s: prints[s] for s in STAGES}
+    assert set(manifest["stages"]["probe"]["inputs"]) == {"probe.folder", "probe.labels_csv"}
 
 
 def test_stage_timings_fit_ci(esc50_run: Esc50Run) -> None:

@@ -117,3 +117,23 @@ def test_publish_refuses_a_stale_report(cwd: Path, capsys: pytest.CaptureFixture
 
     with pytest.raises(DataError, match="report is stale"):
         publish_run(load_config(cwd / "tiny.toml"), Run.at(cwd / "x"), cwd / "reports")
+
+
+def test_publish_a_run_whose_probe_is_a_folder(cwd: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The report's fingerprint covers the stamps of the folder's files: publishing checks it
+    with the same stamps the run used, so a current report of a folder probe is published."""
+    import numpy as np
+    import soundfile as sf
+
+    clips = cwd / "clips"
+    clips.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        sf.write(clips / f"c{i}.wav", rng.normal(0, 0.1, 16000).astype(np.float32), 16000)
+    (cwd / "folder.toml").write_text(f'name = "tiny-folder"\nstages = ["probe", "report"]\n'
+                                     f'[probe]\nkind = "folder"\nfolder = "{clips}"\n')
+    assert main(["run", "folder.toml", "--run-dir", "f", "--no-progress",
+                 "--publish", "reports"]) == 0
+    assert "published" in capsys.readouterr().out
+    assert (cwd / "reports" / "tiny-folder" / "index.html").is_file()
