@@ -9,13 +9,16 @@ is in the content-addressed cache and is not redone.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from and_toolkit.cache import Cache
 from and_toolkit.config import STAGES, RunConfig
+from and_toolkit.errors import AndToolkitError
 from and_toolkit.pipeline.context import Context, section_sha
+from and_toolkit.pipeline.inputs import check_inputs
 from and_toolkit.resources import measured
 from and_toolkit.run import Run
 from and_toolkit.versions import package_versions
@@ -83,19 +86,27 @@ def run_pipeline(
 
     Returns:
         The :class:`Run`.
+
+    Raises:
+        ConfigError: an input the stages to run need is missing (``pipeline.inputs``): refused
+            before the run directory is made. A refusal (any AndToolkitError) before the first
+            stage completes removes a run directory this call made.
     """
     root = Path(run_dir or cfg.run_dir or Path("runs") / cfg.name)
     run = Run.at(root)
+    fresh = not root.exists()
+    prints = fingerprints(cfg)
+    done = run.manifest().get("stages", {})
+    selected = [s for s in STAGES if s in cfg.stages and (not only or s in only)]
+    stale = [s for s in selected if force or done.get(s, {}).get("fingerprint") != prints[s]]
+    # a re-run stage re-runs every later one: the inputs of all of them are checked
+    check_inputs(cfg, selected[selected.index(stale[0]):] if stale else [])
     ctx = Context(cfg=cfg, run=run, cache=cache or Cache(), progress=progress)
     run.update_manifest(config=cfg.model_dump(mode="json"), versions=package_versions(),
                         seed=cfg.seed)
     functions = _stage_functions()
-    prints = fingerprints(cfg)
-    done = run.manifest().get("stages", {})
     try:
-        for stage in STAGES:
-            if stage not in cfg.stages or (only and stage not in only):
-                continue
+        for stage in selected:
             if not force and done.get(stage, {}).get("fingerprint") == prints[stage]:
                 print(f"[{stage}] up to date")
                 continue
@@ -112,6 +123,11 @@ def run_pipeline(
             manifest = run.manifest()
             manifest["stages"] = done
             run.write_manifest(manifest)
+    except AndToolkitError:
+        # refused before any stage completed: a run directory made here holds nothing to resume
+        if fresh and not run.manifest().get("stages"):
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     finally:
         ctx.close()
     cache_stats = {ns: vars(s) for ns, s in sorted(ctx.cache.stats.items())}

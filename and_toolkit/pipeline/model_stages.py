@@ -328,6 +328,8 @@ def _extremes_frame(ctx: Context, k: int) -> pl.DataFrame:
 def stage_extremes(ctx: Context) -> dict[str, Any]:
     """Top-K / bottom-K clips per neuron (and the extra K of Figs 11-13)."""
     k = ctx.cfg.record.k
+    # the probe stage refused it already; here for a K changed after the probe was made
+    ctx.cfg.record.check_clips(ctx.probe().height, str(ctx.run.root / "probe.parquet"))
     df = _extremes_frame(ctx, k)
     ctx.run.write_extremes(df, None, {"k": k})
     for extra in ctx.cfg.record.extra_k:

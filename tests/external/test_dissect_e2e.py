@@ -140,9 +140,10 @@ def test_configured_captioner_captions_the_clips(folder: Path, tmp_path: Path,
 
     monkeypatch.setattr(stages, "captioner", fake)
     run_dir = tmp_path / "run"
-    dissect("tests.external.factories:cnn", folder, captioner="/models/audio-lm",
+    (tmp_path / "audio-lm").mkdir()
+    dissect("tests.external.factories:cnn", folder, captioner=str(tmp_path / "audio-lm"),
             run_dir=run_dir, overrides=FAST, cache=Cache(tmp_path / "c"))
-    assert seen == ["/models/audio-lm"]
+    assert seen == [str(tmp_path / "audio-lm")]
     caps = Run.at(run_dir).captions("audio-lm")
     assert len(caps) == 6 and all(caps.values())
     assert run_info(run_dir)["warnings"] == []
@@ -151,6 +152,7 @@ def test_configured_captioner_captions_the_clips(folder: Path, tmp_path: Path,
 def test_captioner_that_cannot_load_is_named(folder: Path, tmp_path: Path) -> None:
     from and_toolkit.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"nothing-here: cannot load the audio captioner"):
-        dissect("tests.external.factories:cnn", folder, captioner=str(tmp_path / "nothing-here"),
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(ConfigError, match=r"not-a-model: cannot load the audio captioner"):
+        dissect("tests.external.factories:cnn", folder, captioner=str(tmp_path / "not-a-model"),
                 run_dir=tmp_path / "run", overrides=FAST, cache=Cache(tmp_path / "c"))
