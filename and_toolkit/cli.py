@@ -157,8 +157,8 @@ def _cmd_dissect(args: argparse.Namespace) -> int:
     try:
         run = dissect(args.model, args.probe, labels=args.labels, captions=args.captions,
                       concepts=args.concepts, captioner=args.captioner, run_dir=args.run_dir,
-                      name=args.name, online=args.online, include=args.include, force=args.force,
-                      progress=progress)
+                      name=args.name, online=args.online, include=args.include, k=args.k,
+                      drop_unlisted=args.drop_unlisted, force=args.force, progress=progress)
     except ValueError as exc:  # an include pattern that matches nothing
         raise DataError(str(exc)) from None
     print(f"run complete: {run.root} (and-toolkit info {run.root})")
@@ -179,6 +179,13 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{text} is out of range (1-65535)")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
     return value
 
 
@@ -246,11 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
     ly.add_argument("--online", action="store_true", help="allow a hub id / downloads")
     ly.set_defaults(func=_cmd_layers)
     ds = sub.add_parser("dissect", help="dissect your own model on a folder of clips (record "
-                        "-> extremes -> captions -> summaries -> calibrate -> open -> closed)")
+                        "-> extremes -> captions -> summaries -> calibrate -> open -> closed "
+                        "-> score)")
     ds.add_argument("--model", required=True, metavar="DIR|module:function")
     ds.add_argument("--probe", required=True, metavar="FOLDER", help="folder of audio clips")
     ds.add_argument("--labels", default=None, metavar="CSV",
-                    help="filename,label (default: FOLDER/labels.csv if present)")
+                    help="filename,label (default: FOLDER/labels.csv if present); every audio "
+                    "file of FOLDER needs a row")
+    ds.add_argument("--drop-unlisted", action="store_true",
+                    help="leave out the audio files the labels CSV does not list (reported in "
+                    "and-toolkit info) instead of refusing them")
     ds.add_argument("--captions", default=None, metavar="CSV", help="filename,caption")
     ds.add_argument("--concepts", default=None, metavar="TXT", help="one concept per line")
     ds.add_argument("--captioner", default=None, metavar="DIR",
@@ -259,6 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--name", default=None, help="run name (default dissect-<model>)")
     ds.add_argument("--include", action="append", default=None, metavar="PATTERN",
                     help="record only modules matching (repeatable)")
+    ds.add_argument("--k", type=_positive, default=None, metavar="K",
+                    help="top-K / bottom-K clips per neuron (the run config's record.k and "
+                    "its default; at most the number of clips)")
     ds.add_argument("--online", action="store_true", help="allow a hub id / downloads")
     ds.add_argument("--force", action="store_true",
                     help="recompute every stage, even those up to date (a stage re-runs anyway "

@@ -7,16 +7,23 @@ Every stage takes its own typed section, so no option can be silently ignored (t
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from and_toolkit.dissect.scoring import DEFAULT_Q
 from and_toolkit.errors import ConfigError
+from and_toolkit.execution import DistributedStage as DistributedStage
+from and_toolkit.execution import ExecutionSection as ExecutionSection
+from and_toolkit.execution import StageResources as StageResources
+from and_toolkit.probe.folder_config import FolderProbeConfig
 from and_toolkit.recording.hook_defaults import DEFAULT_EXCLUDE, DEFAULT_POOLING, PoolingName
 from and_toolkit.stages import STAGES, Stage
 from and_toolkit.targets.audio_text_config import AudioTextConfig
+from and_toolkit.targets.train_config import override_problems
 
 PaperModel = Literal["AST", "BEATs-finetuned", "BEATs-frozen"]
 PAPER_MODEL_BY_ARCH: dict[str, PaperModel] = {
@@ -38,6 +45,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _refuse(problems: Sequence[tuple[tuple[str | int, ...], str, Any]]) -> ValidationError:
+    """A ValidationError of ``(location, message, input)`` problems, each at its own dotted
+    location (relative to the model whose validator raises it; pydantic prefixes the outer
+    ones), so a problem that only several fields together show still names its field."""
+    return ValidationError.from_exception_data("RunConfig", [InitErrorDetails(
+        type=PydanticCustomError("config", "{message}", {"message": msg}), loc=loc, input=value)
+        for loc, msg, value in problems])
+
+
 class ProbeSection(_Section):
     """Which probing set D_p to use."""
 
@@ -47,8 +63,10 @@ class ProbeSection(_Section):
         None, description="CSV of labels (filename,label), relative to the folder "
         "(kind='folder'); none: every audio file of the folder, unlabelled.")
     folder_options: dict[str, Any] = Field(
-        default_factory=dict, description="More fields of and_toolkit.probe.folder."
-        "FolderProbeConfig (filename_col, label_col, target_col, fold_col, audio_dir, ...).")
+        default_factory=dict, description="More fields of and_toolkit.probe.folder_config."
+        "FolderProbeConfig (filename_col, label_col, target_col, fold_col, audio_dir, "
+        "audio_ext, unlisted: 'error' | 'drop' for audio files the CSV does not list); they "
+        "describe the labels CSV, so a run without one refuses them.")
     max_clips: int | None = Field(None, ge=1, description="Use only the first N clips (tests).")
     per_class: int | None = Field(
         None, ge=1, description="Use at most N clips per class, spread over the folds.")
@@ -59,6 +77,23 @@ class ProbeSection(_Section):
         "in the probe's provenance; false: refuse such clips (never featurize at another rate).")
     downmix: bool = Field(
         True, description="Average the channels of multi-channel files; false: refuse them.")
+
+    @field_validator("folder_options")
+    @classmethod
+    def _folder_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if "csv" in options:
+            raise _refuse([(("csv",), "the labels CSV is probe.labels_csv", options["csv"])])
+        FolderProbeConfig.model_validate({"dataset": "folder", **options})  # errors: named
+        return options
+
+    @model_validator(mode="after")
+    def _folder_only(self) -> ProbeSection:
+        if self.kind != "folder":
+            given = [k for k in ("folder", "labels_csv", "folder_options") if getattr(self, k)]
+            if given:
+                raise _refuse([((k,), f"only for kind = 'folder', not {self.kind!r}",
+                                getattr(self, k)) for k in given])
+        return self
 
 
 class TargetSection(_Section):
@@ -95,6 +130,14 @@ class TargetSection(_Section):
         if len(given) != 1:
             raise ValueError(f"target {self.id!r}: give exactly one of arch, pretrained, factory "
                              f"(got {given or 'none'})")
+        problems = [((k,), f"target {self.id!r} is a user's model ({given[0]}), not trained "
+                      "here: drop it", getattr(self, k))
+                    for k in ("epochs", "overrides") if self.external and getattr(self, k)]
+        if self.online and self.pretrained is None:
+            problems.append((("online",), f"only for pretrained (a hub id), not {given[0]}",
+                             True))
+        if problems:
+            raise _refuse(problems)
         return self
 
     @property
@@ -142,6 +185,16 @@ class RecordSection(_Section):
     k: int = Field(5, ge=1, description="Top-K / bottom-K clips per neuron.")
     extra_k: list[int] = Field(default_factory=list, description="More K for Figs 11-13.")
     batch_size: int = Field(32, ge=1)
+
+    def check_clips(self, n_clips: int, source: str) -> None:
+        """Raises ConfigError (naming the field) when K or an extra K exceeds the probe's
+        clips: the probe stage checks it, before anything is recorded."""
+        over = [(f, k) for f, ks in (("record.k", [self.k]), ("record.extra_k", self.extra_k))
+                for k in ks if k > n_clips]
+        if over:
+            raise ConfigError(f"{over[0][0]}: K={over[0][1]} exceeds the {n_clips} clips of the "
+                              f"probe set ({source}): each neuron's top-K and bottom-K are K of "
+                              "its clips; lower it (and-toolkit dissect: --k) or add clips")
 
 
 class CaptionSection(_Section):
@@ -274,54 +327,6 @@ class ExperimentSection(_Section):
     annotation_neurons: int = Field(10, ge=1, description="Annotation-sheet neurons per block.")
 
 
-DistributedStage = Literal["record", "extremes", "captions", "closed", "summaries"]
-"""Stages the Ray engine distributes (every other stage runs on the local path under either
-engine; see docs/scale-out.md)."""
-
-
-class StageResources(_Section):
-    """Ray resources of one distributed stage's workers (actors or tasks)."""
-
-    num_cpus: float = Field(1.0, gt=0, description="CPUs per worker; an actor also runs torch "
-                            "on max(1, int(num_cpus)) threads.")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs per worker (the record stage's actors "
-                            "then run the model on CUDA: same records up to float tolerance, "
-                            "not the same bytes as on CPU).")
-    workers: int | None = Field(
-        None, ge=1, description="Actors (record; the LLM actors of summaries and closed's ICL) "
-        "or concurrent tasks; default: as many as the cluster's CPUs hold at num_cpus each.")
-
-
-class ExecutionSection(_Section):
-    """Where the stages run. Never part of a stage fingerprint: both engines write the same
-    records (byte-identical on CPU), so switching engines re-runs nothing."""
-
-    engine: Literal["local", "ray"] = Field(
-        "local", description="'local': this process (no Ray needed); 'ray': the distributed "
-        "stages run on a Ray cluster (pip install 'and-toolkit[ray]').")
-    address: str | None = Field(
-        None, description="Ray cluster address (e.g. 'ray://head:10001' or 'auto'); default: "
-        "start a local cluster with ray.init(num_cpus=num_cpus) for this run.")
-    num_cpus: int | None = Field(
-        None, ge=1, description="CPUs of the local cluster started when address is unset "
-        "(default: every CPU of the machine).")
-    partition_clips: int = Field(
-        512, ge=1, description="Clips per record partition (rounded up to a multiple of the "
-        "forward batch, so every forward pass sees the local engine's batches).")
-    stages: dict[DistributedStage, StageResources] = Field(
-        default_factory=dict, description="Per-stage resources; default StageResources().")
-    train_workers: int | None = Field(
-        None, ge=1, description="Targets trained at once, each in its own process (default: "
-        "the usable cores over the training thread count measured for this machine, at most "
-        "the targets to train, and only trainings estimated at a minute or more; set: every "
-        "uncached target, this many at once; 1: one after another in this process). The "
-        "weights do not depend on it.")
-
-    def resources(self, stage: str) -> StageResources:
-        """The resources of ``stage`` (the defaults when the config names none)."""
-        return self.stages.get(stage, StageResources())  # type: ignore[call-overload]
-
-
 class RunConfig(_Section):
     """A whole run."""
 
@@ -341,6 +346,36 @@ class RunConfig(_Section):
     score: ScoreSection = ScoreSection()
     experiments: ExperimentSection = ExperimentSection()
     execution: ExecutionSection = ExecutionSection()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        """What only several sections show: each target's overrides validated against its
+        TrainConfig (with the run's features), and a trained TAB needing folds."""
+        f = self.features
+        problems = [(("targets", i, "overrides", *loc), msg, value)
+                    for i, t in enumerate(self.targets) if t.arch is not None
+                    for loc, msg, value in override_problems(
+                        t.arch, seed=t.seed, epochs=t.epochs, overrides=t.overrides,
+                        num_mel_bins=f.num_mel_bins, max_length=f.max_length)]
+        c = self.closed
+        if self.trains_tab() and self.probe.kind == "folder" \
+                and self.probe.folder_options.get("fold_col") is None \
+                and c.audio_text.test_fold == 1:
+            problems.append((("closed", "tab_model"), "'trained' trains on the clips outside "
+                             "closed.audio_text.test_fold (1), but a folder probe without "
+                             "probe.folder_options.fold_col has every clip in fold 1: name the "
+                             "fold column, or use tab_model = 'clap' or drop TAB from "
+                             "closed.methods", c.tab_model))
+        if problems:
+            raise _refuse(problems)
+        return self
+
+    def trains_tab(self) -> bool:
+        """True when a stage of the run trains TAB's audio-text model (``closed.tab_model =
+        'trained'``, with TAB in the closed stage or the score stage's audio side)."""
+        c = self.closed
+        return c.tab_model == "trained" and (
+            ("closed" in self.stages and "TAB" in c.methods) or "score" in self.stages)
 
 
 def _format(exc: ValidationError, source: str) -> str:

@@ -3,10 +3,11 @@
 :func:`dissect` builds a :class:`~and_toolkit.config.RunConfig` for a user's model
 (``pretrained`` directory or ``module:function`` factory, see
 :mod:`and_toolkit.targets.external`) and a folder probe, and runs probe -> targets -> record ->
-extremes -> captions -> summaries -> calibrate -> open -> closed. The paper's experiments and its
-report need targets trained here (fold accuracy, pruning against a classifier trained on the
-probe's labels), so they are skipped, with the reason in the manifest (``and-toolkit info``
-shows it). :func:`layer_table` lists what a model offers to record (``and-toolkit layers``).
+extremes -> captions -> summaries -> calibrate -> open -> closed -> score (every description
+scored on held-out clips). The paper's experiments and its report need targets trained here
+(fold accuracy, pruning against a classifier trained on the probe's labels), so they are
+skipped, with the reason in the manifest (``and-toolkit info`` shows it). :func:`layer_table`
+lists what a model offers to record (``and-toolkit layers``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ __all__ = ["DISSECT_STAGES", "SKIPPED_REASON", "dissect", "dissect_config", "lay
            "layer_table_text", "load_model_spec", "read_concepts"]
 
 DISSECT_STAGES = ("probe", "targets", "record", "extremes", "captions", "summaries",
-                  "calibrate", "open", "closed")
+                  "calibrate", "open", "closed", "score")
 """The stages :func:`dissect` runs."""
 SKIPPED_REASON = ("the paper's experiments (accuracy, pruning, unlearning, clustering) and its "
                   "report need targets trained here on the probe's labels (arch); a user's "
@@ -71,15 +72,22 @@ def _model_id(spec: str, kind: str) -> str:
 def dissect_config(model: str, probe: str | Path, *, labels: str | Path | None = None,
                    captions: str | Path | None = None, concepts: str | Path | None = None,
                    captioner: str | None = None, name: str | None = None, online: bool = False,
-                   include: list[str] | None = None,
+                   include: list[str] | None = None, k: int | None = None,
+                   drop_unlisted: bool = False,
                    overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """The run configuration of :func:`dissect` (arguments as there).
 
+    Every path argument is checked here, before anything runs or is written.
+
     ``overrides``: more config, by section (``{"calibrate": {"encoder": "hashing"}}``), merged
     over what the arguments set.
+
+    Raises:
+        ConfigError: a path argument that does not exist (naming it), a model that cannot be
+            found, or ``drop_unlisted`` without a labels CSV.
     """
-    from and_toolkit.probe.folder import DEFAULT_LABELS_CSV
-    from and_toolkit.targets.external import model_spec_kind
+    from and_toolkit.probe.folder_config import DEFAULT_LABELS_CSV
+    from and_toolkit.targets.external import check_external, model_spec_kind
 
     kind = model_spec_kind(model)
     folder = Path(probe)
@@ -89,11 +97,19 @@ def dissect_config(model: str, probe: str | Path, *, labels: str | Path | None =
         folder / DEFAULT_LABELS_CSV if (folder / DEFAULT_LABELS_CSV).is_file() else None)
     if label_csv is not None and not label_csv.is_file():
         raise ConfigError(f"{label_csv}: label CSV does not exist")
+    if drop_unlisted and label_csv is None:
+        raise ConfigError("--drop-unlisted: drops the audio files a labels CSV does not list, "
+                          f"but there is none (--labels, or {folder / DEFAULT_LABELS_CSV})")
+    if captions is not None and not Path(captions).is_file():
+        raise ConfigError(f"{captions}: caption file (--captions) does not exist")
+    if captioner is not None and not Path(captioner).is_dir():
+        raise ConfigError(f"{captioner}: captioner directory (--captioner) does not exist")
     target: dict[str, Any] = {"id": _model_id(model, kind)}
     target[kind] = str(Path(model).resolve()) if kind == "pretrained" and Path(
         model).exists() else model
     if kind == "pretrained":
         target["online"] = online
+    check_external(**{kind: target[kind]}, online=online)  # before anything is written
     closed: dict[str, Any] = {}
     if concepts is not None:
         closed["concepts"] = read_concepts(concepts)
@@ -103,17 +119,23 @@ def dissect_config(model: str, probe: str | Path, *, labels: str | Path | None =
         cap = {"source": "file", "file": str(Path(captions).resolve()),
                "captioner_id": "imported", "descriptors": True}
     elif captioner is not None:
-        cap = {"source": "captioner", "captioner_path": captioner, "captioner_id": "audio-lm",
-               "descriptors": True}
+        cap = {"source": "captioner", "captioner_path": str(Path(captioner).resolve()),
+               "captioner_id": "audio-lm", "descriptors": True}
     else:
         cap = {"source": "descriptors", "captioner_id": "descriptors-only",
                "descriptors": False}
+    probe_section: dict[str, Any] = {
+        "kind": "folder", "folder": str(folder.resolve()),
+        "labels_csv": str(label_csv.resolve()) if label_csv else None}
+    if drop_unlisted:
+        probe_section["folder_options"] = {"unlisted": "drop"}
+    record: dict[str, Any] = {"include": include} if include else {}
+    if k is not None:
+        record["k"] = k
     data: dict[str, Any] = {
         "name": name or f"dissect-{target['id']}", "stages": list(DISSECT_STAGES),
-        "probe": {"kind": "folder", "folder": str(folder.resolve()),
-                  "labels_csv": str(label_csv.resolve()) if label_csv else None},
-        "targets": [target], "captions": cap, "closed": closed,
-        "record": {"include": include} if include else {},
+        "probe": probe_section, "targets": [target], "captions": cap, "closed": closed,
+        "record": record,
     }
     for key, value in (overrides or {}).items():
         data[key] = {**data[key], **value} if isinstance(value, Mapping) and isinstance(
@@ -125,6 +147,7 @@ def dissect(model: str, probe: str | Path, *, labels: str | Path | None = None,
             captions: str | Path | None = None, concepts: str | Path | None = None,
             captioner: str | None = None, run_dir: str | Path | None = None,
             name: str | None = None, online: bool = False, include: list[str] | None = None,
+            k: int | None = None, drop_unlisted: bool = False,
             overrides: Mapping[str, Any] | None = None, cache: Cache | None = None,
             force: bool = False, progress: bool = False) -> Run:
     """Dissect a user's model on a folder of clips; returns the run.
@@ -134,7 +157,8 @@ def dissect(model: str, probe: str | Path, *, labels: str | Path | None = None,
             ``package.module:function`` returning ``(torch.nn.Module, preprocess)``.
         probe: folder of audio clips (any rate / channel count: resampled and downmixed to the
             model's declared rate, recorded in provenance).
-        labels: ``filename,label`` CSV (default: ``<probe>/labels.csv`` if present).
+        labels: ``filename,label`` CSV (default: ``<probe>/labels.csv`` if present). Every
+            audio file of the folder needs a row, unless ``drop_unlisted``.
         captions: ``filename,caption`` CSV.
         captioner: else, a local directory of a transformers audio LM that captions the clips;
             without either, the captions are our acoustic-descriptor sentences only (a warning
@@ -145,6 +169,10 @@ def dissect(model: str, probe: str | Path, *, labels: str | Path | None = None,
         name: run name (default ``dissect-<model id>``).
         online: allow a hub id / downloads for ``model``.
         include: fnmatch patterns of module paths to record (default: the family's selection).
+        k: top-K / bottom-K clips per neuron (``record.k``; default: the config's; at most the
+            number of clips).
+        drop_unlisted: leave out the folder's audio files that the labels CSV does not list
+            (reported in ``and-toolkit info``); default: they are an error.
         overrides: more config by section (see :func:`dissect_config`).
         cache: content-addressed cache (default ``$AND_CACHE_DIR``).
         force: recompute every stage. Without it, a second call on the same run directory
@@ -156,8 +184,8 @@ def dissect(model: str, probe: str | Path, *, labels: str | Path | None = None,
     from and_toolkit.pipeline import run_pipeline
 
     cfg = dissect_config(model, probe, labels=labels, captions=captions, concepts=concepts,
-                         captioner=captioner, name=name, online=online, include=include,
-                         overrides=overrides)
+                         captioner=captioner, name=name, online=online, include=include, k=k,
+                         drop_unlisted=drop_unlisted, overrides=overrides)
     run = run_pipeline(cfg, run_dir=run_dir, cache=cache, force=force, progress=progress)
     run.update_manifest(skipped={"experiments": SKIPPED_REASON, "report": SKIPPED_REASON})
     return run

@@ -214,9 +214,14 @@ def test_read_only_commands_import_no_torch(tmp_path: Path) -> None:
 
 def test_config_imports_no_torch() -> None:
     """Parsing a run config (``and-toolkit run`` refusing a bad one, the explorer reading a
-    run's) imports no torch, transformers or ONNX Runtime."""
+    run's) imports no torch, transformers or ONNX Runtime, also when it validates targets'
+    overrides (against TrainConfig) and folder options (against FolderProbeConfig)."""
     code = ("import and_toolkit.config as c\n"
-            "c.parse_config({'name': 'x', 'probe': {'kind': 'synthetic'}})")
+            "c.parse_config({'name': 'x', 'probe': {'kind': 'synthetic'}})\n"
+            "c.parse_config({'name': 'x', 'probe': {'kind': 'folder', 'folder': '/c', "
+            "'labels_csv': 'l.csv', 'folder_options': {'fold_col': 'fold'}}, 'targets': ["
+            "{'id': a, 'arch': a, 'overrides': {'batch_size': 8}} for a in "
+            "('ast', 'cnn', 'yamnet', 'whisper-frozen')]})")
     assert _heavy_imports_after(code) == []
 
 

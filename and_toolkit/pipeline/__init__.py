@@ -12,14 +12,16 @@ and is not redone.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from and_toolkit.cache import Cache
 from and_toolkit.config import STAGES, RunConfig
-from and_toolkit.errors import ConfigError, DataError
+from and_toolkit.errors import AndToolkitError, ConfigError, DataError
 from and_toolkit.pipeline.context import Context, section_sha
+from and_toolkit.pipeline.input_checks import check_inputs
 from and_toolkit.pipeline.inputs import InputStamp, input_changes, input_stamps
 from and_toolkit.report.publish import Published, publish_report
 from and_toolkit.resources import measured
@@ -142,25 +144,32 @@ def run_pipeline(
         ValueError: a name in ``only`` that is not a stage (nothing is written).
         RuntimeError: a stage returned without writing a file it declares
             (:func:`~and_toolkit.stage_outputs.stage_outputs`); it is not marked done.
+        ConfigError: an input the stages to run need is missing (``pipeline.input_checks``):
+            refused before the run directory is made. A refusal (any AndToolkitError) before
+            the first stage completes removes a run directory this call made.
     """
     unknown = [s for s in only or [] if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}: the stages are {', '.join(STAGES)}")
     root = Path(run_dir or cfg.run_dir or Path("runs") / cfg.name)
     run = Run.at(root)
+    fresh = not root.exists()
     stamps = input_stamps(cfg, exclude=root)
+    prints = fingerprints(cfg, stamps)
+    before = dict(run.manifest().get("stages", {}))
+    selected = [s for s in STAGES if s in cfg.stages and (not only or s in only)]
+    stale = [s for s in selected
+             if force or _why_run(run, s, prints[s], before, before, stamps, None) is not None]
+    # a re-run stage re-runs every later one: the inputs of all of them are checked
+    check_inputs(cfg, selected[selected.index(stale[0]):] if stale else [])
     ctx = Context(cfg=cfg, run=run, cache=cache or Cache(), progress=progress)
     run.update_manifest(config=cfg.model_dump(mode="json"), versions=package_versions(),
                         seed=cfg.seed)
     functions = _stage_functions()
-    prints = fingerprints(cfg, stamps)
-    before = dict(run.manifest().get("stages", {}))
     done = before
     rerun: str | None = None
     try:
-        for stage in STAGES:
-            if stage not in cfg.stages or (only and stage not in only):
-                continue
+        for stage in selected:
             why = "forced" if force else _why_run(run, stage, prints[stage], before, done,
                                                    stamps, rerun)
             if why is None:
@@ -186,6 +195,11 @@ def run_pipeline(
             manifest = run.manifest()
             manifest["stages"] = done
             run.write_manifest(manifest)
+    except AndToolkitError:
+        # refused before any stage completed: a run directory made here holds nothing to resume
+        if fresh and not run.manifest().get("stages"):
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     finally:
         ctx.close()
     cache_stats = {ns: vars(s) for ns, s in sorted(ctx.cache.stats.items())}

@@ -330,6 +330,8 @@ def stage_extremes(ctx: Context) -> dict[str, Any]:
     the config no longer lists are removed once the new files are written (``removed`` in the
     stage info), so no reader finds them."""
     k = ctx.cfg.record.k
+    # the probe stage refused it already; here for a K changed after the probe was made
+    ctx.cfg.record.check_clips(ctx.probe().height, str(ctx.run.root / "probe.parquet"))
     df = _extremes_frame(ctx, k)
     ctx.run.write_extremes(df, None, {"k": k})
     for extra in ctx.cfg.record.extra_k:

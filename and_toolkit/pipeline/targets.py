@@ -65,31 +65,19 @@ class LoadedTarget:
         return self.section.id
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(
-            out.get(k), dict) else v
-    return out
-
-
 def train_config(ctx: Context, target: TargetSection) -> TrainConfig:
-    """The TrainConfig of one target: tuned defaults + config overrides + data dimensions."""
-    from and_toolkit.targets.config import DEFAULT_TARGETS
+    """The TrainConfig of one target: tuned defaults + data dimensions + config overrides
+    (validated when the config was loaded: ``targets.train_config.target_train_config``)."""
+    from and_toolkit.targets.train_config import target_train_config
 
-    probe = ctx.probe()
-    f = ctx.cfg.features
     if target.arch is None:
         raise ConfigError(f"target {target.id!r}: a user's model (pretrained / factory) is not "
                           "trained here")
-    base = DEFAULT_TARGETS[target.arch].model_dump(mode="json")
-    n_classes = int(probe["target"].to_numpy().max()) + 1
-    dims: dict[str, Any] = {"n_classes": n_classes, "seed": target.seed,
-                            "ast": {"num_mel_bins": f.num_mel_bins, "max_length": f.max_length},
-                            "cnn": {"num_mel_bins": f.num_mel_bins}}
-    if target.epochs is not None:
-        dims["epochs"] = target.epochs
-    return TrainConfig.model_validate(_deep_merge(_deep_merge(base, dims), target.overrides))
+    f = ctx.cfg.features
+    n_classes = int(ctx.probe()["target"].to_numpy().max()) + 1
+    return target_train_config(target.arch, seed=target.seed, epochs=target.epochs,
+                               overrides=target.overrides, num_mel_bins=f.num_mel_bins,
+                               max_length=f.max_length, n_classes=n_classes)
 
 
 def resolved_train_config(ctx: Context, target: TargetSection, *, fresh: bool = False

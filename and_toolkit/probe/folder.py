@@ -13,50 +13,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
 
 from and_toolkit.errors import DataError
 from and_toolkit.probe.audio import audio_info
+from and_toolkit.probe.folder_config import DEFAULT_LABELS_CSV, FolderProbeConfig
 from and_toolkit.records import ProbeClip
 
 __all__ = ["AUDIO_EXTENSIONS", "DEFAULT_LABELS_CSV", "UNLABELLED", "FolderProbeConfig",
-           "folder_probe", "labels_csv_of", "unlabelled_probe"]
+           "folder_probe", "labels_csv_of", "unlabelled_probe", "unlisted_files"]
 
 AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au",
                                      ".opus")
 """File extensions an unlabelled folder is scanned for (case-insensitive)."""
 UNLABELLED = "unlabelled"
 """The label of every clip of a folder without a label CSV."""
-DEFAULT_LABELS_CSV = "labels.csv"
-"""The label CSV a folder probe reads when none is configured, if the folder holds it."""
-
-
-class FolderProbeConfig(BaseModel):
-    """Where the labels and audio of a folder probing set are, and how the CSV is laid out.
-
-    Attributes:
-        dataset: probing-set id stored in every ``ProbeClip`` row.
-        csv: CSV path relative to the dataset root.
-        audio_dir: folder of the audio files relative to the dataset root ('' = the root).
-        filename_col: column holding each clip's file name (relative to ``audio_dir``).
-        label_col: column holding the class name.
-        target_col: column holding the integer class id; None numbers the sorted distinct
-            labels 0, 1, ...
-        fold_col: column holding the 1-based fold; None puts every clip in fold 1.
-        audio_ext: if set (e.g. '.flac'), replaces the extension of every file name (ESC-50's CSV
-            names '.wav' files that are shipped as '.flac').
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dataset: str = Field(min_length=1)
-    csv: str = DEFAULT_LABELS_CSV
-    audio_dir: str = ""
-    filename_col: str = "filename"
-    label_col: str = "label"
-    target_col: str | None = None
-    fold_col: str | None = None
-    audio_ext: str | None = None
 
 
 def _read_csv(path: Path, required: list[str]) -> pl.DataFrame:
@@ -113,7 +83,9 @@ def folder_probe(root: str | Path, cfg: FolderProbeConfig) -> pl.DataFrame:
 
     Raises:
         DataError: missing root / CSV / columns / audio files, non-integer targets or folds,
-            duplicate clip ids (file stems), or an unreadable audio file (named).
+            duplicate clip ids (file stems), an unreadable audio file (named), or, with
+            ``cfg.unlisted = "error"``, audio files the CSV does not list (how many, a few
+            named).
     """
     root = Path(root)
     if not root.is_dir():
@@ -154,8 +126,33 @@ def folder_probe(root: str | Path, cfg: FolderProbeConfig) -> pl.DataFrame:
             "dataset": cfg.dataset, "clip_id": clip_id, "index": i, "path": str(rel),
             "label": label, "target": target, "fold": fold, "sample_rate": sr, "n_samples": n,
         })
-    frame = ProbeClip.frame(rows)
-    return ProbeClip.validate_frame(frame, str(csv_path))
+    frame = ProbeClip.validate_frame(ProbeClip.frame(rows), str(csv_path))
+    if cfg.unlisted == "error":
+        unlisted = unlisted_files(root, cfg, frame["path"].to_list())
+        if unlisted:
+            raise DataError(
+                f"{csv_path}: {len(unlisted)} audio file(s) under {root / cfg.audio_dir} have no "
+                f"row ({_some(unlisted)}); the CSV lists {frame.height}. Add a row for each, or "
+                "leave them out: unlisted = 'drop' (probe.folder_options.unlisted; "
+                "and-toolkit dissect --drop-unlisted)")
+    return frame
+
+
+def _some(names: list[str], n: int = 3) -> str:
+    return ", ".join(names[:n]) + (f", ... ({len(names) - n} more)" if len(names) > n else "")
+
+
+def unlisted_files(root: str | Path, cfg: FolderProbeConfig, listed: list[str]) -> list[str]:
+    """Audio files (:data:`AUDIO_EXTENSIONS`) under ``root / cfg.audio_dir``, recursively, that
+    are not among ``listed`` (``ProbeClip.path`` values: relative to ``root``); sorted."""
+    root = Path(root)
+    folder = root / cfg.audio_dir
+    if not folder.is_dir():
+        return []
+    known = set(listed)
+    return sorted(rel for rel in (p.relative_to(root).as_posix() for p in folder.rglob("*")
+                                  if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+                  if rel not in known)
 
 
 def unlabelled_probe(root: str | Path, dataset: str) -> pl.DataFrame:

@@ -1,8 +1,9 @@
 """Target networks: log-mel features, AST / CNN builders, seeded training, safetensors weights.
 
 The names below load on first use (PEP 562): importing a torch-free submodule such as
-:mod:`~and_toolkit.targets.cnn_config` or :mod:`~and_toolkit.targets.audio_text_config` (the run
-configuration does) must not import torch and transformers through this package.
+:mod:`~and_toolkit.targets.cnn_config`, :mod:`~and_toolkit.targets.audio_text_config` or
+:mod:`~and_toolkit.targets.train_config` (the run configuration does) must not import torch and
+transformers through this package.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from and_toolkit.targets.ast import ASTArchConfig, build_ast, build_ast_frozen, freeze_encoder
+    from and_toolkit.targets.ast import build_ast, build_ast_frozen, freeze_encoder
+    from and_toolkit.targets.ast_config import ASTArchConfig
     from and_toolkit.targets.augment import mixup, spec_augment, time_shift
     from and_toolkit.targets.cnn import LogMelCNN, build_cnn
     from and_toolkit.targets.cnn_config import CNNArchConfig
-    from and_toolkit.targets.config import DEFAULT_TARGETS, Arch, TrainConfig, build_model
+    from and_toolkit.targets.config import build_model
     from and_toolkit.targets.features import FeatureConfig, features_sha, logmel_features
     from and_toolkit.targets.precision import (
         PrecisionDecision,
@@ -24,14 +26,17 @@ if TYPE_CHECKING:
         resolve_train_config,
     )
     from and_toolkit.targets.train import TrainedTarget, evaluate, logits_of, train_target
+    from and_toolkit.targets.train_config import DEFAULT_TARGETS, Arch, TrainConfig
     from and_toolkit.targets.weights import labels_sha, load_weights, save_weights, weights_key
 
 _HOME: dict[str, str] = {
-    **dict.fromkeys(("ASTArchConfig", "build_ast", "build_ast_frozen", "freeze_encoder"), "ast"),
+    **dict.fromkeys(("build_ast", "build_ast_frozen", "freeze_encoder"), "ast"),
+    "ASTArchConfig": "ast_config",
     **dict.fromkeys(("mixup", "spec_augment", "time_shift"), "augment"),
     **dict.fromkeys(("LogMelCNN", "build_cnn"), "cnn"),
     "CNNArchConfig": "cnn_config",
-    **dict.fromkeys(("DEFAULT_TARGETS", "Arch", "TrainConfig", "build_model"), "config"),
+    **dict.fromkeys(("DEFAULT_TARGETS", "Arch", "TrainConfig"), "train_config"),
+    "build_model": "config",
     **dict.fromkeys(("FeatureConfig", "features_sha", "logmel_features"), "features"),
     **dict.fromkeys(("PrecisionDecision", "autocast", "resolve_precision",
                      "resolve_train_config"), "precision"),

@@ -25,6 +25,7 @@ FAST: dict[str, Any] = {
     "calibrate": {"encoder": "hashing"},
     "closed": {"methods": ["DB"], "encoder": "hashing"},
     "record": {"k": 2, "batch_size": 4},
+    "score": {"encoder": "hashing"},
 }
 LABELS = ("dog", "rain", "bell")
 
@@ -67,6 +68,10 @@ def test_dissect_family_end_to_end(family: str, folder: Path, models: Path, tmp_
     assert view.height == sum(len(u) for _, _, u in Run.at(run_dir).activation_units())
     info = run_info(run_dir)
     assert info["skipped"]["experiments"] == SKIPPED_REASON
+    # every description scored on held-out clips, as in any run (no stage skipped silently)
+    assert set(info["skipped"]) == {"experiments", "report"}
+    assert Run.at(run_dir).stage_done("score")
+    assert any(c.startswith("auc_") for c in view.columns)
     assert any("descriptor sentences only" in w for w in info["warnings"])
     assert "WARNING captions:" in info_text(info)
     # provenance: the files' 22.05 kHz resampled to the model's rate, stereo downmixed
@@ -122,7 +127,9 @@ def test_paper_experiments_are_skipped_with_a_reason(folder: Path, tmp_path: Pat
     manifest = json.loads((run_dir / "manifest.json").read_text())
     for stage in ("experiments", "report"):
         assert "need targets trained here" in manifest["stages"][stage]["skipped"]
-    assert not (run_dir / "results").exists() and not (run_dir / "report").exists()
+    # the score stage's result only: no paper experiment ran
+    assert [p.name for p in (run_dir / "results").iterdir()] == ["explanation_scores.parquet"]
+    assert not (run_dir / "report").exists()
     assert "skipped experiments:" in info_text(run_info(run_dir))
 
 
@@ -140,9 +147,10 @@ def test_configured_captioner_captions_the_clips(folder: Path, tmp_path: Path,
 
     monkeypatch.setattr(stages, "captioner", fake)
     run_dir = tmp_path / "run"
-    dissect("tests.external.factories:cnn", folder, captioner="/models/audio-lm",
+    (tmp_path / "audio-lm").mkdir()
+    dissect("tests.external.factories:cnn", folder, captioner=str(tmp_path / "audio-lm"),
             run_dir=run_dir, overrides=FAST, cache=Cache(tmp_path / "c"))
-    assert seen == ["/models/audio-lm"]
+    assert seen == [str(tmp_path / "audio-lm")]
     caps = Run.at(run_dir).captions("audio-lm")
     assert len(caps) == 6 and all(caps.values())
     assert run_info(run_dir)["warnings"] == []
@@ -151,6 +159,24 @@ def test_configured_captioner_captions_the_clips(folder: Path, tmp_path: Path,
 def test_captioner_that_cannot_load_is_named(folder: Path, tmp_path: Path) -> None:
     from and_toolkit.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"nothing-here: cannot load the audio captioner"):
-        dissect("tests.external.factories:cnn", folder, captioner=str(tmp_path / "nothing-here"),
+    (tmp_path / "not-a-model").mkdir()
+    with pytest.raises(ConfigError, match=r"not-a-model: cannot load the audio captioner"):
+        dissect("tests.external.factories:cnn", folder, captioner=str(tmp_path / "not-a-model"),
                 run_dir=tmp_path / "run", overrides=FAST, cache=Cache(tmp_path / "c"))
+
+
+def test_unlisted_clips_dropped_on_request_are_reported(tmp_path: Path) -> None:
+    """``drop_unlisted``: the clips the labels CSV leaves out are dropped and ``info`` says how
+    many; ``k`` sets record.k."""
+    clips = _write_folder(tmp_path / "clips", labels=False)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("filename,label\nc0.wav,dog\nc1.wav,rain\nc2.wav,bell\n")
+    run_dir = tmp_path / "run"
+    dissect("tests.external.factories:cnn", clips, labels=labels, drop_unlisted=True, k=1,
+            run_dir=run_dir, overrides={**FAST, "record": {"batch_size": 4}},
+            cache=Cache(tmp_path / "c"))
+    assert pl.read_parquet(run_dir / "probe.parquet")["clip_id"].to_list() == ["c0", "c1", "c2"]
+    warning = [w for w in run_info(run_dir)["warnings"] if w.startswith("probe:")]
+    assert len(warning) == 1 and "3 audio file(s) of" in warning[0]
+    assert "c3.wav, c4.wav, c5.wav" in warning[0]
+    assert Run.at(run_dir).manifest()["config"]["record"]["k"] == 1

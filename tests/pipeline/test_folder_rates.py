@@ -40,6 +40,7 @@ def _folder(root: Path) -> Path:
 
 def _context(root: Path, **probe: Any) -> Context:
     cfg = parse_config({"name": "rates", "targets": [{"id": "cnn", "arch": "cnn"}],
+                        "record": {"k": 2},  # of 4 clips
                         "probe": {"kind": "folder", "folder": str(_folder(root)),
                                   "labels_csv": "labels.csv", **probe}})
     return Context(cfg=cfg, run=Run.at(root / "run"), cache=Cache(root / "cache"),

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from and_toolkit.errors import DataError
-from and_toolkit.probe.folder import FolderProbeConfig, folder_probe
+from and_toolkit.probe.folder import FolderProbeConfig, folder_probe, unlisted_files
 from and_toolkit.records import ProbeClip
 
 
@@ -82,3 +82,21 @@ def test_audio_ext_replaces_extension(tmp_path: Path) -> None:
     (tmp_path / "labels.csv").write_text("file,kind\na.wav,cat\n")
     df = folder_probe(tmp_path, CFG.model_copy(update={"audio_ext": ".flac"}))
     assert df["path"].to_list() == ["wavs/a.flac"]
+
+
+def test_audio_files_without_a_row_are_refused_or_dropped(tmp_path: Path) -> None:
+    """Files of the audio folder that the CSV does not list are an error naming how many and a
+    few of them (they used to be dropped silently); ``unlisted = "drop"`` leaves them out."""
+    root = _dataset(tmp_path, [("a.wav", "cat"), ("b.wav", "dog")])
+    for name in ("c.wav", "d.flac", "sub/e.wav", "f.wav", "g.wav"):
+        (root / "wavs" / name).parent.mkdir(exist_ok=True)
+        sf.write(str(root / "wavs" / name), np.zeros(320, np.float32), 8000)
+    (root / "wavs" / "notes.txt").write_text("not audio")
+    with pytest.raises(DataError, match=r"labels\.csv: 5 audio file\(s\) under .*wavs have no "
+                       r"row \(wavs/c\.wav, wavs/d\.flac, wavs/f\.wav, \.\.\. \(2 more\)\); the "
+                       r"CSV lists 2.*unlisted = 'drop'.*--drop-unlisted"):
+        folder_probe(root, CFG)
+    df = folder_probe(root, CFG.model_copy(update={"unlisted": "drop"}))
+    assert df["clip_id"].to_list() == ["a", "b"]
+    assert unlisted_files(root, CFG, df["path"].to_list()) == [
+        "wavs/c.wav", "wavs/d.flac", "wavs/f.wav", "wavs/g.wav", "wavs/sub/e.wav"]

@@ -18,7 +18,8 @@ from and_toolkit.errors import ConfigError
 from and_toolkit.targets.external.families import adapt, family_of
 from and_toolkit.targets.external.model import ExternalModel, Prepared, Preprocess
 
-__all__ = ["load_external", "load_factory", "load_pretrained", "model_spec_kind"]
+__all__ = ["check_external", "check_pretrained", "factory_function", "load_external",
+           "load_factory", "load_pretrained", "model_spec_kind"]
 
 CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "preprocessor_config.json"
@@ -35,22 +36,20 @@ def _model_class(config: Any) -> Any:
     return transformers.AutoModel
 
 
-def load_pretrained(path: str | Path, *, online: bool = False) -> ExternalModel:
-    """A transformers audio model from a saved directory (or, online only, a hub id).
+def check_pretrained(path: str | Path, *, online: bool = False) -> bool:
+    """What :func:`load_pretrained` checks before loading (nothing is loaded): the directory,
+    its config and feature-extractor files, a supported model type.
 
-    Args:
-        path: directory holding ``config.json``, the weights and ``preprocessor_config.json``
-            (what ``save_pretrained`` of the model and its feature extractor write).
-        online: allow a hub id and downloads; False (default) reads local files only.
+    Returns:
+        True for a local directory, False for a hub id (``online`` only).
 
     Raises:
-        ConfigError: missing directory, missing config / feature-extractor file, an unsupported
-            model type, or weights transformers cannot load (each naming the path).
+        ConfigError: as :func:`load_pretrained`, naming the directory or file.
     """
     d = Path(path)
     if not d.is_dir():
         if online and not d.exists():
-            return _load(str(path), online=True)
+            return False
         raise ConfigError(f"{d}: pretrained model directory does not exist (a hub id is read "
                           "only online: --online, or online = true in the target)")
     for name, what in ((CONFIG_FILE, "model config"),
@@ -63,7 +62,24 @@ def load_pretrained(path: str | Path, *, online: bool = False) -> ExternalModel:
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
         raise ConfigError(f"{d / CONFIG_FILE}: not a valid JSON config ({exc})") from None
     family_of(str(model_type), str(d / CONFIG_FILE))
-    return _load(str(d), online=False)
+    return True
+
+
+def load_pretrained(path: str | Path, *, online: bool = False) -> ExternalModel:
+    """A transformers audio model from a saved directory (or, online only, a hub id).
+
+    Args:
+        path: directory holding ``config.json``, the weights and ``preprocessor_config.json``
+            (what ``save_pretrained`` of the model and its feature extractor write).
+        online: allow a hub id and downloads; False (default) reads local files only.
+
+    Raises:
+        ConfigError: missing directory, missing config / feature-extractor file, an unsupported
+            model type, or weights transformers cannot load (each naming the path).
+    """
+    if not check_pretrained(path, online=online):
+        return _load(str(path), online=True)
+    return _load(str(Path(path)), online=False)
 
 
 def _load(name: str, *, online: bool) -> ExternalModel:
@@ -86,16 +102,12 @@ def _load(name: str, *, online: bool) -> ExternalModel:
     return adapt(model, fe, family, source)
 
 
-def load_factory(spec: str) -> ExternalModel:
-    """A model from ``"package.module:function"``; ``function()`` returns ``(module,
-    preprocess)`` with ``preprocess`` a :class:`Preprocess` (callable with ``sample_rate``).
-
-    The preprocess output is the model input (a tensor or a dict of tensors); every frame is
-    pooled (no padding mask).
+def factory_function(spec: str) -> Any:
+    """The function ``"package.module:function"`` names (its module imported, not called).
 
     Raises:
-        ConfigError: a malformed spec, an import failure, a missing or non-callable function,
-            an exception inside it, or a return value of the wrong type (naming the factory).
+        ConfigError: a malformed spec, an import failure, or a missing or non-callable
+            function (naming the factory).
     """
     mod_name, sep, fn_name = spec.partition(":")
     if not sep or not mod_name or not fn_name:
@@ -108,6 +120,21 @@ def load_factory(spec: str) -> ExternalModel:
     fn = getattr(module, fn_name, None)
     if fn is None or not callable(fn):
         raise ConfigError(f"factory {spec!r}: module {mod_name!r} has no callable {fn_name!r}")
+    return fn
+
+
+def load_factory(spec: str) -> ExternalModel:
+    """A model from ``"package.module:function"``; ``function()`` returns ``(module,
+    preprocess)`` with ``preprocess`` a :class:`Preprocess` (callable with ``sample_rate``).
+
+    The preprocess output is the model input (a tensor or a dict of tensors); every frame is
+    pooled (no padding mask).
+
+    Raises:
+        ConfigError: a malformed spec, an import failure, a missing or non-callable function,
+            an exception inside it, or a return value of the wrong type (naming the factory).
+    """
+    fn = factory_function(spec)
     try:
         out = fn()
     except Exception as exc:
@@ -153,6 +180,20 @@ def load_external(*, pretrained: str | None = None, factory: str | None = None,
         return load_pretrained(pretrained, online=online)
     assert factory is not None
     return load_factory(factory)
+
+
+def check_external(*, pretrained: str | None = None, factory: str | None = None,
+                   online: bool = False) -> None:
+    """What :func:`load_external` checks before loading or calling anything (the run's inputs
+    are checked so before its directory is made).
+
+    Raises:
+        ConfigError: as :func:`check_pretrained` / :func:`factory_function`.
+    """
+    if pretrained is not None:
+        check_pretrained(pretrained, online=online)
+    if factory is not None:
+        factory_function(factory)
 
 
 def model_spec_kind(spec: str) -> str:
