@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from and_toolkit.cache import Cache
@@ -20,6 +19,7 @@ from and_toolkit.own_model import DISSECT_STAGES, dissect
 from and_toolkit.records.models import ProbeClip
 from and_toolkit.run import Run
 from tests.external.tiny_models import build
+from tests.tone_clips import write_tones
 
 FACTORY = "tests.external.factories:cnn"
 FAST: dict[str, Any] = {
@@ -34,14 +34,8 @@ def _clips(root: Path, n: int, *, labels: tuple[str, ...] = LABELS) -> Path:
     """``n`` tones at 16 kHz (``c<i>.wav``), their labels.csv and, beside the folder,
     captions.csv (``<root>.captions.csv``); clips already there stay."""
     root.mkdir(parents=True, exist_ok=True)
-    rows, caps = ["filename,label"], ["filename,caption"]
-    for i in range(n):
-        if not (root / f"c{i}.wav").is_file():
-            t = np.arange(int(16000 * (0.4 + 0.05 * i))) / 16000
-            sf.write(root / f"c{i}.wav", (0.2 * np.sin(2 * np.pi * (150 + 90 * i) * t))
-                     .astype(np.float32), 16000)
-        rows.append(f"c{i}.wav,{labels[i % len(labels)]}")
-        caps.append(f"c{i}.wav,a {labels[i % len(labels)]} sound {i}")
+    rows, caps = write_tones(root, n, labels, rate=16000, base_s=0.4, step_s=0.05, f0=150,
+                             df=90, keep=True)
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     _captions(root).write_text("\n".join(caps) + "\n")
     return root

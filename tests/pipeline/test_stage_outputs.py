@@ -17,6 +17,7 @@ from and_toolkit.errors import DataError
 from and_toolkit.pipeline import run_pipeline
 from and_toolkit.run import Run
 from and_toolkit.validation import validate_path
+from tests.tone_clips import write_tones
 
 STAGES = ["probe", "targets", "record", "extremes", "captions", "summaries", "calibrate"]
 
@@ -52,14 +53,8 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("outputs")
     folder = root / "clips"
     folder.mkdir()
-    rows = ["filename,label"]
-    caps = ["filename,caption"]
-    for i in range(6):
-        t = np.arange(int(8000 * (0.5 + 0.1 * i))) / 8000
-        sf.write(folder / f"c{i}.wav", (0.2 * np.sin(2 * np.pi * (200 + 150 * i) * t))
-                 .astype(np.float32), 8000)
-        rows.append(f"c{i}.wav,{('dog', 'rain', 'bell')[i % 3]}")
-        caps.append(f"c{i}.wav,a {('dog', 'rain', 'bell')[i % 3]} sound number {i}")
+    rows, caps = write_tones(folder, 6, ("dog", "rain", "bell"), rate=8000, base_s=0.5,
+                             step_s=0.1, f0=200, df=150, caption="a {label} sound number {i}")
     (folder / "labels.csv").write_text("\n".join(rows) + "\n")
     (folder / "captions.csv").write_text("\n".join(caps) + "\n")
     cfg = _config(root, folder, [3, 4])
