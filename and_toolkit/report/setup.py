@@ -17,6 +17,7 @@ from and_toolkit.experiments.paper import (
     PaperModel,
 )
 from and_toolkit.report.context import SetupItem
+from and_toolkit.targets.train_config import FROZEN_PRETRAINED_ARCHS, PRETRAINED_ARCHS
 
 SAME = "same as the paper"
 WEAKER_BY = 0.10
@@ -90,10 +91,21 @@ def target_line(t: TargetFacts) -> str:
             f"(paper {percent(PAPER_TEST_ACCURACY[t.paper_model])})")
 
 
+def provenance_of(arch: str) -> str:
+    """What of a target was trained here: all of it, or (packaged pretrained weights) only its
+    head, or its head and top blocks (:data:`~and_toolkit.targets.train_config.PRETRAINED_ARCHS`)."""
+    if arch in FROZEN_PRETRAINED_ARCHS:
+        return "pretrained weights, frozen; head trained here"
+    if arch in PRETRAINED_ARCHS:
+        return "pretrained weights; top blocks and head trained here"
+    return "trained here"
+
+
 def _target_item(t: TargetFacts) -> SetupItem:
     paper_acc = PAPER_TEST_ACCURACY[t.paper_model]
     neurons = "" if t.neurons is None else f", {t.neurons:,} linear-layer neurons"
-    ours = f"{t.id} ({t.arch}, trained here): fold-1 accuracy {percent(t.accuracy)}{neurons}"
+    ours = f"{t.id} ({t.arch}, {provenance_of(t.arch)}): fold-1 accuracy " \
+        f"{percent(t.accuracy)}{neurons}"
     paper = (f"{PAPER_MODEL_NAMES[t.paper_model]}: {percent(paper_acc)}, "
              f"{PAPER_NEURONS[t.paper_model]:,} neurons")
     if t.accuracy is None:

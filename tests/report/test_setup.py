@@ -33,3 +33,19 @@ def test_target_line_for_the_index() -> None:
     assert target_line(TargetFacts("cnn", "cnn", "BEATs-finetuned", 0.77)) == (
         "cnn \u2192 BEATs-finetuned: 77.0 % (paper 89.8 %)")
     assert target_line(TargetFacts("a", "ast", "AST")) == "a \u2192 AST: not recorded (paper 95.0 %)"
+
+
+def test_setup_says_what_of_each_target_was_trained_here() -> None:
+    """Only the head (or head and top blocks) of a packaged pretrained network is trained here;
+    the row must not say the network was."""
+    rows = setup_items(RunFacts(targets=(
+        TargetFacts("a", "ast", "AST", 0.4, 6962),
+        TargetFacts("y", "yamnet-frozen", "BEATs-frozen", 0.8, 10994),
+        TargetFacts("w", "whisper-frozen", "BEATs-frozen", 0.8, 18482),
+        TargetFacts("t", "yamnet", "AST", 0.8, 10994)), items={}))
+    ours = {r.item.split()[1]: r.ours for r in rows[:4]}
+    assert "(ast, trained here)" in ours["a"]
+    for frozen in ("y", "w"):
+        assert "pretrained weights, frozen; head trained here" in ours[frozen]
+    assert "pretrained weights; top blocks and head trained here" in ours["t"]
+    assert not any(", trained here)" in ours[k] for k in ("y", "w", "t"))
