@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from and_toolkit.cache import cache_key
-from and_toolkit.config import TargetSection
+from and_toolkit.config import PaperModel, TargetSection
 from and_toolkit.dissect.closed_methods import CLOSED_METHODS
 from and_toolkit.dissect.icl import ICL_SIMILARITY
 from and_toolkit.errors import ConfigError
@@ -44,7 +44,7 @@ class ModelInfo:
     """
 
     target: TargetSection
-    paper_model: str
+    paper_model: PaperModel
     layers: dict[str, int]
     classifier: str
     class_names: list[str]
