@@ -7,7 +7,7 @@ Every stage takes its own typed section, so no option can be silently ignored (t
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -370,12 +370,16 @@ class RunConfig(_Section):
             raise _refuse(problems)
         return self
 
+    def uses_tab(self, stages: Collection[str] | None = None) -> bool:
+        """True when one of ``stages`` (default: the run's) uses TAB's audio-text model: TAB
+        in the closed stage, or the score stage's audio side."""
+        stages = self.stages if stages is None else stages
+        return ("closed" in stages and "TAB" in self.closed.methods) or "score" in stages
+
     def trains_tab(self) -> bool:
         """True when a stage of the run trains TAB's audio-text model (``closed.tab_model =
-        'trained'``, with TAB in the closed stage or the score stage's audio side)."""
-        c = self.closed
-        return c.tab_model == "trained" and (
-            ("closed" in self.stages and "TAB" in c.methods) or "score" in self.stages)
+        'trained'`` and :meth:`uses_tab`)."""
+        return self.closed.tab_model == "trained" and self.uses_tab()
 
 
 def _format(exc: ValidationError, source: str) -> str:

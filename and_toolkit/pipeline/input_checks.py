@@ -90,8 +90,7 @@ def check_inputs(cfg: RunConfig, stages: Collection[str]) -> None:
         _exists("captions.captioner_path", Path(cap.captioner_path), "captioner directory",
                 directory=True)
     c = cfg.closed
-    clap_used = ("closed" in stages and "TAB" in c.methods) or "score" in stages
-    if clap_used and c.tab_model == "clap" and c.clap_path:
+    if cfg.uses_tab(stages) and c.tab_model == "clap" and c.clap_path:
         _exists("closed.clap_path", Path(c.clap_path), "CLAP directory", directory=True)
     if "experiments" in stages and cfg.experiments.annotations:
         _exists("experiments.annotations", Path(cfg.experiments.annotations), "annotation CSV")

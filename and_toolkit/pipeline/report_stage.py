@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from and_toolkit.atomic import atomic_write_bytes
@@ -18,6 +17,7 @@ from and_toolkit.cache import sha256_file
 from and_toolkit.config import STAGES, TargetSection
 from and_toolkit.pipeline.audio_text_model import recorded_audio_text
 from and_toolkit.pipeline.context import Context
+from and_toolkit.pipeline.input_checks import data_path
 from and_toolkit.records.models import (
     CalibratedSummary,
     Caption,
@@ -75,7 +75,7 @@ def data_hashes(ctx: Context) -> dict[str, str]:
         out["probe clip order (sha256)"] = ctx.probe_sha()
     caps = ctx.cfg.captions
     if caps.source == "file" and caps.file:
-        path = Path(caps.file) if Path(caps.file).is_absolute() else ctx.data_dir() / caps.file
+        path = data_path(caps.file)
         if path.is_file():
             out["caption file (sha256)"] = sha256_file(path)
     elif ctx.run.has(Caption):
